@@ -1,0 +1,5 @@
+import sys
+
+from affidavit.cli import main
+
+sys.exit(main())

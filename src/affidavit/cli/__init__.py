@@ -1,0 +1,66 @@
+"""The ``affidavit`` command.
+
+Each sub-command group lives in its own module under ``affidavit.cli`` and exposes
+``register(subparsers)``; the parser it adds sets ``func`` to a callable taking the parsed
+arguments and returning the exit code. Heavy imports happen inside those callables so that
+``affidavit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from affidavit import __version__
+from affidavit.errors import AffidavitError
+
+# Command groups, in the order --help lists them.
+COMMAND_MODULES = (
+    "serve",
+    "attest",
+    "quote",
+    "eventlog",
+    "policy",
+    "token",
+    "keys",
+    "collateral",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affidavit", description="Affidavit: remote attestation, wire-compatible with Azure Attestation."
+    )
+    parser.add_argument("--version", action="version", version=f"affidavit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"affidavit.cli.{name}")
+        except ModuleNotFoundError as exc:  # a group not built yet
+            if exc.name == f"affidavit.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except AffidavitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
