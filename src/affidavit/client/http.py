@@ -1,0 +1,202 @@
+"""HTTP client for the attestation calls of an Affidavit (or MAA) service.
+
+Request bodies follow MAA's wire format: byte fields are base64url without padding, runtime and init-time
+data carry a ``dataType``. Connection errors, timeouts and the statuses a server uses for transient trouble
+(502, 503, 504, 429) are retried with exponential backoff; a 4xx answer is final and surfaces as
+:class:`ServiceRejected` with the service's own error code and message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from affidavit.client import ClientError, ServiceRejected
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class RuntimeData:
+    """Data the enclave binds into its report data (SHA-256 of the bytes), sent beside the evidence."""
+
+    data: bytes
+    json: bool = False
+
+    def to_wire(self) -> dict[str, str]:
+        return {"data": b64url(self.data), "dataType": "JSON" if self.json else "Binary"}
+
+
+@dataclass(frozen=True)
+class AttestationResponse:
+    token: str
+
+
+class AttestationClient:
+    """Calls ``/attest/*`` on one service. Thread-safe; reuse one per service."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        api_version: str = "2022-08-01",
+        bearer_token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.api_version = api_version
+        self._sleep = sleep
+        headers = {"Accept": "application/json", "User-Agent": "affidavit-client"}
+        if bearer_token:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        self._http = httpx.Client(verify=verify, timeout=timeout, headers=headers, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AttestationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the attest calls ------------------------------------------------------------------------------
+
+    def attest_sgx(
+        self,
+        quote: bytes,
+        *,
+        runtime_data: RuntimeData | None = None,
+        init_time_data: RuntimeData | None = None,
+        nonce: str | None = None,
+        draft_policy: str | None = None,
+    ) -> AttestationResponse:
+        body = self._body("quote", quote, runtime_data, init_time_data, nonce, draft_policy)
+        return AttestationResponse(self._token(self.post_json("/attest/SgxEnclave", body)))
+
+    def attest_open_enclave(
+        self,
+        report: bytes,
+        *,
+        runtime_data: RuntimeData | None = None,
+        init_time_data: RuntimeData | None = None,
+        nonce: str | None = None,
+        draft_policy: str | None = None,
+    ) -> AttestationResponse:
+        body = self._body("report", report, runtime_data, init_time_data, nonce, draft_policy)
+        return AttestationResponse(self._token(self.post_json("/attest/OpenEnclave", body)))
+
+    def attest_tdx(
+        self,
+        quote: bytes,
+        *,
+        runtime_data: RuntimeData | None = None,
+        init_time_data: RuntimeData | None = None,
+        nonce: str | None = None,
+    ) -> AttestationResponse:
+        body = self._body("quote", quote, runtime_data, init_time_data, nonce, None)
+        return AttestationResponse(
+            self._token(self.post_json("/attest/TdxVm", body, api_version="2025-06-01"))
+        )
+
+    def tpm_exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One round of MAA's TPM protocol: ``{"data": b64url(JSON)}`` out and back."""
+        text = json.dumps(message, separators=(",", ":"))
+        answer = self.post_json("/attest/Tpm", {"data": b64url(text.encode("ascii"))})
+        data = answer.get("data")
+        if not isinstance(data, str):
+            raise ClientError("TPM answer has no 'data' field", code="bad_response")
+        try:
+            inner = json.loads(b64url_decode(data))
+        except ValueError:
+            raise ClientError("TPM answer 'data' is not base64url JSON", code="bad_response") from None
+        if not isinstance(inner, dict):
+            raise ClientError("TPM answer is not a JSON object", code="bad_response")
+        return inner
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _body(
+        field: str,
+        evidence: bytes,
+        runtime_data: RuntimeData | None,
+        init_time_data: RuntimeData | None,
+        nonce: str | None,
+        draft_policy: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {field: b64url(evidence)}
+        if runtime_data is not None:
+            body["runtimeData"] = runtime_data.to_wire()
+        if init_time_data is not None:
+            body["initTimeData"] = init_time_data.to_wire()
+        if nonce is not None:
+            body["nonce"] = nonce
+        if draft_policy is not None:
+            body["draftPolicyForAttestation"] = draft_policy
+        return body
+
+    @staticmethod
+    def _token(answer: dict[str, Any]) -> str:
+        token = answer.get("token")
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise ClientError("service answer has no token", code="bad_response")
+        return token
+
+    def post_json(self, path: str, body: dict[str, Any], *, api_version: str | None = None) -> dict[str, Any]:
+        params = {"api-version": api_version or self.api_version}
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._http.post(self.url + path, params=params, json=body)
+            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+                last = exc
+                continue
+            if response.status_code in RETRY_STATUSES:
+                last = ServiceRejected(response.status_code, *_error_of(response))
+                continue
+            if response.status_code != 200:
+                raise ServiceRejected(response.status_code, *_error_of(response))
+            try:
+                answer = response.json()
+            except ValueError:
+                raise ClientError(f"{path} answered with non-JSON", code="bad_response") from None
+            if not isinstance(answer, dict):
+                raise ClientError(f"{path} answered with a non-object", code="bad_response")
+            return answer
+        if isinstance(last, ServiceRejected):
+            raise last
+        raise ClientError(
+            f"cannot reach {self.url} after {self.retries + 1} attempts: {last}", code="unreachable"
+        )
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        err = response.json().get("error", {})
+        return str(err.get("code", "Unknown")), str(err.get("message", response.text[:200]))
+    except (ValueError, AttributeError):
+        return "Unknown", response.text[:200] or f"HTTP {response.status_code}"
