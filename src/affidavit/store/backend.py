@@ -1,0 +1,201 @@
+"""Database connections behind one small interface, so the SQL in :mod:`affidavit.store.store` runs on
+SQLite (stdlib, WAL) and PostgreSQL (psycopg 3) unchanged.
+
+Statements use ``?`` placeholders; the PostgreSQL backend rewrites them to ``%s``. Writes run in explicit
+transactions that take a write lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory
+lock on PostgreSQL), so concurrent writers from several processes serialise instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from affidavit.store.errors import StoreError
+
+Row = tuple[Any, ...]
+_WRITE_LOCK_ID = 0x4166666964617669  # "Affidavi": PostgreSQL advisory lock key for all writers
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+
+    def fetchall(self) -> list[Row]: ...
+
+
+class Backend(Protocol):
+    dialect: str
+    types: dict[str, str]
+
+    def write(self) -> Any:
+        """Context manager: a serialised read-write transaction yielding a :class:`Cursor`."""
+
+    def read(self) -> Any:
+        """Context manager: a consistent read-only snapshot yielding a :class:`Cursor`."""
+
+    def close(self) -> None: ...
+
+
+class Conflict(StoreError):
+    code = "conflict"
+
+
+class _SqliteCursor:
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            self._cur.execute(sql, tuple(params))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from None
+        return self._cur.rowcount
+
+    def fetchall(self) -> list[Row]:
+        return [tuple(r) for r in self._cur.fetchall()]
+
+
+class SqliteBackend:
+    dialect = "sqlite"
+    types = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path}: {exc}", code="unavailable") from None
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def _tx(self, begin: str) -> Iterator[Cursor]:
+        with self._lock:
+            try:
+                self._conn.execute(begin)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}", code="database_error") from None
+            try:
+                yield _SqliteCursor(self._conn.cursor())
+            except BaseException:
+                self._conn.rollback()
+                raise
+            try:
+                self._conn.commit()
+            except sqlite3.Error as exc:
+                self._conn.rollback()
+                raise StoreError(f"SQLite commit failed: {exc}", code="database_error") from None
+
+    def write(self) -> Any:
+        return _wrap(self._tx("BEGIN IMMEDIATE"), sqlite3.Error)
+
+    def read(self) -> Any:
+        return _wrap(self._tx("BEGIN"), sqlite3.Error)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _PgCursor:
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        import psycopg
+
+        try:
+            self._cur.execute(sql.replace("?", "%s"), tuple(params))
+        except psycopg.errors.IntegrityError as exc:
+            raise Conflict(str(exc).strip()) from None
+        return int(self._cur.rowcount)
+
+    def fetchall(self) -> list[Row]:
+        return [tuple(r) for r in self._cur.fetchall()]
+
+
+class PostgresBackend:
+    dialect = "postgresql"
+    types = {"blob": "BYTEA", "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._connect()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to PostgreSQL: {exc}", code="unavailable") from None
+        return self._conn
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Cursor]:
+        with self._lock:
+            conn = self._connect()
+            with conn.transaction(), conn.cursor() as cur:
+                if write:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_ID,))
+                else:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield _PgCursor(cur)
+
+    def write(self) -> Any:
+        import psycopg
+
+        return _wrap(self._tx(True), psycopg.Error)
+
+    def read(self) -> Any:
+        import psycopg
+
+        return _wrap(self._tx(False), psycopg.Error)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+
+@contextmanager
+def _wrap(tx: Any, db_error: type[BaseException]) -> Iterator[Cursor]:
+    """Turn driver errors into StoreError; anything else (including injected failures) passes through."""
+    try:
+        with tx as cur:
+            yield cur
+    except StoreError:
+        raise
+    except db_error as exc:
+        raise StoreError(f"database error: {exc}", code="database_error") from None
+
+
+def connect(url: str) -> Backend:
+    """A backend for ``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``sqlite:///:memory:`` or
+    ``postgresql://user@host:port/db`` (also ``postgres://``)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if parts.netloc:
+            raise StoreError("sqlite URLs have no host: use sqlite:///path/to.db", code="bad_url")
+        path = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+        if not path:
+            raise StoreError("sqlite URL has no path: use sqlite:///path/to.db", code="bad_url")
+        return SqliteBackend(path)
+    if parts.scheme in ("postgresql", "postgres"):
+        return PostgresBackend(url)
+    raise StoreError(
+        f"unsupported database URL scheme {parts.scheme!r} (sqlite or postgresql)", code="bad_url"
+    )

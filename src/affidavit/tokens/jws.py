@@ -1,0 +1,252 @@
+"""Parsing and checking the JWS envelopes of policy management (maa-api §7.1, §8).
+
+Clients send compact JWS: unsigned (``alg: none``, empty signature) or signed with RS256. The Azure SDK
+writes the non-standard ``"alg": "RSA256"`` and puts the signer certificate under ``jwk.x5c`` rather than
+a top-level ``x5c``; both spellings are accepted. Everything here is strict and fails closed: a malformed
+envelope, an unknown algorithm, a bad signature or a signer outside its validity period is a
+:class:`TokenError`, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from affidavit.tokens.b64 import b64std_decode, b64url_decode
+from affidavit.tokens.errors import TokenError
+
+RSA_ALGS = frozenset({"RS256", "RSA256"})
+# Names MAA documents for the certificate in a certificates:add/remove payload (maa-api §8).
+POLICY_CERTIFICATE_CLAIMS = (
+    "policyCertificate", "maa-policyCertificate", "x-ms-policyCertificate", "aas-policyCertificate",
+)
+_MAX_CHAIN_DEPTH = 8
+_WS = " \t\r\n"
+
+
+@dataclass(frozen=True)
+class Jws:
+    """A parsed compact JWS. ``payload`` is None when the payload segment is empty (a reset)."""
+
+    text: str
+    header: dict[str, Any]
+    payload: dict[str, Any] | None
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> str:
+        return str(self.header["alg"])
+
+    @property
+    def signed(self) -> bool:
+        return self.alg != "none"
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in obj:
+            raise ValueError(f"duplicate member {k!r}")
+        obj[k] = v
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(
+            data.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise TokenError(f"{what} is not valid JSON: {exc}", code="bad_json") from None
+    if not isinstance(obj, dict):
+        raise TokenError(f"{what} must be a JSON object", code="bad_json")
+    return obj
+
+
+def parse_jws(text: str | bytes) -> Jws:
+    """Split and decode a compact JWS (surrounding whitespace ignored); no signature check yet."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenError("JWS is not ASCII", code="malformed_jws") from None
+    if not isinstance(text, str):
+        raise TokenError("JWS must be text", code="malformed_jws")
+    text = text.strip(_WS)
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise TokenError(f"JWS must have 3 segments, not {len(parts)}", code="malformed_jws")
+    head_b64, body_b64, sig_b64 = parts
+    header = _json_object(b64url_decode(head_b64, what="JWS header"), "JWS header")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise TokenError("JWS header has no alg", code="malformed_jws")
+    body = b64url_decode(body_b64, what="JWS payload")
+    payload = _json_object(body, "JWS payload") if body else None
+    signature = b64url_decode(sig_b64, what="JWS signature")
+    return Jws(text, header, payload, f"{head_b64}.{body_b64}".encode("ascii"), signature)
+
+
+def _x5c_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise TokenError(f"{where} must be a non-empty list of base64 strings", code="bad_certificate")
+    return value
+
+
+def load_certificate(der_b64: str, what: str = "x5c certificate") -> x509.Certificate:
+    """Parse one ``x5c`` entry (standard base64 of DER)."""
+    der = b64std_decode(der_b64, what=what)
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise TokenError(f"{what} is not a DER certificate: {exc}", code="bad_certificate") from None
+
+
+def signer_chain(jws: Jws) -> list[x509.Certificate]:
+    """The certificates the header carries, signer first, from ``x5c`` or the SDK's ``jwk.x5c``."""
+    entries: list[str] | None = None
+    if "x5c" in jws.header:
+        entries = _x5c_list(jws.header["x5c"], "header x5c")
+    jwk = jws.header.get("jwk")
+    if jwk is not None:
+        if not isinstance(jwk, dict):
+            raise TokenError("header jwk must be an object", code="bad_certificate")
+        if "x5c" in jwk:
+            inner = _x5c_list(jwk["x5c"], "header jwk.x5c")
+            if entries is not None and inner != entries:
+                raise TokenError("header x5c and jwk.x5c disagree", code="bad_certificate")
+            entries = inner
+    if entries is None:
+        raise TokenError("signed JWS carries no certificate (x5c or jwk.x5c)", code="missing_signer")
+    return [load_certificate(e) for e in entries]
+
+
+def check_validity(cert: x509.Certificate, now: datetime, what: str = "signer certificate") -> None:
+    if now < cert.not_valid_before_utc:
+        raise TokenError(
+            f"{what} is not valid before {cert.not_valid_before_utc}", code="signer_not_yet_valid"
+        )
+    if now > cert.not_valid_after_utc:
+        raise TokenError(f"{what} expired at {cert.not_valid_after_utc}", code="signer_expired")
+
+
+def verify_jws(jws: Jws, *, now: datetime) -> x509.Certificate | None:
+    """Check the signature; return the signer certificate, or None for an unsigned (``alg: none``) JWS.
+
+    Whether the signer is *trusted* is the caller's decision (see :func:`check_signer_trusted`).
+    """
+    if "crit" in jws.header:
+        raise TokenError("JWS critical header parameters are not supported", code="unsupported_alg")
+    if jws.alg == "none":
+        if jws.signature:
+            raise TokenError("unsigned JWS must have an empty signature", code="bad_signature")
+        return None
+    if jws.alg not in RSA_ALGS:
+        raise TokenError(f"JWS alg {jws.alg!r} is not supported (RS256 only)", code="unsupported_alg")
+    signer = signer_chain(jws)[0]
+    try:
+        key = signer.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise TokenError("signer certificate has an unreadable public key", code="bad_certificate") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise TokenError(f"alg {jws.alg} needs an RSA signer certificate", code="bad_certificate")
+    try:
+        key.verify(jws.signature, jws.signing_input, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise TokenError("JWS signature does not verify", code="bad_signature") from None
+    check_validity(signer, now)
+    return signer
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> bool:
+    if not _is_ca(issuer) or not (issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc):
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def check_signer_trusted(
+    signer: x509.Certificate,
+    trusted: Sequence[x509.Certificate],
+    *,
+    chain: Sequence[x509.Certificate] = (),
+    now: datetime,
+) -> None:
+    """Isolated mode: ``signer`` must be one of ``trusted`` or chain to one of them through ``chain``.
+
+    An issuing certificate must be a CA (BasicConstraints ca=true) and valid at ``now``.
+    """
+    trusted_ders = {t.tbs_certificate_bytes + t.signature for t in trusted}
+    cert = signer
+    for _ in range(_MAX_CHAIN_DEPTH):
+        if cert.tbs_certificate_bytes + cert.signature in trusted_ders:
+            return
+        if any(_issued_by(cert, t, now) for t in trusted):
+            return
+        parent = next((c for c in chain if c is not cert and _issued_by(cert, c, now)), None)
+        if parent is None:
+            break
+        cert = parent
+    raise TokenError("JWS signer is not a registered policy management certificate", code="untrusted_signer")
+
+
+def policy_text_from_jws(jws: Jws) -> str | None:
+    """The policy carried in ``AttestationPolicy`` (base64url of UTF-8 text).
+
+    None means the JWS has no payload at all: that is the reset form (maa-api §7.1), and for a PUT the
+    caller rejects it. A payload without ``AttestationPolicy`` is a ``missing_claim`` error; an empty
+    ``AttestationPolicy`` decodes to ``""``, which the policy compiler then rejects.
+    """
+    if jws.payload is None:
+        return None
+    value = jws.payload.get("AttestationPolicy")
+    if value is None:
+        raise TokenError("JWS payload has no AttestationPolicy claim", code="missing_claim")
+    if not isinstance(value, str):
+        raise TokenError("AttestationPolicy must be a base64url string", code="bad_claim")
+    raw = b64url_decode(value, what="AttestationPolicy")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenError("AttestationPolicy is not UTF-8 text", code="bad_claim") from None
+
+
+def certificate_from_jws(jws: Jws) -> x509.Certificate:
+    """The certificate a certificates:add/remove JWS names (``policyCertificate`` JWK, first ``x5c``)."""
+    if jws.payload is None:
+        raise TokenError("JWS has no payload", code="missing_claim")
+    found = [jws.payload[n] for n in POLICY_CERTIFICATE_CLAIMS if n in jws.payload]
+    if not found:
+        raise TokenError("JWS payload has no policyCertificate claim", code="missing_claim")
+    if any(f != found[0] for f in found):
+        raise TokenError("JWS payload names two different certificates", code="bad_claim")
+    jwk = found[0]
+    if not isinstance(jwk, dict) or "x5c" not in jwk:
+        raise TokenError("policyCertificate must be a JWK with x5c", code="bad_claim")
+    entries = jwk["x5c"]
+    if not isinstance(entries, list) or not entries or not isinstance(entries[0], str):
+        raise TokenError("policyCertificate x5c must be a non-empty list of strings", code="bad_claim")
+    return load_certificate(entries[0], "policyCertificate")
