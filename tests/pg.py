@@ -1,0 +1,112 @@
+"""A throwaway PostgreSQL 15 for tests: ``postgres_url`` (session) and ``postgres_db`` (a fresh database).
+
+The server runs from /usr/lib/postgresql/15/bin in a temporary directory on a free loopback port. It
+refuses to run as root, so as root every server command runs as the ``postgres`` user (``runuser``). It is
+stopped by the process id in ``postmaster.pid`` when the session ends. Other test packages reuse it with
+``from tests.pg import postgres_db, postgres_url  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import free_port
+
+PG_BIN = Path(os.environ.get("AFFIDAVIT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+START_TIMEOUT = 30.0
+_db_counter = itertools.count()
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a server, yield ``postgresql://affidavit@127.0.0.1:PORT/postgres``, stop it by pid."""
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN}")
+    tmp = Path(tempfile.mkdtemp(prefix="affidavit-pg-"))
+    data = tmp / "data"
+    run = _as_postgres()
+    if run:
+        shutil.chown(tmp, "postgres", "postgres")
+    pid: int | None = None
+    try:
+        subprocess.run(
+            run + [str(PG_BIN / "initdb"), "-D", str(data), "-U", "affidavit", "--auth=trust",
+                   "-E", "UTF8", "--no-sync", "--no-instructions"],
+            check=True, capture_output=True, timeout=120,
+        )
+        port = free_port()
+        options = (
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+        )
+        subprocess.run(
+            run + [str(PG_BIN / "pg_ctl"), "start", "-D", str(data), "-o", options,
+                   "-l", str(tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
+            check=True, capture_output=True, timeout=START_TIMEOUT + 10,
+        )
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        url = f"postgresql://affidavit@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)  # "fast" shutdown: roll back open transactions, then exit
+            if not _wait_gone(pid, 20):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+def fresh_database(server_url: str) -> str:
+    """Create an empty database on the server and return its URL."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> str:
+    """A URL to an empty database of its own on the session's server."""
+    return fresh_database(postgres_url)
