@@ -1,0 +1,278 @@
+"""TPM attestation client: collect a quote and the boot log, run MAA's TPM protocol, return the report token.
+
+The protocol (``affidavit.service.tpm_protocol`` documents the server side): send ``{"type": "aikcert"}``,
+receive a challenge and an opaque ``service_context``, quote the PCRs with qualifying data
+``SHA-256(jwk || 0x00 || challenge)`` -- MAA's ``tpm_quote`` binding, which ties the quote to the request
+key the token will carry in ``cnf`` -- and send a PS256 ``attReq`` JWS signed by that request key. The
+request key is a fresh RSA-2048 key per attestation unless one is given.
+
+Evidence comes from tpm2-tools (``affidavit.client.tpm_tools``) against ``/dev/tpmrm0`` or any TCTI
+(``swtpm:host=127.0.0.1,port=2321``); the event log from the kernel's securityfs or a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from affidavit.client import ClientError, ServiceRejected
+
+DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+DEFAULT_TCTI = "device:/dev/tpmrm0"
+API_VERSION = "2020-10-01"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise ClientError("the service sent malformed base64url", code="bad_response") from None
+
+
+def _uint(n: int) -> bytes:
+    return n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+
+
+def rsa_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
+    numbers = key.public_numbers()
+    return {"e": b64url(_uint(numbers.e)), "kty": "RSA", "n": b64url(_uint(numbers.n))}
+
+
+def canonical_jwk(jwk: Mapping[str, Any]) -> str:
+    """The JWK text hashed into the quote (must match the service's ``canonical_jwk``)."""
+    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+
+
+def quote_binding(jwk: Mapping[str, Any], challenge: bytes) -> bytes:
+    """Qualifying data for the quote: MAA's ``tpm_quote`` binding with ``hash_alg`` sha-256."""
+    return hashlib.sha256(canonical_jwk(jwk).encode("utf-8") + b"\x00" + challenge).digest()
+
+
+def sign_request(payload: Mapping[str, Any], key: rsa.RSAPrivateKey, *, alg: str = "PS256",
+                 typ: str = "attReq") -> str:
+    """A compact JWS over ``payload`` (PS256 as MAA specifies, or RS256)."""
+    header = b64url(json.dumps({"alg": alg, "typ": typ}, separators=(",", ":")).encode("ascii"))
+    body = b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+    signing_input = f"{header}.{body}".encode("ascii")
+    if alg == "PS256":
+        pad: padding.AsymmetricPadding = padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                                     salt_length=padding.PSS.DIGEST_LENGTH)
+    elif alg == "RS256":
+        pad = padding.PKCS1v15()
+    else:
+        raise ClientError(f"unsupported request signing algorithm {alg}", code="bad_argument")
+    return f"{header}.{body}.{b64url(key.sign(signing_input, pad, hashes.SHA256()))}"
+
+
+def envelope(message: Mapping[str, Any]) -> dict[str, str]:
+    """``{"data": b64url(ASCII JSON {"payload": message})}``, as the SDK's ``attest_tpm`` sends it."""
+    return {"data": b64url(json.dumps({"payload": message}, ensure_ascii=True).encode("ascii"))}
+
+
+def open_envelope(body: Mapping[str, Any]) -> dict[str, Any]:
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, str):
+        raise ClientError('the service answer lacks "data"', code="bad_response")
+    try:
+        inner = json.loads(b64url_decode(data).decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ClientError("the service answer is not ASCII JSON", code="bad_response") from None
+    payload = inner.get("payload") if isinstance(inner, dict) else None
+    if not isinstance(payload, dict):
+        raise ClientError('the service answer is not {"payload": {...}}', code="bad_response")
+    return payload
+
+
+# ---------------------------------------------------------------------------------------------- evidence
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the TPM produced for one challenge."""
+
+    attest: bytes  # TPMS_ATTEST
+    signature: bytes  # TPMT_SIGNATURE
+    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]  # (TPM_ALG_ID, ((index, digest), ...))
+
+    def pcrs_json(self) -> list[dict[str, Any]]:
+        return [{"algorithm": alg, "values": [{"index": i, "digest": b64url(d)} for i, d in values]}
+                for alg, values in self.pcrs]
+
+
+@dataclass(frozen=True)
+class AkMaterial:
+    """The attestation key as the service needs it: TPM2B_PUBLIC and (optionally) its certificate."""
+
+    public: bytes  # TPM2B_PUBLIC
+    certificate: bytes | None = None  # DER
+
+
+# A quoter takes qualifying data and returns the quote; the tpm2-tools one lives in tpm_tools.
+Quoter = Callable[[bytes], Quote]
+
+
+@dataclass(frozen=True)
+class TpmEvidenceSource:
+    ak: AkMaterial
+    quoter: Quoter
+    event_log: bytes | None
+
+
+@dataclass
+class TpmAttestation:
+    """Runs the protocol against one service URL."""
+
+    url: str
+    verify: bool | str = True
+    timeout: float = 30.0
+    request_key: rsa.RSAPrivateKey | None = None
+    rp_data: bytes | None = None
+    custom_claims: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def _endpoint(self) -> str:
+        return self.url.rstrip("/") + "/attest/Tpm"
+
+    def _post(self, client: httpx.Client, message: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            resp = client.post(self._endpoint(), params={"api-version": API_VERSION}, json=envelope(message),
+                               headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc}", code="connection_failed") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code != 200:
+            err = body.get("error") if isinstance(body, dict) else None
+            if isinstance(err, dict):
+                raise ServiceRejected(resp.status_code, str(err.get("code")), str(err.get("message")))
+            raise ServiceRejected(resp.status_code, "http_error", resp.text[:200])
+        if not isinstance(body, dict):
+            raise ClientError("the service answered with something other than JSON", code="bad_response")
+        return open_envelope(body)
+
+    def run(self, source: TpmEvidenceSource) -> str:
+        """Init, challenge, quote, signed request; returns the report JWT."""
+        key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = rsa_jwk(key.public_key())
+        with httpx.Client(verify=self.verify, timeout=self.timeout) as client:
+            answer = self._post(client, {"type": "aikcert"})
+            challenge_text, context = answer.get("challenge"), answer.get("service_context")
+            if not isinstance(challenge_text, str) or not isinstance(context, str):
+                raise ClientError("the service sent no challenge/service_context", code="bad_response")
+            challenge = b64url_decode(challenge_text)
+            quote = source.quoter(quote_binding(jwk, challenge))
+            claim = {"quote": b64url(quote.attest), "signature": b64url(quote.signature),
+                     "pcrs": quote.pcrs_json()}
+            tpm_att_data: dict[str, Any] = {
+                "aik_pub": b64url(source.ak.public),
+                "current_claim": b64url(json.dumps(claim, separators=(",", ":")).encode("ascii")),
+            }
+            if source.ak.certificate is not None:
+                tpm_att_data["aik_cert"] = b64url(source.ak.certificate)
+            if source.event_log is not None:
+                tpm_att_data["srtm_boot_log"] = b64url(source.event_log)
+            att_data: dict[str, Any] = {
+                "challenge": challenge_text,
+                "tpm_att_data": tpm_att_data,
+                "attest_key": jwk,
+                "request_key": {"jwk": jwk, "info": {"tpm_quote": {"hash_alg": "sha-256"}}},
+                "service_context": context,
+            }
+            if self.rp_data is not None:
+                att_data["rp_data"] = b64url(self.rp_data)
+            if self.custom_claims:
+                att_data["custom_claims"] = self.custom_claims
+            jws = sign_request({"att_type": "basic", "att_data": att_data}, key)
+            report = self._post(client, {"request": jws}).get("report")
+        if not isinstance(report, str):
+            raise ClientError("the service answered without a report", code="bad_response")
+        return report
+
+
+def load_certificate(path: Path) -> bytes:
+    """An AK certificate file, PEM or DER, as DER."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}", code="bad_argument") from None
+    try:
+        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+    except ValueError:
+        raise ClientError(f"{path} is not an X.509 certificate (PEM or DER)", code="bad_argument") from None
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def read_event_log(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read the event log {path}: {exc.strerror}", code="bad_argument") from None
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``affidavit attest tpm``."""
+    parser.add_argument("--url", required=True, help="service base URL, e.g. https://127.0.0.1:8443")
+    parser.add_argument("--tcti", default=DEFAULT_TCTI,
+                        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
+                             "a simulator: swtpm:host=127.0.0.1,port=2321)")
+    parser.add_argument("--eventlog", type=Path, default=DEFAULT_EVENTLOG,
+                        help=f"TCG event log (default {DEFAULT_EVENTLOG})")
+    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
+    parser.add_argument("--ak-cert", type=Path,
+                        help="AK certificate (PEM or DER) issued by a CA the service trusts")
+    parser.add_argument("--ak-handle", default=None,
+                        help="persistent handle of the AK; created under the EK and persisted there when "
+                             "absent (default 0x81000100)")
+    parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
+    parser.add_argument("--rp-data", help="relying-party data (text) echoed in the token as rp_data/nonce")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
+    parser.add_argument("--ca", type=Path, help="CA bundle for the service's TLS certificate")
+    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect evidence, attest, and print (or write) the token; errors surface as ClientError."""
+    from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
+
+    tools = TpmTools(args.tcti)
+    handle = int(args.ak_handle, 0) if args.ak_handle else DEFAULT_AK_HANDLE
+    ak_public = tools.ensure_ak(handle)
+    cert = load_certificate(args.ak_cert) if args.ak_cert else None
+    log = None if args.no_eventlog else read_event_log(args.eventlog)
+    indexes = parse_pcr_list(args.pcrs)
+    source = TpmEvidenceSource(
+        ak=AkMaterial(ak_public, cert),
+        quoter=lambda data: tools.quote(handle, indexes, data),
+        event_log=log,
+    )
+    verify: bool | str = False if args.insecure else (str(args.ca) if args.ca else True)
+    rp = args.rp_data.encode("utf-8") if args.rp_data else None
+    token = TpmAttestation(args.url, verify=verify, rp_data=rp).run(source)
+    if args.out:
+        args.out.write_text(token + "\n")
+    else:
+        sys.stdout.write(token + "\n")
+    return 0
+

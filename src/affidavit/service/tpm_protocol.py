@@ -1,0 +1,497 @@
+"""MAA's TPM attestation protocol (``POST /attest/Tpm``), without the HTTP.
+
+The exchange (maa-api.md §4, tpm.md §3) is carried in ``{"data": base64url(ASCII JSON)}`` whose JSON is
+``{"payload": message}``:
+
+1. init ``{"type": "aikcert"}`` -> ``{"challenge": b64url(16 random bytes), "service_context": opaque}``;
+2. ``{"request": JWS}`` -> ``{"report": JWT}``.
+
+The service keeps no state between the two round trips: ``service_context`` is base64url of MAA's outer
+shape ``{"ProtectionKeyName": ..., "ProtectedContext": ...}`` where ``ProtectedContext`` is AES-256-GCM
+(``nonce || ciphertext``) over ``{"challenge", "exp"}``, with the key name as associated data. The key is
+derived by HKDF-SHA256 from a secret of the service (see :func:`derive_context_key`); its name is the first
+20 bytes of SHA-256 over the key, upper-case hex, so a context sealed by another server key is recognised
+as such and refused. Forged or tampered contexts fail the GCM tag; expired ones fail on ``exp``.
+
+The signed request is a compact JWS (``PS256``/``RS256``, also 384/512; ``typ`` ``attReq`` or
+``attReqV2``) over ``{"att_type": "basic", "att_data": {...}}``, signed by the key it carries:
+``request_key.jwk`` when present (v2), else ``attest_key`` (v1) -- proof of possession of the key the token
+binds in ``cnf``. When ``request_key.info.tpm_quote`` is present the quote's qualifying data must be
+``H(UTF8(jwk) || 0x00 || challenge)`` (``H`` from ``hash_alg``, ``jwk`` serialised as compact JSON with
+sorted keys); otherwise it must be the challenge itself.
+
+TPM evidence inside ``att_data.tpm_att_data`` is accepted in two shapes:
+
+- v1 (MAA's Windows fields): ``srtm_boot_log`` (b64url TCG log), ``aik_cert``, ``aik_pub``, and
+  ``current_claim``. Windows sends an NCrypt platform-claim blob there; Affidavit instead accepts
+  b64url of an ASCII JSON text (or the JSON object itself) with MAA v2's field names:
+  ``{"quote": b64url TPMS_ATTEST, "signature": b64url TPMT_SIGNATURE,
+  "pcrs": [{"algorithm": 11, "values": [{"index": 0, "digest": b64url}, ...]}, ...]}``, banks listed in the
+  order of the quote's selection.
+- v2: ``current_attestation`` = ``{"logs": [{"type": "TCG", "log": b64url}], "aik_cert", "aik_pub",
+  "pcrs", "quote", "signature"}``.
+
+``aik_cert`` is base64(url) DER or PEM text; ``aik_pub`` is a JWK object, or base64(url) of the AK's
+TPM2B_PUBLIC / TPMT_PUBLIC (what the Affidavit client sends, so that the verifier can check the AK's
+attributes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from affidavit.service.errors import ServiceError
+
+CHALLENGE_BYTES = 16
+CONTEXT_TTL_SECONDS = 300
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_CONTEXT_INFO = b"affidavit tpm service_context v1"
+_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+# TPM_ALG_ID of the PCR banks a client may send.
+BANK_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
+_JWS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_BINDING_HASHES = {"sha-256": "sha256", "sha256": "sha256", "sha-384": "sha384", "sha384": "sha384",
+                   "sha-512": "sha512", "sha512": "sha512", "sha-1": "sha1", "sha1": "sha1"}
+
+
+class TpmProtocolError(ServiceError):
+    """A TPM protocol message is malformed, unauthenticated, stale, or not what the step expects."""
+
+    code = "InvalidParameter"
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+
+
+def b64_decode(text: object, what: str) -> bytes:
+    """Decode base64url or standard base64, padded or not (msrest sends url-safe without padding)."""
+    if not isinstance(text, str) or not _B64.fullmatch(text):
+        raise TpmProtocolError(f"{what} is not base64/base64url text")
+    body = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(body) % 4 == 1:
+        raise TpmProtocolError(f"{what} has an impossible base64 length")
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise TpmProtocolError(f"{what} is not valid base64") from None
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TpmProtocolError(f"{what} is not JSON text") from None
+    if not isinstance(obj, dict):
+        raise TpmProtocolError(f"{what} must be a JSON object")
+    return obj
+
+
+def decode_envelope(body: bytes) -> dict[str, Any]:
+    """``{"data": b64url(JSON {"payload": message})}`` -> the message object."""
+    if len(body) > MAX_BODY_BYTES:
+        raise TpmProtocolError("request body too large")
+    outer = _json_object(body, "request body")
+    inner = _json_object(b64_decode(outer.get("data"), "data"), "data")
+    message = inner.get("payload")
+    if not isinstance(message, dict):
+        raise TpmProtocolError('the protocol message must be {"payload": {...}}')
+    return message
+
+
+def encode_envelope(message: Mapping[str, Any]) -> dict[str, str]:
+    """The response body; the inner text is ASCII, as the SDK decodes it with ``.decode("ascii")``."""
+    text = json.dumps({"payload": message}, separators=(",", ":"), ensure_ascii=True)
+    return {"data": b64url(text.encode("ascii"))}
+
+
+# --------------------------------------------------------------------------------------- service context
+
+
+def derive_context_key(secret: bytes) -> bytes:
+    """AES-256 key for service contexts, derived so the secret itself is never used as a cipher key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_CONTEXT_INFO).derive(secret)
+
+
+@dataclass(frozen=True)
+class ContextSealer:
+    """Seals and opens ``service_context`` values with one AES-256-GCM key."""
+
+    key: bytes
+
+    @property
+    def key_name(self) -> str:
+        return hashlib.sha256(self.key).digest()[:20].hex().upper()
+
+    def seal(self, challenge: bytes, now: float, ttl: int = CONTEXT_TTL_SECONDS) -> str:
+        name = self.key_name
+        plain = json.dumps({"challenge": b64url(challenge), "exp": int(now) + ttl}, separators=(",", ":"))
+        nonce = os.urandom(12)
+        sealed = nonce + AESGCM(self.key).encrypt(nonce, plain.encode("ascii"), name.encode("ascii"))
+        outer = {"ProtectionKeyName": name, "ProtectedContext": b64url(sealed)}
+        return b64url(json.dumps(outer, separators=(",", ":")).encode("ascii"))
+
+    def open(self, context: object, now: float) -> bytes:
+        """The challenge a context carries; raises when forged, tampered, expired or foreign."""
+        outer = _json_object(b64_decode(context, "service_context"), "service_context")
+        name, sealed_text = outer.get("ProtectionKeyName"), outer.get("ProtectedContext")
+        if not isinstance(name, str) or not isinstance(sealed_text, str):
+            raise TpmProtocolError("service_context lacks ProtectionKeyName/ProtectedContext")
+        if not hmac.compare_digest(name.encode("utf-8", "replace"), self.key_name.encode("ascii")):
+            raise TpmProtocolError("service_context was sealed with a key this service does not hold")
+        sealed = b64_decode(sealed_text, "ProtectedContext")
+        if len(sealed) < 12 + 16:
+            raise TpmProtocolError("service_context is truncated")
+        try:
+            plain = AESGCM(self.key).decrypt(sealed[:12], sealed[12:], name.encode("ascii"))
+        except InvalidTag:
+            raise TpmProtocolError("service_context is not authentic (forged or tampered)") from None
+        inner = _json_object(plain, "service_context")
+        exp = inner.get("exp")
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            raise TpmProtocolError("service_context carries no expiry")
+        if now > exp:
+            raise TpmProtocolError("service_context has expired; start again with an init message")
+        challenge = b64_decode(inner.get("challenge"), "challenge")
+        if len(challenge) != CHALLENGE_BYTES:
+            raise TpmProtocolError("service_context carries a malformed challenge")
+        return challenge
+
+
+def challenge_message(sealer: ContextSealer, now: float, ttl: int = CONTEXT_TTL_SECONDS) -> dict[str, str]:
+    """The answer to ``{"type": "aikcert"}``."""
+    challenge = os.urandom(CHALLENGE_BYTES)
+    return {"challenge": b64url(challenge), "service_context": sealer.seal(challenge, now, ttl)}
+
+
+def check_init(message: Mapping[str, Any]) -> None:
+    kind = message.get("type")
+    if kind != "aikcert":
+        raise TpmProtocolError(f'unsupported init type {kind!r}; the only type is "aikcert"')
+
+
+# --------------------------------------------------------------------------------------------- JWS / JWK
+
+
+def jwk_public_key(jwk: object, what: str = "jwk") -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """An RSA or EC (P-256/384/521) public key from a JWK object."""
+    if not isinstance(jwk, dict):
+        raise TpmProtocolError(f"{what} must be a JWK object")
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        n = int.from_bytes(b64_decode(jwk.get("n"), f"{what}.n"), "big")
+        e = int.from_bytes(b64_decode(jwk.get("e"), f"{what}.e"), "big")
+        if not 2048 <= n.bit_length() <= 8192 or e < 3 or e % 2 == 0 or e.bit_length() > 64:
+            raise TpmProtocolError(f"{what} is not an acceptable RSA key (2048 to 8192 bits)")
+        try:
+            return rsa.RSAPublicNumbers(e, n).public_key()
+        except ValueError:
+            raise TpmProtocolError(f"{what} is not a valid RSA key") from None
+    if kty == "EC":
+        curves: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(),
+                                               "P-521": ec.SECP521R1()}
+        crv = jwk.get("crv")
+        curve = curves.get(crv) if isinstance(crv, str) else None
+        if curve is None:
+            raise TpmProtocolError(f"{what} has an unsupported curve")
+        x = int.from_bytes(b64_decode(jwk.get("x"), f"{what}.x"), "big")
+        y = int.from_bytes(b64_decode(jwk.get("y"), f"{what}.y"), "big")
+        try:
+            return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+        except ValueError:
+            raise TpmProtocolError(f"{what} is not a point on its curve") from None
+    raise TpmProtocolError(f"{what} has unsupported kty {kty!r}")
+
+
+def canonical_jwk(jwk: Mapping[str, Any]) -> str:
+    """The JWK text hashed into the quote for ``tpm_quote`` binding: compact JSON, sorted keys."""
+    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+
+
+def _verify_jws_signature(alg: str, key: object, signed: bytes, sig: bytes) -> None:
+    family, bits = alg[:2], alg[2:]
+    hash_cls = _JWS_HASHES.get(bits)
+    try:
+        if family in ("PS", "RS") and hash_cls is not None and isinstance(key, rsa.RSAPublicKey):
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.AUTO)
+                if family == "PS" else padding.PKCS1v15()
+            )
+            key.verify(sig, signed, pad, hash_cls())
+            return
+        if family == "ES" and hash_cls is not None and isinstance(key, ec.EllipticCurvePublicKey):
+            size = (key.curve.key_size + 7) // 8
+            if len(sig) != 2 * size:
+                raise InvalidSignature
+            der = utils.encode_dss_signature(int.from_bytes(sig[:size], "big"),
+                                             int.from_bytes(sig[size:], "big"))
+            key.verify(der, signed, ec.ECDSA(hash_cls()))
+            return
+    except InvalidSignature:
+        raise TpmProtocolError("the request's signature does not verify with its request key") from None
+    raise TpmProtocolError(f"request JWS algorithm {alg!r} does not fit the request key")
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A verified ``attReq`` JWS: its header, the ``att_data`` and the key that signed it."""
+
+    header: dict[str, Any]
+    att_type: str
+    att_data: dict[str, Any]
+    signing_jwk: dict[str, Any]
+    request_key: dict[str, Any] | None
+
+
+def _json_value(value: object, what: str) -> object:
+    """A JSON member sent either inline or as (base64url of) JSON text."""
+    if isinstance(value, str):
+        text = value
+        if not value.lstrip().startswith(("{", "[")):
+            text = b64_decode(value, what).decode("utf-8", "replace")
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            raise TpmProtocolError(f"{what} is not JSON") from None
+    return value
+
+
+def verify_request(message: Mapping[str, Any]) -> SignedRequest:
+    """Parse ``{"request": JWS}`` and check the JWS was signed by the key it carries."""
+    jws = message.get("request")
+    if not isinstance(jws, str):
+        raise TpmProtocolError('expected {"request": "<JWS>"} or {"type": "aikcert"}')
+    parts = jws.split(".")
+    if len(parts) != 3:
+        raise TpmProtocolError("request is not a compact JWS")
+    header = _json_object(b64_decode(parts[0], "JWS header"), "JWS header")
+    alg, typ = header.get("alg"), header.get("typ")
+    if alg not in ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"):
+        raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted (PS256 or RS256 expected)")
+    if typ is not None and typ not in ("attReq", "attReqV2", "JWT"):
+        raise TpmProtocolError(f"request JWS typ {typ!r} is not attReq")
+    payload = _json_object(b64_decode(parts[1], "JWS payload"), "JWS payload")
+    att_type = payload.get("att_type", "basic")
+    att_data = payload.get("att_data")
+    if att_type == "vbs":
+        raise TpmProtocolError("VBS attestation (att_type vbs) is not supported; send att_type basic")
+    if att_type != "basic":
+        raise TpmProtocolError(f"unknown att_type {att_type!r}")
+    if not isinstance(att_data, dict):
+        raise TpmProtocolError("att_data must be an object")
+    request_key = att_data.get("request_key")
+    if request_key is not None:
+        request_key = _json_value(request_key, "request_key")
+        if not isinstance(request_key, dict):
+            raise TpmProtocolError("request_key must be an object with a jwk")
+        jwk = _json_value(request_key.get("jwk"), "request_key.jwk")
+    else:
+        jwk = _json_value(att_data.get("attest_key"), "attest_key")
+    if jwk is None:
+        raise TpmProtocolError("the request carries neither request_key nor attest_key")
+    key = jwk_public_key(jwk, "request key")
+    signed = f"{parts[0]}.{parts[1]}".encode("ascii")
+    _verify_jws_signature(str(alg), key, signed, b64_decode(parts[2], "JWS signature"))
+    return SignedRequest(header, att_type, att_data, dict(jwk), request_key)  # type: ignore[arg-type]
+
+
+def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
+    """What the quote's ``extraData`` must hold: the challenge, or its hash binding to the request key."""
+    rk = request.request_key
+    info = rk.get("info") if rk else None
+    if isinstance(info, dict) and "tpm_quote" in info:
+        quote_info = info.get("tpm_quote")
+        alg = quote_info.get("hash_alg", "sha-256") if isinstance(quote_info, dict) else None
+        name = _BINDING_HASHES.get(str(alg).lower())
+        if name is None:
+            raise TpmProtocolError(f"request_key.info.tpm_quote.hash_alg {alg!r} is not supported")
+        text = canonical_jwk(request.signing_jwk).encode("utf-8")
+        return hashlib.new(name, text + b"\x00" + challenge).digest()
+    if isinstance(info, dict) and info:
+        raise TpmProtocolError("request_key binding other than tpm_quote is not supported")
+    return challenge
+
+
+# ------------------------------------------------------------------------------------------ TPM evidence
+
+
+@dataclass(frozen=True)
+class TpmEvidence:
+    """The raw TPM evidence of one request, decoded but not yet verified."""
+
+    quote: bytes
+    signature: bytes
+    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
+    event_log: bytes | None
+    aik_cert: bytes | None
+    aik_pub: bytes | dict[str, Any] | None
+    custom_claims: tuple[tuple[str, Any, str], ...] = field(default=())
+
+    def pcr_map(self) -> dict[int, dict[int, bytes]]:
+        return {alg: dict(values) for alg, values in self.pcrs}
+
+
+def _decode_pcrs(value: object) -> tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]:
+    if not isinstance(value, list) or not value or len(value) > 16:
+        raise TpmProtocolError("pcrs must be a non-empty list of banks")
+    banks = []
+    seen: set[int] = set()
+    for bank in value:
+        if not isinstance(bank, dict):
+            raise TpmProtocolError("each pcrs entry must be an object")
+        alg = bank.get("algorithm")
+        if not isinstance(alg, int) or isinstance(alg, bool) or alg not in BANK_SIZES or alg in seen:
+            raise TpmProtocolError(f"pcrs bank algorithm {alg!r} is unknown or repeated")
+        seen.add(alg)
+        values = bank.get("values")
+        if not isinstance(values, list) or len(values) > 24:
+            raise TpmProtocolError("pcrs values must be a list of at most 24 entries")
+        out: dict[int, bytes] = {}
+        for item in values:
+            index = item.get("index") if isinstance(item, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 24 or index in out:
+                raise TpmProtocolError("pcrs value index is out of range or repeated")
+            digest = b64_decode(item.get("digest"), f"PCR {index} digest")
+            if len(digest) != BANK_SIZES[alg]:
+                raise TpmProtocolError(f"PCR {index} digest has the wrong size for bank {alg:#06x}")
+            out[index] = digest
+        banks.append((alg, tuple(sorted(out.items()))))
+    return tuple(banks)
+
+
+def _decode_cert(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+        body = "".join(line for line in value.strip().splitlines() if not line.startswith("-----"))
+        return b64_decode(body, "aik_cert")
+    return b64_decode(value, "aik_cert")
+
+
+def _decode_aik_pub(value: object) -> bytes | dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        parsed = _json_value(value, "aik_pub")
+        if not isinstance(parsed, dict):
+            raise TpmProtocolError("aik_pub must be a JWK object or base64url TPM2B_PUBLIC")
+        return parsed
+    return b64_decode(value, "aik_pub")
+
+
+def _decode_custom_claims(value: object) -> tuple[tuple[str, Any, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 64:
+        raise TpmProtocolError("custom_claims must be a list of at most 64 {name, value, value_type}")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise TpmProtocolError("each custom claim needs a name")
+        vtype = item.get("value_type", "String")
+        val = item.get("value")
+        if vtype == "Integer" and isinstance(val, int) and not isinstance(val, bool):
+            pass
+        elif vtype == "Boolean" and isinstance(val, bool):
+            pass
+        elif vtype == "String" and isinstance(val, str):
+            pass
+        else:
+            raise TpmProtocolError(
+                f"custom claim {item['name']!r}: value does not match value_type {vtype!r}"
+            )
+        out.append((item["name"], val, vtype))
+    return tuple(out)
+
+
+def _tcg_log(logs: object) -> bytes | None:
+    if logs is None:
+        return None
+    if not isinstance(logs, list):
+        raise TpmProtocolError("logs must be a list of {type, log}")
+    found = None
+    for entry in logs:
+        if not isinstance(entry, dict):
+            raise TpmProtocolError("each logs entry must be an object")
+        if entry.get("type", "TCG") == "TCG":
+            if found is not None:
+                raise TpmProtocolError("more than one TCG log")
+            found = b64_decode(entry.get("log"), "TCG log")
+    return found
+
+
+def extract_evidence(att_data: Mapping[str, Any]) -> TpmEvidence:
+    """The TPM evidence of ``att_data``, in either the v1 or the v2 shape (see the module docstring)."""
+    tpm = att_data.get("tpm_att_data")
+    if not isinstance(tpm, dict):
+        raise TpmProtocolError("att_data.tpm_att_data is missing")
+    if "current_attestation" in tpm:
+        cur = tpm["current_attestation"]
+        if not isinstance(cur, dict):
+            raise TpmProtocolError("current_attestation must be an object")
+        log = _tcg_log(cur.get("logs"))
+        claim = cur
+        aik_cert, aik_pub = cur.get("aik_cert"), cur.get("aik_pub")
+    elif "current_claim" in tpm:
+        claim_obj = _json_value(tpm["current_claim"], "current_claim")
+        if not isinstance(claim_obj, dict):
+            raise TpmProtocolError("current_claim must be JSON {quote, signature, pcrs}")
+        claim = claim_obj
+        raw_log = tpm.get("srtm_boot_log")
+        log = None if raw_log is None else b64_decode(raw_log, "srtm_boot_log")
+        aik_cert, aik_pub = tpm.get("aik_cert"), tpm.get("aik_pub")
+    else:
+        raise TpmProtocolError("tpm_att_data has neither current_claim nor current_attestation")
+    return TpmEvidence(
+        quote=b64_decode(claim.get("quote"), "quote"),
+        signature=b64_decode(claim.get("signature"), "signature"),
+        pcrs=_decode_pcrs(claim.get("pcrs")),
+        event_log=log,
+        aik_cert=_decode_cert(aik_cert),
+        aik_pub=_decode_aik_pub(aik_pub),
+        custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
+    )
+
+
+def check_request_challenge(att_data: Mapping[str, Any], challenge: bytes) -> None:
+    """A challenge echoed in ``att_data`` (v2) must be the one the context carries."""
+    echoed = att_data.get("challenge")
+    if echoed is not None and not hmac.compare_digest(b64_decode(echoed, "challenge"), challenge):
+        raise TpmProtocolError("att_data.challenge differs from the challenge in service_context")
+
+
+def quote_extra_data(quote: bytes) -> bytes:
+    """``extraData`` of a TPMS_ATTEST, read only far enough to compare it before full verification."""
+    try:
+        (size,) = struct.unpack_from(">H", quote, 6)
+        (extra_size,) = struct.unpack_from(">H", quote, 8 + size)
+    except struct.error:
+        raise TpmProtocolError("quote is too short to be a TPMS_ATTEST") from None
+    start = 10 + size
+    if start + extra_size > len(quote):
+        raise TpmProtocolError("quote extraData runs past its end")
+    return quote[start : start + extra_size]
