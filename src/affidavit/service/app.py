@@ -1,0 +1,131 @@
+"""The Starlette application: MAA's routes, error mapping and the service-version header."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from affidavit.errors import AffidavitError
+from affidavit.service.attest import attest_open_enclave, attest_sgx_enclave, attest_tdx_vm, attest_unknown
+from affidavit.service.certificates import add_certificate, get_certificates, remove_certificate
+from affidavit.service.common import attestation_type
+from affidavit.service.config import CONFIG_ENV, ServiceConfig
+from affidavit.service.errors import (
+    SERVICE_VERSION,
+    handle_affidavit_error,
+    handle_http_exception,
+    handle_unexpected,
+)
+from affidavit.service.metadata import certs, openid_metadata
+from affidavit.service.policies import get_policy, reset_policy, set_policy
+from affidavit.service.state import ServiceState, build_state
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _tpm_endpoint() -> Endpoint | None:
+    """``affidavit.service.tpm_route.attest_tpm`` when the TPM protocol is installed."""
+    try:
+        from affidavit.service.tpm_route import attest_tpm
+    except ModuleNotFoundError as exc:
+        if exc.name == "affidavit.service.tpm_route":
+            return None
+        raise
+    return attest_tpm  # type: ignore[no-any-return]
+
+
+def _attest_routes() -> dict[str, Endpoint]:
+    routes: dict[str, Endpoint] = {
+        "SgxEnclave": attest_sgx_enclave,
+        "OpenEnclave": attest_open_enclave,
+        "TdxVm": attest_tdx_vm,
+    }
+    tpm = _tpm_endpoint()
+    if tpm is not None:
+        routes["Tpm"] = tpm
+    return routes
+
+
+class ServiceVersionHeader:
+    """Adds ``x-ms-maa-service-version`` to every response, as MAA does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-ms-maa-service-version"]
+                headers.append((b"x-ms-maa-service-version", SERVICE_VERSION.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    return lifespan
+
+
+def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> Starlette:
+    """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here."""
+    state = state or build_state(config)
+    attest_by_type = _attest_routes()
+
+    async def attest(request: Request) -> Response:
+        try:
+            kind = attestation_type(request.path_params["kind"])
+        except AffidavitError:
+            return await attest_unknown(request)
+        endpoint = attest_by_type.get(kind)
+        if endpoint is None:
+            return await attest_unknown(request)
+        return await endpoint(request)
+
+    routes = [
+        Route("/.well-known/openid-configuration", openid_metadata, methods=["GET"]),
+        Route("/certs", certs, methods=["GET"]),
+        Route("/attest/{kind}", attest, methods=["POST"]),
+        # `:reset` first, or `/policies/{kind}` would take "SgxEnclave:reset" as the type.
+        Route("/policies/{kind}:reset", reset_policy, methods=["POST"]),
+        Route("/policies/{kind}", get_policy, methods=["GET"]),
+        Route("/policies/{kind}", set_policy, methods=["PUT"]),
+        Route("/certificates", get_certificates, methods=["GET"]),
+        Route("/certificates:add", add_certificate, methods=["POST"]),
+        Route("/certificates:remove", remove_certificate, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            AffidavitError: handle_affidavit_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=_lifespan(state),
+    )
+    app.state.affidavit = state
+    app.add_middleware(ServiceVersionHeader)
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn factory for worker processes: the configuration is in ``AFFIDAVIT_SERVICE_CONFIG_JSON``."""
+    text = os.environ.get(CONFIG_ENV)
+    return create_app(ServiceConfig.from_json(text) if text else ServiceConfig())

@@ -1,0 +1,69 @@
+"""``GET /certificates``, ``POST /certificates:add`` and ``:remove`` (maa-api §8, isolated mode)."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.requests import Request
+from starlette.responses import Response
+
+from affidavit.service.common import actor_of, require_admin, sign, state_of, token_error, token_response
+from affidavit.service.decode import check_api_version
+from affidavit.service.errors import INVALID_OPERATION, ServiceError
+from affidavit.service.policies import read_management_jws
+
+
+async def get_certificates(request: Request) -> Response:
+    from affidavit.tokens import POLICY_RESULT_LIFETIME, policy_certificates_claims, timed_claims
+
+    state = state_of(request)
+    check_api_version(request)
+    require_admin(request, state)
+    certs = state.store.list_certificates() if state.config.mode == "isolated" else []
+    claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
+    claims.update(policy_certificates_claims(certs))
+    return token_response(sign(state, claims))
+
+
+async def add_certificate(request: Request) -> Response:
+    return await _modify(request, add=True)
+
+
+async def remove_certificate(request: Request) -> Response:
+    return await _modify(request, add=False)
+
+
+async def _modify(request: Request, *, add: bool) -> Response:
+    from affidavit.tokens import (
+        POLICY_RESULT_LIFETIME,
+        TokenError,
+        certificate_from_jws,
+        certificates_modification_claims,
+        timed_claims,
+    )
+
+    state = state_of(request)
+    check_api_version(request)
+    require_admin(request, state)
+    if state.config.mode != "isolated":
+        raise ServiceError(
+            "policy management certificates exist only in isolated mode", code=INVALID_OPERATION
+        )
+    jws, signer = await read_management_jws(request, state, media=("application/json",))
+    try:
+        cert = certificate_from_jws(jws)
+    except TokenError as exc:
+        raise token_error(exc) from None
+    der = cert.public_bytes(Encoding.DER)
+    registered = [c.public_bytes(Encoding.DER) for c in state.store.list_certificates()]
+    if add:
+        if der not in registered:
+            state.store.add_certificate(cert, actor=actor_of(request, signer))
+    elif der in registered:
+        if len(registered) == 1:
+            raise ServiceError(
+                "the last policy management certificate cannot be removed", code=INVALID_OPERATION
+            )
+        state.store.remove_certificate(cert, actor=actor_of(request, signer))
+    claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
+    claims.update(certificates_modification_claims(cert, present=add))
+    return token_response(sign(state, claims))

@@ -1,0 +1,81 @@
+"""Helpers every route uses: the shared state, management authentication, attestation types, signing."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from affidavit.service.errors import (
+    INVALID_OPERATION,
+    INVALID_PARAMETER,
+    JSON_MEDIA,
+    UNAUTHORIZED,
+    ServiceError,
+)
+from affidavit.service.state import ServiceState
+
+ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm")
+_TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
+
+# TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
+# (maa-api §7.2: "InvalidOperation, or InvalidParameter for a bad chain").
+_CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid", "bad_signature"})
+
+
+def state_of(request: Request) -> ServiceState:
+    return request.app.state.affidavit  # type: ignore[no-any-return]
+
+
+def attestation_type(name: str) -> str:
+    """The canonical attestation type for a path segment (case-insensitive, as the SDK's enum)."""
+    canonical = _TYPES_BY_LOWER.get(name.lower())
+    if canonical is None:
+        raise ServiceError(
+            f"unknown attestation type {name!r}; expected one of {', '.join(ATTESTATION_TYPES)}",
+            code=INVALID_PARAMETER,
+        )
+    return canonical
+
+
+def require_admin(request: Request, state: ServiceState) -> None:
+    """Management calls need ``Authorization: Bearer <admin token>`` whenever a token is configured."""
+    expected = state.admin_token
+    if expected is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+
+
+def token_error(exc: Exception) -> ServiceError:
+    """A ``TokenError`` from a management JWS as the MAA error a client gets."""
+    code = getattr(exc, "code", "")
+    maa = INVALID_PARAMETER if code in _CHAIN_CODES else INVALID_OPERATION
+    return ServiceError(getattr(exc, "message", str(exc)), code=maa)
+
+
+def sign(state: ServiceState, claims: Mapping[str, Any]) -> str:
+    from affidavit.tokens import encode_jwt
+
+    return str(encode_jwt(claims, state.keyring().current, jku=state.jku))
+
+
+def token_response(token: str) -> JSONResponse:
+    return JSONResponse({"token": token}, media_type=JSON_MEDIA)
+
+
+def actor_of(request: Request, signer: x509.Certificate | None) -> str:
+    if signer is not None:
+        from affidavit.tokens import certificate_thumbprint
+
+        return f"signer:{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"[:500]
+    host = request.client.host if request.client else "unknown"
+    return f"bearer@{host}" if request.headers.get("authorization") else f"anonymous@{host}"

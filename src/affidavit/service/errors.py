@@ -1,0 +1,96 @@
+"""MAA's error contract: ``{"error":{"code","message"}}`` with a status the Azure SDK never retries.
+
+Every error a layer raises on purpose maps to a 4xx here; only a bug reaches the 500 catch-all.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from affidavit import __version__
+from affidavit.errors import AffidavitError
+
+log = logging.getLogger("affidavit.service")
+
+SERVICE_VERSION = f"{__version__}.affidavit"
+JSON_MEDIA = "application/json; charset=utf-8"
+
+# MAA's codes (maa-api.md §1).
+INVALID_PARAMETER = "InvalidParameter"
+INVALID_OPERATION = "InvalidOperation"
+POLICY_EVALUATION = "PolicyEvaluationError"
+POLICY_PARSING = "PolicyParsingError"
+UNAUTHORIZED = "Unauthorized"
+
+
+class ServiceError(AffidavitError):
+    """A request the service refuses, with its HTTP status and MAA error code."""
+
+    code = INVALID_PARAMETER
+
+    def __init__(self, message: str, *, code: str | None = None, status: int = 400) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        media_type=JSON_MEDIA,
+        headers={"x-ms-error-code": code, "x-ms-maa-service-version": SERVICE_VERSION},
+    )
+
+
+def classify(exc: AffidavitError) -> tuple[int, str]:
+    """The HTTP status and MAA code for an error raised by any layer (architecture.md, Errors)."""
+    if isinstance(exc, ServiceError):
+        return exc.status, exc.code
+    from affidavit.collateral import CollateralError
+    from affidavit.evidence import EvidenceError
+
+    if isinstance(exc, EvidenceError | CollateralError):
+        return 400, INVALID_PARAMETER
+    try:
+        from affidavit.policy import PolicyError, PolicyParsingError
+    except ImportError:  # policy layer not installed yet: fall through
+        pass
+    else:
+        if isinstance(exc, PolicyParsingError):
+            return 400, POLICY_PARSING
+        if isinstance(exc, PolicyError):
+            return 400, POLICY_EVALUATION
+    try:
+        from affidavit.tokens import TokenError
+    except ImportError:
+        pass
+    else:
+        if isinstance(exc, TokenError):
+            return 400, INVALID_OPERATION
+    return 400, INVALID_PARAMETER
+
+
+async def handle_affidavit_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AffidavitError)
+    status, code = classify(exc)
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(status, code, exc.message)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    status = int(getattr(exc, "status_code", 400))
+    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, INVALID_PARAMETER)
+    message = {404: "no such resource", 405: f"method {request.method} not allowed here"}.get(
+        status, str(getattr(exc, "detail", "bad request"))
+    )
+    return error_response(status, code, message)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Last resort: a bug. Logged with its traceback; the client sees a clean 500 and no internals."""
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "InternalError", "internal error; see the service log")

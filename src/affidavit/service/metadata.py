@@ -1,0 +1,25 @@
+"""``GET /.well-known/openid-configuration`` and ``GET /certs`` (maa-api §5)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from affidavit.service.common import state_of
+from affidavit.service.decode import check_api_version
+from affidavit.service.errors import JSON_MEDIA
+
+
+async def openid_metadata(request: Request) -> Response:
+    from affidavit.tokens import openid_configuration
+
+    check_api_version(request)
+    return JSONResponse(openid_configuration(state_of(request).issuer), media_type=JSON_MEDIA)
+
+
+async def certs(request: Request) -> Response:
+    from affidavit.tokens import jwks
+
+    state = state_of(request)
+    check_api_version(request)
+    return JSONResponse(jwks(state.keyring().published(state.clock())), media_type=JSON_MEDIA)

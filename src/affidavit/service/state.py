@@ -1,0 +1,164 @@
+"""The app's shared state, built once per process from a :class:`ServiceConfig`.
+
+Routes reach it as ``request.app.state.affidavit``. The signing key ring is re-read from the store at
+most every ``KEYRING_REFRESH`` so that a rotation (``affidavit keys rotate``) or a second server on the
+same database is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from affidavit.service.config import ServiceConfig
+from affidavit.service.errors import ServiceError
+
+KEYRING_REFRESH = 30.0  # seconds
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServiceState:
+    """Everything a request handler needs; one per worker process.
+
+    - ``config``: the :class:`ServiceConfig`.
+    - ``store``: the ``affidavit.store.Store`` (policies, policy-management certificates, signing keys).
+    - ``keyring()``: the current ``affidavit.tokens.KeyRing`` (refreshed from the store periodically).
+    - ``compiler``: an ``affidavit.policy.PolicyCompiler`` (compiled policies cached by hash).
+    - ``verifier``: an ``affidavit.evidence.sgx.DcapVerifier`` over the configured trust anchors.
+    - ``collateral``: a ``CollateralProvider`` (``DirectoryProvider`` when --collateral-dir is given).
+    - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
+      clock (fixed with --evidence-time, else real time).
+    - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
+    - ``admin_token``: the bearer token management calls need (aad mode; isolated mode if configured).
+    """
+
+    config: ServiceConfig
+    store: Any
+    compiler: Any
+    verifier: Any
+    collateral: Any
+    admin_token: str | None
+    clock: Callable[[], datetime] = utcnow
+    _keyring: Any = None
+    _keyring_at: float = field(default=0.0)
+
+    @property
+    def issuer(self) -> str:
+        return self.config.public_issuer
+
+    @property
+    def jku(self) -> str:
+        return self.issuer + "/certs"
+
+    def evidence_clock(self) -> datetime:
+        return self.config.evidence_time or self.clock()
+
+    def keyring(self) -> Any:
+        if self._keyring is None or time.monotonic() - self._keyring_at > KEYRING_REFRESH:
+            from affidavit.store import load_or_create_keyring
+
+            self._keyring = load_or_create_keyring(
+                self.store, issuer=self.issuer, bits=self.config.key_size, now=self.clock()
+            )
+            self._keyring_at = time.monotonic()
+        return self._keyring
+
+    def close(self) -> None:
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+
+def read_pem_certificates(path: Path) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"cannot read certificates from {path}: {exc}", code="configuration") from None
+    if not certs:
+        raise ServiceError(f"no certificate in {path}", code="configuration")
+    return certs
+
+
+def trust_anchors(config: ServiceConfig) -> Any:
+    """The configured roots (PEM files), or the Intel SGX Root CA when none is given."""
+    from affidavit.evidence.sgx import TrustAnchors
+
+    if not config.trust_roots:
+        return TrustAnchors.intel()
+    pem = b"".join(p.read_bytes() for p in config.trust_roots)
+    return TrustAnchors.from_pem(pem)
+
+
+def admin_token_for(config: ServiceConfig) -> str | None:
+    """The management bearer token: configured, else (aad mode) generated once and kept in data_dir."""
+    if config.admin_token:
+        return config.admin_token
+    if config.mode != "aad":
+        return None
+    path = config.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(token + "\n")
+    tmp.chmod(0o600)
+    try:  # first writer wins when several workers start together
+        tmp.link(path) if not path.exists() else None
+    except FileExistsError:
+        pass
+    tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow) -> ServiceState:
+    """Open the store, seed isolated-mode signers, and build the verifier and collateral provider."""
+    from affidavit.evidence.sgx import DcapVerifier
+    from affidavit.policy import PolicyCompiler
+    from affidavit.store import open_store
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.store_url)
+    if config.mode == "isolated":
+        initial = [c for p in config.policy_signer_certs for c in read_pem_certificates(p)]
+        if not initial and not store.list_certificates():
+            raise ServiceError(
+                "isolated mode needs at least one --policy-signer-cert", code="configuration"
+            )
+        registered = {_der(c) for c in store.list_certificates()}
+        for cert in initial:
+            if _der(cert) not in registered:
+                store.add_certificate(cert, actor="configuration")
+    verifier = DcapVerifier(trust_anchors(config))
+    state = ServiceState(
+        config=config,
+        store=store,
+        compiler=PolicyCompiler(),
+        verifier=verifier,
+        collateral=None,
+        admin_token=admin_token_for(config),
+        clock=clock,
+    )
+    if config.collateral_dir is not None:
+        from affidavit.collateral import DirectoryProvider
+
+        state.collateral = DirectoryProvider(config.collateral_dir, clock=state.evidence_clock)
+    state.keyring()  # create the first signing key now, not on the first request
+    return state
+
+
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
