@@ -1,0 +1,77 @@
+"""Claims as the policy engine sees them, and the conversion from plain mappings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from affidavit.policy.errors import PolicyEvaluationError
+
+ClaimValue = bool | int | str
+
+ISSUERS = ("AttestationService", "AttestationPolicy", "CustomClaim")
+VALUE_TYPES = ("String", "Integer", "Boolean")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim: MAA's (type, value, valueType, issuer) quadruple."""
+
+    type: str
+    value: ClaimValue
+    value_type: str = "String"
+    issuer: str = "AttestationService"
+
+
+def value_type_of(value: Any) -> str:
+    """MAA valueType of a Python value; bool is checked before int because bool is an int in Python."""
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int):
+        return "Integer"
+    if isinstance(value, str):
+        return "String"
+    raise PolicyEvaluationError(
+        f"claim value of type {type(value).__name__} is not String, Integer or Boolean"
+    )
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def claims_from_mapping(d: Mapping[str, Any], issuer: str = "AttestationService") -> list[Claim]:
+    """Turn ``{type: value}`` into claims; objects and arrays become String claims holding compact JSON,
+    which is how MAA presents its JSON claims (``events``, ``pcrs``, ``x-ms-sgx-collateral``) to policies."""
+    out: list[Claim] = []
+    for name, value in d.items():
+        if isinstance(value, dict | list):
+            out.append(Claim(str(name), compact_json(value), "String", issuer))
+        elif value is None:
+            continue
+        else:
+            out.append(Claim(str(name), value, value_type_of(value), issuer))
+    return out
+
+
+def claims_from_list(items: list[Any]) -> list[Claim]:
+    """Read ``[{"type", "value", "valueType", "issuer"}]`` (claim files); value types are checked."""
+    out: list[Claim] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str) or "value" not in item:
+            raise PolicyEvaluationError(f"claim #{n}: expected an object with string 'type' and a 'value'")
+        value = item["value"]
+        if isinstance(value, dict | list):
+            value = compact_json(value)
+        declared = item.get("valueType", value_type_of(value))
+        if declared not in VALUE_TYPES or declared != value_type_of(value):
+            raise PolicyEvaluationError(
+                f"claim #{n} ({item['type']}): valueType {declared!r} does not fit its value"
+            )
+        issuer = item.get("issuer", "AttestationService")
+        if issuer not in ISSUERS:
+            raise PolicyEvaluationError(f"claim #{n} ({item['type']}): unknown issuer {issuer!r}")
+        out.append(Claim(item["type"], value, declared, issuer))
+    return out

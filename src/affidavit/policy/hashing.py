@@ -1,0 +1,14 @@
+"""MAA's ``x-ms-policy-hash``: BASE64URL(SHA256(BASE64URL(UTF8(policy text)))), unpadded."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def policy_hash(text: str) -> str:
+    return _b64url(hashlib.sha256(_b64url(text.encode("utf-8"))).digest()).decode("ascii")

@@ -1,0 +1,121 @@
+"""Tokens of the claim-rule language.
+
+Strings may span lines (a published policy with a stray U+201D shows MAA's strings running on); only
+``\\"`` and ``\\\\`` are escapes, anything else after a backslash is rejected rather than guessed.
+Numbers are decimal digits, with one ``.`` only in the version number.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from affidavit.policy.errors import PolicyParsingError
+
+MAX_POLICY_CHARS = 1 << 20
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+)
+  | (?P<comment>//[^\n]*)
+  | (?P<string>"(?:[^"\\]|\\.)*(?:"|\Z))
+  | (?P<number>[0-9]+(?:\.[0-9]+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>==|!=|<=|>=|=>|&&|[=<>!:,.;()\[\]{}])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # "ident", "string", "number", "op", "eof"
+    text: str  # the source text (for strings: the decoded value)
+    pos: int
+
+
+class Positions:
+    """Maps offsets to 1-based (line, column); columns count characters, tabs as one."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line_col(self, pos: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self._starts, pos)
+        return line, pos - self._starts[line - 1] + 1
+
+
+def _unescape(body: str, pos: int, positions: Positions) -> str:
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1) in '"\\':
+            return m.group(1)
+        line, col = positions.line_col(pos + 1 + m.start())
+        raise PolicyParsingError(
+            parse_message(
+                "\\" + m.group(1),
+                line,
+                col,
+                f"unknown escape '\\{m.group(1)}' (only \\\" and \\\\)",
+                "string",
+            ),
+            line=line,
+            column=col,
+        )
+
+    return _ESCAPE_RE.sub(repl, body) if "\\" in body else body
+
+
+def parse_message(symbol: str, line: int, column: int, failure: str, rule: str) -> str:
+    """MAA's parser diagnostic shape (maa-policy.md §9), without its native-code prefix."""
+    return (
+        f"Policy Parser Exception Thrown: Offending symbol: '{symbol}'\n"
+        f"Line: '{line}', Column: '{column}'\n"
+        f"Failure message: '{failure}'\n"
+        f"Failing rule: '{rule}'"
+    )
+
+
+def tokenize(text: str, positions: Positions) -> list[Token]:
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyParsingError(f"policy text is longer than {MAX_POLICY_CHARS} characters")
+    tokens: list[Token] = []
+    pos, end = 0, len(text)
+    match = _TOKEN_RE.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            line, col = positions.line_col(pos)
+            ch = text[pos]
+            raise PolicyParsingError(
+                parse_message(ch, line, col, f"token recognition error at: '{ch}'", "policy"),
+                line=line,
+                column=col,
+            )
+        kind = m.lastgroup
+        if kind == "string":
+            raw = m.group()
+            if len(raw) < 2 or not raw.endswith('"') or raw.endswith('\\"') and _odd_backslashes(raw):
+                line, col = positions.line_col(pos)
+                raise PolicyParsingError(
+                    parse_message('"', line, col, "unterminated string literal", "policy"),
+                    line=line,
+                    column=col,
+                )
+            tokens.append(Token("string", _unescape(raw[1:-1], pos, positions), pos))
+        elif kind in ("number", "ident", "op"):
+            tokens.append(Token(kind, m.group(), pos))  # type: ignore[arg-type]
+        pos = m.end()
+    tokens.append(Token("eof", "<EOF>", end))
+    return tokens
+
+
+def _odd_backslashes(raw: str) -> bool:
+    """True when the closing quote of ``raw`` is itself escaped (the string never closed)."""
+    n = len(raw) - 2
+    count = 0
+    while n >= 1 and raw[n] == "\\":
+        count += 1
+        n -= 1
+    return count % 2 == 1
