@@ -1,0 +1,116 @@
+"""A small strict DER reader: enough ASN.1 for Intel's PCK certificate SGX extension.
+
+``cryptography`` hands the extension over as opaque bytes (``UnrecognizedExtension``); this reader walks
+them without a general ASN.1 library. It accepts only definite, minimal lengths and single-byte tags,
+which is all DER allows for these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affidavit.evidence import EvidenceError
+
+TAG_BOOLEAN = 0x01
+TAG_INTEGER = 0x02
+TAG_OCTET_STRING = 0x04
+TAG_OID = 0x06
+TAG_ENUMERATED = 0x0A
+TAG_SEQUENCE = 0x30
+
+_CODE = "pck_extension_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Tlv:
+    tag: int
+    value: bytes
+
+
+def _fail(message: str) -> EvidenceError:
+    return EvidenceError(f"PCK SGX extension: {message}", code=_CODE)
+
+
+def read_tlvs(data: bytes) -> list[Tlv]:
+    """Split ``data`` into consecutive TLVs; every byte must belong to one."""
+    out: list[Tlv] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 2:
+            raise _fail("truncated TLV header")
+        tag = data[pos]
+        if tag & 0x1F == 0x1F:
+            raise _fail("multi-byte tags are not used here")
+        first = data[pos + 1]
+        pos += 2
+        if first < 0x80:
+            length = first
+        else:
+            n = first & 0x7F
+            if n == 0 or n > 4:
+                raise _fail("indefinite or oversized length")
+            if end - pos < n:
+                raise _fail("truncated length")
+            length = int.from_bytes(data[pos : pos + n], "big")
+            if data[pos] == 0 or length < 0x80:
+                raise _fail("non-minimal length encoding")
+            pos += n
+        if end - pos < length:
+            raise _fail("value runs past its container")
+        out.append(Tlv(tag, data[pos : pos + length]))
+        pos += length
+    return out
+
+
+def read_one(data: bytes, tag: int) -> Tlv:
+    """Exactly one TLV of the given tag."""
+    tlvs = read_tlvs(data)
+    if len(tlvs) != 1:
+        raise _fail(f"expected one element, found {len(tlvs)}")
+    if tlvs[0].tag != tag:
+        raise _fail(f"expected tag 0x{tag:02x}, found 0x{tlvs[0].tag:02x}")
+    return tlvs[0]
+
+
+def expect(tlv: Tlv, tag: int, what: str) -> bytes:
+    if tlv.tag != tag:
+        raise _fail(f"{what}: expected tag 0x{tag:02x}, found 0x{tlv.tag:02x}")
+    return tlv.value
+
+
+def decode_oid(value: bytes) -> str:
+    if not value or value[-1] & 0x80:
+        raise _fail("malformed OBJECT IDENTIFIER")
+    arcs: list[int] = []
+    acc = 0
+    start = True
+    for b in value:
+        if start and b == 0x80:
+            raise _fail("non-minimal OBJECT IDENTIFIER arc")
+        acc = (acc << 7) | (b & 0x7F)
+        start = False
+        if not b & 0x80:
+            arcs.append(acc)
+            acc = 0
+            start = True
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
+def decode_integer(value: bytes, what: str) -> int:
+    if not value:
+        raise _fail(f"{what}: empty INTEGER")
+    if len(value) > 1 and ((value[0] == 0 and not value[1] & 0x80) or (value[0] == 0xFF and value[1] & 0x80)):
+        raise _fail(f"{what}: non-minimal INTEGER")
+    if len(value) > 8:
+        raise _fail(f"{what}: INTEGER too large")
+    return int.from_bytes(value, "big", signed=True)
+
+
+def decode_boolean(value: bytes, what: str) -> bool:
+    if value == b"\xff":
+        return True
+    if value == b"\x00":
+        return False
+    raise _fail(f"{what}: malformed BOOLEAN")

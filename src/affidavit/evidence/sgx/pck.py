@@ -1,0 +1,147 @@
+"""The SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1).
+
+Its TCB component SVNs and PCESVN are what TCB levels are matched against (not the report's CPUSVN),
+and its FMSPC / PCE-ID select the TCB Info.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from affidavit.evidence import EvidenceError
+from affidavit.evidence.sgx import der
+
+SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
+_P = SGX_EXTENSION_OID
+
+SGX_TYPES = {0: "Standard", 1: "Scalable", 2: "ScalableWithIntegrity"}
+
+
+@dataclass(frozen=True, slots=True)
+class PckExtension:
+    ppid: bytes
+    tcb_components: tuple[int, ...]  # SGX TCB Comp01..16 SVN
+    pcesvn: int
+    cpusvn: bytes
+    pce_id: bytes
+    fmspc: bytes
+    sgx_type: int
+    platform_instance_id: bytes | None = None
+    dynamic_platform: bool | None = None
+    cached_keys: bool | None = None
+    smt_enabled: bool | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ppid": self.ppid.hex(),
+            "tcb_components": list(self.tcb_components),
+            "pcesvn": self.pcesvn,
+            "cpusvn": self.cpusvn.hex(),
+            "pce_id": self.pce_id.hex(),
+            "fmspc": self.fmspc.hex().upper(),
+            "sgx_type": self.sgx_type,
+            "platform_instance_id": None
+            if self.platform_instance_id is None
+            else self.platform_instance_id.hex(),
+            "dynamic_platform": self.dynamic_platform,
+            "cached_keys": self.cached_keys,
+            "smt_enabled": self.smt_enabled,
+        }
+
+
+def _fail(message: str) -> EvidenceError:
+    return EvidenceError(f"PCK SGX extension: {message}", code="pck_extension_invalid")
+
+
+def _entries(data: bytes, what: str) -> dict[str, der.Tlv]:
+    """A SEQUENCE OF SEQUENCE {OID, value} as a dict; duplicates are rejected."""
+    out: dict[str, der.Tlv] = {}
+    for item in der.read_tlvs(data):
+        inner = der.read_tlvs(der.expect(item, der.TAG_SEQUENCE, what))
+        if len(inner) != 2:
+            raise _fail(f"{what}: entry is not an (OID, value) pair")
+        oid = der.decode_oid(der.expect(inner[0], der.TAG_OID, what))
+        if oid in out:
+            raise _fail(f"{what}: duplicate entry {oid}")
+        out[oid] = inner[1]
+    return out
+
+
+def _octets(tlv: der.Tlv | None, what: str, size: int) -> bytes:
+    if tlv is None:
+        raise _fail(f"missing {what}")
+    value = der.expect(tlv, der.TAG_OCTET_STRING, what)
+    if len(value) != size:
+        raise _fail(f"{what} must be {size} bytes, found {len(value)}")
+    return value
+
+
+def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
+    if tlv is None:
+        raise _fail(f"missing {what}")
+    v = der.decode_integer(der.expect(tlv, der.TAG_INTEGER, what), what)
+    if not 0 <= v <= limit:
+        raise _fail(f"{what} out of range: {v}")
+    return v
+
+
+def parse_pck_extension(value: bytes) -> PckExtension:
+    """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
+    top = der.read_one(value, der.TAG_SEQUENCE)
+    e = _entries(top.value, "extension")
+    tcb_tlv = e.get(_P + ".2")
+    if tcb_tlv is None:
+        raise _fail("missing TCB")
+    tcb = _entries(der.expect(tcb_tlv, der.TAG_SEQUENCE, "TCB"), "TCB")
+    comps = tuple(_svn(tcb.get(f"{_P}.2.{i}"), f"SGX TCB Comp{i:02d} SVN", 255) for i in range(1, 17))
+    pcesvn = _svn(tcb.get(_P + ".2.17"), "PCESVN", 0xFFFF)
+    cpusvn = _octets(tcb.get(_P + ".2.18"), "CPUSVN", 16)
+    sgx_type_tlv = e.get(_P + ".5")
+    if sgx_type_tlv is None:
+        raise _fail("missing SGX Type")
+    sgx_type = der.decode_integer(der.expect(sgx_type_tlv, der.TAG_ENUMERATED, "SGX Type"), "SGX Type")
+    if sgx_type not in SGX_TYPES:
+        raise _fail(f"unknown SGX Type {sgx_type}")
+    pi = e.get(_P + ".6")
+    platform_instance_id = None if pi is None else _octets(pi, "PlatformInstanceID", 16)
+    dynamic = cached = smt = None
+    cfg_tlv = e.get(_P + ".7")
+    if cfg_tlv is not None:
+        cfg = _entries(der.expect(cfg_tlv, der.TAG_SEQUENCE, "Configuration"), "Configuration")
+
+        def flag(n: int, what: str) -> bool | None:
+            t = cfg.get(f"{_P}.7.{n}")
+            return None if t is None else der.decode_boolean(der.expect(t, der.TAG_BOOLEAN, what), what)
+
+        dynamic = flag(1, "dynamicPlatform")
+        cached = flag(2, "cachedKeys")
+        smt = flag(3, "SMTEnabled")
+    return PckExtension(
+        ppid=_octets(e.get(_P + ".1"), "PPID", 16),
+        tcb_components=comps,
+        pcesvn=pcesvn,
+        cpusvn=cpusvn,
+        pce_id=_octets(e.get(_P + ".3"), "PCE-ID", 2),
+        fmspc=_octets(e.get(_P + ".4"), "FMSPC", 6),
+        sgx_type=sgx_type,
+        platform_instance_id=platform_instance_id,
+        dynamic_platform=dynamic,
+        cached_keys=cached,
+        smt_enabled=smt,
+    )
+
+
+def pck_extension_of(cert: x509.Certificate) -> PckExtension:
+    """The SGX extension of a PCK certificate, or ``pck_extension_invalid``."""
+    try:
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
+    except x509.ExtensionNotFound:
+        raise _fail("the PCK certificate has no SGX extension") from None
+    except ValueError as exc:  # duplicate or undecodable extensions
+        raise _fail(f"the PCK certificate's extensions do not decode: {exc}") from None
+    value = ext.value
+    if not isinstance(value, x509.UnrecognizedExtension):
+        raise _fail("unexpected decoded form")
+    return parse_pck_extension(value.value)

@@ -1,0 +1,303 @@
+"""Certificate chains, CRLs and collateral signatures, checked once and summarised for reuse.
+
+`verify_pck_chain` and `verify_collateral` do all time-independent work (signatures, structure,
+revocation lists) and return summaries that carry the validity window; `check_time` then costs a few
+comparisons per quote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from affidavit.evidence import EvidenceError
+from affidavit.evidence.sgx.collateral import SgxCollateral
+from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
+from affidavit.evidence.sgx.trust import TrustAnchors, spki
+
+ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def fail(code: str, message: str) -> EvidenceError:
+    return EvidenceError(message, code=code)
+
+
+def raw_ecdsa_ok(key: ec.EllipticCurvePublicKey, sig: bytes, data: bytes) -> bool:
+    """Check a raw r||s P-256 signature."""
+    if len(sig) != 64:
+        return False
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    if not r or not s:
+        return False
+    try:
+        key.verify(utils.encode_dss_signature(r, s), data, ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = cert.public_key()
+    except ValueError as exc:
+        raise fail(code, f"{what}: unreadable public key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise fail(code, f"{what}: key is not ECDSA P-256")
+    return key
+
+
+def signed_by(cert: x509.Certificate, key: ec.EllipticCurvePublicKey) -> bool:
+    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+        return False
+    try:
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, key: ec.EllipticCurvePublicKey) -> bool:
+    if crl.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+        return False
+    return bool(crl.is_signature_valid(key))
+
+
+def common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = attrs[0].value if attrs else ""
+    return value if isinstance(value, str) else value.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A validity interval; ``parts`` names each bound for error messages."""
+
+    not_before: datetime
+    not_after: datetime
+    parts: tuple[tuple[str, str, datetime, datetime], ...]  # (code, what, not_before, not_after)
+
+    @staticmethod
+    def of(parts: list[tuple[str, str, datetime, datetime]]) -> Window:
+        return Window(max(p[2] for p in parts), min(p[3] for p in parts), tuple(parts))
+
+
+def check_time(now: datetime, *windows: Window) -> None:
+    """Raise for the first item (in Intel's order) not valid at ``now``."""
+    for w in windows:
+        if w.not_before <= now <= w.not_after:
+            continue
+        for code, what, nb, na in w.parts:
+            if now > na:
+                raise fail(code, f"{what} expired at {na.isoformat()} (verification time {now.isoformat()})")
+            if now < nb:
+                raise fail(
+                    code, f"{what} is not valid before {nb.isoformat()} (verification time {now.isoformat()})"
+                )
+
+
+def _cert_window(cert: x509.Certificate, what: str) -> tuple[str, str, datetime, datetime]:
+    return ("certificate_expired", what, cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+
+def _crl_window(crl: x509.CertificateRevocationList, what: str) -> tuple[str, str, datetime, datetime]:
+    if crl.next_update_utc is None:
+        raise fail("collateral_malformed", f"{what} has no nextUpdate")
+    return ("crl_expired", what, crl.last_update_utc, crl.next_update_utc)
+
+
+@dataclass(frozen=True)
+class VerifiedChain:
+    """A PCK chain whose signatures lead to a trust anchor."""
+
+    leaf: x509.Certificate
+    intermediate: x509.Certificate
+    root: x509.Certificate
+    leaf_key: ec.EllipticCurvePublicKey
+    root_spki: bytes
+    intermediate_spki: bytes
+    extension: PckExtension
+    ca: str  # "processor" | "platform"
+    window: Window
+
+
+def _check_root(
+    root: x509.Certificate, trust: TrustAnchors, what: str, code: str
+) -> ec.EllipticCurvePublicKey:
+    key = p256_key(root, what, code)
+    anchor = trust.find(key)
+    if anchor is None:
+        raise fail(code, f"{what} ({common_name(root.subject)!r}) does not carry a trusted root key")
+    if root.issuer != root.subject or not signed_by(root, anchor):
+        raise fail(code, f"{what} is not a valid self-signed root")
+    return anchor
+
+
+def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
+    """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise fail("pck_chain_malformed", f"PCK certificate chain is not valid PEM/DER: {exc}") from None
+    if len(certs) != 3:
+        raise fail("pck_chain_malformed", f"PCK certificate chain has {len(certs)} certificates, expected 3")
+    return certs[0], certs[1], certs[2]
+
+
+def ca_type(intermediate: x509.Certificate) -> str:
+    cn = common_name(intermediate.subject)
+    if "Processor" in cn:
+        return "processor"
+    if "Platform" in cn:
+        return "platform"
+    raise fail("pck_chain_malformed", f"PCK issuer {cn!r} is neither the Processor nor the Platform CA")
+
+
+def verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
+    leaf, inter, root = load_pck_chain(pem)
+    code = "pck_chain_untrusted"
+    if "SGX Root CA" not in common_name(root.subject) or "SGX PCK Certificate" not in common_name(
+        leaf.subject
+    ):
+        raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
+    ca = ca_type(inter)
+    anchor = _check_root(root, trust, "PCK chain root", code)
+    inter_key = p256_key(inter, "PCK CA certificate", code)
+    if inter.issuer != root.subject or not signed_by(inter, anchor):
+        raise fail(code, "PCK CA certificate is not signed by the trusted root")
+    leaf_key = p256_key(leaf, "PCK certificate", code)
+    if leaf.issuer != inter.subject or not signed_by(leaf, inter_key):
+        raise fail(code, "PCK certificate is not signed by its CA")
+    window = Window.of(
+        [
+            _cert_window(root, "Root CA certificate (PCK chain)"),
+            _cert_window(inter, "PCK CA certificate"),
+            _cert_window(leaf, "PCK certificate"),
+        ]
+    )
+    return VerifiedChain(
+        leaf=leaf,
+        intermediate=inter,
+        root=root,
+        leaf_key=leaf_key,
+        root_spki=spki(anchor),
+        intermediate_spki=spki(inter_key),
+        extension=pck_extension_of(leaf),
+        ca=ca,
+        window=window,
+    )
+
+
+@dataclass(frozen=True)
+class VerifiedCollateral:
+    """Collateral whose chains, CRLs and signatures check out against a trust anchor."""
+
+    collateral: SgxCollateral
+    root_spki: bytes
+    root_revoked: frozenset[int]
+    pck_revoked: frozenset[int]
+    pck_crl_issuer: x509.Name
+    pck_crl_issuer_spki: bytes
+    window: Window
+
+
+def _signer_chain(
+    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, cn_part: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey]:
+    code = "collateral_chain_untrusted"
+    if len(chain) != 2:
+        raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
+    signer, root = chain
+    anchor = _check_root(root, trust, f"{what} root", code)
+    if cn_part not in common_name(signer.subject):
+        raise fail(code, f"{what} signer {common_name(signer.subject)!r} is not an {cn_part!r} certificate")
+    key = p256_key(signer, f"{what} signer", code)
+    if signer.issuer != root.subject or not signed_by(signer, anchor):
+        raise fail(code, f"{what} signer is not signed by the trusted root")
+    return signer, key, anchor
+
+
+def verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
+    tcb_signer, tcb_key, root_key = _signer_chain(
+        c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing"
+    )
+    qe_signer, qe_key, qe_root = _signer_chain(
+        c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing"
+    )
+    crl_signer, crl_key, crl_root = _signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA")
+    root_spki = spki(root_key)
+    if spki(qe_root) != root_spki or spki(crl_root) != root_spki:
+        raise fail("collateral_chain_untrusted", "collateral issuer chains end in different roots")
+    root_cert = c.tcb_info_issuer_chain[1]
+    if c.root_ca_crl.issuer != root_cert.subject or not crl_signed_by(c.root_ca_crl, root_key):
+        raise fail("crl_invalid", "Root CA CRL is not signed by the trusted root")
+    if c.pck_crl.issuer != crl_signer.subject or not crl_signed_by(c.pck_crl, crl_key):
+        raise fail("crl_invalid", "PCK CRL is not signed by its issuer chain's CA")
+    root_revoked = frozenset(r.serial_number for r in c.root_ca_crl)
+    for cert, what in (
+        (tcb_signer, "TCB Info signing"),
+        (qe_signer, "QE identity signing"),
+        (crl_signer, "PCK CRL issuer"),
+    ):
+        if cert.serial_number in root_revoked:
+            raise fail("collateral_revoked", f"{what} certificate is revoked by the Root CA CRL")
+    if not raw_ecdsa_ok(tcb_key, c.tcb_info_signature, c.tcb_info_json):
+        raise fail("collateral_signature_invalid", "TCB Info signature does not verify")
+    if not raw_ecdsa_ok(qe_key, c.qe_identity_signature, c.qe_identity_json):
+        raise fail("collateral_signature_invalid", "QE identity signature does not verify")
+    parts = [
+        _crl_window(c.root_ca_crl, "Root CA CRL"),
+        _crl_window(c.pck_crl, "PCK CRL"),
+        _cert_window(crl_signer, "PCK CRL issuer certificate"),
+        _cert_window(c.pck_crl_issuer_chain[1], "Root CA certificate (PCK CRL chain)"),
+        _cert_window(tcb_signer, "TCB Info signing certificate"),
+        _cert_window(root_cert, "Root CA certificate (TCB Info chain)"),
+        ("collateral_expired", "TCB Info", c.tcb_info.issue_date, c.tcb_info.next_update),
+        _cert_window(qe_signer, "QE identity signing certificate"),
+        _cert_window(c.qe_identity_issuer_chain[1], "Root CA certificate (QE identity chain)"),
+        ("collateral_expired", "QE identity", c.qe_identity.issue_date, c.qe_identity.next_update),
+    ]
+    return VerifiedCollateral(
+        collateral=c,
+        root_spki=root_spki,
+        root_revoked=root_revoked,
+        pck_revoked=frozenset(r.serial_number for r in c.pck_crl),
+        pck_crl_issuer=crl_signer.subject,
+        pck_crl_issuer_spki=spki(crl_key),
+        window=Window.of(parts),
+    )
+
+
+def check_chain_against(chain: VerifiedChain, vc: VerifiedCollateral) -> None:
+    """Revocation and platform match of one PCK chain under one collateral set (time-independent)."""
+    if chain.root_spki != vc.root_spki:
+        raise fail("pck_chain_untrusted", "PCK chain and collateral end in different trusted roots")
+    if chain.intermediate.serial_number in vc.root_revoked:
+        raise fail("ca_revoked", "the PCK CA certificate is revoked by the Root CA CRL")
+    if chain.leaf.issuer != vc.pck_crl_issuer or chain.intermediate_spki != vc.pck_crl_issuer_spki:
+        raise fail(
+            "crl_mismatch",
+            f"the PCK CRL is issued by {common_name(vc.pck_crl_issuer)!r}, not by the "
+            f"quote's PCK CA {common_name(chain.leaf.issuer)!r}",
+        )
+    if chain.leaf.serial_number in vc.pck_revoked:
+        raise fail("pck_revoked", f"the PCK certificate (serial {chain.leaf.serial_number:x}) is revoked")
+    tcb = vc.collateral.tcb_info
+    ext = chain.extension
+    if tcb.fmspc != ext.fmspc:
+        raise fail(
+            "tcb_info_mismatch",
+            f"TCB Info is for FMSPC {tcb.fmspc.hex().upper()}, the PCK certificate "
+            f"has {ext.fmspc.hex().upper()}",
+        )
+    if tcb.pce_id != ext.pce_id:
+        raise fail(
+            "tcb_info_mismatch",
+            f"TCB Info is for PCE-ID {tcb.pce_id.hex()}, the PCK certificate has {ext.pce_id.hex()}",
+        )

@@ -1,0 +1,72 @@
+"""Trust anchors: the root public keys a DCAP chain must end in.
+
+Trust rests on the root's public key (its SubjectPublicKeyInfo), not on one certificate edition: Intel
+re-issued the SGX Root CA with the same key, and quotes in the wild embed either edition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from affidavit.evidence import EvidenceError
+
+INTEL_ROOT_PEM = "intel_sgx_root_ca.pem"
+
+
+def spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    """Root public keys, keyed by DER SubjectPublicKeyInfo."""
+
+    keys: dict[bytes, ec.EllipticCurvePublicKey]
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.keys))
+
+    @classmethod
+    def intel(cls) -> TrustAnchors:
+        """The Intel SGX Root CA shipped in this package."""
+        data = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
+        return cls.from_pem(data)
+
+    @classmethod
+    def from_pem(cls, data: bytes | str) -> TrustAnchors:
+        """Roots from PEM certificates (any number, concatenated) or PEM public keys."""
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        if isinstance(data, str):
+            data = data.encode()
+        keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in data:
+                pubs = [c.public_key() for c in x509.load_pem_x509_certificates(data)]
+            else:
+                pubs = [load_pem_public_key(data)]
+        except (ValueError, TypeError) as exc:
+            raise EvidenceError(
+                f"trust anchor is not a PEM certificate or key: {exc}", code="trust_anchor_invalid"
+            ) from None
+        for pub in pubs:
+            if not isinstance(pub, ec.EllipticCurvePublicKey) or not isinstance(pub.curve, ec.SECP256R1):
+                raise EvidenceError("trust anchor key must be ECDSA P-256", code="trust_anchor_invalid")
+            keys[spki(pub)] = pub
+        if not keys:
+            raise EvidenceError("no trust anchor in PEM input", code="trust_anchor_invalid")
+        return cls(keys)
+
+    def merged(self, other: TrustAnchors) -> TrustAnchors:
+        return TrustAnchors({**self.keys, **other.keys})
+
+    def find(self, key: ec.EllipticCurvePublicKey | object) -> ec.EllipticCurvePublicKey | None:
+        """The anchor equal to ``key``, if any."""
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return None
+        return self.keys.get(spki(key))

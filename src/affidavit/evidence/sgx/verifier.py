@@ -1,0 +1,241 @@
+"""DCAP quote verification in Intel's order (sgx-dcap.md §5), with per-instance caches.
+
+A `DcapVerifier` remembers what does not change between quotes: verified collateral (by digest),
+verified PCK chains (by their PEM bytes), the pairing of the two (revocation, FMSPC), QE report
+signatures (a platform's QE report repeats across its quotes) and decoded attestation keys. Each cache
+entry records only a check that passed on exactly those bytes, so reuse never weakens a check; time
+validity is re-checked on every call. A quote then costs its own ECDSA verification, a hash and parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from affidavit.evidence import EvidenceError
+from affidavit.evidence.sgx.claims import body_claims
+from affidavit.evidence.sgx.collateral import SgxCollateral
+from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
+from affidavit.evidence.sgx.pki import (
+    VerifiedChain,
+    VerifiedCollateral,
+    ca_type,
+    check_chain_against,
+    check_time,
+    load_pck_chain,
+    raw_ecdsa_ok,
+    verify_collateral,
+    verify_pck_chain,
+)
+from affidavit.evidence.sgx.quote import Quote, parse_quote
+from affidavit.evidence.sgx.tcb import check_identity_kind, evaluate, match_qe_identity, tdx_module_level
+from affidavit.evidence.sgx.trust import TrustAnchors
+
+_P256 = ec.SECP256R1()
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What collateral a quote needs."""
+
+    fmspc: str  # upper-case hex
+    ca: str  # "processor" | "platform"
+    tee: str  # "sgx" | "tdx"
+
+
+def platform_of(quote: bytes | Quote) -> Platform:
+    """Read FMSPC, PCK CA and TEE from a quote's (unverified) PCK certificate."""
+    q = quote if isinstance(quote, Quote) else parse_quote(quote)
+    leaf, inter, _ = load_pck_chain(q.pck_chain_pem)
+    return Platform(fmspc=pck_extension_of(leaf).fmspc.hex().upper(), ca=ca_type(inter), tee=q.tee)
+
+
+def collateral_hashes(collateral: SgxCollateral, evidence: bytes) -> dict[str, str]:
+    """The seven ``x-ms-sgx-collateral`` values (lowercase hex SHA-256).
+
+    quotehash: the evidence bytes as submitted (for Open Enclave, the OE report with its header);
+    tcbinfohash / qeidhash: the exact signed ``tcbInfo`` / ``enclaveIdentity`` JSON text;
+    tcbinfocertshash / qeidcertshash: the issuer chain as concatenated DER, signer first;
+    tcbinfocrlhash / qeidcrlhash: the DER Root CA CRL (the CRL that covers those chains).
+    """
+
+    def h(b: bytes) -> str:
+        return hashlib.sha256(b).hexdigest()
+
+    def chain(certs: tuple[Any, ...]) -> str:
+        return h(b"".join(c.public_bytes(Encoding.DER) for c in certs))
+
+    root_crl = h(collateral.root_ca_crl.public_bytes(Encoding.DER))
+    return {
+        "qeidcertshash": chain(collateral.qe_identity_issuer_chain),
+        "qeidcrlhash": root_crl,
+        "qeidhash": h(collateral.qe_identity_json),
+        "quotehash": h(evidence),
+        "tcbinfocertshash": chain(collateral.tcb_info_issuer_chain),
+        "tcbinfocrlhash": root_crl,
+        "tcbinfohash": h(collateral.tcb_info_json),
+    }
+
+
+@dataclass(frozen=True)
+class DcapResult:
+    """A verified quote: Intel's TCB status with advisories, the parsed quote and MAA claims."""
+
+    tee: str
+    tcb_status: str
+    advisory_ids: tuple[str, ...]
+    quote: Quote
+    report_data: bytes
+    claims: dict[str, Any]
+    collateral_hashes: dict[str, str]
+    qe_tcb_status: str = ""
+    platform_tcb_status: str = ""
+    tdx_module_tcb_status: str | None = None
+    tcb_date: datetime | None = None
+    tcb_evaluation_data_number: int = 0
+    fmspc: str = ""
+    pck: PckExtension | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tee": self.tee,
+            "status": self.tcb_status,
+            "advisory_ids": list(self.advisory_ids),
+            "qe_tcb_status": self.qe_tcb_status,
+            "platform_tcb_status": self.platform_tcb_status,
+            "tdx_module_tcb_status": self.tdx_module_tcb_status,
+            "tcb_date": None if self.tcb_date is None else self.tcb_date.isoformat(),
+            "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
+            "fmspc": self.fmspc,
+            "report_data": self.report_data.hex(),
+            "claims": self.claims,
+            "collateral_hashes": self.collateral_hashes,
+        }
+
+
+class _Lru(dict):  # type: ignore[type-arg]
+    """A dict that forgets its oldest entries beyond ``limit`` (bounds memory under hostile input)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self) >= self.limit:
+            for k in list(self)[: max(1, self.limit // 8)]:
+                self.pop(k, None)
+        self[key] = value
+
+
+class DcapVerifier:
+    """Verifies DCAP quotes against one set of trust anchors, caching what repeats."""
+
+    def __init__(self, trust: TrustAnchors | None = None, *, cache_size: int = 4096) -> None:
+        self.trust = trust if trust is not None else TrustAnchors.intel()
+        self._collateral: _Lru = _Lru(max(8, cache_size // 64))
+        self._chains: _Lru = _Lru(cache_size)
+        self._pairs: _Lru = _Lru(cache_size)
+        self._qe_sigs: _Lru = _Lru(cache_size)
+        self._att_keys: _Lru = _Lru(cache_size)
+        self._hashes: _Lru = _Lru(max(8, cache_size // 64))
+
+    def _verified_collateral(self, c: SgxCollateral) -> VerifiedCollateral:
+        vc = self._collateral.get(c.digest)
+        if vc is None:
+            vc = verify_collateral(c, self.trust)
+            self._collateral.put(c.digest, vc)
+        return vc
+
+    def _verified_chain(self, pem: bytes) -> VerifiedChain:
+        chain = self._chains.get(pem)
+        if chain is None:
+            chain = verify_pck_chain(pem, self.trust)
+            self._chains.put(pem, chain)
+        return chain
+
+    def _attestation_key(self, raw: bytes) -> ec.EllipticCurvePublicKey:
+        key = self._att_keys.get(raw)
+        if key is None:
+            try:
+                key = ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + raw)
+            except ValueError:
+                raise EvidenceError(
+                    "the attestation key is not a P-256 point", code="quote_signature_invalid"
+                ) from None
+            self._att_keys.put(raw, key)
+        return key
+
+    def verify(self, quote: bytes | Quote, collateral: SgxCollateral, now: datetime) -> DcapResult:
+        """Verify ``quote`` (bytes, or already parsed) at time ``now`` (timezone-aware)."""
+        if now.tzinfo is None:
+            raise EvidenceError("verification time must be timezone-aware", code="invalid_time")
+        q = quote if isinstance(quote, Quote) else parse_quote(quote)
+        evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
+        pem = q.pck_chain_pem
+        # B. PCK chain, C/D. collateral (signatures once per set), revocation and validity at `now`.
+        chain = self._verified_chain(pem)
+        vc = self._verified_collateral(collateral)
+        check_time(now, chain.window, vc.window)
+        pair = (collateral.digest, pem)
+        if pair not in self._pairs:
+            check_chain_against(chain, vc)
+            self._pairs.put(pair, True)
+        tcb_info, qe_ident = collateral.tcb_info, collateral.qe_identity
+        check_identity_kind(tcb_info, qe_ident, q.tee)
+        # F. TDX module identity comes before the QE report in QVL's order.
+        module_level = tdx_module_level(tcb_info, q.body) if q.tee == "tdx" else None  # type: ignore[arg-type]
+        # E. QE report signature (by the PCK key) and its binding of the attestation key.
+        qe_key = (pem, q.qe_report.raw, q.qe_report_signature)
+        if qe_key not in self._qe_sigs:
+            if not raw_ecdsa_ok(chain.leaf_key, q.qe_report_signature, q.qe_report.raw):
+                raise EvidenceError(
+                    "the QE report signature does not verify with the PCK key",
+                    code="qe_report_signature_invalid",
+                )
+            self._qe_sigs.put(qe_key, True)
+        bound = hashlib.sha256(q.attestation_key + q.qe_auth_data).digest()
+        if q.qe_report.raw[320:352] != bound:
+            raise EvidenceError(
+                "the QE report data does not bind the attestation key and QE auth data",
+                code="qe_report_data_mismatch",
+            )
+        qe_level = match_qe_identity(q.qe_report, qe_ident)
+        if not raw_ecdsa_ok(self._attestation_key(q.attestation_key), q.signature, q.signed_region):
+            raise EvidenceError(
+                "the quote signature does not verify with the attestation key", code="quote_signature_invalid"
+            )
+        # G. Platform TCB level and status convergence.
+        outcome = evaluate(tcb_info, chain.extension, q.body, qe_level, module_level)
+        hashes = self._hashes.get(collateral.digest)
+        if hashes is None:
+            hashes = collateral_hashes(collateral, b"")
+            self._hashes.put(collateral.digest, hashes)
+        hashes = {**hashes, "quotehash": hashlib.sha256(evidence).hexdigest()}
+        return DcapResult(
+            tee=q.tee,
+            tcb_status=outcome.status,
+            advisory_ids=outcome.advisory_ids,
+            quote=q,
+            report_data=q.body.report_data,
+            claims=body_claims(q.body),
+            collateral_hashes=hashes,
+            qe_tcb_status=outcome.qe_level.status,
+            platform_tcb_status=outcome.platform_level.status,
+            tdx_module_tcb_status=None if outcome.module_level is None else outcome.module_level.status,
+            tcb_date=outcome.platform_level.tcb_date,
+            tcb_evaluation_data_number=tcb_info.tcb_evaluation_data_number,
+            fmspc=chain.extension.fmspc.hex().upper(),
+            pck=chain.extension,
+        )
+
+
+def verify_quote(
+    quote: bytes, collateral: SgxCollateral, trust: TrustAnchors | None, now: datetime
+) -> DcapResult:
+    """Uncached one-shot verification (a fresh `DcapVerifier`)."""
+    return DcapVerifier(trust).verify(quote, collateral, now)
