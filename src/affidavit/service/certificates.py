@@ -54,16 +54,16 @@ async def _modify(request: Request, *, add: bool) -> Response:
     except TokenError as exc:
         raise token_error(exc) from None
     der = cert.public_bytes(Encoding.DER)
-    registered = [c.public_bytes(Encoding.DER) for c in state.store.list_certificates()]
+    registered = state.store.list_certificates()
     if add:
         if der not in registered:
-            state.store.add_certificate(cert, actor=actor_of(request, signer))
+            state.store.add_certificate(der, actor=actor_of(request, signer))
     elif der in registered:
         if len(registered) == 1:
             raise ServiceError(
                 "the last policy management certificate cannot be removed", code=INVALID_OPERATION
             )
-        state.store.remove_certificate(cert, actor=actor_of(request, signer))
+        state.store.remove_certificate(der, actor=actor_of(request, signer))
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(certificates_modification_claims(cert, present=add))
     return token_response(sign(state, claims))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,9 +70,8 @@ async def read_management_jws(request: Request, state: ServiceState, *, media: t
                     "isolated mode requires a JWS signed by a policy management certificate",
                     code=INVALID_OPERATION,
                 )
-            check_signer_trusted(
-                signer, state.store.list_certificates(), chain=signer_chain(jws)[1:], now=now
-            )
+            registered = [x509.load_der_x509_certificate(d) for d in state.store.list_certificates()]
+            check_signer_trusted(signer, registered, chain=signer_chain(jws)[1:], now=now)
     except TokenError as exc:
         raise token_error(exc) from None
     return jws, signer

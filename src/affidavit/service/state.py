@@ -131,15 +131,11 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.store_url)
     if config.mode == "isolated":
-        initial = [c for p in config.policy_signer_certs for c in read_pem_certificates(p)]
-        if not initial and not store.list_certificates():
-            raise ServiceError(
-                "isolated mode needs at least one --policy-signer-cert", code="configuration"
-            )
-        registered = {_der(c) for c in store.list_certificates()}
-        for cert in initial:
-            if _der(cert) not in registered:
-                store.add_certificate(cert, actor="configuration")
+        initial = [_der(c) for p in config.policy_signer_certs for c in read_pem_certificates(p)]
+        store.seed_certificates(initial, actor="configuration")  # first start only
+        if not store.list_certificates():
+            store.close()
+            raise ServiceError("isolated mode needs at least one --policy-signer-cert", code="configuration")
     verifier = DcapVerifier(trust_anchors(config))
     state = ServiceState(
         config=config,
@@ -158,7 +154,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     return state
 
 
-def _der(cert: Any) -> bytes:
+def _der(cert: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    return cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
+    return cert.public_bytes(Encoding.DER)
