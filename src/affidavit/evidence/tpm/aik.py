@@ -1,0 +1,126 @@
+"""Trust in the attestation key: an AK certificate chaining to configured CAs, or a registered AK key."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from affidavit.evidence.tpm.errors import TpmAkError
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+MAX_CHAIN = 6
+
+
+def spki_der(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """DER or PEM. Lenient on name lengths: the GCE AK certificate's issuer CN exceeds 64 characters."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_certificate(data)
+            return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise TpmAkError(f"the AK certificate cannot be parsed: {exc}") from None
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, or a single DER certificate."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return x509.load_pem_x509_certificates(data)
+    return [load_certificate(data)]
+
+
+@dataclass(frozen=True)
+class TpmTrust:
+    """What the operator trusts for TPM evidence: AK-issuing CAs and AK keys registered in advance."""
+
+    aik_roots: tuple[x509.Certificate, ...] = ()
+    aik_intermediates: tuple[x509.Certificate, ...] = ()
+    registered_aks: frozenset[bytes] = field(default_factory=frozenset)  # SubjectPublicKeyInfo DER
+
+    @classmethod
+    def from_pem(
+        cls,
+        roots: bytes = b"",
+        intermediates: bytes = b"",
+        registered_aks: Iterable[PublicKey | bytes] = (),
+    ) -> TpmTrust:
+        """``registered_aks``: public keys, or PEM/DER SubjectPublicKeyInfo bytes."""
+        keys: set[bytes] = set()
+        for k in registered_aks:
+            if isinstance(k, bytes):
+                k = (
+                    serialization.load_pem_public_key(k)
+                    if k.lstrip().startswith(b"-----BEGIN")
+                    else serialization.load_der_public_key(k)
+                )  # type: ignore[assignment]
+            keys.add(spki_der(k))  # type: ignore[arg-type]
+        return cls(
+            tuple(load_certificates(roots)) if roots else (),
+            tuple(load_certificates(intermediates)) if intermediates else (),
+            frozenset(keys),
+        )
+
+
+def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # over-long name attributes (GCE); compared as parsed
+        if cert.issuer != issuer.subject:
+            return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, Exception):  # InvalidSignature, unsupported algorithms
+        return False
+    return True
+
+
+def verify_ak_certificate(
+    cert: x509.Certificate,
+    trust: TpmTrust,
+    now: datetime,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> None:
+    """Chain ``cert`` to one of ``trust.aik_roots`` (signatures, validity at ``now``, CA flags)."""
+    if not trust.aik_roots:
+        raise TpmAkError("no AK certificate authorities are configured")
+    if not _valid_at(cert, now):
+        raise TpmAkError(f"the AK certificate is not valid at {now.isoformat()}")
+    roots = {spki_der(r.public_key()) for r in trust.aik_roots}  # type: ignore[arg-type]
+    pool = list(intermediates) + list(trust.aik_intermediates) + list(trust.aik_roots)
+    current = cert
+    for _ in range(MAX_CHAIN):
+        for issuer in pool:
+            if issuer is current or not _issued_by(current, issuer):
+                continue
+            if not _is_ca(issuer) or not _valid_at(issuer, now):
+                continue
+            if spki_der(issuer.public_key()) in roots:  # type: ignore[arg-type]
+                return
+            current = issuer
+            break
+        else:
+            raise TpmAkError("the AK certificate does not chain to a configured CA")
+    raise TpmAkError("the AK certificate chain is too long")

@@ -1,0 +1,98 @@
+"""MAA incoming claims derived from a verified event log (tpm.md §3).
+
+A claim is read only from events that (a) lie in a PCR whose replay matched the quote and (b) whose
+data is covered by their digest. Claims that rest on the *absence* of an event (no boot debugging,
+not safe mode, ...) are emitted only when every PCR such an event would be in is bound by the quote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from affidavit.evidence.tpm import constants as c
+from affidavit.evidence.tpm import sipa, uefi
+from affidavit.evidence.tpm.analysis import LogAnalysis
+from affidavit.evidence.tpm.coverage import VERIFIED
+from affidavit.evidence.tpm.eventlog import Event
+from affidavit.evidence.tpm.maa_json import events_json, pcrs_json
+from affidavit.evidence.tpm.replay import PcrValues
+
+SIPA_PCRS = frozenset({12, 13, 14})
+
+
+def secure_boot_state(events: Iterable[tuple[Event, str]]) -> bool | None:
+    """PCR7 ``SecureBoot`` variable before the first PCR7 separator, exactly once, digest == H(data).
+
+    ``None`` when the log does not say (no such event, or it is not covered by its digest).
+    """
+    found: list[bytes] = []
+    for e, status in events:
+        if e.pcr != 7:
+            continue
+        if e.type == c.EV_SEPARATOR:
+            break
+        if e.type != c.EV_EFI_VARIABLE_DRIVER_CONFIG:
+            continue
+        var = uefi.parse_variable(e.data)
+        if var is None or var.guid != c.EFI_GLOBAL_VARIABLE or var.name != "SecureBoot":
+            continue
+        if status != VERIFIED:
+            return None
+        found.append(var.data)
+    if len(found) != 1:
+        return None
+    return found[0] == b"\x01"
+
+
+def _debug_mode_action(e: Event) -> bool:
+    return e.pcr == 7 and e.type == c.EV_EFI_ACTION and e.data.rstrip(b"\x00") == b"UEFI Debug Mode"
+
+
+def _dma_protection_disabled(e: Event) -> bool:
+    return e.type == c.EV_EFI_ACTION and e.data.rstrip(b"\x00") == b"DMA Protection Disabled"
+
+
+def derive_claims(analysis: LogAnalysis | None, quoted: PcrValues, covered: frozenset[int]) -> dict[str, Any]:
+    """Claims from the log; ``covered``: PCRs whose log events replay to the quoted values."""
+    claims: dict[str, Any] = {"pcrs": pcrs_json(quoted), "vbsReportPresent": False}
+    if analysis is None:
+        return claims
+    log = analysis.log
+    trusted = [(e, s) for e, s in zip(log.events, analysis.status, strict=True) if e.pcr in covered]
+    verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
+    events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks)
+    claims["events"] = events
+    claims["bootEvents"] = events
+
+    sb = secure_boot_state(trusted) if 7 in covered else None
+    if sb is not None:
+        claims["secureBootEnabled"] = sb
+
+    sipa_values: dict[str, list[Any]] = {}
+    for e, status in trusted:
+        if e.type == c.EV_EVENT_TAG and status == VERIFIED:
+            tree = sipa.decode(e.data)
+            for name, value in sipa.walk(tree):
+                sipa_values.setdefault(name, []).append(value)
+    windows = bool(sipa_values)
+    sipa_bound = SIPA_PCRS <= covered
+    uefi_debug = any(_debug_mode_action(e) for e, _ in trusted)
+
+    if 7 in covered and (sipa_bound or not windows):
+        debugging = uefi_debug or any(v is True for v in sipa_values.get("EVENT_BOOTDEBUGGING", []))
+        claims["bootDebuggingDisabled"] = not debugging
+    if windows and sipa_bound:
+        claims["notSafeMode"] = not any(v is True for v in sipa_values.get("EVENT_SAFEMODE", []))
+        claims["notWinPE"] = not any(v is True for v in sipa_values.get("EVENT_WINPE", []))
+        iommu = [
+            v.get("Value")
+            for v in sipa_values.get("EVENT_HYPERVISOR_IOMMU_POLICY", [])
+            if isinstance(v, dict)
+        ]
+        dma_off = any(_dma_protection_disabled(e) for e, _ in trusted)
+        claims["iommuEnabled"] = bool(iommu) and all(v == 1 for v in iommu) and not dma_off
+        claims["vbsEnabled"] = any(v is True for v in sipa_values.get("EVENT_VBS_VSM_REQUIRED", [])) or bool(
+            sipa_values.get("EVENT_VSM_IDK_INFO")
+        )
+    return claims

@@ -1,0 +1,192 @@
+"""MAA's policy-1.2 JSON views of TPM evidence: ``events`` / ``bootEvents`` and ``pcrs``.
+
+Field names and casing follow real MAA tokens (vectors/tpm/maa-tokens), since JmesPath policies
+written for MAA query them. Types MAA decodes carry ``EventTypeString`` and ``ProcessedData``;
+others carry only the numeric ``EventType``. ProcessedData is produced only from data the event's
+digest covers (or, for images and firmware blobs, data that is descriptive by nature).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from affidavit.evidence.tpm import constants as c
+from affidavit.evidence.tpm import sipa, uefi
+from affidavit.evidence.tpm.coverage import EXTERNAL, VERIFIED
+from affidavit.evidence.tpm.eventlog import Event
+from affidavit.evidence.tpm.replay import PcrValues
+
+_SIG_LIST_VARIABLES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "MokList", "MokListX"})
+_DEVICE_PATH_TYPES = {1: "Hardware", 2: "ACPI", 3: "Messaging", 4: "Media", 5: "BBS", 0x7F: "End"}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signature_lists(data: bytes) -> list[dict[str, Any]] | None:
+    lists = uefi.parse_signature_lists(data)
+    if lists is None:
+        return None
+    return [
+        {
+            "SignatureType": sl.signature_type,
+            "SignatureTypeString": c.SIGNATURE_TYPE_NAMES.get(sl.signature_type, ""),
+            "Signatures": [{"SignatureData": b64url(d), "SignatureOwner": o} for o, d in sl.signatures],
+        }
+        for sl in lists
+    ]
+
+
+def _driver_config(e: Event) -> dict[str, Any] | None:
+    var = uefi.parse_variable(e.data)
+    if var is None:
+        return None
+    value: Any = b64url(var.data)
+    if var.name in _SIG_LIST_VARIABLES and var.data:
+        value = _signature_lists(var.data) or value
+    return {"UnicodeName": var.name, "VariableData": value, "VariableGuid": var.guid}
+
+
+def _variable_boot(e: Event) -> dict[str, Any] | None:
+    var = uefi.parse_variable(e.data)
+    return None if var is None else {"VariableData": b64url(var.data)}
+
+
+def _authority(e: Event) -> dict[str, Any] | None:
+    var = uefi.parse_variable(e.data)
+    if var is None or len(var.data) < 16:
+        return None
+    return {"VariableData": {"SignatureData": b64url(var.data[16:]), "SignatureOwner": uefi.guid(var.data)}}
+
+
+def _action(e: Event) -> dict[str, Any] | None:
+    try:
+        return {"Data": e.data.rstrip(b"\x00").decode("ascii")}
+    except UnicodeDecodeError:
+        return None
+
+
+def _separator(e: Event) -> dict[str, Any] | None:
+    return {f"CappedHash[{c.MAA_HASH_NAMES.get(a, hex(a))}]": b64url(d) for a, d in e.digests.items()}
+
+
+def _firmware_blob(e: Event) -> dict[str, Any] | None:
+    blob = uefi.parse_firmware_blob(e.data)
+    return None if blob is None else {"BlobBase": blob[0], "BlobLength": blob[1]}
+
+
+def _image(e: Event) -> dict[str, Any] | None:
+    img = uefi.parse_image_load(e.data)
+    if img is None:
+        return None
+    out: dict[str, Any] = {
+        "ImageLengthInMemory": img.length,
+        "ImageLinkTimeAddress": img.link_time_address,
+        "ImageLocationInMemory": img.location,
+    }
+    if len(img.device_path) >= 4:
+        t, sub = img.device_path[0], img.device_path[1]
+        out["DevicePath"] = {
+            "SubType": sub,
+            "Type": {"String": _DEVICE_PATH_TYPES.get(t, "Unknown"), "Value": t},
+        }
+    return out
+
+
+def _gpt(e: Event) -> dict[str, Any] | None:
+    gpt = uefi.parse_gpt(e.data)
+    if gpt is None:
+        return None
+    return {
+        "Partitions": [
+            {
+                "Attributes": p.attributes,
+                "EndingLBA": p.ending_lba,
+                "PartitionName": p.name,
+                "PartitionTypeGUID": p.type_guid,
+                "StartingLBA": p.starting_lba,
+                "UniquePartitionGUID": p.unique_guid,
+            }
+            for p in gpt.partitions
+        ],
+        "UEFIPartitionHeader": {
+            "AlternateLBA": gpt.alternate_lba,
+            "DiskGUID": gpt.disk_guid,
+            "FirstUseableLBA": gpt.first_usable_lba,
+            "Header": {
+                "CRC32": gpt.header_crc32,
+                "HeaderSize": gpt.header_size,
+                "Revision": gpt.revision,
+                "Signature": gpt.signature,
+            },
+            "LastUseableLBA": gpt.last_usable_lba,
+            "MyLBA": gpt.my_lba,
+            "NumberOfPartitionEntries": gpt.number_of_partition_entries,
+            "PartitionEntryArrayCRC32": gpt.partition_entry_array_crc32,
+            "PartitionEntryLBA": gpt.partition_entry_lba,
+            "SizeOfPartitionEntry": gpt.size_of_partition_entry,
+        },
+    }
+
+
+def _event_tag(e: Event) -> dict[str, Any] | None:
+    return sipa.decode(e.data)
+
+
+_PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
+    c.EV_EFI_VARIABLE_DRIVER_CONFIG: _driver_config,
+    c.EV_EFI_VARIABLE_BOOT: _variable_boot,
+    c.EV_EFI_VARIABLE_BOOT2: _variable_boot,
+    c.EV_EFI_VARIABLE_AUTHORITY: _authority,
+    c.EV_EFI_ACTION: _action,
+    c.EV_SEPARATOR: _separator,
+    c.EV_EFI_PLATFORM_FIRMWARE_BLOB: _firmware_blob,
+    c.EV_EFI_BOOT_SERVICES_APPLICATION: _image,
+    c.EV_EFI_BOOT_SERVICES_DRIVER: _image,
+    c.EV_EFI_RUNTIME_SERVICES_DRIVER: _image,
+    c.EV_EFI_GPT_EVENT: _gpt,
+    c.EV_EVENT_TAG: _event_tag,
+}
+
+
+def event_json(e: Event, status: str, banks: Iterable[int] | None = None) -> dict[str, Any]:
+    """One event in MAA's shape. ``banks`` limits ``Digests`` to the banks the quote verified."""
+    allowed = None if banks is None else set(banks)
+    out: dict[str, Any] = {
+        "EventSeq": e.seq,
+        "PcrIndex": e.pcr,
+        "EventType": e.type,
+        "Digests": {
+            c.MAA_HASH_NAMES.get(a, f"0x{a:04x}"): b64url(d)
+            for a, d in e.digests.items()
+            if allowed is None or a in allowed
+        },
+        "RawData": b64url(e.data),
+    }
+    proc = _PROCESSORS.get(e.type)
+    if proc is not None and status in (VERIFIED, EXTERNAL):
+        processed = proc(e)
+        if processed is not None:
+            out["EventTypeString"] = c.EVENT_TYPE_NAMES[e.type]
+            out["ProcessedData"] = processed
+    return out
+
+
+def events_json(
+    events: Iterable[Event], statuses: Iterable[str], banks: Iterable[int] | None = None
+) -> dict[str, Any]:
+    bank_list = None if banks is None else list(banks)
+    return {"Events": [event_json(e, s, bank_list) for e, s in zip(events, statuses, strict=True)]}
+
+
+def pcrs_json(pcrs: PcrValues) -> dict[str, Any]:
+    """``{"PCRs": [{"Index": i, "Digests": {"SHA1": b64url, "SHA256": b64url}}]}``, index ascending."""
+    by_index: dict[int, dict[str, str]] = {}
+    for bank, values in pcrs.items():
+        name = c.MAA_HASH_NAMES.get(c.HASH_IDS.get(bank, -1), bank.upper())
+        for i, v in values.items():
+            by_index.setdefault(i, {})[name] = b64url(v)
+    return {"PCRs": [{"Index": i, "Digests": by_index[i]} for i in sorted(by_index)]}

@@ -1,0 +1,221 @@
+"""Windows SIPA event payloads (EV_EVENT_TAG in PCRs 12-14, ``wbcl.h``): nested little-endian TLVs
+``{u32 type, u32 size, data}``; types with the container bit hold further TLVs. Decoded into MAA's
+JSON names (``EVENT_TRUSTBOUNDARY``, ``EVENT_BOOTDEBUGGING``, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+CONTAINER = 0x00010000
+_BOOL, _INT, _STR, _BYTES, _ENUM = "bool", "int", "str", "bytes", "enum"
+
+# type -> (MAA name, kind[, enum names])
+TYPES: dict[int, tuple[str, str]] = {
+    0x40010001: ("EVENT_TRUSTBOUNDARY", "container"),
+    0x40010002: ("EVENT_ELAM_AGGREGATION", "container"),
+    0x40010003: ("EVENT_LOADEDMODULE_AGGREGATION", "container"),
+    0xC0010004: ("EVENT_TRUSTPOINT_AGGREGATION", "container"),
+    0x40010005: ("EVENT_KSR_AGGREGATION", "container"),
+    0x40010006: ("EVENT_KSR_SIGNED_MEASUREMENT_AGGREGATION", "container"),
+    0x00020001: ("EVENT_INFORMATION", _BYTES),
+    0x00020002: ("EVENT_BOOTCOUNTER", _INT),
+    0x00020003: ("EVENT_TRANSFER_CONTROL", _ENUM),
+    0x00020004: ("EVENT_APPLICATION_RETURN", _INT),
+    0x00020005: ("EVENT_BITLOCKER_UNLOCK", _ENUM),
+    0x00020006: ("EVENT_EVENTCOUNTER", _INT),
+    0x00020007: ("EVENT_COUNTERID", _INT),
+    0x00020008: ("EVENT_MORBIT_NOT_CANCELABLE", _BOOL),
+    0x00020009: ("EVENT_APPLICATION_SVN", _INT),
+    0x0002000A: ("EVENT_SVN_CHAIN_STATUS", _INT),
+    0x0002000B: ("EVENT_MORBIT_API_STATUS", _INT),
+    0x00040001: ("EVENT_BOOTDEBUGGING", _BOOL),
+    0x00040002: ("EVENT_BOOT_REVOCATION_LIST", _BYTES),
+    0x00050001: ("EVENT_OSKERNELDEBUG", _BOOL),
+    0x00050002: ("EVENT_CODEINTEGRITY", _BOOL),
+    0x00050003: ("EVENT_TESTSIGNING", _BOOL),
+    0x00050004: ("EVENT_DATAEXECUTIONPREVENTION", _ENUM),
+    0x00050005: ("EVENT_SAFEMODE", _BOOL),
+    0x00050006: ("EVENT_WINPE", _BOOL),
+    0x00050007: ("EVENT_PHYSICALADDRESSEXTENSION", _INT),
+    0x00050008: ("EVENT_OSDEVICE", _INT),
+    0x00050009: ("EVENT_SYSTEMROOT", _STR),
+    0x0005000A: ("EVENT_HYPERVISOR_LAUNCH_TYPE", _ENUM),
+    0x0005000B: ("EVENT_HYPERVISOR_PATH", _STR),
+    0x0005000C: ("EVENT_HYPERVISOR_IOMMU_POLICY", _ENUM),
+    0x0005000D: ("EVENT_HYPERVISOR_DEBUG", _BOOL),
+    0x0005000E: ("EVENT_DRIVER_LOAD_POLICY", _ENUM),
+    0x0005000F: ("EVENT_SI_POLICY", _BYTES),
+    0x00050010: ("EVENT_HYPERVISOR_MMIO_NX_POLICY", _INT),
+    0x00050011: ("EVENT_HYPERVISOR_MSR_FILTER_POLICY", _INT),
+    0x00050012: ("EVENT_VSM_LAUNCH_TYPE", _INT),
+    0x00050013: ("EVENT_OS_REVOCATION_LIST", _BYTES),
+    0x00050014: ("EVENT_SMT_STATUS", _INT),
+    0x00050020: ("EVENT_VSM_IDK_INFO", _BYTES),
+    0x00050021: ("EVENT_FLIGHTSIGNING", _BOOL),
+    0x00050022: ("EVENT_PAGEFILE_ENCRYPTION_ENABLED", _BOOL),
+    0x00050023: ("EVENT_VSM_IDKS_INFO", _BYTES),
+    0x00050024: ("EVENT_HIBERNATION_DISABLED", _BOOL),
+    0x00050025: ("EVENT_DUMPS_DISABLED", _BOOL),
+    0x00050026: ("EVENT_DUMP_ENCRYPTION_ENABLED", _BOOL),
+    0x00050027: ("EVENT_DUMP_ENCRYPTION_KEY_DIGEST", _BYTES),
+    0x00050028: ("EVENT_LSAISO_CONFIG", _INT),
+    0x00050029: ("EVENT_SBCP_INFO", _BYTES),
+    0x00050030: ("EVENT_HYPERVISOR_BOOT_DMA_PROTECTION", _INT),
+    0x00060001: ("EVENT_NOAUTHORITY", _BYTES),
+    0x00060002: ("EVENT_AUTHORITYPUBKEY", _BYTES),
+    0x00070001: ("EVENT_FILEPATH", _STR),
+    0x00070002: ("EVENT_IMAGESIZE", _INT),
+    0x00070003: ("EVENT_HASHALGORITHMID", _ENUM),
+    0x00070004: ("EVENT_AUTHENTICODEHASH", _BYTES),
+    0x00070005: ("EVENT_AUTHORITYISSUER", _STR),
+    0x00070006: ("EVENT_AUTHORITYSERIAL", _BYTES),
+    0x00070007: ("EVENT_IMAGEBASE", _INT),
+    0x00070008: ("EVENT_AUTHORITYPUBLISHER", _STR),
+    0x00070009: ("EVENT_AUTHORITYSHA1THUMBPRINT", _BYTES),
+    0x0007000A: ("EVENT_IMAGEVALIDATED", _BOOL),
+    0x0007000B: ("EVENT_MODULE_SVN", _INT),
+    0x80080001: ("EVENT_QUOTE", _BYTES),
+    0x80080002: ("EVENT_QUOTESIGNATURE", _BYTES),
+    0x80080003: ("EVENT_AIKID", _BYTES),
+    0x80080004: ("EVENT_AIKPUBDIGEST", _BYTES),
+    0x00090001: ("EVENT_ELAM_KEYNAME", _STR),
+    0x00090002: ("EVENT_ELAM_CONFIGURATION", _BYTES),
+    0x00090003: ("EVENT_ELAM_POLICY", _BYTES),
+    0x00090004: ("EVENT_ELAM_MEASURED", _BYTES),
+    0x000A0001: ("EVENT_VBS_VSM_REQUIRED", _BOOL),
+    0x000A0002: ("EVENT_VBS_SECUREBOOT_REQUIRED", _BOOL),
+    0x000A0003: ("EVENT_VBS_IOMMU_REQUIRED", _BOOL),
+    0x000A0004: ("EVENT_VBS_MMIO_NX_REQUIRED", _BOOL),
+    0x000A0005: ("EVENT_VBS_MSR_FILTERING_REQUIRED", _BOOL),
+    0x000A0006: ("EVENT_VBS_MANDATORY_ENFORCEMENT", _BOOL),
+    0x000A0007: ("EVENT_VBS_HVCI_POLICY", _INT),
+    0x000A0008: ("EVENT_VBS_MICROSOFT_BOOT_CHAIN_REQUIRED", _BOOL),
+    0x000A0009: ("EVENT_VBS_DUMP_USES_AMEROOT", _BOOL),
+    0x000A000A: ("EVENT_VBS_VSM_NOSECRETS_ENFORCED", _BOOL),
+    0x000B0001: ("EVENT_KSR_SIGNATURE", _BYTES),
+    0x000C0001: ("EVENT_DRTM_STATE_AUTH", _BYTES),
+    0x000C0002: ("EVENT_DRTM_SMM_LEVEL", _INT),
+    0x000C0003: ("EVENT_DRTM_AMD_SMM_HASH", _BYTES),
+    0x000C0004: ("EVENT_DRTM_AMD_SMM_SIGNER_KEY", _BYTES),
+}
+# Names MAA always renders as lists, even with one element.
+LIST_NAMES = frozenset({"EVENT_LOADEDMODULE_AGGREGATION", "EVENT_AUTHORITYPUBKEY"})
+ENUMS: dict[str, dict[int, str]] = {
+    "EVENT_TRANSFER_CONTROL": {
+        0: "SiBootAppNone",
+        1: "SiBootAppOsLoader",
+        2: "SiBootAppResume",
+        3: "SiBootAppMemoryDiagnostic",
+        4: "SiBootAppSetup",
+        5: "SiBootHypervisor",
+        0xFFFFFFFF: "SiBootAppReserved",
+    },
+    "EVENT_BITLOCKER_UNLOCK": {
+        0: "NONE",
+        1: "CACHED",
+        2: "MEDIA",
+        4: "TPM",
+        0x40: "PIN",
+        0x80: "EXTERNAL",
+        0x100: "RECOVERY",
+        0x200: "PASSPHRASE",
+        0x400: "NBP",
+    },
+    "EVENT_DATAEXECUTIONPREVENTION": {
+        0: "NxPolicyOptIn",
+        1: "NxPolicyOptOut",
+        2: "NxPolicyAlwaysOff",
+        3: "NxPolicyAlwaysOn",
+    },
+    "EVENT_HYPERVISOR_LAUNCH_TYPE": {0: "HypervisorLaunchOff", 1: "HypervisorLaunchAuto"},
+    "EVENT_HYPERVISOR_IOMMU_POLICY": {
+        0: "BtIommuPolicyDefault",
+        1: "BtIommuPolicyEnable",
+        2: "BtIommuPolicyDisable",
+    },
+    "EVENT_DRIVER_LOAD_POLICY": {0: "GoodOnly", 1: "GoodPlusUnknown", 2: "AllDrivers"},
+    "EVENT_HASHALGORITHMID": {
+        0x8004: "CALG_SHA1",
+        0x800C: "CALG_SHA_256",
+        0x800D: "CALG_SHA_384",
+        0x800E: "CALG_SHA_512",
+    },
+}
+MAX_DEPTH = 8
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _value(name: str, kind: str, data: bytes) -> Any:
+    if kind == _BOOL and len(data) == 1:
+        return bool(data[0])
+    if kind in (_INT, _ENUM, _BOOL) and 1 <= len(data) <= 8:
+        number = int.from_bytes(data, "little")
+        if kind == _ENUM:
+            return {"String": ENUMS.get(name, {}).get(number, str(number)), "Value": number}
+        if kind == _BOOL:
+            return bool(number)
+        return number
+    if kind == _STR and len(data) % 2 == 0:
+        try:
+            return data.decode("utf-16-le").rstrip("\x00")
+        except UnicodeDecodeError:
+            pass
+    return _b64url(data)
+
+
+def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 8:
+            return None
+        typ, size = struct.unpack_from("<II", data, pos)
+        pos += 8
+        if size > len(data) - pos:
+            return None
+        body = data[pos : pos + size]
+        pos += size
+        name, kind = TYPES.get(typ, (f"0x{typ:08X}", _BYTES))
+        value: Any
+        if kind == "container" or typ & 0x00FF0000 == CONTAINER:
+            if depth >= MAX_DEPTH:
+                return None
+            value = _parse(body, depth + 1)
+            if value is None:
+                return None
+        else:
+            value = _value(name, kind, body)
+        if name in out:
+            prev = out[name]
+            out[name] = prev + [value] if isinstance(prev, list) and name in LIST_NAMES else [prev, value]
+        else:
+            out[name] = [value] if name in LIST_NAMES else value
+    return out
+
+
+def decode(data: bytes) -> dict[str, Any] | None:
+    """Decode one EV_EVENT_TAG payload; ``None`` when it is not a well-formed SIPA TLV sequence."""
+    if len(data) < 8:
+        return None
+    return _parse(data, 0)
+
+
+def walk(tree: Any) -> list[tuple[str, Any]]:
+    """Every (name, value) pair in a decoded tree, depth first."""
+    out: list[tuple[str, Any]] = []
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if isinstance(v, list):
+                for item in v:
+                    out.append((k, item))
+                    out += walk(item)
+            else:
+                out.append((k, v))
+                out += walk(v)
+    return out
