@@ -32,8 +32,15 @@ from affidavit.evidence.sgx.pki import (
     verify_collateral,
     verify_pck_chain,
 )
-from affidavit.evidence.sgx.quote import Quote, parse_quote
-from affidavit.evidence.sgx.tcb import check_identity_kind, evaluate, match_qe_identity, tdx_module_level
+from affidavit.evidence.sgx.quote import Quote, TdReportBody, parse_quote
+from affidavit.evidence.sgx.tcb import (
+    TcbOutcome,
+    check_identity_kind,
+    evaluate,
+    match_qe_identity,
+    tdx_module_level,
+)
+from affidavit.evidence.sgx.tcbinfo import IdentityTcbLevel
 from affidavit.evidence.sgx.trust import TrustAnchors
 
 _P256 = ec.SECP256R1()
@@ -140,7 +147,7 @@ class DcapVerifier:
         self._collateral: _Lru = _Lru(max(8, cache_size // 64))
         self._chains: _Lru = _Lru(cache_size)
         self._pairs: _Lru = _Lru(cache_size)
-        self._qe_sigs: _Lru = _Lru(cache_size)
+        self._platform: _Lru = _Lru(cache_size)
         self._att_keys: _Lru = _Lru(cache_size)
         self._hashes: _Lru = _Lru(max(8, cache_size // 64))
 
@@ -170,6 +177,29 @@ class DcapVerifier:
             self._att_keys.put(raw, key)
         return key
 
+    def _platform_checks(
+        self, q: Quote, chain: VerifiedChain, vc: VerifiedCollateral, collateral: SgxCollateral
+    ) -> IdentityTcbLevel | None:
+        """Checks that depend only on the platform's chain, QE report and TCB (cached by the caller).
+
+        Returns the TDX module's TCB level (None for SGX and module version 0).
+        """
+        pair = (collateral.digest, q.pck_chain_pem)
+        if pair not in self._pairs:
+            check_chain_against(chain, vc)
+            self._pairs.put(pair, True)
+        check_identity_kind(collateral.tcb_info, collateral.qe_identity, q.tee)
+        # F. The TDX module identity comes before the QE report in QVL's order.
+        module_level = None
+        if isinstance(q.body, TdReportBody):
+            module_level = tdx_module_level(collateral.tcb_info, q.body)
+        # E. The QE report signature by the PCK key.
+        if not raw_ecdsa_ok(chain.leaf_key, q.qe_report_signature, q.qe_report.raw):
+            raise EvidenceError(
+                "the QE report signature does not verify with the PCK key", code="qe_report_signature_invalid"
+            )
+        return module_level
+
     def verify(self, quote: bytes | Quote, collateral: SgxCollateral, now: datetime) -> DcapResult:
         """Verify ``quote`` (bytes, or already parsed) at time ``now`` (timezone-aware)."""
         if now.tzinfo is None:
@@ -177,40 +207,33 @@ class DcapVerifier:
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
         pem = q.pck_chain_pem
-        # B. PCK chain, C/D. collateral (signatures once per set), revocation and validity at `now`.
+        # B. PCK chain, C/D. collateral (signatures once per set), then validity at `now` on every call.
         chain = self._verified_chain(pem)
         vc = self._verified_collateral(collateral)
         check_time(now, chain.window, vc.window)
-        pair = (collateral.digest, pem)
-        if pair not in self._pairs:
-            check_chain_against(chain, vc)
-            self._pairs.put(pair, True)
-        tcb_info, qe_ident = collateral.tcb_info, collateral.qe_identity
-        check_identity_kind(tcb_info, qe_ident, q.tee)
-        # F. TDX module identity comes before the QE report in QVL's order.
-        module_level = tdx_module_level(tcb_info, q.body) if q.tee == "tdx" else None  # type: ignore[arg-type]
-        # E. QE report signature (by the PCK key) and its binding of the attestation key.
-        qe_key = (pem, q.qe_report.raw, q.qe_report_signature)
-        if qe_key not in self._qe_sigs:
-            if not raw_ecdsa_ok(chain.leaf_key, q.qe_report_signature, q.qe_report.raw):
-                raise EvidenceError(
-                    "the QE report signature does not verify with the PCK key",
-                    code="qe_report_signature_invalid",
-                )
-            self._qe_sigs.put(qe_key, True)
+        body = q.body
+        tcb_bytes = body.raw[:120] + body.raw[584:600] if isinstance(body, TdReportBody) else b""
+        memo_key = (collateral.digest, pem, q.tee, q.qe_report.raw, q.qe_report_signature, tcb_bytes)
+        outcome: TcbOutcome | None = self._platform.get(memo_key)
+        module_level = self._platform_checks(q, chain, vc, collateral) if outcome is None else None
+        # E. The binding of the attestation key and the quote signature: per quote, never cached.
         bound = hashlib.sha256(q.attestation_key + q.qe_auth_data).digest()
         if q.qe_report.raw[320:352] != bound:
             raise EvidenceError(
                 "the QE report data does not bind the attestation key and QE auth data",
                 code="qe_report_data_mismatch",
             )
-        qe_level = match_qe_identity(q.qe_report, qe_ident)
+        qe_level = match_qe_identity(q.qe_report, collateral.qe_identity) if outcome is None else None
         if not raw_ecdsa_ok(self._attestation_key(q.attestation_key), q.signature, q.signed_region):
             raise EvidenceError(
                 "the quote signature does not verify with the attestation key", code="quote_signature_invalid"
             )
-        # G. Platform TCB level and status convergence.
-        outcome = evaluate(tcb_info, chain.extension, q.body, qe_level, module_level)
+        if outcome is None:
+            assert qe_level is not None
+            # G. Platform TCB level and status convergence.
+            outcome = evaluate(collateral.tcb_info, chain.extension, body, qe_level, module_level)
+            self._platform.put(memo_key, outcome)
+        tcb_info = collateral.tcb_info
         hashes = self._hashes.get(collateral.digest)
         if hashes is None:
             hashes = collateral_hashes(collateral, b"")
