@@ -31,9 +31,10 @@ _ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    kind: str  # "ident", "string", "number", "op", "eof"
+    kind: str  # "ident", "string", "number", "op", "eof", "error"
     text: str  # the source text (for strings: the decoded value)
     pos: int
+    detail: str = ""  # for "error": what is wrong (reported when the parser reaches it)
 
 
 class Positions:
@@ -47,24 +48,12 @@ class Positions:
         return line, pos - self._starts[line - 1] + 1
 
 
-def _unescape(body: str, pos: int, positions: Positions) -> str:
-    def repl(m: re.Match[str]) -> str:
-        if m.group(1) in '"\\':
-            return m.group(1)
-        line, col = positions.line_col(pos + 1 + m.start())
-        raise PolicyParsingError(
-            parse_message(
-                "\\" + m.group(1),
-                line,
-                col,
-                f"unknown escape '\\{m.group(1)}' (only \\\" and \\\\)",
-                "string",
-            ),
-            line=line,
-            column=col,
-        )
-
-    return _ESCAPE_RE.sub(repl, body) if "\\" in body else body
+def _bad_escape(body: str) -> int:
+    """Offset in a string body of the first escape other than a quote or backslash one, or -1."""
+    for m in _ESCAPE_RE.finditer(body):
+        if m.group(1) not in '"\\':
+            return m.start()
+    return -1
 
 
 def parse_message(symbol: str, line: int, column: int, failure: str, rule: str) -> str:
@@ -77,7 +66,9 @@ def parse_message(symbol: str, line: int, column: int, failure: str, rule: str) 
     )
 
 
-def tokenize(text: str, positions: Positions) -> list[Token]:
+def tokenize(text: str) -> list[Token]:
+    """All tokens; lexical errors become one "error" token (then EOF) so the parser reports problems in
+    source order."""
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyParsingError(f"policy text is longer than {MAX_POLICY_CHARS} characters")
     tokens: list[Token] = []
@@ -86,28 +77,30 @@ def tokenize(text: str, positions: Positions) -> list[Token]:
     while pos < end:
         m = match(text, pos)
         if m is None:
-            line, col = positions.line_col(pos)
             ch = text[pos]
-            raise PolicyParsingError(
-                parse_message(ch, line, col, f"token recognition error at: '{ch}'", "policy"),
-                line=line,
-                column=col,
-            )
+            tokens.append(Token("error", ch, pos, f"token recognition error at: '{ch}'"))
+            break
         kind = m.lastgroup
         if kind == "string":
             raw = m.group()
             if len(raw) < 2 or not raw.endswith('"') or raw.endswith('\\"') and _odd_backslashes(raw):
-                line, col = positions.line_col(pos)
-                raise PolicyParsingError(
-                    parse_message('"', line, col, "unterminated string literal", "policy"),
-                    line=line,
-                    column=col,
-                )
-            tokens.append(Token("string", _unescape(raw[1:-1], pos, positions), pos))
+                tokens.append(Token("error", '"', pos, "unterminated string literal"))
+                break
+            body = raw[1:-1]
+            if "\\" in body:
+                bad = _bad_escape(body)
+                if bad >= 0:
+                    esc = body[bad : bad + 2]
+                    tokens.append(
+                        Token("error", esc, pos + 1 + bad, f"unknown escape '{esc}' (only \\\" and \\\\)")
+                    )
+                    break
+                body = _ESCAPE_RE.sub(r"\1", body)
+            tokens.append(Token("string", body, pos))
         elif kind in ("number", "ident", "op"):
             tokens.append(Token(kind, m.group(), pos))  # type: ignore[arg-type]
         pos = m.end()
-    tokens.append(Token("eof", "<EOF>", end))
+    tokens.append(Token("eof", "<EOF>", end if not tokens or tokens[-1].kind != "error" else tokens[-1].pos))
     return tokens
 
 

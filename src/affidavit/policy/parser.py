@@ -124,7 +124,7 @@ class _Parser:
             first = min(text.find(q) for q in _CURLY if q in text)
             self.warn(first, "curly double quote read as '\"'")
             text = text.replace(_CURLY[0], '"').replace(_CURLY[1], '"')
-        self.toks = tokenize(text, self.positions)
+        self.toks = tokenize(text)
         self.i = 0
         self.path = ["policy"]
         self.version = "1.0"
@@ -144,6 +144,8 @@ class _Parser:
         return tok
 
     def error(self, tok: Token, failure: str) -> PolicyParsingError:
+        if tok.kind == "error":
+            failure = tok.detail
         line, col = self.positions.line_col(tok.pos)
         symbol = tok.text if tok.kind != "string" else '"' + tok.text + '"'
         if len(symbol) > 60:
@@ -153,6 +155,8 @@ class _Parser:
         )
 
     def mismatch(self, tok: Token, expecting: str) -> PolicyParsingError:
+        if tok.kind == "error":
+            return self.error(tok, tok.detail)
         shown = tok.text if tok.kind != "string" else '"' + tok.text + '"'
         if len(shown) > 60:
             shown = shown[:57] + "..."
