@@ -16,6 +16,7 @@ import argparse
 import base64
 import hashlib
 import json
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -172,7 +173,9 @@ class TpmAttestation:
         """Init, challenge, quote, signed request; returns the report JWT."""
         key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = rsa_jwk(key.public_key())
-        with httpx.Client(verify=self.verify, timeout=self.timeout) as client:
+        verify: bool | ssl.SSLContext = self.verify if isinstance(self.verify, bool) else \
+            ssl.create_default_context(cafile=self.verify)
+        with httpx.Client(verify=verify, timeout=self.timeout) as client:
             answer = self._post(client, {"type": "aikcert"})
             challenge_text, context = answer.get("challenge"), answer.get("service_context")
             if not isinstance(challenge_text, str) or not isinstance(context, str):

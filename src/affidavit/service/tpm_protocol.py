@@ -45,7 +45,6 @@ import hmac
 import json
 import os
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +179,16 @@ class ContextSealer:
         if len(challenge) != CHALLENGE_BYTES:
             raise TpmProtocolError("service_context carries a malformed challenge")
         return challenge
+
+
+def context_key_name(context: object) -> str | None:
+    """The ``ProtectionKeyName`` a context claims (unauthenticated: only to pick the key to try)."""
+    try:
+        outer = _json_object(b64_decode(context, "service_context"), "service_context")
+    except TpmProtocolError:
+        return None
+    name = outer.get("ProtectionKeyName")
+    return name if isinstance(name, str) else None
 
 
 def challenge_message(sealer: ContextSealer, now: float, ttl: int = CONTEXT_TTL_SECONDS) -> dict[str, str]:
@@ -340,8 +349,8 @@ def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class TpmEvidence:
-    """The raw TPM evidence of one request, decoded but not yet verified."""
+class ClientEvidence:
+    """The TPM evidence of one request as the client sent it: decoded, not yet verified."""
 
     quote: bytes
     signature: bytes
@@ -444,7 +453,7 @@ def _tcg_log(logs: object) -> bytes | None:
     return found
 
 
-def extract_evidence(att_data: Mapping[str, Any]) -> TpmEvidence:
+def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
     """The TPM evidence of ``att_data``, in either the v1 or the v2 shape (see the module docstring)."""
     tpm = att_data.get("tpm_att_data")
     if not isinstance(tpm, dict):
@@ -466,7 +475,7 @@ def extract_evidence(att_data: Mapping[str, Any]) -> TpmEvidence:
         aik_cert, aik_pub = tpm.get("aik_cert"), tpm.get("aik_pub")
     else:
         raise TpmProtocolError("tpm_att_data has neither current_claim nor current_attestation")
-    return TpmEvidence(
+    return ClientEvidence(
         quote=b64_decode(claim.get("quote"), "quote"),
         signature=b64_decode(claim.get("signature"), "signature"),
         pcrs=_decode_pcrs(claim.get("pcrs")),
@@ -483,15 +492,3 @@ def check_request_challenge(att_data: Mapping[str, Any], challenge: bytes) -> No
     if echoed is not None and not hmac.compare_digest(b64_decode(echoed, "challenge"), challenge):
         raise TpmProtocolError("att_data.challenge differs from the challenge in service_context")
 
-
-def quote_extra_data(quote: bytes) -> bytes:
-    """``extraData`` of a TPMS_ATTEST, read only far enough to compare it before full verification."""
-    try:
-        (size,) = struct.unpack_from(">H", quote, 6)
-        (extra_size,) = struct.unpack_from(">H", quote, 8 + size)
-    except struct.error:
-        raise TpmProtocolError("quote is too short to be a TPMS_ATTEST") from None
-    start = 10 + size
-    if start + extra_size > len(quote):
-        raise TpmProtocolError("quote extraData runs past its end")
-    return quote[start : start + extra_size]

@@ -1,0 +1,113 @@
+"""End to end: swtpm replaying a real boot log -> ``affidavit attest tpm`` -> service -> token.
+
+The second run sends the same log with one event's data altered (its digests untouched, so the PCRs still
+replay): the service must refuse it, since event data that its digest does not cover is forged data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from affidavit.client import ServiceRejected
+from affidavit.client.tpm import add_arguments, run
+from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
+from affidavit.evidence.tpm import parse_event_log
+from tests.service.helpers import jwt_body
+from tests.swtpm import (
+    Swtpm,
+    TestCa,
+    TpmService,
+    log_banks,
+    replay_event_log,
+    running_swtpm,
+    running_tpm_service,
+)
+
+LOG = "tpm/keylime/binary_bios_measurements-secureboot"
+SECURE_BOOT_POLICY = """version=1.2;
+authorizationrules {
+    c:[type=="aikValidated", value==true] && c2:[type=="secureBootEnabled", value==true] => permit();
+};
+issuancerules {
+    c:[type=="secureBootEnabled"] => issue(type="SecureBootEnabled", value=c.value);
+    c:[type=="aikValidated"] => issue(type="AIKPresent", value=c.value);
+};
+"""
+
+
+@dataclass(frozen=True)
+class Setup:
+    tpm: Swtpm
+    service: TpmService
+    log_path: Path
+    ak_cert: Path
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[Setup]:
+    work = tmp_path_factory.mktemp("tpm-e2e")
+    log_path = vectors / LOG
+    log = log_path.read_bytes()
+    ca = TestCa.create()
+    (work / "ak-ca.pem").write_bytes(ca.pem)
+    with running_swtpm(work, log_banks(log)) as tpm:
+        replay_event_log(tpm, log)
+        tools = TpmTools(tpm.tcti)
+        tools.ensure_ak(DEFAULT_AK_HANDLE)
+        ak_cert = work / "ak-cert.der"
+        ak_cert.write_bytes(ca.issue_ak_certificate(tools.read_public_pem(DEFAULT_AK_HANDLE)))
+        with running_tpm_service(work / "service", (work / "ak-ca.pem",)) as service:
+            service.set_tpm_policy(SECURE_BOOT_POLICY)
+            yield Setup(tpm, service, log_path, ak_cert, work)
+
+
+def _args(setup: Setup, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args([
+        "--url", setup.service.url, "--tcti", setup.tpm.tcti, "--ca", setup.service.ca_file,
+        "--ak-cert", str(setup.ak_cert), *extra,
+    ])
+
+
+def test_client_attests_a_replayed_real_boot_log(setup: Setup) -> None:
+    out = setup.work / "token.jwt"
+    assert run(_args(setup, "--eventlog", str(setup.log_path), "--out", str(out), "--rp-data", "hello")) == 0
+    claims = jwt_body(out.read_text().strip())
+    assert claims["aikValidated"] is True and claims["secureBootEnabled"] is True
+    assert claims["x-ms-policy"] == {"SecureBootEnabled": True, "AIKPresent": True}
+    assert claims["x-ms-attestation-type"] == "tpm" and claims["tpmVersion"] == 2
+    assert claims["rp_data"] == claims["nonce"] == "aGVsbG8"
+    assert claims["cnf"]["jwk"] == claims["x-ms-tpm-request-key"]["jwk"]
+    assert claims["iss"] == setup.service.url
+
+
+def test_altered_event_data_is_denied(setup: Setup) -> None:
+    log = bytearray(setup.log_path.read_bytes())
+    parsed = parse_event_log(bytes(log))
+    # The PCR7 SecureBoot variable: flip its value byte; the digests stay, so replay alone would pass.
+    event = next(e for e in parsed.events if e.pcr == 7 and "SecureBoot".encode("utf-16-le") in e.data)
+    at = bytes(log).index(event.data, event.offset) + len(event.data) - 1
+    log[at] ^= 0x01
+    forged = setup.work / "forged.log"
+    forged.write_bytes(bytes(log))
+    with pytest.raises(ServiceRejected) as info:
+        run(_args(setup, "--eventlog", str(forged), "--out", str(setup.work / "forged.jwt")))
+    assert info.value.status == 400 and info.value.code == "InvalidParameter"
+    assert "digest" in info.value.message
+    assert not (setup.work / "forged.jwt").exists()
+
+
+def test_client_reports_an_unreadable_event_log(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    from affidavit.client import ClientError
+
+    with pytest.raises(ClientError, match="cannot read the event log"):
+        run(_args(setup, "--eventlog", str(setup.work / "missing.log")))
+    assert json.dumps(capsys.readouterr().out) == '""'
