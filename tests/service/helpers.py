@@ -1,0 +1,149 @@
+"""Shared pieces of the service tests: a live server in a subprocess, signer certificates, encodings."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from azure.core.credentials import AccessToken
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import ROOT, free_port
+
+ADMIN_TOKEN = "test-admin-token"
+START_TIMEOUT = 60.0
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwt_body(token: str) -> dict[str, Any]:
+    seg = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    seg = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+
+
+class StaticCredential:
+    """An azure-core TokenCredential that hands out a fixed bearer token."""
+
+    def __init__(self, token: str = ADMIN_TOKEN) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """An RSA key and its self-signed (CA) certificate, PEM, as the SDK takes them."""
+
+    key_pem: str
+    cert_pem: str
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+
+def make_signer(cn: str, *, not_before: datetime | None = None, not_after: datetime | None = None) -> Signer:
+    now = datetime.now(UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return Signer(key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert, key)
+
+
+@dataclass
+class Server:
+    """``affidavit serve`` in a subprocess on a free loopback port, stopped by its process id."""
+
+    data_dir: Path
+    args: Sequence[str] = ()
+    tls: bool = True
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.data_dir / "tls" / "cert.pem")
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        verify = ssl.create_default_context(cafile=self.ca_file) if self.tls else True
+        return httpx.Client(base_url=self.url, verify=verify, timeout=30, **kwargs)
+
+    def start(self) -> Server:
+        cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args]
+        if self.tls:
+            cmd.append("--tls-self-signed")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
+        env["PYTHONPATH"] = str(ROOT / "src")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with self.client() as c:
+                    if c.get("/.well-known/openid-configuration").status_code == 200:
+                        return self
+            except (httpx.TransportError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready in {START_TIMEOUT}s:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
