@@ -1,0 +1,249 @@
+"""DCAP quote verification throughput: Affidavit against dcap-qvl, on the same real quotes, on one core.
+
+Affidavit runs as the service does: one ``DcapVerifier`` whose collateral cache is warm, so a quote costs
+its own checks. dcap-qvl gets its collateral pre-parsed (``QuoteCollateralV3.from_json`` once) and, by
+design, re-verifies all collateral on every call; for the same footing, Affidavit's uncached
+``verify_quote`` (a fresh verifier per call) is measured too. The floor is the two ECDSA P-256
+verifications of a quote (QE report by the PCK key, quote by the attestation key). A warm verifier can beat
+it: every quote of a platform carries the same QE report, so its signature check is remembered and a new
+quote costs one ECDSA verification (its own signature, never cached).
+
+Cases: every case in ``vectors/sgx/*/expected.json`` that both verifiers accept (dcap-qvl cannot read TCB
+Info v2 and rejects debug enclaves and TDs with a service TD, so those are left out).
+
+Usage: .venv/bin/python bench/dcap.py [--rounds N] [--repeat R]   (vectors: $AFFIDAVIT_VECTORS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral, verify_quote
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = Path(os.environ.get("AFFIDAVIT_VECTORS", REPO.parent / "shared" / "vectors")).resolve()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # "sgx-v3", "tdx-v4", ...
+    quote: bytes
+    collateral_json: str
+    at: dt.datetime
+
+
+def load_cases() -> list[Case]:
+    cases = []
+    for expected_file in sorted((VECTORS / "sgx").glob("*/expected.json")):
+        expected = json.loads(expected_file.read_text())
+        for case in expected.get("cases", []):
+            if not case["expected"].get("verifies") or not case.get("dcap_qvl_0_7_0", {}).get("ok"):
+                continue
+            quote = (expected_file.parent / case["quote"]).read_bytes()
+            version, _, tee = struct.unpack_from("<HHI", quote)
+            at = dt.datetime.fromisoformat(case["verify_at"].replace("Z", "+00:00"))
+            collateral = (expected_file.parent / case["collateral"]).read_text()
+            kind = f"{'tdx' if tee == 0x81 else 'sgx'}-v{version}"
+            cases.append(Case(f"{expected_file.parent.name}/{case['quote']}", kind, quote, collateral, at))
+    if not cases:
+        sys.exit(f"no usable cases under {VECTORS}/sgx (set AFFIDAVIT_VECTORS)")
+    return cases
+
+
+def pin_to_one_core() -> str:
+    try:
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    except (AttributeError, OSError):
+        return "not pinned (sched_setaffinity unavailable)"
+
+
+Calls = list[Callable[[], Any]]
+
+
+def measure(groups: dict[str, tuple[Calls, int]], repeat: int) -> dict[str, float]:
+    """Median calls per second of each group (calls, passes per run), runs interleaved across groups.
+
+    Interleaving gives every contender the same share of whatever else the machine is doing.
+    """
+    for calls, _ in groups.values():
+        for call in calls:  # warm-up: fills caches, as a running service has them
+            call()
+    rates: dict[str, list[float]] = {name: [] for name in groups}
+    for _ in range(repeat):
+        for name, (calls, rounds) in groups.items():
+            start = time.perf_counter()
+            for _ in range(rounds):
+                for call in calls:
+                    call()
+            rates[name].append(rounds * len(calls) / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def affidavit_calls(cases: list[Case]) -> tuple[list[Callable[[], Any]], list[str]]:
+    verifier = DcapVerifier(TrustAnchors.intel())
+    calls, statuses = [], []
+    for case in cases:
+        collateral = load_collateral(case.collateral_json)
+
+        def call(case: Case = case, collateral: Any = collateral) -> Any:
+            return verifier.verify(case.quote, collateral, case.at)
+
+        statuses.append(call().tcb_status)
+        calls.append(call)
+    return calls, statuses
+
+
+def uncached_calls(cases: list[Case]) -> list[Callable[[], Any]]:
+    trust = TrustAnchors.intel()
+    calls = []
+    for case in cases:
+        collateral = load_collateral(case.collateral_json)
+
+        def call(case: Case = case, collateral: Any = collateral) -> Any:
+            return verify_quote(case.quote, collateral, trust, case.at)
+
+        calls.append(call)
+    return calls
+
+
+def dcap_qvl_calls(cases: list[Case]) -> tuple[list[Callable[[], Any]], list[str]]:
+    calls, statuses = [], []
+    for case in cases:
+        collateral = dcap_qvl.QuoteCollateralV3.from_json(case.collateral_json)
+        now_secs = int(case.at.timestamp())
+
+        def call(case: Case = case, collateral: Any = collateral, now_secs: int = now_secs) -> Any:
+            return dcap_qvl.verify(case.quote, collateral, now_secs)
+
+        statuses.append(call().status)
+        calls.append(call)
+    return calls, statuses
+
+
+def floor_call(case: Case) -> Callable[[], None]:
+    """The two ECDSA verifications of one v3 SGX quote, with keys and signatures decoded beforehand."""
+    quote = case.quote
+
+    def der_sig(raw: bytes) -> bytes:
+        return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+
+    attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + quote[500:564])
+    quote_sig, signed = der_sig(quote[436:500]), quote[:432]
+    qe_report, qe_sig = quote[564:948], der_sig(quote[948:1012])
+    pck_key = x509.load_pem_x509_certificates(quote[quote.index(b"-----BEGIN") :].rstrip(b"\0"))[
+        0
+    ].public_key()
+    assert isinstance(pck_key, ec.EllipticCurvePublicKey)
+    algorithm = ec.ECDSA(hashes.SHA256())
+
+    def call() -> None:
+        pck_key.verify(qe_sig, qe_report, algorithm)
+        attestation_key.verify(quote_sig, signed, algorithm)
+
+    return call
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60, help="passes over all cases per timed run")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per verifier (median reported)")
+    args = parser.parse_args()
+
+    pinning = pin_to_one_core()
+    cases = load_cases()
+    ours, our_statuses = affidavit_calls(cases)
+    peer, peer_statuses = dcap_qvl_calls(cases)
+    disagreements = [
+        f"{c.name}: affidavit {a} / dcap-qvl {p}"
+        for c, a, p in zip(cases, our_statuses, peer_statuses, strict=True)
+        if a.replace("_", "").lower() != p.replace("_", "").lower()
+    ]
+    sgx_v3 = next(c for c in cases if c.kind == "sgx-v3")
+
+    print(
+        f"DCAP verification of {len(cases)} real quote/collateral cases, {pinning}, "
+        f"dcap-qvl {dcap_qvl.__version__}"
+    )
+    for name, status in zip((c.name for c in cases), our_statuses, strict=True):
+        print(f"  {name:<70} {status}")
+    rounds = args.rounds
+    overall = measure(
+        {
+            "affidavit": (ours, rounds),
+            "dcap_qvl": (peer, rounds),
+            "uncached": (uncached_calls(cases), max(1, rounds // 8)),
+            "floor": ([floor_call(sgx_v3)], rounds * len(cases)),
+        },
+        args.repeat,
+    )
+    per_kind: dict[str, dict[str, float]] = {}
+    for kind in sorted({c.kind for c in cases}):
+        idx = [i for i, c in enumerate(cases) if c.kind == kind]
+        kind_rounds = max(1, rounds * len(cases) // len(idx) // 4)
+        figures = measure(
+            {
+                "affidavit": ([ours[i] for i in idx], kind_rounds),
+                "dcap_qvl": ([peer[i] for i in idx], kind_rounds),
+            },
+            3,
+        )
+        per_kind[kind] = {f"{name}_per_s": round(value, 1) for name, value in figures.items()}
+    our_rate, peer_rate, floor_rate = overall["affidavit"], overall["dcap_qvl"], overall["floor"]
+
+    print(f"affidavit, one DcapVerifier (collateral cached):   {our_rate:8.0f} verifications/s")
+    print(f"affidavit, verify_quote (nothing cached):          {overall['uncached']:8.0f} verifications/s")
+    print(
+        f"dcap-qvl {dcap_qvl.__version__}, verify (collateral pre-parsed):  {peer_rate:8.0f} verifications/s"
+    )
+    print(f"floor, 2 ECDSA P-256 verifications (cryptography): {floor_rate:8.0f} quotes/s")
+    print(
+        f"ratio affidavit / dcap-qvl: {our_rate / peer_rate:.2f}x; "
+        f"affidavit / floor: {our_rate / floor_rate:.2f}x"
+    )
+    for kind, figures in per_kind.items():
+        print(
+            f"  {kind}: affidavit {figures['affidavit_per_s']:.0f}/s, "
+            f"dcap-qvl {figures['dcap_qvl_per_s']:.0f}/s"
+        )
+    for line in disagreements:
+        print(f"  status disagreement: {line}")
+    print(
+        json.dumps(
+            {
+                "bench": "dcap",
+                "cases": len(cases),
+                "affidavit_per_s": round(our_rate, 1),
+                "affidavit_uncached_per_s": round(overall["uncached"], 1),
+                "dcap_qvl_per_s": round(peer_rate, 1),
+                "floor_per_s": round(floor_rate, 1),
+                "per_kind": per_kind,
+                "status_disagreements": len(disagreements),
+                "ratio": round(our_rate / peer_rate, 2),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
