@@ -21,6 +21,12 @@ TCB = "tcb"
 QE = "qe"
 PCK_CRL = "pckcrl"
 ROOT_CRL = "rootcacrl"
+_CRL_TYPE = "application/pkix-crl"
+
+
+def pcs_body(field: str, text: str, signature: str) -> bytes:
+    """A PCS v4 body for a signed document: the exact signed text and the hex signature."""
+    return ('{"' + field + '":' + text + ',"signature":"' + signature + '"}').encode()
 
 
 class FakePcs:
@@ -39,6 +45,7 @@ class FakePcs:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._url = ""
 
     # --- content ---------------------------------------------------------------------------------
 
@@ -64,9 +71,9 @@ class FakePcs:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        """The base URL; it stays the same after :meth:`stop` (connections are then refused)."""
+        assert self._url, "start() first"
+        return self._url
 
     def start(self) -> FakePcs:
         pcs = self
@@ -80,6 +87,8 @@ class FakePcs:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        host, port = self._server.server_address[:2]
+        self._url = f"http://{host}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
         self._thread.daemon = True
         self._thread.start()
@@ -148,7 +157,7 @@ class FakePcs:
             der, chain = self.pck_crl[query["ca"][0]]
             if fault == "bad_signature":
                 der = der[:-8] + bytes(b ^ 0x55 for b in der[-8:])
-            headers = {"SGX-PCK-CRL-Issuer-Chain": quote(chain, safe=""), "Content-Type": "application/pkix-crl"}
+            headers = {"SGX-PCK-CRL-Issuer-Chain": quote(chain, safe=""), "Content-Type": _CRL_TYPE}
             return 200, der, headers
         if endpoint == ROOT_CRL and self.root_crl is not None:
             return 200, self.root_crl.hex().encode(), {}  # a PCCS answers with hex text
@@ -158,7 +167,7 @@ class FakePcs:
     def _signed(field: str, text: str, sig: str, fault: str | None) -> bytes:
         if fault == "bad_signature":
             sig = sig[:-2] + format(int(sig[-2:], 16) ^ 1, "02x")
-        return ('{"%s":%s,"signature":"%s"}' % (field, text, sig)).encode()
+        return pcs_body(field, text, sig)
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:

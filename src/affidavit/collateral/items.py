@@ -129,7 +129,8 @@ def signed_item(kind: str, text: str, signature: str, chain: str) -> CollateralI
             raise invalid(f"tcb_info id {str(ident)[:20]!r} is neither SGX nor TDX")
         key = tcb_info_key(str(ident).lower(), fmspc)
     elif kind == QE_IDENTITY:
-        tee = _QE_TEE.get(doc.get("id"))  # type: ignore[arg-type]
+        ident = doc.get("id")
+        tee = _QE_TEE.get(ident) if isinstance(ident, str) else None
         if tee is None:
             raise invalid(f"qe_identity id {str(doc.get('id'))[:20]!r} is neither QE nor TD_QE")
         key = qe_identity_key(tee)

@@ -279,10 +279,9 @@ class PcsClient:
 
 
 def _describe(response: httpx.Response) -> str:
-    code = response.headers.get("Error-Code")
-    message = response.headers.get("Error-Message")
-    extra = f" {code}: {message}" if code or message else ""
-    return f"HTTP {response.status_code}{extra}"
+    details = [response.headers.get(h) for h in ("Error-Code", "Error-Message")]
+    extra = ": ".join(d for d in details if d)
+    return f"HTTP {response.status_code} {extra}".rstrip()
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -125,7 +125,7 @@ class CachingPcsProvider:
                 self._refresh_in_background(key, now)
             return cached
         failure = self._failures.get(key)
-        if cached is None or self._may_attempt(key, now):
+        if self._may_attempt(key, now):
             try:
                 await self._fetch(key, now)
                 failure = None
