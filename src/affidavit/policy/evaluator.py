@@ -29,6 +29,7 @@ from typing import Any
 
 from affidavit.policy.claims import Claim, ClaimValue, value_type_of
 from affidavit.policy.errors import PolicyError, PolicyEvaluationError
+from affidavit.policy.functions import MAX_JMES_STEPS
 from affidavit.policy.model import MAX_CLAIMS, CompiledPolicy, Condition, Env, Fact, Rule, State
 
 READ_ONLY_CLAIMS = frozenset({("pcrs", "AttestationService")})
@@ -69,7 +70,7 @@ def evaluate(policy: CompiledPolicy, incoming: Sequence[Claim]) -> PolicyOutcome
     malformed claims). A refusal is an outcome with ``authorized=False``, not an exception."""
     if policy.empty:
         return PolicyOutcome(False, EMPTY_REASON)
-    st = State(policy.jmes_cache)
+    st = State(policy.jmes_cache, MAX_JMES_STEPS)
     _load(st, incoming)
     _run(st, policy.rules("configurationrules"))
     _run(st, policy.rules("authorizationrules"), stop_on_deny=True)
@@ -83,7 +84,7 @@ def configuration_properties(policy: CompiledPolicy, incoming: Sequence[Claim] =
     """Only the configurationrules' properties: what the engine needs before it verifies evidence."""
     if policy.empty:
         return {}
-    st = State(policy.jmes_cache)
+    st = State(policy.jmes_cache, MAX_JMES_STEPS)
     _load(st, incoming)
     _run(st, policy.rules("configurationrules"))
     return dict(st.properties)

@@ -10,7 +10,8 @@ Choices where the doc leaves a point open, all failing closed:
 - ``equals_ignore_case`` is false unless both arguments are strings (it never errors on a missing
   field), and compares with Unicode case folding.
 - Results are compact JSON text (``,``/``:`` separators, input key order, non-ASCII kept).
-Work is bounded: JSON text size, query length, JMESPath steps and list sizes, serialised size.
+Work is bounded: JSON text size, query length, JMESPath steps (per evaluation) and list sizes,
+serialised size.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from affidavit.policy.model import FunctionImpl, State, Values
 MAX_JSON_CHARS = 16 << 20
 MAX_QUERY_CHARS = 8192
 MAX_STRING_CHARS = 1 << 20
-MAX_JMES_STEPS = 2_000_000
-MAX_JMES_LIST = 200_000
-MAX_OUTPUT_NODES = 2_000_000
+MAX_JMES_STEPS = 400_000  # per evaluation, shared by all JmesPath calls
+MAX_JMES_LIST = 100_000
+MAX_OUTPUT_NODES = 400_000
 MAX_CACHED_QUERIES = 256
 
 _EMPTY: Values = ()
@@ -78,9 +79,9 @@ _OPTIONS = jmespath.Options(custom_functions=_MaaFunctions())
 class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):
     """Counts node visits and refuses oversized intermediate lists, so no query can hang or eat memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: int) -> None:
         super().__init__(_OPTIONS)
-        self.steps = MAX_JMES_STEPS
+        self.steps = steps
 
     def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
         self.steps -= 1
@@ -139,8 +140,9 @@ def _compile_query(st: State, query: str) -> Any:
 def jmes_search(st: State, document: str, query: str) -> str:
     compiled = _compile_query(st, query)
     data = load_json(st, document, "JmesPath")
+    interpreter = _BoundedInterpreter(st.jmes_steps)
     try:
-        result = _BoundedInterpreter().visit(compiled.parsed, data)
+        result = interpreter.visit(compiled.parsed, data)
         return _dump(result)
     except _BudgetExceeded:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} exceeds the evaluation limits") from None
@@ -150,6 +152,8 @@ def jmes_search(st: State, document: str, query: str) -> str:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} failed: {_short(exc)}") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} failed ({type(exc).__name__})") from None
+    finally:
+        st.jmes_steps = interpreter.steps
 
 
 _NOTHING = object()

@@ -24,9 +24,19 @@ MAX_CLAIMS = 100_000
 class State:
     """Everything one evaluation mutates; created per call, so compiled policies stay shareable."""
 
-    __slots__ = ("facts", "by_type", "outgoing", "properties", "permit", "deny", "json_cache", "jmes_cache")
+    __slots__ = (
+        "facts",
+        "by_type",
+        "outgoing",
+        "properties",
+        "permit",
+        "deny",
+        "json_cache",
+        "jmes_cache",
+        "jmes_steps",
+    )
 
-    def __init__(self, jmes_cache: dict[str, Any]) -> None:
+    def __init__(self, jmes_cache: dict[str, Any], jmes_steps: int) -> None:
         self.facts: list[Fact] = []
         self.by_type: dict[str, list[Fact]] = {}
         self.outgoing: list[tuple[str, ClaimValue]] = []
@@ -35,6 +45,7 @@ class State:
         self.deny = False
         self.json_cache: dict[str, Any] = {}
         self.jmes_cache = jmes_cache
+        self.jmes_steps = jmes_steps
 
 
 class Expr:
