@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from affidavit.evidence.sgx import DcapVerifier, SgxCollateral, TrustAnchors, load_collateral
 from affidavit.simulate import SimulatedPlatform
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -30,3 +31,24 @@ def tdx_platform() -> SimulatedPlatform:
     return SimulatedPlatform.create(
         seed=b"tdx-platform", now=NOW, tee="tdx", ca="platform", fmspc="90C06F000000"
     )
+
+
+@pytest.fixture(scope="session")
+def sgx_verifier(sgx_platform: SimulatedPlatform) -> DcapVerifier:
+    """One verifier for the session, as the service keeps one: its caches must not hide later checks."""
+    return DcapVerifier(TrustAnchors.from_pem(sgx_platform.root_pem))
+
+
+@pytest.fixture(scope="session")
+def tdx_verifier(tdx_platform: SimulatedPlatform) -> DcapVerifier:
+    return DcapVerifier(TrustAnchors.from_pem(tdx_platform.root_pem))
+
+
+@pytest.fixture(scope="session")
+def sgx_collateral(sgx_platform: SimulatedPlatform) -> SgxCollateral:
+    return load_collateral(sgx_platform.collateral(now=NOW))
+
+
+@pytest.fixture(scope="session")
+def tdx_collateral(tdx_platform: SimulatedPlatform) -> SgxCollateral:
+    return load_collateral(tdx_platform.collateral(now=NOW))

@@ -13,6 +13,7 @@ from affidavit.evidence.sgx import DcapResult, DcapVerifier, TrustAnchors, load_
 from affidavit.simulate import (
     TCB_STATUSES,
     EnclaveLevel,
+    PlatformTcb,
     SimulatedEnclave,
     SimulatedPlatform,
     SimulatedTd,
@@ -22,16 +23,6 @@ from affidavit.simulate import (
 MRENCLAVE = bytes(range(32))
 MRSIGNER = bytes(range(32, 64))
 REPORT_DATA = bytes(range(64))
-
-
-@pytest.fixture(scope="session")
-def sgx_verifier(sgx_platform: SimulatedPlatform) -> DcapVerifier:
-    return DcapVerifier(TrustAnchors.from_pem(sgx_platform.root_pem))
-
-
-@pytest.fixture(scope="session")
-def tdx_verifier(tdx_platform: SimulatedPlatform) -> DcapVerifier:
-    return DcapVerifier(TrustAnchors.from_pem(tdx_platform.root_pem))
 
 
 def _verify(verifier: DcapVerifier, quote: bytes, collateral: dict[str, Any], at: dt.datetime) -> DcapResult:
@@ -301,3 +292,15 @@ def test_tampered_quote(
     quote = bytearray(_sgx_quote(sgx_platform))
     quote[offset] ^= 0x01
     _rejected(sgx_verifier, bytes(quote), sgx_platform.collateral(now=now), now, code)
+
+
+def test_tdx_module_version_zero_compares_all_components(now: dt.datetime) -> None:
+    tcb = PlatformTcb(tdx_svns=(3, 0, 2, *([0] * 13)))
+    platform = SimulatedPlatform.create(seed=b"module 0", now=now, tee="tdx", tcb=tcb)
+    verifier = DcapVerifier(TrustAnchors.from_pem(platform.root_pem))
+    quote = platform.tdx_quote()
+    assert _verify(verifier, quote, platform.collateral(now=now), now).tcb_status == "UpToDate"
+    newer_module = TcbLevel(tcb.sgx_svns, tcb.pcesvn, "UpToDate", (), (4, *tcb.tdx_svns[1:]))
+    levels = [newer_module, tcb.level("OutOfDate", ["INTEL-SA-00999"])]
+    result = _verify(verifier, quote, platform.collateral(now=now, tcb_levels=levels), now)
+    assert (result.tcb_status, tuple(result.advisory_ids)) == ("OutOfDate", ("INTEL-SA-00999",))
