@@ -135,6 +135,35 @@ class TpmEvidenceSource:
     event_log: bytes | None
 
 
+def build_request(source: TpmEvidenceSource, challenge_text: str, service_context: str,
+                  key: rsa.RSAPrivateKey, *, rp_data: bytes | None = None,
+                  custom_claims: list[dict[str, Any]] | None = None) -> str:
+    """Quote for the challenge (bound to ``key``) and sign the ``attReq`` carrying the evidence."""
+    jwk = rsa_jwk(key.public_key())
+    quote = source.quoter(quote_binding(jwk, b64url_decode(challenge_text)))
+    claim = {"quote": b64url(quote.attest), "signature": b64url(quote.signature), "pcrs": quote.pcrs_json()}
+    tpm_att_data: dict[str, Any] = {
+        "aik_pub": b64url(source.ak.public),
+        "current_claim": b64url(json.dumps(claim, separators=(",", ":")).encode("ascii")),
+    }
+    if source.ak.certificate is not None:
+        tpm_att_data["aik_cert"] = b64url(source.ak.certificate)
+    if source.event_log is not None:
+        tpm_att_data["srtm_boot_log"] = b64url(source.event_log)
+    att_data: dict[str, Any] = {
+        "challenge": challenge_text,
+        "tpm_att_data": tpm_att_data,
+        "attest_key": jwk,
+        "request_key": {"jwk": jwk, "info": {"tpm_quote": {"hash_alg": "sha-256"}}},
+        "service_context": service_context,
+    }
+    if rp_data is not None:
+        att_data["rp_data"] = b64url(rp_data)
+    if custom_claims:
+        att_data["custom_claims"] = custom_claims
+    return sign_request({"att_type": "basic", "att_data": att_data}, key)
+
+
 @dataclass
 class TpmAttestation:
     """Runs the protocol against one service URL."""
@@ -172,7 +201,6 @@ class TpmAttestation:
     def run(self, source: TpmEvidenceSource) -> str:
         """Init, challenge, quote, signed request; returns the report JWT."""
         key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = rsa_jwk(key.public_key())
         verify: bool | ssl.SSLContext = self.verify if isinstance(self.verify, bool) else \
             ssl.create_default_context(cafile=self.verify)
         with httpx.Client(verify=verify, timeout=self.timeout) as client:
@@ -180,30 +208,8 @@ class TpmAttestation:
             challenge_text, context = answer.get("challenge"), answer.get("service_context")
             if not isinstance(challenge_text, str) or not isinstance(context, str):
                 raise ClientError("the service sent no challenge/service_context", code="bad_response")
-            challenge = b64url_decode(challenge_text)
-            quote = source.quoter(quote_binding(jwk, challenge))
-            claim = {"quote": b64url(quote.attest), "signature": b64url(quote.signature),
-                     "pcrs": quote.pcrs_json()}
-            tpm_att_data: dict[str, Any] = {
-                "aik_pub": b64url(source.ak.public),
-                "current_claim": b64url(json.dumps(claim, separators=(",", ":")).encode("ascii")),
-            }
-            if source.ak.certificate is not None:
-                tpm_att_data["aik_cert"] = b64url(source.ak.certificate)
-            if source.event_log is not None:
-                tpm_att_data["srtm_boot_log"] = b64url(source.event_log)
-            att_data: dict[str, Any] = {
-                "challenge": challenge_text,
-                "tpm_att_data": tpm_att_data,
-                "attest_key": jwk,
-                "request_key": {"jwk": jwk, "info": {"tpm_quote": {"hash_alg": "sha-256"}}},
-                "service_context": context,
-            }
-            if self.rp_data is not None:
-                att_data["rp_data"] = b64url(self.rp_data)
-            if self.custom_claims:
-                att_data["custom_claims"] = self.custom_claims
-            jws = sign_request({"att_type": "basic", "att_data": att_data}, key)
+            jws = build_request(source, challenge_text, context, key, rp_data=self.rp_data,
+                                custom_claims=self.custom_claims)
             report = self._post(client, {"request": jws}).get("report")
         if not isinstance(report, str):
             raise ClientError("the service answered without a report", code="bad_response")
