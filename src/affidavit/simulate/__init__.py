@@ -15,8 +15,8 @@ from affidavit.simulate.collateral import (
 )
 from affidavit.simulate.enclave import SimulatedEnclave, SimulatedTd, runtime_data_binding
 from affidavit.simulate.pck_extension import PckExtension, PlatformConfiguration
-from affidavit.simulate.pki import SimulatedPki
-from affidavit.simulate.platform import PlatformTcb, SimulatedPlatform, normalize_seed
+from affidavit.simulate.pki import SimulatedPki, normalize_seed
+from affidavit.simulate.platform import PlatformTcb, SimulatedPlatform
 from affidavit.simulate.report import SgxReportBody, TdReportBody, sgx_attributes
 
 __all__ = [

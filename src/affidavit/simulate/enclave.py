@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from affidavit.simulate.platform import Seed, SimulatedPlatform
+from affidavit.simulate.pki import Seed
+from affidavit.simulate.platform import SimulatedPlatform
 
 
 def runtime_data_binding(runtime_data: bytes) -> bytes:

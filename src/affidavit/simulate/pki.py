@@ -8,6 +8,7 @@ verifier accepts this PKI only when its root key is configured as a trust anchor
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,6 +22,7 @@ from affidavit.simulate.keys import derive_key, derive_serial
 from affidavit.simulate.pck_extension import SGX_EXTENSION_OID, PckExtension
 
 CaKind = Literal["processor", "platform"]
+Seed = bytes | str | int | None
 
 ORGANIZATION = "Affidavit Simulated Intel PKI (not Intel)"
 ROOT_CN = "Intel SGX Root CA"
@@ -33,6 +35,15 @@ PCK_CN = "Intel SGX PCK Certificate"
 _CRL_BASE = "https://simulated-pcs.invalid/sgx/certification/v4"
 
 YEAR = dt.timedelta(days=365)
+
+
+def normalize_seed(seed: Seed) -> bytes:
+    """Any seed form to bytes; ``None`` draws a fresh random seed."""
+    if seed is None:
+        return os.urandom(32)
+    if isinstance(seed, int):
+        return seed.to_bytes((seed.bit_length() + 8) // 8, "big", signed=True)
+    return seed.encode() if isinstance(seed, str) else bytes(seed)
 
 
 def name(common_name: str) -> x509.Name:
@@ -147,6 +158,11 @@ class SimulatedPki:
             TCB_SIGNING_CN, derive_serial(seed, "tcb-signing"), start, start + 8 * YEAR, None, root_crl_url
         )
         self.tcb_signing = Issued(tcb_key, _build(tcb_spec, tcb_key, self.root))
+
+    @classmethod
+    def create(cls, *, seed: Seed = None, now: dt.datetime | None = None) -> SimulatedPki:
+        """A PKI whose certificates are valid from a year before ``now`` (default: the wall clock)."""
+        return cls(normalize_seed(seed), now or dt.datetime.now(dt.UTC))
 
     @property
     def root_pem(self) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from affidavit.simulate.pck_extension import (
     PckExtension,
     PlatformConfiguration,
 )
-from affidavit.simulate.pki import CaKind, Issued, SimulatedPki, to_utc_seconds
+from affidavit.simulate.pki import CaKind, Issued, Seed, SimulatedPki, to_utc_seconds
 from affidavit.simulate.quote import TEE_SGX, TEE_TDX, QuotingEnclave
 from affidavit.simulate.report import (
     TD_ATTR_DEBUG,
@@ -37,21 +36,11 @@ from affidavit.simulate.report import (
 )
 
 Tee = Literal["sgx", "tdx"]
-Seed = bytes | str | int | None
 
 # QE report ATTRIBUTES: INIT | MODE64BIT | PROVISIONKEY, XFRM 0xE7 (as in real quotes).
 _QE_ATTRIBUTES = bytes.fromhex("1500000000000000E700000000000000")
 _QE_PROD_ID = {"sgx": 1, "tdx": 2}
 _QE_MRSIGNER = {"sgx": QE_MRSIGNER, "tdx": TD_QE_MRSIGNER}
-
-
-def normalize_seed(seed: Seed) -> bytes:
-    """Any seed form to bytes; ``None`` draws a fresh random seed."""
-    if seed is None:
-        return os.urandom(32)
-    if isinstance(seed, int):
-        return seed.to_bytes((seed.bit_length() + 8) // 8, "big", signed=True)
-    return seed.encode() if isinstance(seed, str) else bytes(seed)
 
 
 @dataclass(frozen=True)
@@ -132,7 +121,7 @@ class SimulatedPlatform:
     ) -> SimulatedPlatform:
         """A platform (and, unless ``pki`` is given, a fresh PKI) as of ``now`` (default: the wall clock)."""
         now = now or dt.datetime.now(dt.UTC)
-        pki = pki or SimulatedPki(normalize_seed(seed), now)
+        pki = pki or SimulatedPki.create(seed=seed, now=now)
         return cls(
             pki,
             name=name,
@@ -298,7 +287,9 @@ class SimulatedPlatform:
         dates = DocumentDates(issue, issue + valid_for, tcb_evaluation_data_number)
         modules: tuple[TdxModuleIdentity, ...] = ()
         if tee == "tdx" and self.tcb.tdx_svns[1] > 0:
-            levels = tdx_module_levels or (EnclaveLevel(self.tcb.tdx_svns[0]),)
+            levels = (
+                tdx_module_levels if tdx_module_levels is not None else (EnclaveLevel(self.tcb.tdx_svns[0]),)
+            )
             modules = (TdxModuleIdentity(self.tcb.tdx_svns[1], tuple(levels)),)
         tcb_info = TcbInfoSpec(
             tee=tee,
