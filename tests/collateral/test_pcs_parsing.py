@@ -76,8 +76,10 @@ def test_response_round_trip_matches_the_offline_form(standard: dict[str, Any]) 
 
 
 def test_v3_api_tcb_header_name_is_accepted(standard: dict[str, Any]) -> None:
-    chain = issuer_chain({"SGX-TCB-Info-Issuer-Chain": quote(standard["tcb_info_issuer_chain"])},
-                         ("TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"))
+    chain = issuer_chain(
+        {"SGX-TCB-Info-Issuer-Chain": quote(standard["tcb_info_issuer_chain"])},
+        ("TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"),
+    )
     assert chain == standard["tcb_info_issuer_chain"]
 
 

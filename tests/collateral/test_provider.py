@@ -56,17 +56,34 @@ CASES = [
     (AZURE, "quote_intelsdk_release.bin", "collateral_2025-05_standard.json", AZURE_AT, "OutOfDate"),
     (PHALA_SGX, "quote.bin", "collateral.json", PHALA_AT, "ConfigurationAndSWHardeningNeeded"),
     (PHALA_TDX, "quote.bin", "collateral.json", PHALA_AT, "UpToDate"),
-    ("sgx/tdx-v5-90c06f000000-2026-02", "quote_gotdx_v5_sample.bin", "collateral.json",
-     datetime(2026, 2, 25, tzinfo=UTC), "UpToDate"),
-    ("sgx/automata-sgx-v3-00606a000000", "quote.bin", "collateral_2025-02_tcbinfo_v2.json",
-     datetime(2025, 3, 1, tzinfo=UTC), "SWHardeningNeeded"),
+    (
+        "sgx/tdx-v5-90c06f000000-2026-02",
+        "quote_gotdx_v5_sample.bin",
+        "collateral.json",
+        datetime(2026, 2, 25, tzinfo=UTC),
+        "UpToDate",
+    ),
+    (
+        "sgx/automata-sgx-v3-00606a000000",
+        "quote.bin",
+        "collateral_2025-02_tcbinfo_v2.json",
+        datetime(2025, 3, 1, tzinfo=UTC),
+        "SWHardeningNeeded",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("vset", "quote_name", "coll_name", "at", "status"), CASES,
-                         ids=[c[0][4:] for c in CASES])
+@pytest.mark.parametrize(
+    ("vset", "quote_name", "coll_name", "at", "status"), CASES, ids=[c[0][4:] for c in CASES]
+)
 def test_real_quotes_verify_through_the_client(
-    vectors: Path, tmp_path: Path, anchors: Any, vset: str, quote_name: str, coll_name: str, at: datetime,
+    vectors: Path,
+    tmp_path: Path,
+    anchors: Any,
+    vset: str,
+    quote_name: str,
+    coll_name: str,
+    at: datetime,
     status: str,
 ) -> None:
     quote = (vectors / vset / quote_name).read_bytes()
@@ -92,9 +109,10 @@ def test_real_quotes_verify_through_the_client(
     # The token names the collateral actually served.
     assert result.collateral_hashes["tcbinfohash"] == hashlib.sha256(served["tcb_info"].encode()).hexdigest()
     assert result.collateral_hashes["qeidhash"] == hashlib.sha256(served["qe_identity"].encode()).hexdigest()
-    assert result.collateral_hashes["tcbinfocrlhash"] == hashlib.sha256(
-        bytes.fromhex(served["root_ca_crl"])
-    ).hexdigest()
+    assert (
+        result.collateral_hashes["tcbinfocrlhash"]
+        == hashlib.sha256(bytes.fromhex(served["root_ca_crl"])).hexdigest()
+    )
 
 
 def test_cache_serves_without_upstream_while_valid(
@@ -281,4 +299,3 @@ def test_cache_only_mode_without_pcs(tmp_path: Path, anchors: Any, clock: Clock)
         await p.aclose()
 
     run(go)
-

@@ -72,7 +72,9 @@ class CollateralDb:
                 self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 self._conn.execute("PRAGMA busy_timeout = 5000")
             else:
-                raise CollateralError(f"unsupported collateral cache URL {url!r} (sqlite:/// or postgresql://)")
+                raise CollateralError(
+                    f"unsupported collateral cache URL {url!r} (sqlite:/// or postgresql://)"
+                )
             self._execute(_SCHEMA)
         except CollateralError:
             raise

@@ -265,4 +265,3 @@ class CachingPcsProvider:
         while len(self._assembled) > _ASSEMBLED_MAX:
             self._assembled.popitem(last=False)
         return built
-
