@@ -116,6 +116,8 @@ def parse_maa_pcrs(pcrs: Any) -> PcrValues:
         if name is None or name in out:
             raise TpmFormatError(f"PCR bank {bank['algorithm']} unknown or repeated")
         values: dict[int, bytes] = {}
+        if not isinstance(bank.get("values", []), list):
+            raise TpmFormatError("PCR values must be a list")
         for v in bank.get("values") or []:
             if (
                 not isinstance(v, dict)

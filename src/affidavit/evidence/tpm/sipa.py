@@ -170,7 +170,8 @@ def _value(name: str, kind: str, data: bytes) -> Any:
 
 
 def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {name: [] for name in LIST_NAMES}
+    repeated: set[str] = set()
     pos = 0
     while pos < len(data):
         if len(data) - pos < 8:
@@ -191,12 +192,14 @@ def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
                 return None
         else:
             value = _value(name, kind, body)
-        if name in out:
-            prev = out[name]
-            out[name] = prev + [value] if isinstance(prev, list) and name in LIST_NAMES else [prev, value]
+        if name in LIST_NAMES or name in repeated:
+            out[name].append(value)
+        elif name in out:
+            out[name] = [out[name], value]
+            repeated.add(name)
         else:
-            out[name] = [value] if name in LIST_NAMES else value
-    return out
+            out[name] = value
+    return {k: v for k, v in out.items() if v != [] or k not in LIST_NAMES}
 
 
 def decode(data: bytes) -> dict[str, Any] | None:
