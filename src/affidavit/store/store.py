@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from affidavit.store.backend import Backend, Cursor, connect
@@ -185,9 +185,9 @@ class Store:
             added = 0
             for der in dict.fromkeys(bytes(d) for d in ders):
                 tp = thumbprint(der)
-                cur.execute(
+                cur.execute(  # one microsecond apart, so that listing keeps the configured order
                     "INSERT INTO certificates (thumbprint, der, added_at) VALUES (?, ?, ?)",
-                    (tp, der, to_db_time(when)),
+                    (tp, der, to_db_time(when + timedelta(microseconds=added))),
                 )
                 self._record(cur, "certificate", tp, "add", hashlib.sha256(der).hexdigest(), actor, when)
                 added += 1

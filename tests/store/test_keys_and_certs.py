@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from affidavit.store import (
+    Store,
+    StoredKey,
+    StoreError,
+    load_keyring,
+    load_or_create_keyring,
+    open_store,
+    rotate_keyring,
+    thumbprint,
+    to_stored,
+)
+from affidavit.tokens import SigningKey, jwks
+
+ISSUER = "https://affidavit.test"
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def test_certificates(store: Store) -> None:
+    assert store.list_certificates() == []
+    assert store.add_certificate(b"one", actor="a") is True
+    assert store.add_certificate(b"two", actor="a") is True
+    assert store.add_certificate(b"one", actor="b") is False
+    assert store.list_certificates() == [b"one", b"two"]
+    assert store.remove_certificate(b"one", actor="c") is True
+    assert store.remove_certificate(b"one", actor="c") is False
+    assert store.list_certificates() == [b"two"]
+    hist = store.history("certificate")
+    assert [(c.subject, c.action, c.actor) for c in hist] == [
+        (thumbprint(b"one"), "add", "a"),
+        (thumbprint(b"two"), "add", "a"),
+        (thumbprint(b"one"), "remove", "c"),
+    ]
+
+
+def test_seed_certificates_only_once(store: Store) -> None:
+    assert store.seed_certificates([b"a", b"b", b"a"], actor="config") == 2
+    assert store.seed_certificates([b"c"], actor="config") == 0
+    assert store.list_certificates() == [b"a", b"b"]  # in the configured order
+
+
+def test_first_start_creates_one_key_and_reloads_it(db_url: str) -> None:
+    with open_store(db_url) as s:
+        ring = load_or_create_keyring(s, ISSUER, now=T0)
+        again = load_or_create_keyring(s, ISSUER, now=T0 + HOUR)
+        assert again.current.kid == ring.current.kid
+        assert again.current.created_at == T0
+        assert [k.kid for k in s.list_signing_keys()] == [ring.current.kid]
+
+
+def test_concurrent_first_start_agrees_on_one_key(db_url: str) -> None:
+    n = 4
+    barrier = threading.Barrier(n)
+    kids: list[str] = []
+    errors: list[BaseException] = []
+
+    def server() -> None:
+        try:
+            with open_store(db_url) as s:
+                barrier.wait(10)
+                ring = load_or_create_keyring(s, ISSUER, now=datetime.now(UTC))
+                kids.append(ring.current.kid)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=server) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(kids) == n and len(set(kids)) == 1
+    with open_store(db_url) as s:
+        assert [k.kid for k in s.list_signing_keys()] == kids[:1]
+
+
+def test_one_current_key_is_enforced(store: Store) -> None:
+    a = to_stored(SigningKey.generate(ISSUER, now=T0))
+    b = to_stored(SigningKey.generate(ISSUER, now=T0))
+    store.add_signing_key(a)
+    with pytest.raises(StoreError) as err:
+        store.add_signing_key(b)
+    assert err.value.code == "conflict"
+    with pytest.raises(StoreError):
+        store.add_signing_key(StoredKey(a.kid, a.pem, T0, T0))  # duplicate kid
+    assert [k.kid for k in store.list_signing_keys()] == [a.kid]
+    assert store.ensure_current_signing_key(b) == StoredKey(a.kid, a.pem, T0)
+    # a retired key can sit beside the current one
+    store.add_signing_key(StoredKey(b.kid, b.pem, T0 - HOUR, T0))
+    assert store.retire_signing_key(a.kid, T0 + HOUR) is True
+    assert store.retire_signing_key(a.kid, T0 + HOUR) is False
+    assert store.current_signing_key() is None
+    assert store.delete_signing_key(b.kid) is True and store.delete_signing_key(b.kid) is False
+
+
+def test_rotation_keeps_old_key_published_then_drops_it(db_url: str) -> None:
+    with open_store(db_url) as server_a, open_store(db_url) as server_b:
+        first = load_or_create_keyring(server_a, ISSUER, now=T0)
+        rotated_at = T0 + 2 * HOUR
+        ring = rotate_keyring(server_b, ISSUER, 2048, now=rotated_at)
+        assert ring.current.kid != first.current.kid
+        # both servers publish the same JWKS: new key first, old key still there for its tokens
+        for s in (server_a, server_b):
+            loaded = load_keyring(s, now=rotated_at + 7 * HOUR)
+            assert loaded is not None
+            assert [k["kid"] for k in jwks(loaded.published(rotated_at + 7 * HOUR))["keys"]] == [
+                ring.current.kid, first.current.kid,
+            ]
+        later = rotated_at + 8 * HOUR
+        loaded = load_keyring(server_a, now=later)
+        assert loaded is not None and [k.kid for k in loaded.published(later)] == [ring.current.kid]
+        assert len(server_a.list_signing_keys()) == 2  # not yet deleted: the next rotation does that
+        third = rotate_keyring(server_a, ISSUER, now=later + HOUR)
+        kids = {k.kid for k in server_b.list_signing_keys()}
+        assert kids == {third.current.kid, ring.current.kid}
+        actions = [(c.subject, c.action) for c in server_b.history("key")]
+        assert (first.current.kid, "delete") in actions and (first.current.kid, "retire") in actions
+
+
+def test_key_round_trips_through_the_store(store: Store) -> None:
+    ring = load_or_create_keyring(store, ISSUER, 3072, now=T0)
+    loaded = load_keyring(store, now=T0)
+    assert loaded is not None
+    assert ring.current.bits == 3072
+    assert loaded.current.jwk == ring.current.jwk
+    assert loaded.current.created_at == T0
