@@ -147,3 +147,31 @@ class Server:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+
+def compact_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def sign_jws(
+    payload: dict[str, Any] | None, signer: Signer, *, alg: str = "RSA256", sdk_form: bool = True
+) -> str:
+    """A JWS signed as the SDK does (``RSA256`` and ``jwk.x5c``), or the standard ``RS256``/``x5c`` form."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    x5c = [base64.b64encode(signer.cert.public_bytes(serialization.Encoding.DER)).decode()]
+    header = {"alg": alg, "jwk": {"x5c": x5c}} if sdk_form else {"alg": alg, "x5c": x5c}
+    body = b64url(compact_json(payload)) if payload is not None else ""
+    signing_input = b64url(compact_json(header)) + "." + body
+    signature = signer.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64url(signature)
+
+
+def unsigned_policy(text: str) -> str:
+    body = json.dumps({"AttestationPolicy": b64url(text.encode())})
+    return "eyJhbGciOiJub25lIn0." + b64url(body.encode()) + "."
+
+
+def certificate_payload(signer: Signer) -> dict[str, Any]:
+    der = signer.cert.public_bytes(serialization.Encoding.DER)
+    return {"policyCertificate": {"kty": "RSA", "x5c": [base64.b64encode(der).decode()]}}

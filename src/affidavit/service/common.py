@@ -24,7 +24,7 @@ _TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
 
 # TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
 # (maa-api §7.2: "InvalidOperation, or InvalidParameter for a bad chain").
-_CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid", "bad_signature"})
+_CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid"})
 
 
 def state_of(request: Request) -> ServiceState:
