@@ -49,6 +49,8 @@ _PROPERTY_RULES: dict[str, tuple[type, int | None, int | None]] = {
     "x-ms-sgx-tcbidentifier": (str, None, None),
 }
 
+_KIND_NAMES = {bool: "a Boolean", int: "an Integer", str: "a String"}
+
 DENY_REASON = "A Deny claim was issued, authorization failed."
 NO_PERMIT_REASON = "No Permit claim was issued, authorization failed."
 EMPTY_REASON = (
@@ -192,7 +194,7 @@ def _set_properties(st: State, produced: list[tuple[str, ClaimValue, bool]]) -> 
         kind, lo, hi = rule
         if type(value) is not kind:
             raise PolicyEvaluationError(
-                f"property {name!r} takes a {value_type_of(kind())}, got {value_type_of(value)}"
+                f"property {name!r} takes {_KIND_NAMES[kind]}, got {value_type_of(value)}"
             )
         if lo is not None and hi is not None and not lo <= value <= hi:  # type: ignore[operator]
             raise PolicyEvaluationError(f"property {name!r} must be between {lo} and {hi}, got {value}")

@@ -213,7 +213,7 @@ class _Parser:
                 break
             name = self.keyword(tok, tuple(allowed))
             if name is None:
-                raise self.mismatch(tok, " or ".join(f"'{s}'" for s in allowed) + " or <EOF>")
+                raise self.mismatch(tok, " or ".join([*(f"'{s}'" for s in allowed), "<EOF>"]))
             need = _MIN_VERSION.get(name)
             if need and self.version < need:
                 raise self.error(tok, f"'{name}' requires version {need} or later (policy is {self.version})")
