@@ -7,7 +7,6 @@ replay): the service must refuse it, since event data that its digest does not c
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,18 +67,23 @@ def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[S
             yield Setup(tpm, service, log_path, ak_cert, work)
 
 
+def _argv(setup: Setup, *extra: str) -> list[str]:
+    return ["--url", setup.service.url, "--tcti", setup.tpm.tcti, "--ca", setup.service.ca_file,
+            "--ak-cert", str(setup.ak_cert), *extra]
+
+
 def _args(setup: Setup, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return parser.parse_args([
-        "--url", setup.service.url, "--tcti", setup.tpm.tcti, "--ca", setup.service.ca_file,
-        "--ak-cert", str(setup.ak_cert), *extra,
-    ])
+    return parser.parse_args(_argv(setup, *extra))
 
 
-def test_client_attests_a_replayed_real_boot_log(setup: Setup) -> None:
+def test_cli_attests_a_replayed_real_boot_log(setup: Setup) -> None:
+    from affidavit.cli import main
+
     out = setup.work / "token.jwt"
-    assert run(_args(setup, "--eventlog", str(setup.log_path), "--out", str(out), "--rp-data", "hello")) == 0
+    argv = _argv(setup, "--eventlog", str(setup.log_path), "--out", str(out), "--rp-data", "hello")
+    assert main(["attest", "tpm", *argv]) == 0
     claims = jwt_body(out.read_text().strip())
     assert claims["aikValidated"] is True and claims["secureBootEnabled"] is True
     assert claims["x-ms-policy"] == {"SecureBootEnabled": True, "AIKPresent": True}
@@ -105,9 +109,12 @@ def test_altered_event_data_is_denied(setup: Setup) -> None:
     assert not (setup.work / "forged.jwt").exists()
 
 
-def test_client_reports_an_unreadable_event_log(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
-    from affidavit.client import ClientError
+def test_cli_reports_errors_without_a_traceback(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    from affidavit.cli import main
 
-    with pytest.raises(ClientError, match="cannot read the event log"):
-        run(_args(setup, "--eventlog", str(setup.work / "missing.log")))
-    assert json.dumps(capsys.readouterr().out) == '""'
+    assert main(["attest", "tpm", *_argv(setup, "--eventlog", str(setup.work / "missing.log"))]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read the event log" in err and "Traceback" not in err
+    no_tpm = _argv(setup, "--no-eventlog", "--tcti", "swtpm:host=127.0.0.1,port=1")
+    assert main(["attest", "tpm", *no_tpm]) == 1
+    assert "tpm2_" in capsys.readouterr().err

@@ -251,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
     parser.add_argument("--ak-cert", type=Path,
                         help="AK certificate (PEM or DER) issued by a CA the service trusts")
-    parser.add_argument("--ak-handle", default=None,
+    parser.add_argument("--ak-handle", default="0x81000100",
                         help="persistent handle of the AK; created under the EK and persisted there when "
                              "absent (default 0x81000100)")
     parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
@@ -263,10 +263,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Collect evidence, attest, and print (or write) the token; errors surface as ClientError."""
-    from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
+    from affidavit.client.tpm_tools import TpmTools, parse_handle, parse_pcr_list
 
     tools = TpmTools(args.tcti)
-    handle = int(args.ak_handle, 0) if args.ak_handle else DEFAULT_AK_HANDLE
+    handle = parse_handle(args.ak_handle)
     ak_public = tools.ensure_ak(handle)
     cert = load_certificate(args.ak_cert) if args.ak_cert else None
     log = None if args.no_eventlog else read_event_log(args.eventlog)

@@ -48,6 +48,18 @@ def parse_pcr_list(text: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def parse_handle(text: str) -> int:
+    """A persistent handle (0x81000000-0x81FFFFFF) from hex or decimal text."""
+    try:
+        handle = int(text, 0)
+    except ValueError:
+        raise ClientError(f"bad handle {text!r} (expected e.g. 0x81000100)", code="bad_argument") from None
+    if not 0x81000000 <= handle <= 0x81FFFFFF:
+        raise ClientError(f"handle {text} is not a persistent handle (0x81000000-0x81FFFFFF)",
+                          code="bad_argument")
+    return handle
+
+
 def parse_active_banks(getcap_output: str) -> tuple[str, ...]:
     """Banks with at least one PCR allocated, in the order ``tpm2_getcap pcrs`` lists them."""
     return tuple(name for name, pcrs in _BANK_LINE.findall(getcap_output)

@@ -1,0 +1,73 @@
+"""tpm2-tools output parsing, and the TPM client's pieces that need no TPM."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from affidavit.client import ClientError
+from affidavit.client.tpm import Quote, envelope, open_envelope
+from affidavit.client.tpm_tools import (
+    parse_active_banks,
+    parse_handle,
+    parse_pcr_list,
+    split_pcr_values,
+)
+
+GETCAP = """selected-pcrs:
+  - sha1: [ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23 ]
+  - sha256: [ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23 ]
+  - sha384: [ ]
+  - sha512: [ ]
+"""
+
+
+def test_active_banks_skip_empty_allocations() -> None:
+    assert parse_active_banks(GETCAP) == ("sha1", "sha256")
+    assert parse_active_banks("selected-pcrs:\n  - sm3_256: [ 0 ]\n") == ()
+
+
+def test_pcr_lists_and_handles() -> None:
+    assert parse_pcr_list("0-3,7, 14") == (0, 1, 2, 3, 7, 14)
+    assert parse_pcr_list("0-23") == tuple(range(24))
+    for bad in ("", "24", "a", "3-x", "-1"):
+        with pytest.raises(ClientError):
+            parse_pcr_list(bad)
+    assert parse_handle("0x81000100") == 0x81000100
+    for bad in ("0x80000000", "zz", "0x1"):
+        with pytest.raises(ClientError):
+            parse_handle(bad)
+
+
+def test_pcr_values_split_bank_by_bank() -> None:
+    raw = b"".join(bytes([i]) * 20 for i in (0, 7)) + b"".join(bytes([0x80 | i]) * 32 for i in (0, 7))
+    pcrs = split_pcr_values(raw, ("sha1", "sha256"), (0, 7))
+    assert pcrs == ((4, ((0, bytes(20)), (7, b"\x07" * 20))), (11, ((0, b"\x80" * 32), (7, b"\x87" * 32))))
+    wire = Quote(b"q", b"s", pcrs).pcrs_json()
+    assert [b["algorithm"] for b in wire] == [4, 11]
+    assert base64.urlsafe_b64decode(wire[1]["values"][1]["digest"] + "=") == b"\x87" * 32
+    with pytest.raises(ClientError, match="expected 104"):
+        split_pcr_values(raw[:-1], ("sha1", "sha256"), (0, 7))
+
+
+def test_envelope_round_trip_and_bad_answers() -> None:
+    assert open_envelope(envelope({"report": "x"})) == {"report": "x"}
+    for bad in ({}, {"data": 5}, {"data": "%%%"}, envelope({"payload": 1}) | {"data": "bnVsbA"}):
+        with pytest.raises(ClientError):
+            open_envelope(bad)
+
+
+@given(st.one_of(st.text(max_size=100), st.binary(max_size=100).map(lambda b: b.hex())))
+def test_open_envelope_never_raises_anything_else(data: str) -> None:
+    try:
+        open_envelope({"data": data})
+    except ClientError:
+        pass
+    try:
+        open_envelope(json.loads(json.dumps({"data": data})))
+    except ClientError:
+        pass

@@ -1,0 +1,66 @@
+"""``/attest/Tpm`` in process: whatever a client sends, the answer is a challenge or an MAA 400 error."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from affidavit.service import ServiceConfig, create_app
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    data: Path = tmp_path_factory.mktemp("tpm-asgi")
+    with TestClient(create_app(ServiceConfig(data_dir=data, admin_token="x")), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _post(client: TestClient, message: object) -> tuple[int, dict]:
+    inner = json.dumps({"payload": message}).encode()
+    r = client.post("/attest/Tpm?api-version=2020-10-01", json={"data": _b64(inner)})
+    return r.status_code, r.json()
+
+
+def test_init_answers_a_challenge(client: TestClient) -> None:
+    status, body = _post(client, {"type": "aikcert"})
+    assert status == 200
+    payload = json.loads(base64.urlsafe_b64decode(body["data"] + "=" * (-len(body["data"]) % 4)))["payload"]
+    assert set(payload) == {"challenge", "service_context"}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=15), inner, max_size=4),
+    max_leaves=25,
+)
+_messages = st.one_of(
+    _json,
+    st.fixed_dictionaries({"type": _json}),
+    st.fixed_dictionaries({"request": st.one_of(st.text(max_size=200), _json)}),
+    st.builds(lambda h, p, s: {"request": f"{_b64(h)}.{_b64(p)}.{_b64(s)}"},
+              st.sampled_from([b'{"alg":"PS256","typ":"attReq"}', b'{"alg":"RS256"}', b"{}"]),
+              st.builds(lambda d: json.dumps({"att_type": "basic", "att_data": d}).encode(),
+                        st.dictionaries(st.sampled_from(["tpm_att_data", "attest_key", "request_key",
+                                                         "service_context", "challenge"]), _json)),
+              st.binary(max_size=64)),
+)
+
+
+@given(_messages)
+def test_any_message_gets_a_challenge_or_an_maa_400(client: TestClient, message: object) -> None:
+    status, body = _post(client, message)
+    if status == 200:
+        assert message == {"type": "aikcert"}
+    else:
+        assert status == 400 and set(body["error"]) == {"code", "message"}
