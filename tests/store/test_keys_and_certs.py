@@ -131,3 +131,13 @@ def test_key_round_trips_through_the_store(store: Store) -> None:
     assert ring.current.bits == 3072
     assert loaded.current.jwk == ring.current.jwk
     assert loaded.current.created_at == T0
+
+
+def test_reload_reuses_parsed_keys(store: Store) -> None:
+    ring = load_or_create_keyring(store, ISSUER, now=T0)
+    again = load_or_create_keyring(store, ISSUER, now=T0, reuse=ring)
+    assert again.current is ring.current
+    rotated = rotate_keyring(store, ISSUER, now=T0 + HOUR)
+    reloaded = load_keyring(store, now=T0 + HOUR, reuse=ring)
+    assert reloaded is not None and reloaded.current.kid == rotated.current.kid
+    assert reloaded.retired[0].key is ring.current

@@ -19,24 +19,35 @@ def to_stored(key: SigningKey) -> StoredKey:
     return StoredKey(key.kid, key.to_pem(), key.created_at)
 
 
-def from_stored(stored: StoredKey) -> SigningKey:
+def from_stored(stored: StoredKey, reuse: KeyRing | None = None) -> SigningKey:
+    """The key, taken from ``reuse`` when it already holds this kid (loading a private key costs time)."""
+    known = reuse.find(stored.kid) if reuse is not None else None
+    if known is not None:
+        return known
     return SigningKey.from_pem(stored.pem, created_at=stored.created_at)
 
 
 def load_keyring(
-    store: Store, *, now: datetime, max_token_lifetime: timedelta = DEFAULT_MAX_TOKEN_LIFETIME
+    store: Store,
+    *,
+    now: datetime,
+    max_token_lifetime: timedelta = DEFAULT_MAX_TOKEN_LIFETIME,
+    reuse: KeyRing | None = None,
 ) -> KeyRing | None:
-    """The ring as stored (None when there is no current key); retired keys past their time are left out."""
+    """The ring as stored (None when there is no current key); retired keys past their time are left out.
+
+    Pass the previously loaded ring as ``reuse`` on periodic reloads: unchanged keys are not re-parsed.
+    """
     keys = store.list_signing_keys()
     current = next((k for k in keys if k.retired_at is None), None)
     if current is None:
         return None
     retired = tuple(
-        RetiredKey(from_stored(k), k.retired_at)
+        RetiredKey(from_stored(k, reuse), k.retired_at)
         for k in keys
         if k.retired_at is not None and now < k.retired_at + max_token_lifetime
     )
-    return KeyRing(from_stored(current), retired, max_token_lifetime)
+    return KeyRing(from_stored(current, reuse), retired, max_token_lifetime)
 
 
 def load_or_create_keyring(
@@ -46,10 +57,11 @@ def load_or_create_keyring(
     *,
     now: datetime,
     max_token_lifetime: timedelta = DEFAULT_MAX_TOKEN_LIFETIME,
+    reuse: KeyRing | None = None,
 ) -> KeyRing:
     """Load the ring, generating the first key if the database has none. Servers starting at once may each
     generate a candidate, but the store keeps exactly one and all of them load that one."""
-    ring = load_keyring(store, now=now, max_token_lifetime=max_token_lifetime)
+    ring = load_keyring(store, now=now, max_token_lifetime=max_token_lifetime, reuse=reuse)
     if ring is not None:
         return ring
     store.ensure_current_signing_key(to_stored(SigningKey.generate(issuer, bits, now=now)), at=now)
