@@ -299,3 +299,23 @@ def test_cache_only_mode_without_pcs(tmp_path: Path, anchors: Any, clock: Clock)
         await p.aclose()
 
     run(go)
+
+
+def test_background_refresh_loop(
+    pcs: FakePcs, tmp_path: Path, anchors: Any, clock: Clock, early: dict[str, Any]
+) -> None:
+    async def go() -> None:
+        p = provider(pcs, tmp_path, anchors, clock, refresh_before=timedelta(days=2))
+        await p.get(AZURE_PLATFORM)
+        pcs.load(early, "processor")
+        clock.now = TCB_NEXT_UPDATE - timedelta(days=1)
+        p.start(interval=0.02)  # no request needed: the loop refreshes what nears nextUpdate
+        key = tcb_info_key("sgx", "00906ED50000")
+        for _ in range(200):
+            if p.cache.get(key).number == 19:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        assert p.cache.get(key).number == 19  # type: ignore[union-attr]
+        await p.aclose()
+
+    run(go)

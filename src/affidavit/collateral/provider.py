@@ -5,7 +5,8 @@ Serving rules, item by item (root CA CRL, PCK CRL, QE identity, TCB Info):
 - missing (an FMSPC never seen) or past nextUpdate: fetched now, one upstream call per item however many
   requests wait for it;
 - upstream fails: the cached item is served while valid, and past nextUpdate only within ``grace``;
-  after that the request fails with a ``collateral_expired`` error.
+  after that the request fails with a ``collateral_expired`` error. A failed item is not asked for
+  again for ``retry_interval``, so an outage does not make every request wait on upstream.
 The clock is injectable and ``get`` takes ``now``, so every rule is testable at any time.
 """
 
@@ -138,19 +139,21 @@ class CachingPcsProvider:
             raise CollateralError(f"no collateral for {key}: {reason}", code=code or "collateral_unavailable")
         if now <= current.next_update:
             return current
+        if failure is None:  # upstream answered, but with nothing newer: don't ask again at once
+            failure = CollateralError(f"upstream has nothing newer than the expired {key}")
+            self._failed_at[key], self._failures[key] = now, failure
         if now <= current.next_update + self.grace:
             log.warning(
                 "serving collateral %s past its nextUpdate %s (grace until %s): %s",
                 key,
                 current.next_update.isoformat(),
                 (current.next_update + self.grace).isoformat(),
-                failure.message if failure else "upstream has nothing newer",
+                failure.message,
             )
             return current
         raise CollateralError(
             f"collateral {key} expired at {current.next_update:%Y-%m-%dT%H:%M:%SZ} and the grace period of "
-            f"{self.grace} has ended; no fresh collateral could be fetched"
-            + (f" ({failure.message})" if failure else ""),
+            f"{self.grace} has ended; no fresh collateral could be fetched ({failure.message})",
             code="collateral_expired",
         )
 
