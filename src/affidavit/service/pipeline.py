@@ -78,14 +78,10 @@ def _check_binding(field: DataField | None, target: bytes | None, what: str, aga
         )
 
 
-def _hex_claim(claims: Mapping[str, Any], name: str) -> bytes | None:
-    value = claims.get(name)
-    if not isinstance(value, str):
-        return None
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        return None
+def _config_id(result: Any) -> bytes | None:
+    """The enclave's CONFIGID (SGX) or the TD's MRCONFIGID: what initTimeData binds to; None when zero."""
+    body = result.quote.body
+    raw = bytes(getattr(body, "mr_config_id", None) or getattr(body, "config_id", b""))
     return raw if any(raw) else None
 
 
@@ -95,8 +91,7 @@ def verified_claims(
     """Check the runtime/init-time bindings and derive incoming and token claims from a ``DcapResult``."""
     evidence_claims: dict[str, Any] = dict(result.claims)
     _check_binding(request.runtime, bytes(result.report_data), "runtimeData", "report data")
-    init_target = _hex_claim(evidence_claims, "tdx_mrconfigid" if kind.tee == "tdx" else "x-ms-sgx-config-id")
-    _check_binding(request.inittime, init_target, "initTimeData", "config id")
+    _check_binding(request.inittime, _config_id(result), "initTimeData", "config id")
 
     collateral = dict(result.collateral_hashes)
     collateral["quotehash"] = hashlib.sha256(submitted).hexdigest()
