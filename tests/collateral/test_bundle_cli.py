@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from affidavit.cli import main
-from affidavit.collateral import DirectoryProvider
+from affidavit.collateral import CollateralError, DirectoryProvider
 from affidavit.collateral.bundle import read_bundle, write_bundle
 from affidavit.collateral.cache import CollateralCache
-from affidavit.collateral.items import CollateralSet, tcb_info_key
+from affidavit.collateral.items import JSON_FIELDS, CollateralSet, tcb_info_key
 from affidavit.collateral.provider import CachingPcsProvider
 from tests.collateral.conftest import AZURE_AT, PHALA_AT, PHALA_TDX, Platform, read_json
 from tests.collateral.fake_pcs import FakePcs
+from tests.conftest import VECTORS
 
 AT = "2025-06-10T00:00:00Z"
 
@@ -153,3 +156,36 @@ def test_fetch_tdx_bundle(tmp_path: Path, vectors: Path) -> None:
     assert json.loads((tmp_path / "tdx.json").read_text()) == read_json(
         vectors / PHALA_TDX / "collateral.json"
     )
+
+
+_FIELDS = sorted(JSON_FIELDS)
+
+
+@settings(max_examples=100)
+@given(
+    st.dictionaries(st.sampled_from(_FIELDS), st.text(max_size=40) | st.integers() | st.none(), max_size=9)
+)
+def test_any_collateral_object_parses_or_raises_collateral_error(fields: dict[str, Any]) -> None:
+    try:
+        CollateralSet.from_json(fields)
+    except CollateralError as exc:
+        assert exc.code == "collateral_invalid"
+
+
+@settings(max_examples=100)
+@given(st.sampled_from(_FIELDS), st.text(max_size=60))
+def test_one_corrupted_field_of_real_collateral(field: str, value: str) -> None:
+    real = json.loads((VECTORS / "sgx" / "phala-tdx-v4-b0c06f000000-2025-06" / "collateral.json").read_text())
+    try:
+        CollateralSet.from_json({**real, field: value})
+    except CollateralError:
+        pass
+
+
+@settings(max_examples=50)
+@given(st.binary(max_size=200))
+def test_any_bundle_file_reads_as_collateral_or_an_error(tmp_path_factory: Any, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("b") / "x.json"
+    path.write_bytes(data)
+    (entry,) = read_bundle(path)
+    assert (entry.collateral is None) != (entry.error is None)

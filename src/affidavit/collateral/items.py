@@ -221,7 +221,7 @@ class CollateralSet:
         if not isinstance(obj, dict):
             raise invalid("collateral is not a JSON object")
         try:
-            fields = {k: obj[k] for k in _JSON_FIELDS}
+            fields = {k: obj[k] for k in JSON_FIELDS}
         except KeyError as exc:
             raise invalid(f"collateral lacks {exc.args[0]}") from exc
         if not all(isinstance(v, str) for v in fields.values()):
@@ -249,7 +249,7 @@ class CollateralSet:
         )
 
 
-_JSON_FIELDS = (
+JSON_FIELDS = (
     "pck_crl_issuer_chain",
     "root_ca_crl",
     "pck_crl",
