@@ -37,7 +37,7 @@ class Backend(Protocol):
         """Context manager: a serialised read-write transaction yielding a :class:`Cursor`."""
 
     def read(self) -> Any:
-        """Context manager: a consistent read-only snapshot yielding a :class:`Cursor`."""
+        """Context manager yielding a :class:`Cursor` for ONE consistent read statement."""
 
     def close(self) -> None: ...
 
@@ -99,8 +99,13 @@ class SqliteBackend:
     def write(self) -> Any:
         return _wrap(self._tx("BEGIN IMMEDIATE"), sqlite3.Error)
 
+    @contextmanager
+    def _read(self) -> Iterator[Cursor]:
+        with self._lock:  # one statement per read: autocommit gives it a consistent snapshot
+            yield _SqliteCursor(self._conn.cursor())
+
     def read(self) -> Any:
-        return _wrap(self._tx("BEGIN"), sqlite3.Error)
+        return _wrap(self._read(), sqlite3.Error)
 
     def close(self) -> None:
         with self._lock:
@@ -148,11 +153,12 @@ class PostgresBackend:
     def _tx(self, write: bool) -> Iterator[Cursor]:
         with self._lock:
             conn = self._connect()
+            if not write:  # every read is one statement: autocommit gives it a consistent snapshot
+                with conn.cursor() as cur:
+                    yield _PgCursor(cur)
+                return
             with conn.transaction(), conn.cursor() as cur:
-                if write:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_ID,))
-                else:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_ID,))
                 yield _PgCursor(cur)
 
     def write(self) -> Any:
