@@ -249,7 +249,7 @@ class TpmService:
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
         code = ("import uvicorn; uvicorn.run('affidavit.service.app:app_from_environment', factory=True, "
                 f"host='127.0.0.1', port={self.port}, ssl_certfile={str(cert)!r}, ssl_keyfile={str(key)!r}, "
-                "log_level='warning', access_log=False)")
+                "log_level='warning', access_log=False, timeout_graceful_shutdown=5)")
         with open(self.data_dir / "server.log", "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                                          env=env)

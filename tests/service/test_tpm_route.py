@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from affidavit.client.tpm import (
 )
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
 from affidavit.relying_party import keys_from_jwks, verify_token
-from tests.service.helpers import StaticCredential
+from tests.service.helpers import StaticCredential, jwt_body
 from tests.swtpm import (
     ADMIN_TOKEN,
     Swtpm,
@@ -66,8 +67,12 @@ class Env:
     ak: AkMaterial
     foreign_ak_cert: bytes
 
-    def sdk(self) -> AttestationClient:
-        return AttestationClient(self.service.url, StaticCredential(), connection_verify=self.service.ca_file)
+    @contextmanager
+    def sdk(self) -> Iterator[AttestationClient]:
+        """An SDK client, closed afterwards (an idle keep-alive connection delays the server's stop)."""
+        with AttestationClient(self.service.url, StaticCredential(),
+                               connection_verify=self.service.ca_file) as client:
+            yield client
 
     def source(self, *, ak: AkMaterial | None = None, log: bytes | None = None,
                quote_with: bytes | None = None) -> TpmEvidenceSource:
@@ -102,7 +107,8 @@ def request_key() -> rsa.RSAPrivateKey:
 
 
 def _sdk_send(client: AttestationClient, message: dict[str, Any]) -> dict[str, Any]:
-    answer = json.loads(client.attest_tpm(json.dumps({"payload": message})))
+    # Connection: close, so no idle keep-alive connection holds up the server's graceful stop.
+    answer = json.loads(client.attest_tpm(json.dumps({"payload": message}), headers={"Connection": "close"}))
     assert set(answer) == {"payload"}
     return answer["payload"]  # type: ignore[no-any-return]
 
@@ -119,91 +125,92 @@ def _error(exc: pytest.ExceptionInfo[HttpResponseError]) -> tuple[int, str, str]
 
 
 def test_sdk_full_exchange_yields_a_verifiable_report(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    assert len(base64.urlsafe_b64decode(challenge + "==")) == 16
-    outer = json.loads(base64.urlsafe_b64decode(context + "=" * (-len(context) % 4)))
-    assert set(outer) == {"ProtectionKeyName", "ProtectedContext"}
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        assert len(base64.urlsafe_b64decode(challenge + "==")) == 16
+        outer = json.loads(base64.urlsafe_b64decode(context + "=" * (-len(context) % 4)))
+        assert set(outer) == {"ProtectionKeyName", "ProtectedContext"}
 
-    custom = [{"name": "owner", "value": "lab-7", "value_type": "String"}]
-    jws = build_request(env.source(), challenge, context, request_key, rp_data=b"rp nonce",
-                        custom_claims=custom)
-    report = _sdk_send(client, {"request": jws})["report"]
+        custom = [{"name": "owner", "value": "lab-7", "value_type": "String"}]
+        jws = build_request(env.source(), challenge, context, request_key, rp_data=b"rp nonce",
+                            custom_claims=custom)
+        report = _sdk_send(client, {"request": jws})["report"]
 
-    jwks = httpx.get(env.service.url + "/certs", verify=env.service.tls).json()
-    claims = verify_token(report, keys_from_jwks(jwks), issuer=env.service.url, now=time.time()).claims
-    assert claims["aikValidated"] is True and claims["secureBootEnabled"] is True
-    assert isinstance(claims["aikPubHash"], str) and claims["tpmVersion"] == 2
-    assert claims["x-ms-policy"] == {"SecureBootEnabled": True, "TpmVersion": 2, "owner": "lab-7"}
-    assert claims["cnf"] == {"jwk": rsa_jwk(request_key.public_key())}
-    assert claims["x-ms-tpm-request-key"]["info"] == {"tpm_quote": {"hash_alg": "sha-256"}}
-    assert claims["rp_data"] == claims["nonce"] == b64url(b"rp nonce")
-    assert claims["x-ms-ver"] == "1.0" and claims["x-ms-attestation-type"] == "tpm"
-    assert len(claims["jti"]) == 64 and claims["exp"] > claims["iat"]
-    assert "events" not in claims and "pcrs" not in claims  # JSON claims are for policies only
+        jwks = httpx.get(env.service.url + "/certs", verify=env.service.tls).json()
+        claims = verify_token(report, keys_from_jwks(jwks), issuer=env.service.url, now=time.time()).claims
+        assert claims["aikValidated"] is True and claims["secureBootEnabled"] is True
+        assert isinstance(claims["aikPubHash"], str) and claims["tpmVersion"] == 2
+        assert claims["x-ms-policy"] == {"SecureBootEnabled": True, "TpmVersion": 2, "owner": "lab-7"}
+        assert claims["cnf"] == {"jwk": rsa_jwk(request_key.public_key())}
+        assert claims["x-ms-tpm-request-key"]["info"] == {"tpm_quote": {"hash_alg": "sha-256"}}
+        assert claims["rp_data"] == claims["nonce"] == b64url(b"rp nonce")
+        assert claims["x-ms-ver"] == "1.0" and claims["x-ms-attestation-type"] == "tpm"
+        assert len(claims["jti"]) == 64 and claims["exp"] > claims["iat"]
+        assert "events" not in claims and "pcrs" not in claims  # JSON claims are for policies only
 
 
 def test_v2_shape_rs256_without_binding(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    quote = env.tools.quote(DEFAULT_AK_HANDLE, parse_pcr_list("0-23"),
-                            base64.urlsafe_b64decode(challenge + "=="))
-    jwk = rsa_jwk(request_key.public_key())
-    att_data = {
-        "challenge": challenge, "service_context": context,
-        "request_key": {"jwk": jwk},
-        "tpm_att_data": {"current_attestation": {
-            "logs": [{"type": "TCG", "log": b64url(env.log)}],
-            "aik_cert": b64url(env.ak.certificate or b""), "aik_pub": b64url(env.ak.public),
-            "quote": b64url(quote.attest), "signature": b64url(quote.signature), "pcrs": quote.pcrs_json(),
-        }},
-    }
-    jws = sign_request({"att_type": "basic", "att_data": att_data}, request_key, alg="RS256", typ="attReqV2")
-    claims = json.loads(base64.urlsafe_b64decode(_sdk_send(client, {"request": jws})["report"].split(".")[1]
-                                                 + "=="))
-    assert claims["secureBootEnabled"] is True and claims["cnf"]["jwk"] == jwk
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        quote = env.tools.quote(DEFAULT_AK_HANDLE, parse_pcr_list("0-23"),
+                                base64.urlsafe_b64decode(challenge + "=="))
+        jwk = rsa_jwk(request_key.public_key())
+        att_data = {
+            "challenge": challenge, "service_context": context,
+            "request_key": {"jwk": jwk},
+            "tpm_att_data": {"current_attestation": {
+                "logs": [{"type": "TCG", "log": b64url(env.log)}],
+                "aik_cert": b64url(env.ak.certificate or b""), "aik_pub": b64url(env.ak.public),
+                "quote": b64url(quote.attest), "signature": b64url(quote.signature),
+                "pcrs": quote.pcrs_json(),
+            }},
+        }
+        jws = sign_request({"att_type": "basic", "att_data": att_data}, request_key, alg="RS256",
+                           typ="attReqV2")
+        claims = jwt_body(_sdk_send(client, {"request": jws})["report"])
+        assert claims["secureBootEnabled"] is True and claims["cnf"]["jwk"] == jwk
 
 
 def test_a_challenge_answers_only_once(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    jws = build_request(env.source(), challenge, context, request_key)
-    _sdk_send(client, {"request": jws})
-    with pytest.raises(HttpResponseError) as info:
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        jws = build_request(env.source(), challenge, context, request_key)
         _sdk_send(client, {"request": jws})
-    assert _error(info)[:2] == (400, "InvalidParameter") and "already used" in _error(info)[2]
+        with pytest.raises(HttpResponseError) as info:
+            _sdk_send(client, {"request": jws})
+        assert _error(info)[:2] == (400, "InvalidParameter") and "already used" in _error(info)[2]
 
 
 def test_forged_context_is_rejected(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    outer = json.loads(base64.urlsafe_b64decode(context + "=" * (-len(context) % 4)))
-    sealed = bytearray(base64.urlsafe_b64decode(outer["ProtectedContext"] + "=="))
-    sealed[-1] ^= 1
-    forged = b64url(json.dumps(dict(outer, ProtectedContext=b64url(bytes(sealed)))).encode())
-    with pytest.raises(HttpResponseError) as info:
-        _sdk_send(client, {"request": build_request(env.source(), challenge, forged, request_key)})
-    assert _error(info)[:2] == (400, "InvalidParameter") and "not authentic" in _error(info)[2]
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        outer = json.loads(base64.urlsafe_b64decode(context + "=" * (-len(context) % 4)))
+        sealed = bytearray(base64.urlsafe_b64decode(outer["ProtectedContext"] + "=="))
+        sealed[-1] ^= 1
+        forged = b64url(json.dumps(dict(outer, ProtectedContext=b64url(bytes(sealed)))).encode())
+        with pytest.raises(HttpResponseError) as info:
+            _sdk_send(client, {"request": build_request(env.source(), challenge, forged, request_key)})
+        assert _error(info)[:2] == (400, "InvalidParameter") and "not authentic" in _error(info)[2]
 
 
 def test_quote_over_another_nonce_is_rejected(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    # Quoting the bare challenge while claiming the tpm_quote binding: the key is not bound, refuse.
-    source = env.source(quote_with=base64.urlsafe_b64decode(challenge + "=="))
-    with pytest.raises(HttpResponseError) as info:
-        _sdk_send(client, {"request": build_request(source, challenge, context, request_key)})
-    status, code, message = _error(info)
-    assert (status, code) == (400, "InvalidParameter") and "nonce" in message.lower()
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        # Quoting the bare challenge while claiming the tpm_quote binding: the key is not bound, refuse.
+        source = env.source(quote_with=base64.urlsafe_b64decode(challenge + "=="))
+        with pytest.raises(HttpResponseError) as info:
+            _sdk_send(client, {"request": build_request(source, challenge, context, request_key)})
+        status, code, message = _error(info)
+        assert (status, code) == (400, "InvalidParameter") and "nonce" in message.lower()
 
 
 def test_ak_certificate_from_an_untrusted_ca_is_rejected(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    client = env.sdk()
-    challenge, context = _init(client)
-    source = env.source(ak=AkMaterial(env.ak.public, env.foreign_ak_cert))
-    with pytest.raises(HttpResponseError) as info:
-        _sdk_send(client, {"request": build_request(source, challenge, context, request_key)})
-    assert _error(info)[:2] == (400, "InvalidParameter")
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        source = env.source(ak=AkMaterial(env.ak.public, env.foreign_ak_cert))
+        with pytest.raises(HttpResponseError) as info:
+            _sdk_send(client, {"request": build_request(source, challenge, context, request_key)})
+        assert _error(info)[:2] == (400, "InvalidParameter")
 
 
 def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key: rsa.RSAPrivateKey) -> None:
@@ -212,12 +219,13 @@ def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key:
                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "text/plain"})
     assert reset.status_code == 200
     try:
-        client = env.sdk()
-        challenge, context = _init(client)
-        with pytest.raises(HttpResponseError) as info:
-            _sdk_send(client, {"request": build_request(env.source(), challenge, context, request_key)})
-        status, code, message = _error(info)
-        assert (status, code) == (400, "PolicyEvaluationError") and "no attestation policy" in message.lower()
+        with env.sdk() as client:
+            challenge, context = _init(client)
+            with pytest.raises(HttpResponseError) as info:
+                _sdk_send(client, {"request": build_request(env.source(), challenge, context, request_key)})
+            status, code, message = _error(info)
+            assert (status, code) == (400, "PolicyEvaluationError")
+            assert "no attestation policy" in message.lower()
     finally:
         env.service.set_tpm_policy(POLICY)
 
