@@ -6,7 +6,9 @@ authorizationrules, then (only when authorized) issuancerules. Authorization nee
 
 Choices where the doc is silent, all failing closed:
 - Comparing values of different types is never equal (``true`` is not ``1``, ``"1"`` is not ``1``);
-  ordering operators match Integer claims only.
+  ordering operators match Integer claims only. Against a computed (set) right side, ``==`` means
+  "equals a member", ``!=`` "equals no member", an ordering must hold for every member, and every
+  comparison with an empty set is false.
 - Read-only claims (``pcrs`` from the service, and anything derived from them through JmesPath,
   JsonToClaimValue, AppendString or NegateBool, including claims ``add``-ed from such values) cannot be
   ``issue``-d or ``issueproperty``-ed: that is a ``PolicyEvaluationError``.
@@ -18,38 +20,22 @@ Choices where the doc is silent, all failing closed:
   unknown property names are kept. ``PolicyOutcome.properties`` holds what the policy set; the engine's
   defaults are ``PROPERTY_DEFAULTS``.
 - The empty policy (MAA's provisioned TPM default) denies with a message saying no policy is set.
-- Incoming claims are limited to ``MAX_CLAIMS`` in all; more is an evaluation error.
+- Claims are limited to ``MAX_CLAIMS`` per evaluation; more is an evaluation error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from affidavit.policy.claims import Claim, ClaimValue, value_type_of
+from affidavit.policy.claims import Claim, ClaimValue
 from affidavit.policy.errors import PolicyError, PolicyEvaluationError
 from affidavit.policy.functions import MAX_JMES_STEPS
-from affidavit.policy.model import MAX_CLAIMS, CompiledPolicy, Condition, Env, Fact, Rule, State
+from affidavit.policy.model import MAX_CLAIMS, CompiledPolicy, Fact, Rule, State
+from affidavit.policy.runner import PROPERTY_DEFAULTS
 
-READ_ONLY_CLAIMS = frozenset({("pcrs", "AttestationService")})
-
-PROPERTY_DEFAULTS: dict[str, ClaimValue] = {
-    "require_valid_aik_cert": True,
-    "required_pcr_mask": 0xFFFFFF,
-    "x-ms-sgx-tcbidentifier": "azuredefault",
-    "report_validity_in_minutes": 1440,
-    "omit_x5c": False,
-}
-_PROPERTY_RULES: dict[str, tuple[type, int | None, int | None]] = {
-    "require_valid_aik_cert": (bool, None, None),
-    "omit_x5c": (bool, None, None),
-    "required_pcr_mask": (int, 0, 0xFFFFFF),
-    "report_validity_in_minutes": (int, 1, 525_600),
-    "x-ms-sgx-tcbidentifier": (str, None, None),
-}
-
-_KIND_NAMES = {bool: "a Boolean", int: "an Integer", str: "a String"}
+__all__ = ["PROPERTY_DEFAULTS", "PolicyOutcome", "configuration_properties", "evaluate"]
 
 DENY_REASON = "A Deny claim was issued, authorization failed."
 NO_PERMIT_REASON = "No Permit claim was issued, authorization failed."
@@ -57,6 +43,8 @@ EMPTY_REASON = (
     "No attestation policy is set for this attestation type (the policy is empty), authorization failed."
 )
 PERMIT_REASON = "A Permit claim was issued and no Deny claim, authorization succeeded."
+
+_VALUE_TYPES = {bool: "Boolean", int: "Integer", str: "String"}
 
 
 @dataclass(frozen=True)
@@ -72,13 +60,16 @@ def evaluate(policy: CompiledPolicy, incoming: Sequence[Claim]) -> PolicyOutcome
     malformed claims). A refusal is an outcome with ``authorized=False``, not an exception."""
     if policy.empty:
         return PolicyOutcome(False, EMPTY_REASON)
-    st = State(policy.jmes_cache, MAX_JMES_STEPS)
-    _load(st, incoming)
-    _run(st, policy.rules("configurationrules"))
-    _run(st, policy.rules("authorizationrules"), stop_on_deny=True)
+    st = _start(policy, incoming)
+    config, authz, issuance = policy.by_section
+    if config:
+        _run(st, config)
+    if authz:
+        _run(st, authz, stop_on_deny=True)
     if st.deny or not st.permit:
         return PolicyOutcome(False, DENY_REASON if st.deny else NO_PERMIT_REASON, {}, dict(st.properties))
-    _run(st, policy.rules("issuancerules"))
+    if issuance:
+        _run(st, issuance)
     return PolicyOutcome(True, PERMIT_REASON, _token_claims(st.outgoing), dict(st.properties))
 
 
@@ -86,39 +77,41 @@ def configuration_properties(policy: CompiledPolicy, incoming: Sequence[Claim] =
     """Only the configurationrules' properties: what the engine needs before it verifies evidence."""
     if policy.empty:
         return {}
-    st = State(policy.jmes_cache, MAX_JMES_STEPS)
-    _load(st, incoming)
-    _run(st, policy.rules("configurationrules"))
+    st = _start(policy, incoming)
+    _run(st, policy.by_section[0])
     return dict(st.properties)
 
 
-def _load(st: State, incoming: Sequence[Claim]) -> None:
+def _start(policy: CompiledPolicy, incoming: Sequence[Claim]) -> State:
     if len(incoming) > MAX_CLAIMS:
         raise PolicyEvaluationError(f"more than {MAX_CLAIMS} incoming claims")
-    for c in incoming:
-        if not isinstance(c, Claim) or not isinstance(c.type, str):
-            raise PolicyEvaluationError(f"incoming claim {c!r} is not a Claim")
-        vt = value_type_of(c.value)
-        if c.value_type != vt:
-            raise PolicyEvaluationError(f"incoming claim {c.type!r}: valueType {c.value_type} holds a {vt}")
-        _add(st, (c.type, c.value, c.issuer, (c.type, c.issuer) in READ_ONLY_CLAIMS))
+    st = State(policy.jmes_cache, MAX_JMES_STEPS)
+    facts: list[Fact] = st.facts
+    by_type = st.by_type
+    value_types = _VALUE_TYPES
+    try:
+        for c in incoming:
+            ctype, value, issuer = c.type, c.value, c.issuer
+            if value_types.get(type(value)) != c.value_type or type(ctype) is not str:
+                raise PolicyEvaluationError(
+                    f"incoming claim {ctype!r}: value {value!r} does not fit valueType {c.value_type!r}"
+                )
+            fact = (ctype, value, issuer, ctype == "pcrs" and issuer == "AttestationService")
+            facts.append(fact)
+            bucket = by_type.get(ctype)
+            if bucket is None:
+                by_type[ctype] = [fact]
+            else:
+                bucket.append(fact)
+    except AttributeError:
+        raise PolicyEvaluationError(f"incoming claim {c!r} is not a Claim") from None
+    return st
 
 
-def _add(st: State, fact: Fact) -> None:
-    if len(st.facts) >= MAX_CLAIMS:
-        raise PolicyEvaluationError(f"the policy produced more than {MAX_CLAIMS} claims")
-    st.facts.append(fact)
-    bucket = st.by_type.get(fact[0])
-    if bucket is None:
-        st.by_type[fact[0]] = [fact]
-    else:
-        bucket.append(fact)
-
-
-def _run(st: State, rules: Iterable[Rule], *, stop_on_deny: bool = False) -> None:
+def _run(st: State, rules: tuple[Rule, ...], *, stop_on_deny: bool = False) -> None:
     for rule in rules:
         try:
-            _fire(st, rule)
+            rule.run(st)
         except PolicyEvaluationError as exc:
             raise PolicyEvaluationError(f"{rule.where}: {exc.message}") from None
         except PolicyError:
@@ -129,86 +122,19 @@ def _run(st: State, rules: Iterable[Rule], *, stop_on_deny: bool = False) -> Non
             return
 
 
-def _match(st: State, cond: Condition, env: Env) -> tuple[Fact, ...] | list[Fact]:
-    cands: list[Fact] | tuple[Fact, ...] = (
-        st.by_type.get(cond.type_key, ()) if cond.type_key is not None else st.facts
-    )
-    for test in cond.tests:
-        if not cands:
-            return ()
-        vals = test.rhs.ev(env, st)[0]
-        check = test.check
-        cands = [f for f in cands if check(f, vals)]
-    return cands
-
-
-def _fire(st: State, rule: Rule) -> None:
-    env: Env = {}
-    for cond in rule.conditions:
-        matched = _match(st, cond, env)
-        if cond.negated:
-            if matched:
-                return
-        elif not matched:
-            return
-        elif cond.ident is not None:
-            env[cond.ident] = tuple(matched)  # a snapshot: the action may add claims of the same type
-    action = rule.action
-    kind = action.kind
-    if kind == "permit":
-        st.permit = True
-        return
-    if kind == "deny":
-        st.deny = True
-        return
-    if action.claim_ident is not None:
-        produced = [(f[0], f[1], f[3]) for f in env[action.claim_ident]]
-    else:
-        assert action.type_expr is not None and action.value_expr is not None
-        types, _ = action.type_expr.ev(env, st)
-        if len(types) != 1 or type(types[0]) is not str:
-            raise PolicyEvaluationError("the claim type must be exactly one String")
-        values, ro = action.value_expr.ev(env, st)
-        produced = [(types[0], v, ro) for v in values]  # type: ignore[misc]
-    for ctype, value, ro in produced:
-        if ro and kind != "add":
-            raise PolicyEvaluationError(
-                f"claim {ctype!r} derives from a read-only claim (pcrs) and cannot be used with {kind}"
-            )
-        _add(st, (ctype, value, "AttestationPolicy", ro))
-        if kind == "issue":
-            st.outgoing.append((ctype, value))
-    if kind == "issueproperty":
-        _set_properties(st, produced)
-
-
-def _set_properties(st: State, produced: list[tuple[str, ClaimValue, bool]]) -> None:
-    if not produced:
-        return
-    name = produced[0][0]
-    if len(produced) > 1:
-        raise PolicyEvaluationError(f"property {name!r} must get a single value, got {len(produced)}")
-    value = produced[0][1]
-    rule = _PROPERTY_RULES.get(name)
-    if rule is not None:
-        kind, lo, hi = rule
-        if type(value) is not kind:
-            raise PolicyEvaluationError(
-                f"property {name!r} takes {_KIND_NAMES[kind]}, got {value_type_of(value)}"
-            )
-        if lo is not None and hi is not None and not lo <= value <= hi:  # type: ignore[operator]
-            raise PolicyEvaluationError(f"property {name!r} must be between {lo} and {hi}, got {value}")
-    st.properties[name] = value
-
-
 def _token_claims(outgoing: list[tuple[str, ClaimValue]]) -> dict[str, Any]:
     """Identical (type, value) pairs collapse; several values of one type become a list, in issue order."""
-    grouped: dict[str, list[ClaimValue]] = {}
-    seen: set[tuple[str, type, ClaimValue]] = set()
+    out: dict[str, Any] = {}
+    several: set[str] = set()
     for ctype, value in outgoing:
-        key = (ctype, type(value), value)
-        if key in seen:
+        if ctype not in out:
+            out[ctype] = value
             continue
-        seen.add(key)
-        grouped.setdefault(ctype, []).append(value)
-    return {k: v[0] if len(v) == 1 else v for k, v in grouped.items()}
+        current = out[ctype]
+        if ctype in several:
+            if not any(v == value and type(v) is type(value) for v in current):
+                current.append(value)
+        elif not (current == value and type(current) is type(value)):
+            out[ctype] = [current, value]
+            several.add(ctype)
+    return out

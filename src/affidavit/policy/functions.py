@@ -84,10 +84,15 @@ class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):
         self.steps = steps
 
     def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        # Inlines jmespath's Visitor.visit: this runs once per node per element, the hot loop of a query.
         self.steps -= 1
         if self.steps < 0:
             raise _BudgetExceeded
-        result = super().visit(node, *args, **kwargs)
+        method = self._method_cache.get(node["type"])
+        if method is None:
+            method = getattr(self, "visit_" + node["type"], self.default_visit)
+            self._method_cache[node["type"]] = method
+        result = method(node, *args, **kwargs)
         if type(result) is list and len(result) > MAX_JMES_LIST:
             raise _BudgetExceeded
         return result

@@ -150,6 +150,7 @@ class Rule:
     action: Action
     line: int
     column: int
+    run: Callable[[State], None] = field(compare=False, repr=False, default=lambda st: None)
 
     @property
     def where(self) -> str:
@@ -167,6 +168,12 @@ class CompiledPolicy:
     warnings: tuple[str, ...] = ()
     lenient: bool = False
     jmes_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # (configuration, authorization, issuance) rules, looked up once rather than on every evaluation
+    by_section: tuple[tuple[Rule, ...], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = ("configurationrules", "authorizationrules", "issuancerules")
+        object.__setattr__(self, "by_section", tuple(self.rules(n) for n in names))
 
     @property
     def empty(self) -> bool:

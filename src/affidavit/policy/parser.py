@@ -33,6 +33,7 @@ from affidavit.policy.model import (
     Rule,
     Values,
 )
+from affidavit.policy.runner import build_runner
 
 VERSIONS = ("1.0", "1.1", "1.2")
 SECTIONS = ("configurationrules", "authorizationrules", "issuancerules")
@@ -263,7 +264,8 @@ class _Parser:
         else:
             raise self.mismatch(self.peek(), "';'")
         line, col = self.positions.line_col(start.pos)
-        return Rule(section, index, tuple(conditions), action, line, col)
+        conds = tuple(conditions)
+        return Rule(section, index, conds, action, line, col, build_runner(conds, action))
 
     # -- conditions ------------------------------------------------------------------------------------
     def parse_condition(self, idents: set[str]) -> Condition:

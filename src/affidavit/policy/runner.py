@@ -1,0 +1,213 @@
+"""Turns a parsed rule into one closure, specialised for the common shapes (a single ``type ==``
+condition, literal tests, ``value=c.value``), so evaluation is a few dictionary lookups per rule.
+This is the hot path: the SGX default must evaluate in well under 50 microseconds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from affidavit.policy.claims import ClaimValue, value_type_of
+from affidavit.policy.errors import PolicyEvaluationError
+from affidavit.policy.model import MAX_CLAIMS, Action, Condition, Env, Fact, Literal, Ref, State, Values
+
+RuleRunner = Callable[[State], None]
+Matcher = Callable[[State, Env], Sequence[Fact]]
+ActionRunner = Callable[[State, Env], None]
+
+_EMPTY: tuple[Fact, ...] = ()
+POLICY = "AttestationPolicy"
+
+
+def add_fact(st: State, fact: Fact) -> None:
+    facts = st.facts
+    if len(facts) >= MAX_CLAIMS:
+        raise PolicyEvaluationError(f"the policy produced more than {MAX_CLAIMS} claims")
+    facts.append(fact)
+    bucket = st.by_type.get(fact[0])
+    if bucket is None:
+        st.by_type[fact[0]] = [fact]
+    else:
+        bucket.append(fact)
+
+
+def _matcher(cond: Condition) -> Matcher:
+    key = cond.type_key
+    tests = cond.tests
+    if not tests:
+        if key is None:  # pragma: no cover - the grammar needs at least one test
+            return lambda st, env: st.facts
+        return lambda st, env: st.by_type.get(key, _EMPTY)
+    if all(isinstance(t.rhs, Literal) for t in tests):
+        checks = tuple(t.check for t in tests)
+        if len(checks) == 1:
+            (check,) = checks
+
+            def match_one(st: State, env: Env) -> Sequence[Fact]:
+                cands = st.by_type.get(key, _EMPTY) if key is not None else st.facts
+                return [f for f in cands if check(f, ())]
+
+            return match_one
+
+        def match_literals(st: State, env: Env) -> Sequence[Fact]:
+            cands = st.by_type.get(key, _EMPTY) if key is not None else st.facts
+            return [f for f in cands if all(ch(f, ()) for ch in checks)]
+
+        return match_literals
+
+    def match_general(st: State, env: Env) -> Sequence[Fact]:
+        cands: Sequence[Fact] = st.by_type.get(key, _EMPTY) if key is not None else st.facts
+        for test in tests:
+            if not cands:
+                return _EMPTY
+            vals = test.rhs.ev(env, st)[0]
+            check = test.check
+            cands = [f for f in cands if check(f, vals)]
+        return cands
+
+    return match_general
+
+
+def _produce(kind: str, st: State, ctype: str, values: Values, ro: bool) -> None:
+    if not values:
+        return
+    if ro and kind != "add":
+        raise PolicyEvaluationError(
+            f"claim {ctype!r} derives from a read-only claim (pcrs) and cannot be used with {kind}"
+        )
+    for v in values:
+        add_fact(st, (ctype, v, POLICY, ro))
+    if kind == "issue":
+        st.outgoing.extend((ctype, v) for v in values)
+    elif kind == "issueproperty":
+        set_property(st, ctype, values)
+
+
+PROPERTY_DEFAULTS: dict[str, ClaimValue] = {
+    "require_valid_aik_cert": True,
+    "required_pcr_mask": 0xFFFFFF,
+    "x-ms-sgx-tcbidentifier": "azuredefault",
+    "report_validity_in_minutes": 1440,
+    "omit_x5c": False,
+}
+_PROPERTY_RULES: dict[str, tuple[type, int | None, int | None]] = {
+    "require_valid_aik_cert": (bool, None, None),
+    "omit_x5c": (bool, None, None),
+    "required_pcr_mask": (int, 0, 0xFFFFFF),
+    "report_validity_in_minutes": (int, 1, 525_600),
+    "x-ms-sgx-tcbidentifier": (str, None, None),
+}
+_KIND_NAMES = {bool: "a Boolean", int: "an Integer", str: "a String"}
+
+
+def set_property(st: State, name: str, values: Values) -> None:
+    if len(values) > 1:
+        raise PolicyEvaluationError(f"property {name!r} must get a single value, got {len(values)}")
+    value = values[0]
+    rule = _PROPERTY_RULES.get(name)
+    if rule is not None:
+        kind, lo, hi = rule
+        if type(value) is not kind:
+            raise PolicyEvaluationError(
+                f"property {name!r} takes {_KIND_NAMES[kind]}, got {value_type_of(value)}"
+            )
+        if lo is not None and hi is not None and not lo <= value <= hi:  # type: ignore[operator]
+            raise PolicyEvaluationError(f"property {name!r} must be between {lo} and {hi}, got {value}")
+    st.properties[name] = value
+
+
+def _action(action: Action) -> ActionRunner:
+    kind = action.kind
+    if kind == "permit":
+
+        def permit(st: State, env: Env) -> None:
+            st.permit = True
+
+        return permit
+    if kind == "deny":
+
+        def deny(st: State, env: Env) -> None:
+            st.deny = True
+
+        return deny
+    ident = action.claim_ident
+    if ident is not None:
+
+        def copy_claims(st: State, env: Env) -> None:
+            for f in env[ident]:
+                _produce(kind, st, f[0], (f[1],), f[3])
+
+        return copy_claims
+    type_expr, value_expr = action.type_expr, action.value_expr
+    assert type_expr is not None and value_expr is not None
+    if isinstance(type_expr, Literal):
+        ctype = type_expr.values[0]
+        assert isinstance(ctype, str)
+        if isinstance(value_expr, Ref) and kind == "issue":
+            ref = value_expr.ident
+
+            def issue_ref(st: State, env: Env) -> None:
+                facts = env[ref]
+                if len(facts) == 1:
+                    f = facts[0]
+                    if f[3]:
+                        _produce(kind, st, ctype, (f[1],), True)
+                        return
+                    add_fact(st, (ctype, f[1], POLICY, False))
+                    st.outgoing.append((ctype, f[1]))
+                    return
+                _produce(kind, st, ctype, *value_expr.ev(env, st))
+
+            return issue_ref
+
+        def fixed_type(st: State, env: Env) -> None:
+            _produce(kind, st, ctype, *value_expr.ev(env, st))
+
+        return fixed_type
+
+    def computed_type(st: State, env: Env) -> None:
+        types = type_expr.ev(env, st)[0]
+        if len(types) != 1 or type(types[0]) is not str:
+            raise PolicyEvaluationError("the claim type must be exactly one String")
+        _produce(kind, st, types[0], *value_expr.ev(env, st))
+
+    return computed_type
+
+
+def build_runner(conditions: tuple[Condition, ...], action: Action) -> RuleRunner:
+    act = _action(action)
+    if not conditions:
+        return lambda st: act(st, {})
+    if len(conditions) == 1:
+        cond = conditions[0]
+        match = _matcher(cond)
+        ident = cond.ident
+        if cond.negated:
+
+            def run_absent(st: State) -> None:
+                if not match(st, {}):
+                    act(st, {})
+
+            return run_absent
+
+        def run_one(st: State) -> None:
+            matched = match(st, {})
+            if matched:
+                act(st, {ident: tuple(matched)} if ident is not None else {})
+
+        return run_one
+    steps = tuple((_matcher(c), c.negated, c.ident) for c in conditions)
+
+    def run_many(st: State) -> None:
+        env: Env = {}
+        for match, negated, ident in steps:
+            matched = match(st, env)
+            if negated:
+                if matched:
+                    return
+            elif not matched:
+                return
+            elif ident is not None:
+                env[ident] = tuple(matched)  # a snapshot: the action may add claims of the same type
+        act(st, env)
+
+    return run_many
