@@ -188,7 +188,8 @@ def _import(args: argparse.Namespace) -> int:
     from affidavit.collateral.cache import CollateralCache
 
     entries = read_bundle(args.bundle)
-    now = args.at or datetime.now(UTC)
+    wall = datetime.now(UTC)
+    now = args.at or wall
     cache = CollateralCache.open(args.database_url, _anchors(args))
     rows: list[dict[str, Any]] = []
     failed = 0
@@ -201,7 +202,9 @@ def _import(args: argparse.Namespace) -> int:
             for item in entry.collateral.items:
                 try:
                     result = (
-                        "stored" if cache.offer(item, now) else "kept the cached (newer or same) document"
+                        "stored"
+                        if cache.offer(item, now, wall)
+                        else "kept the cached (newer or same) document"
                     )
                 except CollateralError as exc:
                     failed += 1

@@ -58,10 +58,11 @@ class CollateralCache:
         root = None if item.key == ROOT_CA_CRL_KEY else self.get(ROOT_CA_CRL_KEY)
         verify_item(item, self.anchors, now, root)
 
-    def offer(self, item: CollateralItem, now: datetime) -> bool:
-        """Verify ``item`` and keep it if it is newer than the cached one; True if it was stored.
+    def offer(self, item: CollateralItem, now: datetime, stored_at: datetime | None = None) -> bool:
+        """Verify ``item`` at ``now`` and keep it if it is newer than the cached one; True if stored.
 
-        Raises ``CollateralError`` (and stores nothing) when the item does not verify.
+        Raises ``CollateralError`` (and stores nothing) when the item does not verify. ``stored_at``
+        (default ``now``) is recorded for `affidavit collateral list`.
         """
         self.verify(item, now)
         with self._lock:
@@ -70,9 +71,10 @@ class CollateralCache:
                 if item.rank() < held.item.rank():
                     log.warning("collateral %s: ignoring an older document than the cached one", item.key)
                 return False
-            stored = self.db.upsert_if_newer(item, now)
+            stored_at = stored_at or now
+            stored = self.db.upsert_if_newer(item, stored_at)
             if stored:
-                self._items[item.key] = CachedItem(item, now)
+                self._items[item.key] = CachedItem(item, stored_at)
             else:  # another instance sharing the database stored something at least as new
                 row = self.db.get(item.key)
                 if row is not None:
