@@ -8,7 +8,7 @@ digest covers (or, for images and firmware blobs, data that is descriptive by na
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,8 +22,11 @@ _SIG_LIST_VARIABLES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "MokLis
 _DEVICE_PATH_TYPES = {1: "Hardware", 2: "ACPI", 3: "Messaging", 4: "Media", 5: "BBS", 0x7F: "End"}
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE).decode()
 
 
 def _signature_lists(data: bytes) -> list[dict[str, Any]] | None:

@@ -6,13 +6,16 @@ Each returns ``None`` for data that does not have the expected layout, never rai
 from __future__ import annotations
 
 import struct
-import uuid
 from dataclasses import dataclass
+
+_GUID = struct.Struct("<IHH")
 
 
 def guid(raw: bytes) -> str:
     """EFI GUID (mixed-endian) as upper-case text, the way MAA prints it."""
-    return str(uuid.UUID(bytes_le=bytes(raw[:16]))).upper()
+    a, b, c = _GUID.unpack_from(raw, 0)
+    tail = raw[8:16].hex().upper()
+    return f"{a:08X}-{b:04X}-{c:04X}-{tail[:4]}-{tail[4:]}"
 
 
 @dataclass(frozen=True, slots=True)

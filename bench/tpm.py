@@ -1,0 +1,207 @@
+"""TPM benchmark: event-log parse + replay of every real log in the vectors, and full TPM verification
+(quote + AK + log replay + data checks + claims), against Keylime 7.14.3's path on the same inputs in
+the same run (``tpm2_eventlog`` subprocess + Python enrichment + the ``example`` measured-boot policy).
+
+Run: ``.venv/bin/python bench/tpm.py [--seconds S]``. Needs ``pip install .[bench]`` (keylime and the
+modules it imports without declaring), tpm2-tools and libefivar1. Keylime imports ``gpg`` (python3-gpg,
+not on PyPI) for signature checks this path never calls: it is stubbed. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+import time
+import types
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT.parent / "shared" / "vectors" / "tpm"
+KL = VECTORS / "keylime" / "swtpm-replayed-secureboot"
+SB_LOG = VECTORS / "keylime" / "binary_bios_measurements-secureboot"
+
+
+def rate(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> tuple[float, int]:
+    """Calls per second over about ``seconds`` (at least ``min_runs`` calls)."""
+    fn()  # warm up
+    runs = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        runs += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and runs >= min_runs:
+            return runs / elapsed, runs
+
+
+def load_logs() -> dict[str, bytes]:
+    summary = json.loads((VECTORS / "replay_summary.json").read_text())
+    out: dict[str, bytes] = {}
+    for key in summary:
+        if key.endswith("#Log.Raw"):
+            out[key] = base64.b64decode(json.loads((VECTORS / key.split("#")[0]).read_text())["Log"]["Raw"])
+        elif key.endswith(" (decoded)"):
+            out[key] = base64.b64decode((VECTORS / key.split(" ")[0]).read_text())
+        else:
+            out[key] = (VECTORS / key).read_bytes()
+    return out
+
+
+def ours(logs: dict[str, bytes], seconds: float) -> dict[str, float]:
+    from affidavit.evidence.tpm import TpmEvidence, TpmTrust, analyze_log, parse_event_log, replay, verify_tpm
+    from affidavit.evidence.tpm.formats import parse_tools_pcrs
+
+    def parse_all() -> None:
+        for data in logs.values():
+            replay(parse_event_log(data))
+
+    def analyze_all() -> None:
+        for data in logs.values():
+            analyze_log(data)
+
+    _, pcrs = parse_tools_pcrs((KL / "quote.pcrs.tpm2tools-serialized").read_bytes())
+    evidence = TpmEvidence(
+        quote=(KL / "quote.tpms_attest").read_bytes(),
+        signature=(KL / "quote.tpmt_signature").read_bytes(),
+        pcrs=pcrs,
+        ak_public=(KL / "ak.tpm2b_public").read_bytes(),
+        event_log=SB_LOG.read_bytes(),
+    )
+    trust = TpmTrust.from_pem(registered_aks=[(KL / "ak.pem").read_bytes()])
+    nonce = bytes.fromhex((KL / "nonce.hex").read_text().strip())
+    mask = sum(1 << i for i in (*range(10), 11, 12, 13, 14, 15))
+    now = datetime.now(UTC)
+
+    def full() -> None:
+        result = verify_tpm(evidence, nonce, trust, now, required_pcr_mask=mask)
+        assert result.claims["secureBootEnabled"] is True
+
+    full()
+    parse_rate, _ = rate(parse_all, seconds)
+    analyze_rate, _ = rate(analyze_all, seconds)
+    full_rate, _ = rate(full, seconds)
+    return {
+        "logs_per_s_parse_replay": parse_rate * len(logs),
+        "logs_per_s_parse_replay_datacheck": analyze_rate * len(logs),
+        "full_checks_per_s": full_rate,
+    }
+
+
+def keylime(logs: dict[str, bytes], seconds: float) -> dict[str, Any]:
+    sys.modules.setdefault("gpg", types.ModuleType("gpg"))
+    logging.disable(logging.CRITICAL)
+    from keylime.common.algorithms import Hash
+    from keylime.mba import mba
+    from keylime.tpm.tpm_main import Tpm
+
+    mba.load_imports(skip_custom_policies=True)
+    quote = "r" + ":".join(
+        base64.b64encode((KL / f).read_bytes()).decode()
+        for f in ("quote.tpms_attest", "quote.tpmt_signature", "quote.pcrs.tpm2tools-serialized")
+    )
+    nonce = bytes.fromhex((KL / "nonce.hex").read_text().strip())
+    ak = (KL / "ak.tpm2b_public").read_bytes()
+    refstate = (KL / "keylime_example_refstate.json").read_text()
+    log = SB_LOG.read_bytes()
+    tpm = Tpm()
+
+    def check(event_log: bytes) -> Any:
+        return tpm.check_quote(
+            None,
+            nonce,
+            None,
+            quote,
+            ak,
+            hash_alg=Hash.SHA256,
+            mb_measurement_list=event_log,
+            mb_policy=refstate,
+            mb_policy_name="example",
+            skip_data_pcr_check=True,
+        )
+
+    if check(log).events:
+        raise SystemExit("keylime rejected the reference attestation; benchmark invalid")
+
+    def full() -> None:
+        check(log)
+
+    parseable: dict[str, str] = {}
+    for key, data in logs.items():
+        b64 = base64.b64encode(data).decode()
+        try:
+            _, _, parsed, failure = mba.bootlog_parse(b64, "sha256")
+        except Exception:  # noqa: BLE001 - we only count what keylime's parser accepts
+            continue
+        if parsed and not failure.events:
+            parseable[key] = b64
+
+    def parse_all() -> None:
+        for b64 in parseable.values():
+            mba.bootlog_parse(b64, "sha256")
+
+    parse_rate, _ = rate(parse_all, seconds, min_runs=1)
+    full_rate, _ = rate(full, seconds)
+    return {
+        "logs_per_s_parse_replay": parse_rate * len(parseable),
+        "full_checks_per_s": full_rate,
+        "logs_parsed": len(parseable),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = parser.parse_args()
+    logs = load_logs()
+    print(f"{len(logs)} real event logs, {sum(map(len, logs.values())) / 1024:.0f} KiB")
+    mine = ours(logs, args.seconds)
+    peer = keylime(logs, args.seconds)
+    ratio = mine["full_checks_per_s"] / peer["full_checks_per_s"]
+    row = "{:38}{:>12}{:>16}"
+    print(row.format("", "affidavit", "keylime 7.14.3"))
+    print(
+        row.format(
+            "parse+replay (logs/s)",
+            f"{mine['logs_per_s_parse_replay']:.0f}",
+            f"{peer['logs_per_s_parse_replay']:.1f}",
+        )
+    )
+    print(
+        row.format(
+            "  + data-vs-digest check (logs/s)", f"{mine['logs_per_s_parse_replay_datacheck']:.0f}", "-"
+        )
+    )
+    print(
+        row.format(
+            "full check: quote+log+policy (/s)",
+            f"{mine['full_checks_per_s']:.0f}",
+            f"{peer['full_checks_per_s']:.1f}",
+        )
+    )
+    print(
+        f"keylime parsed {peer['logs_parsed']}/{len(logs)} logs; full check: swtpm quote over RHEL 9 SB log"
+    )
+    print(f"ratio (full checks, ours / keylime): {ratio:.0f}x")
+    print(
+        json.dumps(
+            {
+                "logs": len(logs),
+                "affidavit": {k: round(v, 1) for k, v in mine.items()},
+                "keylime": {k: round(v, 1) for k, v in peer.items()},
+                "ratio": round(ratio, 1),
+                "ratio_parse_replay": round(
+                    mine["logs_per_s_parse_replay"] / peer["logs_per_s_parse_replay"], 1
+                ),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
