@@ -324,13 +324,16 @@ def test_malformed_incoming_claims_are_evaluation_errors() -> None:
 
 
 def test_claims_from_mapping() -> None:
-    got = claims_from_mapping({"b": True, "i": 7, "s": "x", "o": {"k": [1, 2]}, "l": [1, "a"], "n": None})
+    got = claims_from_mapping(
+        {"b": True, "i": 7, "s": "x", "o": {"k": [1, 2]}, "l": [1, "a"], "n": None, "f": 0.5}
+    )
     assert got == [
         Claim("b", True, "Boolean"),
         Claim("i", 7, "Integer"),
         Claim("s", "x", "String"),
         Claim("o", '{"k":[1,2]}', "String"),
         Claim("l", '[1,"a"]', "String"),
+        Claim("f", "0.5", "String"),
     ]
     assert claims_from_mapping({"a": 1}, issuer="CustomClaim")[0].issuer == "CustomClaim"
 

@@ -44,10 +44,11 @@ def compact_json(value: Any) -> str:
 
 def claims_from_mapping(d: Mapping[str, Any], issuer: str = "AttestationService") -> list[Claim]:
     """Turn ``{type: value}`` into claims; objects and arrays become String claims holding compact JSON,
-    which is how MAA presents its JSON claims (``events``, ``pcrs``, ``x-ms-sgx-collateral``) to policies."""
+    which is how MAA presents its JSON claims (``events``, ``pcrs``, ``x-ms-sgx-collateral``) to policies.
+    Fractions also become their JSON text (claims have no fractional type); ``None`` values are left out."""
     out: list[Claim] = []
     for name, value in d.items():
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list | float):
             out.append(Claim(str(name), compact_json(value), "String", issuer))
         elif value is None:
             continue

@@ -20,6 +20,8 @@ Choices where the doc is silent, all failing closed:
   unknown property names are kept. ``PolicyOutcome.properties`` holds what the policy set; the engine's
   defaults are ``PROPERTY_DEFAULTS``.
 - The empty policy (MAA's provisioned TPM default) denies with a message saying no policy is set.
+- ``add`` does not merge identical claims in the incoming set (a JSON array with duplicates yields
+  several claims, as documented); only the token's claims collapse identical (type, value) pairs.
 - Claims are limited to ``MAX_CLAIMS`` per evaluation; more is an evaluation error.
 """
 
@@ -116,7 +118,7 @@ def _run(st: State, rules: tuple[Rule, ...], *, stop_on_deny: bool = False) -> N
             raise PolicyEvaluationError(f"{rule.where}: {exc.message}") from None
         except PolicyError:
             raise
-        except (RecursionError, MemoryError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except Exception as exc:  # backstop: nothing but PolicyError escapes
             raise PolicyEvaluationError(f"{rule.where}: evaluation failed ({type(exc).__name__})") from None
         if stop_on_deny and st.deny:
             return

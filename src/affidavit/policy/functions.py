@@ -132,7 +132,8 @@ def _compile_query(st: State, query: str) -> Any:
                 hit = jmespath.compile(query)
             except jmespath.exceptions.JMESPathError as exc:
                 hit = f"JmesPath: invalid query {query!r}: {_short(exc)}"
-            except (RecursionError, ValueError, TypeError, IndexError, KeyError) as exc:
+            except (RecursionError, ValueError, TypeError, IndexError, KeyError, Warning) as exc:
+                # Warning: jmespath warns on deprecated literals; under `-W error` that is raised.
                 hit = f"JmesPath: invalid query {query!r} ({type(exc).__name__})"
         if len(cache) >= MAX_CACHED_QUERIES:
             cache.clear()
@@ -155,7 +156,7 @@ def jmes_search(st: State, document: str, query: str) -> str:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} nests too deeply") from None
     except jmespath.exceptions.JMESPathError as exc:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} failed: {_short(exc)}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, Warning) as exc:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} failed ({type(exc).__name__})") from None
     finally:
         st.jmes_steps = interpreter.steps
