@@ -22,7 +22,8 @@ def _b64(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data: Path = tmp_path_factory.mktemp("tpm-asgi")
-    with TestClient(create_app(ServiceConfig(data_dir=data, admin_token="x")), raise_server_exceptions=False) as c:
+    app = create_app(ServiceConfig(data_dir=data, admin_token="x"))
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -64,3 +65,38 @@ def test_any_message_gets_a_challenge_or_an_maa_400(client: TestClient, message:
         assert message == {"type": "aikcert"}
     else:
         assert status == 400 and set(body["error"]) == {"code", "message"}
+
+
+def _context_of(client: TestClient) -> str:
+    body = client.post("/attest/Tpm", json={"data": _b64(b'{"payload": {"type": "aikcert"}}')}).json()
+    payload = json.loads(base64.urlsafe_b64decode(body["data"] + "=" * (-len(body["data"]) % 4)))["payload"]
+    return str(payload["service_context"])
+
+
+def test_contexts_survive_key_rotation_but_not_a_foreign_server(client: TestClient, tmp_path: Path) -> None:
+    from affidavit.service.tpm_protocol import TpmProtocolError
+    from affidavit.service.tpm_route import _open_context
+    from affidavit.store.keyring import rotate_keyring
+
+    state = client.app.state.affidavit  # type: ignore[attr-defined]
+    context = _context_of(client)
+    now = state.clock()
+    rotate_keyring(state.store, state.issuer, now=now)
+    state._keyring = None  # pick the rotation up now rather than after the refresh interval
+    assert len(_open_context(state, context, now.timestamp())) == 16  # sealed by the now-retired key
+    assert _context_of(client) != context
+    with TestClient(create_app(ServiceConfig(data_dir=tmp_path, admin_token="x"))) as other:
+        foreign = _context_of(other)
+    with pytest.raises(TpmProtocolError, match="does not hold"):
+        _open_context(state, foreign, now.timestamp())
+
+
+def test_ledger_refuses_reuse_and_forgets_expired_challenges() -> None:
+    from affidavit.service.tpm_protocol import CONTEXT_TTL_SECONDS, TpmProtocolError
+    from affidavit.service.tpm_route import ChallengeLedger
+
+    ledger = ChallengeLedger()
+    ledger.claim(b"a" * 16, 1000.0)
+    with pytest.raises(TpmProtocolError, match="already used"):
+        ledger.claim(b"a" * 16, 1000.0 + CONTEXT_TTL_SECONDS)
+    ledger.claim(b"a" * 16, 1001.0 + CONTEXT_TTL_SECONDS)  # its context has expired anyway

@@ -123,11 +123,15 @@ def tpm_trust(state: ServiceState) -> Any:
     extra = state.config.extra
     registered = _read_pems(extra.get("tpm_registered_aks"), "registered AK")
     keys = [b"-----BEGIN" + part for part in registered.split(b"-----BEGIN")[1:]]
-    trust = TpmTrust.from_pem(
-        roots=_read_pems(extra.get("tpm_aik_roots"), "AIK root"),
-        intermediates=_read_pems(extra.get("tpm_aik_intermediates"), "AIK intermediate"),
-        registered_aks=keys,
-    )
+    try:
+        trust = TpmTrust.from_pem(
+            roots=_read_pems(extra.get("tpm_aik_roots"), "AIK root"),
+            intermediates=_read_pems(extra.get("tpm_aik_intermediates"), "AIK intermediate"),
+            registered_aks=keys,
+        )
+    except (ValueError, TypeError) as exc:
+        raise ServiceError(f"the configured TPM trust (AIK CAs, registered AKs) is unreadable: {exc}",
+                           code="configuration") from None
     state._tpm_trust = trust  # type: ignore[attr-defined]
     return trust
 
