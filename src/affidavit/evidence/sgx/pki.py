@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
@@ -46,7 +46,7 @@ def raw_ecdsa_ok(key: ec.EllipticCurvePublicKey, sig: bytes, data: bytes) -> boo
 def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePublicKey:
     try:
         key = cert.public_key()
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail(code, f"{what}: unreadable public key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise fail(code, f"{what}: key is not ECDSA P-256")
@@ -160,6 +160,14 @@ def ca_type(intermediate: x509.Certificate) -> str:
 
 
 def verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
+    """Check the chain's signatures up to a trust anchor; fields that fail to decode are malformed."""
+    try:
+        return _verify_pck_chain(pem, trust)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise fail("pck_chain_malformed", f"PCK certificate chain does not decode: {exc}") from None
+
+
+def _verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
     leaf, inter, root = load_pck_chain(pem)
     code = "pck_chain_untrusted"
     if "SGX Root CA" not in common_name(root.subject) or "SGX PCK Certificate" not in common_name(
@@ -224,6 +232,14 @@ def _signer_chain(
 
 
 def verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
+    """Check every collateral chain, CRL and signature against the trust anchors."""
+    try:
+        return _verify_collateral(c, trust)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise fail("collateral_malformed", f"collateral certificates or CRLs do not decode: {exc}") from None
+
+
+def _verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
     tcb_signer, tcb_key, root_key = _signer_chain(
         c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing"
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -59,7 +60,12 @@ def platform_of(quote: bytes | Quote) -> Platform:
     """Read FMSPC, PCK CA and TEE from a quote's (unverified) PCK certificate."""
     q = quote if isinstance(quote, Quote) else parse_quote(quote)
     leaf, inter, _ = load_pck_chain(q.pck_chain_pem)
-    return Platform(fmspc=pck_extension_of(leaf).fmspc.hex().upper(), ca=ca_type(inter), tee=q.tee)
+    try:
+        return Platform(fmspc=pck_extension_of(leaf).fmspc.hex().upper(), ca=ca_type(inter), tee=q.tee)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise EvidenceError(
+            f"PCK certificate chain does not decode: {exc}", code="pck_chain_malformed"
+        ) from None
 
 
 def collateral_hashes(collateral: SgxCollateral, evidence: bytes) -> dict[str, str]:
