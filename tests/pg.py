@@ -61,16 +61,22 @@ def postgres_server() -> Iterator[str]:
                    "-E", "UTF8", "--no-sync", "--no-instructions"],
             check=True, capture_output=True, timeout=120,
         )
-        port = free_port()
-        options = (
-            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
-        )
-        subprocess.run(
-            run + [str(PG_BIN / "pg_ctl"), "start", "-D", str(data), "-o", options,
-                   "-l", str(tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
-            check=True, capture_output=True, timeout=START_TIMEOUT + 10,
-        )
+        for attempt in range(3):  # the free port may be taken between choosing and binding it
+            port = free_port()
+            options = (
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+            )
+            started = subprocess.run(
+                run + [str(PG_BIN / "pg_ctl"), "start", "-D", str(data), "-o", options,
+                       "-l", str(tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
+                capture_output=True, timeout=START_TIMEOUT + 10,
+            )
+            if started.returncode == 0:
+                break
+            if attempt == 2:
+                log = (tmp / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()}\n{log}")
         pid = int((data / "postmaster.pid").read_text().split()[0])
         url = f"postgresql://affidavit@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + START_TIMEOUT
