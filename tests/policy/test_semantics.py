@@ -321,6 +321,9 @@ def test_malformed_incoming_claims_are_evaluation_errors() -> None:
         evaluate(policy, [Claim("a", 1.5, "Integer")])  # type: ignore[arg-type]
     with pytest.raises(PolicyEvaluationError, match="not a Claim"):
         evaluate(policy, [("a", 1)])  # type: ignore[list-item]
+    with pytest.raises(PolicyEvaluationError, match="sequence"):
+        evaluate(policy, 5)  # type: ignore[arg-type]
+    assert evaluate(policy, (x for x in [Claim("a", 1, "Integer")])).authorized
 
 
 def test_claims_from_mapping() -> None:

@@ -85,28 +85,32 @@ def configuration_properties(policy: CompiledPolicy, incoming: Sequence[Claim] =
 
 
 def _start(policy: CompiledPolicy, incoming: Sequence[Claim]) -> State:
-    if len(incoming) > MAX_CLAIMS:
+    try:
+        claims = incoming if isinstance(incoming, list | tuple) else list(incoming)
+    except TypeError:
+        raise PolicyEvaluationError("incoming claims must be a sequence of Claim") from None
+    if len(claims) > MAX_CLAIMS:
         raise PolicyEvaluationError(f"more than {MAX_CLAIMS} incoming claims")
     st = State(policy.jmes_cache, MAX_JMES_STEPS)
     facts: list[Fact] = st.facts
     by_type = st.by_type
     value_types = _VALUE_TYPES
-    try:
-        for c in incoming:
-            ctype, value, issuer = c.type, c.value, c.issuer
-            if value_types.get(type(value)) != c.value_type or type(ctype) is not str:
-                raise PolicyEvaluationError(
-                    f"incoming claim {ctype!r}: value {value!r} does not fit valueType {c.value_type!r}"
-                )
-            fact = (ctype, value, issuer, ctype == "pcrs" and issuer == "AttestationService")
-            facts.append(fact)
-            bucket = by_type.get(ctype)
-            if bucket is None:
-                by_type[ctype] = [fact]
-            else:
-                bucket.append(fact)
-    except AttributeError:
-        raise PolicyEvaluationError(f"incoming claim {c!r} is not a Claim") from None
+    for c in claims:
+        try:
+            ctype, value, issuer, declared = c.type, c.value, c.issuer, c.value_type
+        except AttributeError:
+            raise PolicyEvaluationError(f"incoming claim {c!r} is not a Claim") from None
+        if value_types.get(type(value)) != declared or type(ctype) is not str:
+            raise PolicyEvaluationError(
+                f"incoming claim {ctype!r}: value {value!r} does not fit valueType {declared!r}"
+            )
+        fact = (ctype, value, issuer, ctype == "pcrs" and issuer == "AttestationService")
+        facts.append(fact)
+        bucket = by_type.get(ctype)
+        if bucket is None:
+            by_type[ctype] = [fact]
+        else:
+            bucket.append(fact)
     return st
 
 
