@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
+# The service in the foreground: SQLite and the signing key in ./var (kept), Intel's root as the only trust
+# anchor, collateral from Intel PCS through the cache, HTTP on loopback. Flags: `affidavit serve --help`.
 run: $(STAMP)
-	$(BIN)/affidavit quote verify $(VECTORS)/sgx/phala-sgx-v3-00a067110000-2025-06/quote.bin \
-		--collateral $(VECTORS)/sgx/phala-sgx-v3-00a067110000-2025-06/collateral.json \
-		--at 2025-07-01T00:00:00Z
+	$(BIN)/affidavit serve --data-dir var --host 127.0.0.1 --port 8080
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

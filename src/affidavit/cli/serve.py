@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
                    help="PEM of a trusted DCAP root (repeatable; default the Intel SGX Root CA)")
     p.add_argument("--collateral-dir", type=Path, default=_env("collateral-dir"),
                    help="directory tree of offline collateral JSON files")
+    p.add_argument("--pcs-url", default=_env("pcs-url") or "https://api.trustedservices.intel.com",
+                   help="Intel PCS or a PCCS, used without --collateral-dir ('none': the cache only)")
+    p.add_argument("--pcs-api-key", default=_env("pcs-api-key"))
     p.add_argument("--evidence-time", type=_time, default=_env("evidence-time"),
                    help="fixed clock for evidence checks (tests, offline replay); tokens use the real clock")
     p.add_argument("--workers", type=int, default=int(_env("workers") or 1))
@@ -101,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         issuer=args.issuer,
         trust_roots=_paths(args.trust_roots, "trust-root"),
         collateral_dir=Path(args.collateral_dir) if args.collateral_dir else None,
+        pcs_url=None if args.pcs_url.lower() in ("", "none") else args.pcs_url,
+        pcs_api_key=args.pcs_api_key,
         evidence_time=evidence_time,
         workers=args.workers,
         mode=args.mode,

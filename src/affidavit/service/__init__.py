@@ -13,7 +13,7 @@ every request reaches ``request.app.state.affidavit``, a :class:`ServiceState` w
 - ``store``: the ``affidavit.store.Store`` (``get_policy(type)`` etc.);
 - ``keyring()``: the current ``affidavit.tokens.KeyRing`` (``.current`` signs);
 - ``compiler``: an ``affidavit.policy.PolicyCompiler`` (``.compile(text)``, cached by hash);
-- ``verifier``, ``collateral``: the DCAP verifier and the collateral provider (None without one);
+- ``verifier``, ``collateral``: the DCAP verifier and the collateral provider;
 - ``clock()`` (real time) and ``evidence_clock()`` (``--evidence-time`` or real time);
 - ``issuer`` and ``jku`` (``issuer + "/certs"``); ``admin_token``.
 

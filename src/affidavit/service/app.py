@@ -78,8 +78,9 @@ class ServiceVersionHeader:
 def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
         yield
-        state.close()
+        await state.aclose()
 
     return lifespan
 

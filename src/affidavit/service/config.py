@@ -30,7 +30,9 @@ class ServiceConfig:
     tls_self_signed: bool = False
     issuer: str | None = None  # default: scheme://host:port
     trust_roots: tuple[Path, ...] = ()  # PEM files; empty means the Intel SGX Root CA
-    collateral_dir: Path | None = None
+    collateral_dir: Path | None = None  # offline files; without it, Intel PCS (or a PCCS) through a cache
+    pcs_url: str | None = "https://api.trustedservices.intel.com"  # None: serve the collateral cache only
+    pcs_api_key: str | None = None
     evidence_time: datetime | None = None  # fixed clock for evidence checks (tests, offline replay)
     workers: int = 1
     mode: Mode = "aad"

@@ -7,6 +7,7 @@ same database is picked up without a restart.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -36,7 +37,8 @@ class ServiceState:
     - ``keyring()``: the current ``affidavit.tokens.KeyRing`` (refreshed from the store periodically).
     - ``compiler``: an ``affidavit.policy.PolicyCompiler`` (compiled policies cached by hash).
     - ``verifier``: an ``affidavit.evidence.sgx.DcapVerifier`` over the configured trust anchors.
-    - ``collateral``: a ``CollateralProvider`` (``DirectoryProvider`` when --collateral-dir is given).
+    - ``collateral``: a ``CollateralProvider`` (``DirectoryProvider`` with --collateral-dir, else the
+      caching Intel PCS/PCCS provider).
     - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
@@ -74,10 +76,20 @@ class ServiceState:
             self._keyring_at = time.monotonic()
         return self._keyring
 
+    async def start(self) -> None:
+        """Background work that needs the event loop (the PCS provider's refresh of expiring items)."""
+        start = getattr(self.collateral, "start", None)
+        if start is not None:
+            start()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.collateral, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        self.close()
+
     def close(self) -> None:
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        self.store.close()
 
 
 def read_pem_certificates(path: Path) -> list[x509.Certificate]:
@@ -111,15 +123,34 @@ def admin_token_for(config: ServiceConfig) -> str | None:
         return path.read_text().strip()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".admin-token.{os.getpid()}")
     tmp.write_text(token + "\n")
     tmp.chmod(0o600)
-    try:  # first writer wins when several workers start together
-        tmp.link(path) if not path.exists() else None
+    try:  # first writer wins when several processes start together
+        path.hardlink_to(tmp)
     except FileExistsError:
         pass
-    tmp.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+def collateral_provider(config: ServiceConfig, state: ServiceState) -> Any:
+    """The offline directory when configured, else Intel PCS / a PCCS behind the verified cache that
+    lives in the service's database (``affidavit collateral import`` fills it for offline use)."""
+    if config.collateral_dir is not None:
+        from affidavit.collateral import DirectoryProvider
+
+        return DirectoryProvider(config.collateral_dir, clock=state.evidence_clock)
+    from affidavit.collateral.provider import CachingPcsProvider
+
+    return CachingPcsProvider(
+        config.pcs_url or None,
+        api_key=config.pcs_api_key,
+        cache_url=config.store_url,
+        trust_anchors=trust_anchors(config),
+        clock=state.evidence_clock,
+    )
 
 
 def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow) -> ServiceState:
@@ -146,10 +177,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         admin_token=admin_token_for(config),
         clock=clock,
     )
-    if config.collateral_dir is not None:
-        from affidavit.collateral import DirectoryProvider
-
-        state.collateral = DirectoryProvider(config.collateral_dir, clock=state.evidence_clock)
+    state.collateral = collateral_provider(config, state)
     state.keyring()  # create the first signing key now, not on the first request
     return state
 

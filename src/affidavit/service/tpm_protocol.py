@@ -23,11 +23,19 @@ sorted keys); otherwise it must be the challenge itself.
 TPM evidence inside ``att_data.tpm_att_data`` is accepted in two shapes:
 
 - v1 (MAA's Windows fields): ``srtm_boot_log`` (b64url TCG log), ``aik_cert``, ``aik_pub``, and
-  ``current_claim``. Windows sends an NCrypt platform-claim blob there; Affidavit instead accepts
-  b64url of an ASCII JSON text (or the JSON object itself) with MAA v2's field names:
-  ``{"quote": b64url TPMS_ATTEST, "signature": b64url TPMT_SIGNATURE,
-  "pcrs": [{"algorithm": 11, "values": [{"index": 0, "digest": b64url}, ...]}, ...]}``, banks listed in the
-  order of the quote's selection.
+  ``current_claim``, b64url of either
+
+  * Windows' platform claim (``NCryptCreateClaim``, PCPTool's ``PCP_PLATFORM_ATTESTATION_BLOB``):
+    little-endian ``{Magic 'SDAP' | '2DAP', Platform (2 = TPM 2.0), HeaderSize, cbPcrValues, cbQuote,
+    cbSignature, cbLog[, PcrAlgorithmId ('2DAP')]}``, then the 24 PCR values of one bank (SHA-1 for
+    'SDAP'), the TPMS_ATTEST, the bare RSA signature and the (filtered) TCG log, which stands in for
+    ``srtm_boot_log`` when that is absent. The signature is RSASSA with the hash of the AK's fixed
+    scheme when ``aik_pub`` is a TPM public area, else SHA-1 (what PCPTool's quote requests) -- which
+    the verifier refuses: SHA-1 quote signatures are not accepted;
+  * or an ASCII JSON text (or the JSON object itself) with MAA v2's field names, Affidavit's own form:
+    ``{"quote": b64url TPMS_ATTEST, "signature": b64url TPMT_SIGNATURE,
+    "pcrs": [{"algorithm": 11, "values": [{"index": 0, "digest": b64url}, ...]}, ...]}``, banks listed
+    in the order of the quote's selection.
 - v2: ``current_attestation`` = ``{"logs": [{"type": "TCG", "log": b64url}], "aik_cert", "aik_pub",
   "pcrs", "quote", "signature"}``.
 
@@ -45,6 +53,7 @@ import hmac
 import json
 import os
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -392,6 +401,74 @@ def _decode_pcrs(value: object) -> tuple[tuple[int, tuple[tuple[int, bytes], ...
     return tuple(banks)
 
 
+PCP_MAGIC_V1 = 0x53444150  # 'SDAP' as an MSVC multi-character constant, stored little-endian
+PCP_MAGIC_V2 = 0x32444150  # '2DAP'
+_PCP_HEADER = struct.Struct("<7I")
+_RSASSA, _RSAPSS, _ALG_NULL, _ALG_SHA1 = 0x0014, 0x0016, 0x0010, 0x0004
+
+
+@dataclass(frozen=True)
+class PcpClaim:
+    """A Windows platform claim, its signature rebuilt as a TPMT_SIGNATURE."""
+
+    quote: bytes
+    signature: bytes
+    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
+    log: bytes
+
+
+def _signature_scheme(aik_pub: object) -> tuple[int, int]:
+    """(sigAlg, hashAlg) the AK signs quotes with: its fixed scheme, else PCPTool's RSASSA-SHA1."""
+    if isinstance(aik_pub, bytes):
+        from affidavit.evidence import EvidenceError
+        from affidavit.evidence.tpm import parse_public
+
+        try:
+            public = parse_public(aik_pub)
+        except EvidenceError as exc:
+            raise TpmProtocolError(f"aik_pub: {exc.message}") from None
+        if public.scheme in (_RSASSA, _RSAPSS) and public.scheme_hash != _ALG_NULL:
+            return public.scheme, public.scheme_hash
+    return _RSASSA, _ALG_SHA1
+
+
+def parse_pcp_claim(blob: bytes, aik_pub: object = None) -> PcpClaim:
+    """Split a ``PCP_PLATFORM_ATTESTATION_BLOB`` ('SDAP'/'2DAP'); strict about every size."""
+    if len(blob) < _PCP_HEADER.size:
+        raise TpmProtocolError("current_claim platform blob is shorter than its header")
+    magic, platform, header_size, cb_pcrs, cb_quote, cb_sig, cb_log = _PCP_HEADER.unpack_from(blob)
+    if magic not in (PCP_MAGIC_V1, PCP_MAGIC_V2):
+        raise TpmProtocolError("current_claim is not a platform attestation blob")
+    if platform != 2:
+        raise TpmProtocolError(f"current_claim is for TPM version {platform}; only TPM 2.0 is supported")
+    bank = _ALG_SHA1
+    if magic == PCP_MAGIC_V2:
+        if header_size < _PCP_HEADER.size + 4 or len(blob) < _PCP_HEADER.size + 4:
+            raise TpmProtocolError("current_claim '2DAP' header is truncated")
+        (bank,) = struct.unpack_from("<I", blob, _PCP_HEADER.size)
+    elif header_size < _PCP_HEADER.size:
+        raise TpmProtocolError("current_claim header size is too small")
+    size = BANK_SIZES.get(bank)
+    if size is None:
+        raise TpmProtocolError(f"current_claim PCR bank {bank:#x} is not supported")
+    if cb_pcrs != 24 * size:
+        raise TpmProtocolError(f"current_claim holds {cb_pcrs} bytes of PCRs, expected 24 x {size}")
+    if header_size + cb_pcrs + cb_quote + cb_sig + cb_log != len(blob):
+        raise TpmProtocolError("current_claim sizes do not add up to its length")
+    if not 0 < cb_sig <= 1024 or cb_quote == 0:
+        raise TpmProtocolError("current_claim carries no quote or an implausible signature")
+    pos = header_size
+    pcrs = tuple((i, blob[pos + i * size : pos + (i + 1) * size]) for i in range(24))
+    pos += cb_pcrs
+    quote = blob[pos : pos + cb_quote]
+    pos += cb_quote
+    raw_sig = blob[pos : pos + cb_sig]
+    log = blob[pos + cb_sig :]
+    sig_alg, hash_alg = _signature_scheme(aik_pub)
+    signature = struct.pack(">HHH", sig_alg, hash_alg, len(raw_sig)) + raw_sig
+    return PcpClaim(quote, signature, ((bank, pcrs),), log)
+
+
 def _decode_cert(value: object) -> bytes | None:
     if value is None:
         return None
@@ -466,13 +543,25 @@ def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
         claim = cur
         aik_cert, aik_pub = cur.get("aik_cert"), cur.get("aik_pub")
     elif "current_claim" in tpm:
-        claim_obj = _json_value(tpm["current_claim"], "current_claim")
-        if not isinstance(claim_obj, dict):
-            raise TpmProtocolError("current_claim must be JSON {quote, signature, pcrs}")
-        claim = claim_obj
         raw_log = tpm.get("srtm_boot_log")
         log = None if raw_log is None else b64_decode(raw_log, "srtm_boot_log")
         aik_cert, aik_pub = tpm.get("aik_cert"), tpm.get("aik_pub")
+        current = tpm["current_claim"]
+        if isinstance(current, str) and not current.lstrip().startswith("{"):
+            blob = b64_decode(current, "current_claim")
+            if blob[:4] in (b"PADS", b"PAD2"):
+                pub = _decode_aik_pub(aik_pub)
+                pcp = parse_pcp_claim(blob, pub)
+                return ClientEvidence(
+                    quote=pcp.quote, signature=pcp.signature, pcrs=pcp.pcrs,
+                    event_log=log if log is not None else (pcp.log or None),
+                    aik_cert=_decode_cert(aik_cert), aik_pub=pub,
+                    custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
+                )
+        claim_obj = _json_value(current, "current_claim")
+        if not isinstance(claim_obj, dict):
+            raise TpmProtocolError("current_claim must be a platform claim or JSON {quote, signature, pcrs}")
+        claim = claim_obj
     else:
         raise TpmProtocolError("tpm_att_data has neither current_claim nor current_attestation")
     return ClientEvidence(
