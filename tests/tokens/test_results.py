@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime
 
+import pytest
 from azure.security.attestation._generated.models import (
     PolicyCertificatesModificationResult,
     PolicyCertificatesResult,
@@ -16,6 +18,7 @@ from affidavit.tokens import (
     ATTESTATION_TOKEN_LIFETIME,
     POLICY_RESULT_LIFETIME,
     SigningKey,
+    TokenError,
     certificate_jwk,
     certificate_thumbprint,
     certificates_modification_claims,
@@ -29,6 +32,7 @@ from affidavit.tokens import (
     policy_token_hash,
     timed_claims,
     unsigned_policy_jws,
+    verify_jws,
 )
 
 from .conftest import ISSUER, NOW, Pki
@@ -93,3 +97,27 @@ def test_certificate_claims_deserialize_in_the_sdk(pki: Pki) -> None:
 def test_result_token_signs(signing_key: SigningKey) -> None:
     claims = {**timed_claims(ISSUER, NOW, POLICY_RESULT_LIFETIME), **policy_reset_claims()}
     assert parse_jws(encode_jwt(claims, signing_key, jku=None)).payload == claims
+
+
+def test_recorded_live_signed_policy_put() -> None:
+    """Our parse, signature check and PolicyResult claims reproduce live MAA's answer exactly."""
+    from .recorded import POLICY_RESULT_TOKEN, RECORDED_AT, SIGNED_POLICY_JWS
+
+    jws = parse_jws(SIGNED_POLICY_JWS)
+    assert jws.alg == "RSA256"
+    signer = verify_jws(jws, now=RECORDED_AT)
+    assert signer is not None
+    assert policy_text_from_jws(jws) == POLICY
+    assert policy_token_hash(SIGNED_POLICY_JWS) == "h6bWT3Mqp8UQ2ciVtxhlk3WsMH8cnFgEjpEcfA6ySs4"
+
+    answer = parse_jws(POLICY_RESULT_TOKEN).payload
+    assert answer is not None
+    timed = {k: answer.pop(k) for k in ("exp", "iat", "iss", "nbf")}
+    assert answer == policy_set_claims(SIGNED_POLICY_JWS, signer)
+    issued = datetime.fromtimestamp(timed["iat"], UTC)
+    assert timed == timed_claims(timed["iss"], issued, POLICY_RESULT_LIFETIME)
+
+    # the signer certificate expired in 2022: today the same body is refused
+    with pytest.raises(TokenError) as err:
+        verify_jws(jws, now=NOW.replace(year=2026))
+    assert err.value.code == "signer_expired"
