@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,6 +18,8 @@ from affidavit.client.tpm import canonical_jwk as client_canonical_jwk
 from affidavit.client.tpm import envelope, quote_binding, rsa_jwk, sign_request
 from affidavit.service.tpm_protocol import (
     CHALLENGE_BYTES,
+    PCP_MAGIC_V1,
+    PCP_MAGIC_V2,
     ContextSealer,
     TpmProtocolError,
     b64url,
@@ -27,6 +32,7 @@ from affidavit.service.tpm_protocol import (
     encode_envelope,
     expected_qualifying_data,
     extract_evidence,
+    parse_pcp_claim,
     verify_request,
 )
 
@@ -273,3 +279,61 @@ def test_decode_envelope_never_raises_anything_else(raw: bytes) -> None:
 def test_verify_request_never_raises_anything_else(text: str) -> None:
     with pytest.raises(TpmProtocolError):
         verify_request({"request": text})
+
+
+# ------------------------------------------------------------------------- Windows platform claim (PCP)
+
+WINDOWS = "tpm/go-attestation/windows_gcp_shielded_vm.split"
+
+
+def pcp_blob(pcrs: list[bytes], quote: bytes, raw_sig: bytes, log: bytes, bank: int | None = None) -> bytes:
+    """PCPTool's layout: 'SDAP' (SHA-1 PCRs) or, with ``bank``, '2DAP'."""
+    sizes = (24 * len(pcrs[0]), len(quote), len(raw_sig), len(log))
+    if bank is None:
+        header = struct.pack("<7I", PCP_MAGIC_V1, 2, 28, *sizes)
+    else:
+        header = struct.pack("<8I", PCP_MAGIC_V2, 2, 32, *sizes, bank)
+    return header + b"".join(pcrs) + quote + raw_sig + log
+
+
+def test_windows_platform_claim_rebuilds_the_real_quote_and_signature(vectors: Path) -> None:
+    from affidavit.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
+
+    d = vectors / WINDOWS
+    pcr_hex = json.loads((d / "pcrs_sha1.json").read_text())
+    pcrs = [bytes.fromhex(pcr_hex[str(i)]) for i in range(24)]
+    quote, sig = (d / "quote.tpms_attest").read_bytes(), (d / "quote.tpmt_signature").read_bytes()
+    log, ak = (d / "eventlog.bin").read_bytes(), (d / "ak_public.tpmt_public").read_bytes()
+    blob = pcp_blob(pcrs, quote, sig[6:], log)
+    assert blob[:4] == b"PADS"
+    ev = extract_evidence({"tpm_att_data": {"current_claim": b64url(blob), "aik_pub": b64url(ak)}})
+    assert ev.quote == quote and ev.signature == sig  # RSASSA-SHA1, from the AK's fixed scheme
+    assert ev.event_log == log and ev.pcr_map()[4] == dict(enumerate(pcrs))
+    # The rebuilt evidence is the real attestation: it verifies (SHA-1 allowed only here).
+    result = verify_tpm(
+        TpmEvidence(ev.quote, ev.signature, ev.pcr_map(), ak_public=ak, event_log=ev.event_log),
+        b"", TpmTrust(), datetime.now(UTC), require_valid_aik_cert=False, allow_sha1_signature=True,
+    )
+    assert result.claims["secureBootEnabled"] is True
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b[:20],
+    lambda b: b + b"\0",  # sizes no longer add up
+    lambda b: b[:4] + struct.pack("<I", 1) + b[8:],  # TPM 1.2
+    lambda b: b[:12] + struct.pack("<I", 20 * 23) + b[16:],  # not 24 PCRs
+    lambda b: b[:20] + struct.pack("<I", 0) + b[24:],  # no signature
+])
+def test_platform_claim_rejects_inconsistent_blobs(mutate) -> None:  # type: ignore[no-untyped-def]
+    blob = pcp_blob([bytes(20)] * 24, b"\xffTCG" + bytes(10), bytes(256), b"")
+    parse_pcp_claim(blob)
+    with pytest.raises(TpmProtocolError):
+        parse_pcp_claim(mutate(blob))
+
+
+@given(st.binary(max_size=200), st.sampled_from([PCP_MAGIC_V1, PCP_MAGIC_V2]))
+def test_parse_pcp_claim_never_raises_anything_else(tail: bytes, magic: int) -> None:
+    try:
+        parse_pcp_claim(struct.pack("<2I", magic, 2) + tail, tail[:40] or None)
+    except TpmProtocolError:
+        pass

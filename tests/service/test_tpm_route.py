@@ -242,3 +242,31 @@ def test_malformed_messages_get_maa_400_errors(env: Env, body: bytes) -> None:
                    headers={"Content-Type": "application/json"}, verify=env.service.tls)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "InvalidParameter"
+
+
+def test_windows_platform_claim_2dap(env: Env, request_key: rsa.RSAPrivateKey) -> None:
+    """current_claim as Windows' PCP_PLATFORM_ATTESTATION_BLOB ('2DAP', SHA-256 PCRs, log inside)."""
+    import struct
+
+    from affidavit.client.tpm import quote_binding
+    from affidavit.service.tpm_protocol import PCP_MAGIC_V2
+
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        jwk = rsa_jwk(request_key.public_key())
+        nonce = quote_binding(jwk, base64.urlsafe_b64decode(challenge + "=="))
+        quote = env.tools.quote(DEFAULT_AK_HANDLE, parse_pcr_list("0-23"), nonce, banks=("sha256",))
+        (bank, values), = quote.pcrs
+        raw_sig = quote.signature[6:]  # TPMT_SIGNATURE minus sigAlg, hash, size: the bare RSA signature
+        blob = (struct.pack("<8I", PCP_MAGIC_V2, 2, 32, 24 * 32, len(quote.attest), len(raw_sig),
+                            len(env.log), bank)
+                + b"".join(d for _, d in values) + quote.attest + raw_sig + env.log)
+        att_data = {
+            "service_context": context, "attest_key": jwk,
+            "request_key": {"jwk": jwk, "info": {"tpm_quote": {"hash_alg": "sha-256"}}},
+            "tpm_att_data": {"aik_cert": b64url(env.ak.certificate or b""), "aik_pub": b64url(env.ak.public),
+                             "current_claim": b64url(blob)},
+        }
+        jws = sign_request({"att_type": "basic", "att_data": att_data}, request_key)
+        claims = jwt_body(_sdk_send(client, {"request": jws})["report"])
+    assert claims["secureBootEnabled"] is True and claims["aikValidated"] is True

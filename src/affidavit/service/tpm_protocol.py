@@ -79,8 +79,16 @@ _JWS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "384": hashes.SHA384,
     "512": hashes.SHA512,
 }
-_BINDING_HASHES = {"sha-256": "sha256", "sha256": "sha256", "sha-384": "sha384", "sha384": "sha384",
-                   "sha-512": "sha512", "sha512": "sha512", "sha-1": "sha1", "sha1": "sha1"}
+_BINDING_HASHES = {
+    "sha-256": "sha256",
+    "sha256": "sha256",
+    "sha-384": "sha384",
+    "sha384": "sha384",
+    "sha-512": "sha512",
+    "sha512": "sha512",
+    "sha-1": "sha1",
+    "sha1": "sha1",
+}
 
 
 class TpmProtocolError(ServiceError):
@@ -230,8 +238,11 @@ def jwk_public_key(jwk: object, what: str = "jwk") -> rsa.RSAPublicKey | ec.Elli
         except ValueError:
             raise TpmProtocolError(f"{what} is not a valid RSA key") from None
     if kty == "EC":
-        curves: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(),
-                                               "P-521": ec.SECP521R1()}
+        curves: dict[str, ec.EllipticCurve] = {
+            "P-256": ec.SECP256R1(),
+            "P-384": ec.SECP384R1(),
+            "P-521": ec.SECP521R1(),
+        }
         crv = jwk.get("crv")
         curve = curves.get(crv) if isinstance(crv, str) else None
         if curve is None:
@@ -257,7 +268,8 @@ def _verify_jws_signature(alg: str, key: object, signed: bytes, sig: bytes) -> N
         if family in ("PS", "RS") and hash_cls is not None and isinstance(key, rsa.RSAPublicKey):
             pad: padding.AsymmetricPadding = (
                 padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.AUTO)
-                if family == "PS" else padding.PKCS1v15()
+                if family == "PS"
+                else padding.PKCS1v15()
             )
             key.verify(sig, signed, pad, hash_cls())
             return
@@ -265,8 +277,9 @@ def _verify_jws_signature(alg: str, key: object, signed: bytes, sig: bytes) -> N
             size = (key.curve.key_size + 7) // 8
             if len(sig) != 2 * size:
                 raise InvalidSignature
-            der = utils.encode_dss_signature(int.from_bytes(sig[:size], "big"),
-                                             int.from_bytes(sig[size:], "big"))
+            der = utils.encode_dss_signature(
+                int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
+            )
             key.verify(der, signed, ec.ECDSA(hash_cls()))
             return
     except InvalidSignature:
@@ -553,9 +566,12 @@ def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
                 pub = _decode_aik_pub(aik_pub)
                 pcp = parse_pcp_claim(blob, pub)
                 return ClientEvidence(
-                    quote=pcp.quote, signature=pcp.signature, pcrs=pcp.pcrs,
+                    quote=pcp.quote,
+                    signature=pcp.signature,
+                    pcrs=pcp.pcrs,
                     event_log=log if log is not None else (pcp.log or None),
-                    aik_cert=_decode_cert(aik_cert), aik_pub=pub,
+                    aik_cert=_decode_cert(aik_cert),
+                    aik_pub=pub,
                     custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
                 )
         claim_obj = _json_value(current, "current_claim")
@@ -580,4 +596,3 @@ def check_request_challenge(att_data: Mapping[str, Any], challenge: bytes) -> No
     echoed = att_data.get("challenge")
     if echoed is not None and not hmac.compare_digest(b64_decode(echoed, "challenge"), challenge):
         raise TpmProtocolError("att_data.challenge differs from the challenge in service_context")
-
