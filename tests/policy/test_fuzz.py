@@ -13,6 +13,8 @@ from affidavit.policy import (
     CompiledPolicy,
     PolicyEvaluationError,
     PolicyParsingError,
+    claims_from_list,
+    claims_from_mapping,
     compile_policy,
     evaluate,
 )
@@ -104,3 +106,34 @@ def test_huge_inputs_are_refused_quickly() -> None:
             compile_policy(text)
         except PolicyParsingError:
             continue
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_claim_files_and_mappings(data: object) -> None:
+    """The CLI's claim files and the service's claim mappings: claims or PolicyEvaluationError."""
+    for convert in (claims_from_list, claims_from_mapping):
+        try:
+            claims = convert(data)  # type: ignore[arg-type]
+        except PolicyEvaluationError:
+            continue
+        except (AttributeError, TypeError):
+            assert not isinstance(data, list if convert is claims_from_list else dict)
+            continue
+        assert all(isinstance(c, Claim) for c in claims)
+
+
+def test_deeply_nested_mapping_values() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    try:
+        claims_from_mapping({"x": deep})
+    except PolicyEvaluationError:
+        pass

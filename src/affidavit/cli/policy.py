@@ -105,7 +105,7 @@ def _load_claims(path: Path) -> list[Any]:
         data = json.loads(path.read_bytes())
     except OSError as exc:
         raise PolicyEvaluationError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PolicyEvaluationError(f"{path} is not valid JSON: {exc}") from None
     if isinstance(data, list):
         return claims_from_list(data)

@@ -39,7 +39,10 @@ def value_type_of(value: Any) -> str:
 
 
 def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise PolicyEvaluationError(f"claim value cannot be JSON text ({type(exc).__name__})") from None
 
 
 def claims_from_mapping(d: Mapping[str, Any], issuer: str = "AttestationService") -> list[Claim]:
