@@ -7,6 +7,7 @@ replay): the service must refuse it, since event data that its digest does not c
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[S
 
 
 def _argv(setup: Setup, *extra: str) -> list[str]:
-    return ["--url", setup.service.url, "--tcti", setup.tpm.tcti, "--ca", setup.service.ca_file,
+    return ["--url", setup.service.url, "--tcti", setup.tpm.tcti, "--ca-file", setup.service.ca_file,
             "--ak-cert", str(setup.ak_cert), *extra]
 
 
@@ -93,20 +94,36 @@ def test_cli_attests_a_replayed_real_boot_log(setup: Setup) -> None:
     assert claims["iss"] == setup.service.url
 
 
-def test_altered_event_data_is_denied(setup: Setup) -> None:
+def _forged_log(setup: Setup) -> Path:
+    """The log with the PCR7 SecureBoot value flipped; digests untouched, so replay alone would pass."""
     log = bytearray(setup.log_path.read_bytes())
     parsed = parse_event_log(bytes(log))
-    # The PCR7 SecureBoot variable: flip its value byte; the digests stay, so replay alone would pass.
     event = next(e for e in parsed.events if e.pcr == 7 and "SecureBoot".encode("utf-16-le") in e.data)
     at = bytes(log).index(event.data, event.offset) + len(event.data) - 1
     log[at] ^= 0x01
     forged = setup.work / "forged.log"
     forged.write_bytes(bytes(log))
+    return forged
+
+
+def test_altered_event_data_is_denied(setup: Setup) -> None:
+    forged = _forged_log(setup)
     with pytest.raises(ServiceRejected) as info:
         run(_args(setup, "--eventlog", str(forged), "--out", str(setup.work / "forged.jwt")))
     assert info.value.status == 400 and info.value.code == "InvalidParameter"
     assert "digest" in info.value.message
     assert not (setup.work / "forged.jwt").exists()
+
+
+def test_cli_json_output(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    from affidavit.cli import main
+
+    assert main(["attest", "tpm", *_argv(setup, "--eventlog", str(setup.log_path), "--json")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["claims_unverified"]["secureBootEnabled"] is True and shown["token"].count(".") == 2
+    forged = _forged_log(setup)
+    assert main(["attest", "tpm", *_argv(setup, "--eventlog", str(forged), "--json")]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "InvalidParameter"
 
 
 def test_cli_reports_errors_without_a_traceback(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import ssl
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,15 +64,17 @@ def quote_binding(jwk: Mapping[str, Any], challenge: bytes) -> bytes:
     return hashlib.sha256(canonical_jwk(jwk).encode("utf-8") + b"\x00" + challenge).digest()
 
 
-def sign_request(payload: Mapping[str, Any], key: rsa.RSAPrivateKey, *, alg: str = "PS256",
-                 typ: str = "attReq") -> str:
+def sign_request(
+    payload: Mapping[str, Any], key: rsa.RSAPrivateKey, *, alg: str = "PS256", typ: str = "attReq"
+) -> str:
     """A compact JWS over ``payload`` (PS256 as MAA specifies, or RS256)."""
     header = b64url(json.dumps({"alg": alg, "typ": typ}, separators=(",", ":")).encode("ascii"))
     body = b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
     signing_input = f"{header}.{body}".encode("ascii")
     if alg == "PS256":
-        pad: padding.AsymmetricPadding = padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
-                                                     salt_length=padding.PSS.DIGEST_LENGTH)
+        pad: padding.AsymmetricPadding = padding.PSS(
+            mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH
+        )
     elif alg == "RS256":
         pad = padding.PKCS1v15()
     else:
@@ -112,8 +113,10 @@ class Quote:
     pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]  # (TPM_ALG_ID, ((index, digest), ...))
 
     def pcrs_json(self) -> list[dict[str, Any]]:
-        return [{"algorithm": alg, "values": [{"index": i, "digest": b64url(d)} for i, d in values]}
-                for alg, values in self.pcrs]
+        return [
+            {"algorithm": alg, "values": [{"index": i, "digest": b64url(d)} for i, d in values]}
+            for alg, values in self.pcrs
+        ]
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,15 @@ class TpmEvidenceSource:
     event_log: bytes | None
 
 
-def build_request(source: TpmEvidenceSource, challenge_text: str, service_context: str,
-                  key: rsa.RSAPrivateKey, *, rp_data: bytes | None = None,
-                  custom_claims: list[dict[str, Any]] | None = None) -> str:
+def build_request(
+    source: TpmEvidenceSource,
+    challenge_text: str,
+    service_context: str,
+    key: rsa.RSAPrivateKey,
+    *,
+    rp_data: bytes | None = None,
+    custom_claims: list[dict[str, Any]] | None = None,
+) -> str:
     """Quote for the challenge (bound to ``key``) and sign the ``attReq`` carrying the evidence."""
     jwk = rsa_jwk(key.public_key())
     quote = source.quoter(quote_binding(jwk, b64url_decode(challenge_text)))
@@ -181,8 +190,12 @@ class TpmAttestation:
 
     def _post(self, client: httpx.Client, message: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            resp = client.post(self._endpoint(), params={"api-version": API_VERSION}, json=envelope(message),
-                               headers=self.headers)
+            resp = client.post(
+                self._endpoint(),
+                params={"api-version": API_VERSION},
+                json=envelope(message),
+                headers=self.headers,
+            )
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}", code="connection_failed") from None
         try:
@@ -201,15 +214,17 @@ class TpmAttestation:
     def run(self, source: TpmEvidenceSource) -> str:
         """Init, challenge, quote, signed request; returns the report JWT."""
         key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        verify: bool | ssl.SSLContext = self.verify if isinstance(self.verify, bool) else \
-            ssl.create_default_context(cafile=self.verify)
+        verify: bool | ssl.SSLContext = (
+            self.verify if isinstance(self.verify, bool) else ssl.create_default_context(cafile=self.verify)
+        )
         with httpx.Client(verify=verify, timeout=self.timeout) as client:
             answer = self._post(client, {"type": "aikcert"})
             challenge_text, context = answer.get("challenge"), answer.get("service_context")
             if not isinstance(challenge_text, str) or not isinstance(context, str):
                 raise ClientError("the service sent no challenge/service_context", code="bad_response")
-            jws = build_request(source, challenge_text, context, key, rp_data=self.rp_data,
-                                custom_claims=self.custom_claims)
+            jws = build_request(
+                source, challenge_text, context, key, rp_data=self.rp_data, custom_claims=self.custom_claims
+            )
             report = self._post(client, {"request": jws}).get("report")
         if not isinstance(report, str):
             raise ClientError("the service answered without a report", code="bad_response")
@@ -223,8 +238,11 @@ def load_certificate(path: Path) -> bytes:
     except OSError as exc:
         raise ClientError(f"cannot read {path}: {exc.strerror}", code="bad_argument") from None
     try:
-        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate(data))
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if b"-----BEGIN" in data
+            else x509.load_der_x509_certificate(data)
+        )
     except ValueError:
         raise ClientError(f"{path} is not an X.509 certificate (PEM or DER)", code="bad_argument") from None
     return cert.public_bytes(serialization.Encoding.DER)
@@ -243,22 +261,33 @@ def read_event_log(path: Path) -> bytes:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``affidavit attest tpm``."""
     parser.add_argument("--url", required=True, help="service base URL, e.g. https://127.0.0.1:8443")
-    parser.add_argument("--tcti", default=DEFAULT_TCTI,
-                        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
-                             "a simulator: swtpm:host=127.0.0.1,port=2321)")
-    parser.add_argument("--eventlog", type=Path, default=DEFAULT_EVENTLOG,
-                        help=f"TCG event log (default {DEFAULT_EVENTLOG})")
+    parser.add_argument(
+        "--tcti",
+        default=DEFAULT_TCTI,
+        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
+        "a simulator: swtpm:host=127.0.0.1,port=2321)",
+    )
+    parser.add_argument(
+        "--eventlog", type=Path, default=DEFAULT_EVENTLOG, help=f"TCG event log (default {DEFAULT_EVENTLOG})"
+    )
     parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
-    parser.add_argument("--ak-cert", type=Path,
-                        help="AK certificate (PEM or DER) issued by a CA the service trusts")
-    parser.add_argument("--ak-handle", default="0x81000100",
-                        help="persistent handle of the AK; created under the EK and persisted there when "
-                             "absent (default 0x81000100)")
+    parser.add_argument(
+        "--ak-cert", type=Path, help="AK certificate (PEM or DER) issued by a CA the service trusts"
+    )
+    parser.add_argument(
+        "--ak-handle",
+        default="0x81000100",
+        help="persistent handle of the AK; created under the EK and persisted there when "
+        "absent (default 0x81000100)",
+    )
     parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
     parser.add_argument("--rp-data", help="relying-party data (text) echoed in the token as rp_data/nonce")
     parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
-    parser.add_argument("--ca", type=Path, help="CA bundle for the service's TLS certificate")
+    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path,
+                        help="CA bundle for the service's TLS certificate")
     parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: the token and its (unverified) claims, or the error")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,12 +305,17 @@ def run(args: argparse.Namespace) -> int:
         quoter=lambda data: tools.quote(handle, indexes, data),
         event_log=log,
     )
-    verify: bool | str = False if args.insecure else (str(args.ca) if args.ca else True)
+    verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
     rp = args.rp_data.encode("utf-8") if args.rp_data else None
-    token = TpmAttestation(args.url, verify=verify, rp_data=rp).run(source)
-    if args.out:
-        args.out.write_text(token + "\n")
-    else:
-        sys.stdout.write(token + "\n")
-    return 0
+    try:
+        token = TpmAttestation(args.url, verify=verify, rp_data=rp).run(source)
+    except ClientError as exc:
+        if not args.json:
+            raise
+        from affidavit.cli.output import print_json
 
+        print_json({"error": exc.to_dict()})
+        return 1
+    from affidavit.cli.attest import emit_token
+
+    return emit_token(token, args)
