@@ -183,7 +183,6 @@ class TpmAttestation:
     request_key: rsa.RSAPrivateKey | None = None
     rp_data: bytes | None = None
     custom_claims: list[dict[str, Any]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
 
     def _endpoint(self) -> str:
         return self.url.rstrip("/") + "/attest/Tpm"
@@ -194,7 +193,6 @@ class TpmAttestation:
                 self._endpoint(),
                 params={"api-version": API_VERSION},
                 json=envelope(message),
-                headers=self.headers,
             )
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}", code="connection_failed") from None
