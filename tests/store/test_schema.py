@@ -57,3 +57,21 @@ def test_sqlite_relative_path_and_wal(tmp_path: Path, monkeypatch: pytest.Monkey
 
     with sqlite3.connect(tmp_path / "var" / "affidavit.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_postgres_reconnects_after_losing_its_connection(postgres_url: str) -> None:
+    from tests.pg import fresh_database
+
+    url = fresh_database(postgres_url)
+    with open_store(url) as s:
+        s.set_policy("SgxEnclave", "p1", jws="a.b.", signer_cert_der=None, actor="a")
+        for op in ("read", "write"):
+            (pid,) = s._db.query("SELECT pg_backend_pid()")[0]
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            if op == "read":
+                assert s.get_policy("SgxEnclave").text == "p1"  # type: ignore[union-attr]
+            else:
+                s.set_policy("SgxEnclave", "p2", jws="c.d.", signer_cert_der=None, actor="b")
+                assert s.get_policy("SgxEnclave").text == "p2"  # type: ignore[union-attr]
+            assert s._db.query("SELECT pg_backend_pid()")[0][0] != pid  # a new connection

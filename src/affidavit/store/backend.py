@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -36,8 +36,8 @@ class Backend(Protocol):
     def write(self) -> Any:
         """Context manager: a serialised read-write transaction yielding a :class:`Cursor`."""
 
-    def read(self) -> Any:
-        """Context manager yielding a :class:`Cursor` for ONE consistent read statement."""
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one read statement (its own consistent snapshot) and return the rows."""
 
     def close(self) -> None: ...
 
@@ -79,10 +79,10 @@ class SqliteBackend:
         self._lock = threading.RLock()
 
     @contextmanager
-    def _tx(self, begin: str) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
         with self._lock:
             try:
-                self._conn.execute(begin)
+                self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite: {exc}", code="database_error") from None
             try:
@@ -97,15 +97,14 @@ class SqliteBackend:
                 raise StoreError(f"SQLite commit failed: {exc}", code="database_error") from None
 
     def write(self) -> Any:
-        return _wrap(self._tx("BEGIN IMMEDIATE"), sqlite3.Error)
+        return _wrap(self._tx(), sqlite3.Error)
 
-    @contextmanager
-    def _read(self) -> Iterator[Cursor]:
-        with self._lock:  # one statement per read: autocommit gives it a consistent snapshot
-            yield _SqliteCursor(self._conn.cursor())
-
-    def read(self) -> Any:
-        return _wrap(self._read(), sqlite3.Error)
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._lock:  # autocommit: the single statement is its own consistent snapshot
+            try:
+                return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}", code="database_error") from None
 
     def close(self) -> None:
         with self._lock:
@@ -150,26 +149,54 @@ class PostgresBackend:
         return self._conn
 
     @contextmanager
-    def _tx(self, write: bool) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
+        """A write transaction. If the connection turns out to be dead before anything was written (the
+        server restarted since the last call), it is replaced and the transaction started again."""
+        import psycopg
+
         with self._lock:
-            conn = self._connect()
-            if not write:  # every read is one statement: autocommit gives it a consistent snapshot
-                with conn.cursor() as cur:
+            for attempt in (1, 2):
+                conn = self._connect()
+                stack = ExitStack()
+                try:
+                    stack.enter_context(conn.transaction())
+                    cur = stack.enter_context(conn.cursor())
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_ID,))
+                except psycopg.OperationalError as exc:
+                    try:
+                        stack.__exit__(type(exc), exc, exc.__traceback__)
+                    except psycopg.Error:
+                        pass
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    continue
+                with stack:
                     yield _PgCursor(cur)
                 return
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_ID,))
-                yield _PgCursor(cur)
 
     def write(self) -> Any:
         import psycopg
 
-        return _wrap(self._tx(True), psycopg.Error)
+        return _wrap(self._tx(), psycopg.Error)
 
-    def read(self) -> Any:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Autocommit read. A connection lost since the last call (server restart, idle timeout) is
+        replaced and the read retried once; writes are never retried (their outcome may be unknown)."""
         import psycopg
 
-        return _wrap(self._tx(False), psycopg.Error)
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connect()
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(sql.replace("?", "%s"), tuple(params))
+                        return [tuple(r) for r in cur.fetchall()]
+                except psycopg.OperationalError as exc:
+                    if attempt == 2 or not conn.broken:
+                        raise StoreError(f"database error: {exc}", code="database_error") from None
+                except psycopg.Error as exc:
+                    raise StoreError(f"database error: {exc}", code="database_error") from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

@@ -81,21 +81,16 @@ class Store:
             params.append(subject)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._db.read() as cur:
-            cur.execute(sql + " ORDER BY id", params)
-            rows = cur.fetchall()
+        rows = self._db.query(sql + " ORDER BY id", params)
         return [Change(r[0], r[1], r[2], r[3], r[4], from_db_time(r[5])) for r in rows]
 
     # -- policies ------------------------------------------------------------------------------------
 
     def get_policy(self, att_type: str) -> StoredPolicy | None:
         """The policy set for ``att_type``, or None when the built-in default applies."""
-        with self._db.read() as cur:
-            cur.execute(
-                "SELECT text, jws, signer_cert, hash, updated_at FROM policies WHERE att_type = ?",
-                (att_type,),
-            )
-            rows = cur.fetchall()
+        rows = self._db.query(
+            "SELECT text, jws, signer_cert, hash, updated_at FROM policies WHERE att_type = ?", (att_type,)
+        )
         if not rows:
             return None
         text, jws, cert, hash_, updated = rows[0]
@@ -144,9 +139,8 @@ class Store:
 
     def list_certificates(self) -> list[bytes]:
         """DER of every registered certificate, in the order they were added."""
-        with self._db.read() as cur:
-            cur.execute("SELECT der FROM certificates ORDER BY added_at, thumbprint")
-            return [bytes(r[0]) for r in cur.fetchall()]
+        rows = self._db.query("SELECT der FROM certificates ORDER BY added_at, thumbprint")
+        return [bytes(r[0]) for r in rows]
 
     def add_certificate(self, der: bytes, *, actor: str, at: datetime | None = None) -> bool:
         """Register a certificate; False (and no history row) when it is already present."""
@@ -197,11 +191,9 @@ class Store:
 
     def list_signing_keys(self) -> list[StoredKey]:
         """All stored keys, newest first (the current one, if any, has ``retired_at`` None)."""
-        with self._db.read() as cur:
-            cur.execute(
-                "SELECT kid, pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid"
-            )
-            rows = cur.fetchall()
+        rows = self._db.query(
+            "SELECT kid, pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid"
+        )
         return [
             StoredKey(r[0], bytes(r[1]), from_db_time(r[2]), None if r[3] is None else from_db_time(r[3]))
             for r in rows
