@@ -54,7 +54,15 @@ def load_logs() -> dict[str, bytes]:
 
 
 def ours(logs: dict[str, bytes], seconds: float) -> dict[str, float]:
-    from affidavit.evidence.tpm import TpmEvidence, TpmTrust, analyze_log, parse_event_log, replay, verify_tpm
+    from affidavit.evidence.tpm import (
+        TpmEvidence,
+        TpmTrust,
+        TpmVerifier,
+        analyze_log,
+        parse_event_log,
+        replay,
+        verify_tpm,
+    )
     from affidavit.evidence.tpm.formats import parse_tools_pcrs
 
     def parse_all() -> None:
@@ -78,18 +86,24 @@ def ours(logs: dict[str, bytes], seconds: float) -> dict[str, float]:
     mask = sum(1 << i for i in (*range(10), 11, 12, 13, 14, 15))
     now = datetime.now(UTC)
 
+    verifier = TpmVerifier(trust)  # the service's path: a long-lived verifier with its cache
+
     def full() -> None:
-        result = verify_tpm(evidence, nonce, trust, now, required_pcr_mask=mask)
+        result = verifier.verify(evidence, nonce, now, required_pcr_mask=mask)
         assert result.claims["secureBootEnabled"] is True
 
-    full()
+    def full_cold() -> None:
+        verify_tpm(evidence, nonce, trust, now, required_pcr_mask=mask)
+
     parse_rate, _ = rate(parse_all, seconds)
     analyze_rate, _ = rate(analyze_all, seconds)
     full_rate, _ = rate(full, seconds)
+    cold_rate, _ = rate(full_cold, seconds)
     return {
         "logs_per_s_parse_replay": parse_rate * len(logs),
         "logs_per_s_parse_replay_datacheck": analyze_rate * len(logs),
         "full_checks_per_s": full_rate,
+        "full_checks_per_s_no_cache": cold_rate,
     }
 
 

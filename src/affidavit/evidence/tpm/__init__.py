@@ -33,6 +33,9 @@ Verification entry point:
   ``notSafeMode``, ``notWinPE``, ``vbsEnabled``, ``vbsReportPresent`` (where the log shows them), and
   the policy-1.2 JSON claims ``events``, ``bootEvents`` (``{"Events": [...]}``) and ``pcrs``
   (``{"PCRs": [...]}``) as Python dicts. ``bootEvents`` equals ``events`` (one log per call).
+- ``TpmVerifier(trust).verify(evidence, nonce, now, **options)`` — the same, with an ``EventCache``
+  it owns: per-event data checks and JSON are pure functions of (type, digests, data), and most
+  events repeat across a fleet's boots. Results share cached JSON values: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from affidavit.evidence.tpm.verify import (
     DEFAULT_REQUIRED_PCR_MASK,
     TpmEvidence,
     TpmResult,
+    TpmVerifier,
     public_from_key,
     verify_tpm,
 )
@@ -101,6 +105,7 @@ __all__ = [
     "TpmResult",
     "TpmSignatureError",
     "TpmTrust",
+    "TpmVerifier",
     "analyze_log",
     "check_nonce",
     "check_pcr_digest",

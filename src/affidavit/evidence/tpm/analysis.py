@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from affidavit.evidence.tpm.coverage import MISMATCH, check_event
 from affidavit.evidence.tpm.eventlog import Event, EventLog, parse_event_log
+
+if TYPE_CHECKING:
+    from affidavit.evidence.tpm.maa_json import EventCache
 from affidavit.evidence.tpm.replay import PcrValues, replay
 
 
@@ -21,7 +25,8 @@ class LogAnalysis:
         return [e for e, s in zip(self.log.events, self.status, strict=True) if s == MISMATCH]
 
 
-def analyze_log(data: bytes | EventLog) -> LogAnalysis:
+def analyze_log(data: bytes | EventLog, cache: EventCache | None = None) -> LogAnalysis:
     """Parse (if given bytes), replay every bank and check every event's data against its digest."""
     log = data if isinstance(data, EventLog) else parse_event_log(data)
-    return LogAnalysis(log, replay(log), tuple(check_event(e) for e in log.events))
+    check = check_event if cache is None else cache.status
+    return LogAnalysis(log, replay(log), tuple(check(e) for e in log.events))

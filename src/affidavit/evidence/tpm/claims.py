@@ -15,7 +15,7 @@ from affidavit.evidence.tpm import sipa, uefi
 from affidavit.evidence.tpm.analysis import LogAnalysis
 from affidavit.evidence.tpm.coverage import VERIFIED
 from affidavit.evidence.tpm.eventlog import Event
-from affidavit.evidence.tpm.maa_json import events_json, pcrs_json
+from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json
 from affidavit.evidence.tpm.replay import PcrValues
 
 SIPA_PCRS = frozenset({12, 13, 14})
@@ -53,7 +53,12 @@ def _dma_protection_disabled(e: Event) -> bool:
     return e.type == c.EV_EFI_ACTION and e.data.rstrip(b"\x00") == b"DMA Protection Disabled"
 
 
-def derive_claims(analysis: LogAnalysis | None, quoted: PcrValues, covered: frozenset[int]) -> dict[str, Any]:
+def derive_claims(
+    analysis: LogAnalysis | None,
+    quoted: PcrValues,
+    covered: frozenset[int],
+    cache: EventCache | None = None,
+) -> dict[str, Any]:
     """Claims from the log; ``covered``: PCRs whose log events replay to the quoted values."""
     claims: dict[str, Any] = {"pcrs": pcrs_json(quoted), "vbsReportPresent": False}
     if analysis is None:
@@ -61,7 +66,7 @@ def derive_claims(analysis: LogAnalysis | None, quoted: PcrValues, covered: froz
     log = analysis.log
     trusted = [(e, s) for e, s in zip(log.events, analysis.status, strict=True) if e.pcr in covered]
     verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
-    events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks)
+    events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks, cache)
     claims["events"] = events
     claims["bootEvents"] = events
 

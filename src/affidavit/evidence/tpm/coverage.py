@@ -90,9 +90,13 @@ def _candidates(event: Event) -> list[bytes]:
         if sep and head.endswith(b":"):
             out += [rest.rstrip(b"\x00"), rest]
         out.append(data.rstrip(b"\x00"))
+        return [p for p in out if p != data]
     elif event.type in (c.EV_S_CRTM_VERSION, c.EV_EVENT_TAG, c.EV_PLATFORM_CONFIG_FLAGS):
         out.append(data.rstrip(b"\x00"))
     return out
+
+
+_FUNCS = c.HASH_FUNCS
 
 
 def check_event(event: Event) -> str:
@@ -103,9 +107,17 @@ def check_event(event: Event) -> str:
     strict = t in STRICT_TYPES
     if not strict and t not in OPTIONAL_TYPES:
         return EXTERNAL
-    if _covers(event, event.data):
-        return VERIFIED
-    for payload in _candidates(event):
+    if strict and event.digests:
+        # fast path: the data itself, every bank
+        data = event.data
+        for alg, digest in event.digests.items():
+            fn = _FUNCS.get(alg)
+            if fn is None or fn(data).digest() != digest:
+                break
+        else:
+            return VERIFIED
+    payloads = _candidates(event) if strict else _candidates(event) + [event.data]
+    for payload in payloads:
         if _covers(event, payload):
             return VERIFIED
     return MISMATCH if strict else UNVERIFIED

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm.errors import EventLogError
@@ -21,9 +22,12 @@ _U16 = struct.Struct("<H")
 _II = struct.Struct("<II")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One measured event. ``digests`` maps a hash algorithm id to the digest extended into that bank."""
+class Event(NamedTuple):
+    """One measured event. ``digests`` maps a hash algorithm id to the digest extended into that bank.
+
+    A NamedTuple rather than a dataclass: real logs have hundreds of events, and construction cost
+    dominates parsing.
+    """
 
     seq: int  # record number in the log (the Spec ID header, when present, is record 0)
     pcr: int

@@ -14,7 +14,7 @@ from typing import Any
 
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm import sipa, uefi
-from affidavit.evidence.tpm.coverage import EXTERNAL, VERIFIED
+from affidavit.evidence.tpm.coverage import EXTERNAL, VERIFIED, check_event
 from affidavit.evidence.tpm.eventlog import Event
 from affidavit.evidence.tpm.replay import PcrValues
 
@@ -155,17 +155,50 @@ _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
 }
 
 
-def event_json(e: Event, status: str, banks: Iterable[int] | None = None) -> dict[str, Any]:
-    """One event in MAA's shape. ``banks`` limits ``Digests`` to the banks the quote verified."""
-    allowed = None if banks is None else set(banks)
+class EventCache:
+    """Caller-owned memo of per-event work that is a pure function of an event's type, digests and
+    data: its coverage status (``coverage.check_event``) and the data-derived part of its JSON
+    (``RawData``, ``Digests``, ``EventTypeString``, ``ProcessedData``).
+
+    Keys hold the data itself, so a hit is exact. Firmware variables (PK/KEK/db/dbx with hundreds of
+    entries), separators and boot-loader commands repeat across a fleet. Cached values are shared
+    between results: treat them as read-only. Bounded; the oldest entry goes first.
+    """
+
+    def __init__(self, max_entries: int = 16384) -> None:
+        self.max_entries = max_entries
+        self._status: dict[tuple[Any, ...], str] = {}
+        self._json: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+        if len(table) >= self.max_entries:
+            table.pop(next(iter(table)))
+        table[key] = value
+
+    def status(self, e: Event) -> str:
+        key = (e.type, e.data, *e.digests.items())
+        hit = self._status.get(key)
+        if hit is None:
+            hit = check_event(e)
+            self._put(self._status, key, hit)
+        return hit
+
+    def static(self, e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
+        key = (e.type, status, banks, e.data, *e.digests.items())
+        hit = self._json.get(key)
+        if hit is None:
+            hit = _static_part(e, status, banks)
+            self._put(self._json, key, hit)
+        return hit
+
+
+def _static_part(e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "EventSeq": e.seq,
-        "PcrIndex": e.pcr,
         "EventType": e.type,
         "Digests": {
             c.MAA_HASH_NAMES.get(a, f"0x{a:04x}"): b64url(d)
             for a, d in e.digests.items()
-            if allowed is None or a in allowed
+            if banks is None or a in banks
         },
         "RawData": b64url(e.data),
     }
@@ -178,11 +211,23 @@ def event_json(e: Event, status: str, banks: Iterable[int] | None = None) -> dic
     return out
 
 
-def events_json(
-    events: Iterable[Event], statuses: Iterable[str], banks: Iterable[int] | None = None
+def event_json(
+    e: Event, status: str, banks: Iterable[int] | None = None, cache: EventCache | None = None
 ) -> dict[str, Any]:
-    bank_list = None if banks is None else list(banks)
-    return {"Events": [event_json(e, s, bank_list) for e, s in zip(events, statuses, strict=True)]}
+    """One event in MAA's shape. ``banks`` limits ``Digests`` to the banks the quote verified."""
+    allowed = None if banks is None else frozenset(banks)
+    static = _static_part(e, status, allowed) if cache is None else cache.static(e, status, allowed)
+    return {"EventSeq": e.seq, "PcrIndex": e.pcr, **static}
+
+
+def events_json(
+    events: Iterable[Event],
+    statuses: Iterable[str],
+    banks: Iterable[int] | None = None,
+    cache: EventCache | None = None,
+) -> dict[str, Any]:
+    allowed = None if banks is None else frozenset(banks)
+    return {"Events": [event_json(e, s, allowed, cache) for e, s in zip(events, statuses, strict=True)]}
 
 
 def pcrs_json(pcrs: PcrValues) -> dict[str, Any]:

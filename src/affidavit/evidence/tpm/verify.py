@@ -21,6 +21,7 @@ from affidavit.evidence.tpm.errors import (
     TpmFormatError,
     TpmPcrError,
 )
+from affidavit.evidence.tpm.maa_json import EventCache
 from affidavit.evidence.tpm.quote import (
     check_nonce,
     check_pcr_digest,
@@ -156,6 +157,7 @@ def verify_tpm(
     require_valid_aik_cert: bool = True,
     required_pcr_mask: int = DEFAULT_REQUIRED_PCR_MASK,
     allow_sha1_signature: bool = False,
+    cache: EventCache | None = None,
 ) -> TpmResult:
     """Verify TPM evidence end to end; raises a ``TpmError`` subclass (an ``EvidenceError``).
 
@@ -188,13 +190,25 @@ def verify_tpm(
     analysis: LogAnalysis | None = None
     covered: frozenset[int] = frozenset()
     if evidence.event_log is not None:
-        analysis = analyze_log(evidence.event_log)
+        analysis = analyze_log(evidence.event_log, cache)
         covered = _check_log(analysis, quoted)
-    claims = derive_claims(analysis, quoted, covered)
+    claims = derive_claims(analysis, quoted, covered, cache)
     claims["aikValidated"] = validated
     claims["aikPubHash"] = key_sha256_b64(ak.public_key)
     claims["tpmVersion"] = 2
     return TpmResult(claims, first, ak, validated, quoted, analysis, covered)
+
+
+class TpmVerifier:
+    """``verify_tpm`` with a trust configuration and a cache it owns (per-event checks and JSON)."""
+
+    def __init__(self, trust: TpmTrust, max_cache_entries: int = 16384) -> None:
+        self.trust = trust
+        self.cache = EventCache(max_cache_entries)
+
+    def verify(self, evidence: TpmEvidence, nonce: bytes, now: datetime, **options: Any) -> TpmResult:
+        """Same keyword options as ``verify_tpm``."""
+        return verify_tpm(evidence, nonce, self.trust, now, cache=self.cache, **options)
 
 
 def _check_log(analysis: LogAnalysis, quoted: PcrValues) -> frozenset[int]:
@@ -221,6 +235,7 @@ def _check_log(analysis: LogAnalysis, quoted: PcrValues) -> frozenset[int]:
 
 
 __all__ = [
+    "TpmVerifier",
     "TpmEvidence",
     "TpmResult",
     "verify_tpm",
