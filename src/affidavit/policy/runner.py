@@ -33,10 +33,8 @@ def add_fact(st: State, fact: Fact) -> None:
 def _matcher(cond: Condition) -> Matcher:
     key = cond.type_key
     tests = cond.tests
-    if not tests:
-        if key is None:  # pragma: no cover - the grammar needs at least one test
-            return lambda st, env: st.facts
-        return lambda st, env: st.by_type.get(key, _EMPTY)
+    if not tests:  # the condition was just `type == "literal"` (it always has one test at least)
+        return lambda st, env: st.by_type.get(key, _EMPTY)  # type: ignore[arg-type]
     if all(isinstance(t.rhs, Literal) for t in tests):
         checks = tuple(t.check for t in tests)
         if len(checks) == 1:
