@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,11 +13,13 @@ from hypothesis import strategies as st
 from affidavit.client import ClientError
 from affidavit.client.tpm import Quote, envelope, open_envelope
 from affidavit.client.tpm_tools import (
+    TpmTools,
     parse_active_banks,
     parse_handle,
     parse_pcr_list,
     split_pcr_values,
 )
+from tests.swtpm import running_swtpm
 
 GETCAP = """selected-pcrs:
   - sha1: [ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23 ]
@@ -71,3 +74,32 @@ def test_open_envelope_never_raises_anything_else(data: str) -> None:
         open_envelope(json.loads(json.dumps({"data": data})))
     except ClientError:
         pass
+
+
+def test_quotes_with_the_aks_own_scheme_verify(tmp_path: Path) -> None:
+    """AKs provisioned elsewhere (fixed RSASSA, RSAPSS or ECDSA scheme) are quoted with their scheme."""
+    from datetime import UTC, datetime
+
+    from affidavit.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
+
+    ek = str(tmp_path / "ek.ctx")
+    with running_swtpm(tmp_path) as swtpm:
+        swtpm.tools("tpm2_createek", "-c", ek, "-G", "rsa")
+        swtpm.tools("tpm2_flushcontext", "-t")
+        tools = TpmTools(swtpm.tcti)
+        for n, (alg, scheme) in enumerate((("rsa", "rsassa"), ("rsa", "rsapss"), ("ecc", "ecdsa"))):
+            handle, ak = 0x81000120 + n, str(tmp_path / f"ak{n}.ctx")
+            swtpm.tools("tpm2_createak", "-C", ek, "-c", ak, "-G", alg, "-g", "sha256", "-s", scheme)
+            swtpm.tools("tpm2_flushcontext", "-t")
+            swtpm.tools("tpm2_evictcontrol", "-C", "o", "-c", ak, hex(handle))
+            swtpm.tools("tpm2_flushcontext", "-t")
+            public = tools.read_public(handle)
+            assert tools.ensure_ak(handle) == public  # an existing AK is loaded, not replaced
+            assert tools.signing_scheme(handle) == (scheme, "sha256")
+            nonce = bytes(range(32))
+            quote = tools.quote(handle, parse_pcr_list("0-23"), nonce)
+            assert [alg_id for alg_id, _ in quote.pcrs] == [4, 11]
+            pcrs = {a: dict(v) for a, v in quote.pcrs}
+            result = verify_tpm(TpmEvidence(quote.attest, quote.signature, pcrs, ak_public=public),
+                                nonce, TpmTrust(), datetime.now(UTC), require_valid_aik_cert=False)
+            assert result.attest.extra_data == nonce

@@ -144,16 +144,36 @@ class TpmTools:
                 self.run("tpm2_flushcontext", "-t")
         return self.read_public(handle)
 
+    def signing_scheme(self, handle: int) -> tuple[str, str]:
+        """``tpm2_quote``'s ``--scheme`` and ``-g`` for the AK: its fixed scheme, else RSASSA/ECDSA-SHA256.
+
+        An AK with a fixed scheme refuses any other (TPM_RC_SCHEME), so an AK provisioned elsewhere
+        (RSAPSS, ECDSA) must be quoted with its own.
+        """
+        from affidavit.evidence import EvidenceError
+        from affidavit.evidence.tpm import parse_public
+
+        try:
+            public = parse_public(self.read_public(handle))
+        except EvidenceError as exc:
+            raise TpmToolError(f"the key at {handle:#x} is not a usable AK: {exc.message}") from None
+        schemes = {0x0014: "rsassa", 0x0016: "rsapss", 0x0018: "ecdsa"}
+        hash_names = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
+        if public.scheme in schemes and public.scheme_hash in hash_names:
+            return schemes[public.scheme], hash_names[public.scheme_hash]
+        return ("ecdsa" if public.type == 0x0023 else "rsassa"), "sha256"
+
     def quote(self, handle: int, indexes: tuple[int, ...], qualifying_data: bytes,
               banks: tuple[str, ...] | None = None) -> Quote:
         """Quote ``indexes`` on every active bank (or ``banks``) with the AK at ``handle``."""
         if len(qualifying_data) > 64:
             raise ClientError("qualifying data longer than 64 bytes", code="bad_argument")
         banks = banks or self.active_banks()
+        scheme, hash_name = self.signing_scheme(handle)
         selection = "+".join(f"{b}:{','.join(str(i) for i in indexes)}" for b in banks)
         with tempfile.TemporaryDirectory(prefix="affidavit-tpm-") as tmp:
             msg, sig, pcrs = (str(Path(tmp) / n) for n in ("quote.msg", "quote.sig", "quote.pcrs"))
             self.run("tpm2_quote", "-c", f"{handle:#x}", "-l", selection, "-q", qualifying_data.hex(),
-                     "-g", "sha256", "-m", msg, "-s", sig, "-o", pcrs, "-F", "values")
+                     "-g", hash_name, "--scheme", scheme, "-m", msg, "-s", sig, "-o", pcrs, "-F", "values")
             return Quote(Path(msg).read_bytes(), Path(sig).read_bytes(),
                          split_pcr_values(Path(pcrs).read_bytes(), banks, indexes))
