@@ -56,14 +56,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[S
     log_path = vectors / LOG
     log = log_path.read_bytes()
     ca = TestCa.create()
-    (work / "ak-ca.pem").write_bytes(ca.pem)
     with running_swtpm(work, log_banks(log)) as tpm:
         replay_event_log(tpm, log)
         tools = TpmTools(tpm.tcti)
         tools.ensure_ak(DEFAULT_AK_HANDLE)
         ak_cert = work / "ak-cert.der"
         ak_cert.write_bytes(ca.issue_ak_certificate(tools.read_public_pem(DEFAULT_AK_HANDLE)))
-        with running_tpm_service(work / "service", (work / "ak-ca.pem",)) as service:
+        # The AK CA reaches the service as the data-directory trust file (the route tests use the config).
+        (work / "service").mkdir()
+        (work / "service" / "tpm-aik-roots.pem").write_bytes(ca.pem)
+        with running_tpm_service(work / "service") as service:
             service.set_tpm_policy(SECURE_BOOT_POLICY)
             yield Setup(tpm, service, log_path, ak_cert, work)
 

@@ -7,7 +7,10 @@ be kept. A challenge is single-use within this process; across instances only it
 (``CONTEXT_TTL_SECONDS``) bounds a replay.
 
 AK trust (``affidavit.evidence.tpm.TpmTrust``) comes from ``ServiceConfig.extra``: ``tpm_aik_roots`` and
-``tpm_aik_intermediates`` (PEM file paths) and ``tpm_registered_aks`` (PEM public-key file paths). The
+``tpm_aik_intermediates`` (PEM file paths) and ``tpm_registered_aks`` (PEM public-key file paths); each
+absent one falls back to a file in the data directory when it exists (``tpm-aik-roots.pem``,
+``tpm-aik-intermediates.pem``, ``tpm-registered-aks.pem``), since ``affidavit serve`` has no flags for
+them yet. It is read once per process. The
 policy's configuration rules (``require_valid_aik_cert``, ``required_pcr_mask``) are applied before
 the evidence is verified; the default (empty) Tpm policy denies until an operator sets one.
 
@@ -99,6 +102,21 @@ def _open_context(state: ServiceState, context: object, now: float) -> bytes:
     return sealer.open(context, now)
 
 
+TRUST_FILES = {
+    "tpm_aik_roots": "tpm-aik-roots.pem",
+    "tpm_aik_intermediates": "tpm-aik-intermediates.pem",
+    "tpm_registered_aks": "tpm-registered-aks.pem",
+}
+
+
+def _trust_paths(state: ServiceState, key: str) -> object:
+    configured = state.config.extra.get(key)
+    if configured:
+        return configured
+    fallback = Path(state.config.data_dir) / TRUST_FILES[key]
+    return fallback if fallback.is_file() else None
+
+
 def _read_pems(paths: object, what: str) -> bytes:
     if not paths:
         return b""
@@ -120,13 +138,12 @@ def tpm_trust(state: ServiceState) -> Any:
         return cached
     from affidavit.evidence.tpm import TpmTrust
 
-    extra = state.config.extra
-    registered = _read_pems(extra.get("tpm_registered_aks"), "registered AK")
+    registered = _read_pems(_trust_paths(state, "tpm_registered_aks"), "registered AK")
     keys = [b"-----BEGIN" + part for part in registered.split(b"-----BEGIN")[1:]]
     try:
         trust = TpmTrust.from_pem(
-            roots=_read_pems(extra.get("tpm_aik_roots"), "AIK root"),
-            intermediates=_read_pems(extra.get("tpm_aik_intermediates"), "AIK intermediate"),
+            roots=_read_pems(_trust_paths(state, "tpm_aik_roots"), "AIK root"),
+            intermediates=_read_pems(_trust_paths(state, "tpm_aik_intermediates"), "AIK intermediate"),
             registered_aks=keys,
         )
     except (ValueError, TypeError) as exc:
