@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL 15 for tests: ``postgres_url`` (session) and ``postgres_db`` (a fresh database).
+"""A throwaway PostgreSQL 15 for tests: ``postgres_url`` (session) and ``postgres_db`` (a fresh database);
+``fresh_database(url)`` and ``fresh_schema(url)`` for parametrised fixtures.
 
 The server runs from /usr/lib/postgresql/15/bin in a temporary directory on a free loopback port. It
 refuses to run as root, so as root every server command runs as the ``postgres`` user (``runuser``). It is
@@ -110,6 +111,14 @@ def fresh_database(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def fresh_schema(server_url: str) -> str:
+    """Create an empty schema and return a URL whose connections use it (much faster than a database)."""
+    name = f"s{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    return f"{server_url}?options=-csearch_path%3D{name}"
 
 
 @pytest.fixture

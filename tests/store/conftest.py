@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from affidavit.store import Store, open_store
-from tests.pg import fresh_database, postgres_url  # noqa: F401
+from tests.pg import fresh_schema, postgres_url  # noqa: F401
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'affidavit.db'}"
-    return fresh_database(request.getfixturevalue("postgres_url"))
+    return fresh_schema(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
