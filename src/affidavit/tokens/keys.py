@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
@@ -96,7 +96,7 @@ class SigningKey:
             # certificate's public key (below) catches a broken or mismatched key for a few milliseconds.
             key = serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
             cert = x509.load_pem_x509_certificate(data[data.index(b"-----BEGIN CERTIFICATE-----"):])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise TokenError(f"signing key PEM is unreadable: {exc}", code="bad_key") from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise TokenError("signing key must be RSA", code="bad_key")
