@@ -27,17 +27,26 @@ KL = VECTORS / "keylime" / "swtpm-replayed-secureboot"
 SB_LOG = VECTORS / "keylime" / "binary_bios_measurements-secureboot"
 
 
-def rate(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> tuple[float, int]:
-    """Calls per second over about ``seconds`` (at least ``min_runs`` calls)."""
+def rate(fn: Callable[[], Any], seconds: float, batches: int = 5) -> tuple[float, int]:
+    """Calls per second: the best of ``batches`` batches of about ``seconds / batches`` each.
+
+    Best-of, for both sides alike, because the 2-core machine is shared and load comes in bursts.
+    """
     fn()  # warm up
-    runs = 0
-    start = time.perf_counter()
-    while True:
-        fn()
-        runs += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and runs >= min_runs:
-            return runs / elapsed, runs
+    best = 0.0
+    total = 0
+    for _ in range(batches):
+        runs = 0
+        start = time.perf_counter()
+        while True:
+            fn()
+            runs += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / batches:
+                break
+        total += runs
+        best = max(best, runs / elapsed)
+    return best, total
 
 
 def load_logs() -> dict[str, bytes]:
@@ -159,7 +168,7 @@ def keylime(logs: dict[str, bytes], seconds: float) -> dict[str, Any]:
         for b64 in parseable.values():
             mba.bootlog_parse(b64, "sha256")
 
-    parse_rate, _ = rate(parse_all, seconds, min_runs=1)
+    parse_rate, _ = rate(parse_all, seconds)
     full_rate, _ = rate(full, seconds)
     return {
         "logs_per_s_parse_replay": parse_rate * len(parseable),
@@ -177,6 +186,7 @@ def main() -> None:
     mine = ours(logs, args.seconds)
     peer = keylime(logs, args.seconds)
     ratio = mine["full_checks_per_s"] / peer["full_checks_per_s"]
+    ratio_cold = mine["full_checks_per_s_no_cache"] / peer["full_checks_per_s"]
     row = "{:38}{:>12}{:>16}"
     print(row.format("", "affidavit", "keylime 7.14.3"))
     print(
@@ -201,7 +211,9 @@ def main() -> None:
     print(
         f"keylime parsed {peer['logs_parsed']}/{len(logs)} logs; full check: swtpm quote over RHEL 9 SB log"
     )
-    print(f"ratio (full checks, ours / keylime): {ratio:.0f}x")
+    print(
+        f"ratio (full checks, ours / keylime): {ratio:.0f}x; fresh verifier per call: {ratio_cold:.0f}x"
+    )
     print(
         json.dumps(
             {
@@ -209,6 +221,7 @@ def main() -> None:
                 "affidavit": {k: round(v, 1) for k, v in mine.items()},
                 "keylime": {k: round(v, 1) for k, v in peer.items()},
                 "ratio": round(ratio, 1),
+                "ratio_no_cache": round(ratio_cold, 1),
                 "ratio_parse_replay": round(
                     mine["logs_per_s_parse_replay"] / peer["logs_per_s_parse_replay"], 1
                 ),

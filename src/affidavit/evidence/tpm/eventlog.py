@@ -173,7 +173,35 @@ def _parse_agile(buf: bytes, pos: int, spec: SpecId) -> EventLog:
     u32 = _U32.unpack_from
     u16 = _U16.unpack_from
     ii = _II.unpack_from
+    # Fast path: the usual record carries every Spec ID bank, in Spec ID order, so its header has a
+    # fixed layout that one struct call reads; anything else goes through the general loop below.
+    fixed = struct.Struct("<III" + "".join(f"H{size}s" for _, size in spec.algorithms) + "I")
+    fixed_unpack = fixed.unpack_from
+    fixed_size = fixed.size
+    order = tuple(a for a, _ in spec.algorithms)
+    no_action = c.EV_NO_ACTION
     while pos < n:
+        if n - pos >= fixed_size:
+            head = fixed_unpack(buf, pos)
+            pcr, etype, count = head[0], head[1], head[2]
+            if count == nbanks and head[3:-1:2] == order and (pcr <= MAX_PCR or etype == no_action):
+                size = head[-1]
+                p = pos + fixed_size
+                if size <= n - p:
+                    edata = buf[p : p + size]
+                    if (
+                        etype == no_action
+                        and pcr == 0
+                        and size == 17
+                        and edata[:16] == STARTUP_LOCALITY_SIGNATURE
+                    ):
+                        locality = edata[16]
+                    events.append(
+                        Event(seq, pcr, etype, dict(zip(order, head[4:-1:2], strict=True)), edata, pos)
+                    )
+                    seq += 1
+                    pos = p + size
+                    continue
         if n - pos < 12:
             if _all_zero(buf, pos):
                 break
