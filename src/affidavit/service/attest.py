@@ -60,14 +60,15 @@ async def _attest(request: Request, kind: EvidenceKind, field: str) -> Response:
 
 async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRequest) -> str:
     """Verify one decoded attest request and return the signed (or, for a draft policy, unsecured) token."""
-    from affidavit.evidence.sgx import platform_of
+    from affidavit.evidence.sgx import parse_quote
 
-    quote = req.evidence
+    raw = req.evidence
     if kind is OPEN_ENCLAVE:
         from affidavit.evidence.openenclave import unwrap
 
-        quote = unwrap(req.evidence)
-    platform = platform_of(quote)
+        raw = unwrap(req.evidence)
+    quote = parse_quote(raw)  # parsed once: the platform lookup and the verifier share it
+    platform = state.platform_of(quote)
     if platform.tee != kind.tee:
         raise ServiceError(
             f"{kind.policy_type} expects an {kind.tee.upper()} quote, got {platform.tee.upper()}",

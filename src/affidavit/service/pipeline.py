@@ -133,11 +133,17 @@ def verified_claims(
 def incoming_claim_list(incoming: Mapping[str, Any], extra: Mapping[str, Any]) -> list[Any]:
     """The policy's incoming claims: scalars as typed claims, JSON objects as compact JSON text, lists
     of scalars as one claim per element (so a policy can match a single advisory ID)."""
-    from affidavit.policy import claims_from_mapping
+    from affidavit.policy import Claim, claims_from_mapping
 
     claims: list[Any] = []
     for name, value in {**incoming, **extra}.items():
-        if isinstance(value, list) and all(isinstance(v, str | int | bool) for v in value):
+        if isinstance(value, bool):
+            claims.append(Claim(name, value, "Boolean"))
+        elif isinstance(value, int):
+            claims.append(Claim(name, value, "Integer"))
+        elif isinstance(value, str):
+            claims.append(Claim(name, value, "String"))
+        elif isinstance(value, list) and all(isinstance(v, str | int | bool) for v in value):
             claims.extend(claims_from_mapping({name: v})[0] for v in value)
         else:
             claims.extend(claims_from_mapping({name: value}))

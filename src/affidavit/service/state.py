@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from affidavit.service.config import ServiceConfig
 from affidavit.service.errors import ServiceError
 
 KEYRING_REFRESH = 30.0  # seconds
+PLATFORM_CACHE = 4096  # PCK chains remembered
 
 
 def utcnow() -> datetime:
@@ -54,14 +56,28 @@ class ServiceState:
     clock: Callable[[], datetime] = utcnow
     _keyring: Any = None
     _keyring_at: float = field(default=0.0)
+    _platforms: dict[bytes, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def issuer(self) -> str:
         return self.config.public_issuer
 
-    @property
+    @cached_property
     def jku(self) -> str:
         return self.issuer + "/certs"
+
+    def platform_of(self, quote: Any) -> Any:
+        """``evidence.sgx.platform_of`` memoized by PCK chain: parsing the PCK extension is the costliest
+        step of a lookup, and a fleet has few platforms. Unverified; the verifier checks the chain."""
+        platform = self._platforms.get(quote.pck_chain_pem)
+        if platform is None:
+            from affidavit.evidence.sgx import platform_of
+
+            platform = platform_of(quote)
+            if len(self._platforms) >= PLATFORM_CACHE:
+                self._platforms.clear()
+            self._platforms[quote.pck_chain_pem] = platform
+        return platform
 
     def evidence_clock(self) -> datetime:
         return self.config.evidence_time or self.clock()

@@ -1,0 +1,235 @@
+"""POST /attest/SgxEnclave throughput and latency over loopback, against the crypto floor of the same run.
+
+The floor is what the cryptography alone costs per attestation: one RSA-2048 signature (the token) and two
+ECDSA P-256 verifications (the quote and the QE report; collateral and the PCK chain are verified once and
+cached). It is measured first, on one core, with nothing else running. Then ``affidavit serve`` runs with
+one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
+concurrent keep-alive clients in this process post pre-built requests for a fixed time.
+
+    .venv/bin/python bench/attest.py [--seconds 15] [--clients 16] [--workers N]
+
+Ends with one JSON line. ``ratio`` = attestations per server CPU-second (the uvicorn workers' user+system
+time, from /proc) / floor attestations per CPU-second: per-core efficiency, unaffected by the load generator
+and by other processes sharing the cores. ``ratio_wall`` is the wall-clock form (per worker / floor), equal
+to it on an otherwise idle machine whose cores the service saturates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def crypto_floor(seconds: float) -> float:
+    """Attestation-equivalents per CPU-second: RSA-2048 sign + 2 x ECDSA P-256 verify (one thread)."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    message = os.urandom(1000)
+    ec_sig = ec_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    ec_pub = ec_key.public_key()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        rsa_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        ec_pub.verify(ec_sig, message, ec.ECDSA(hashes.SHA256()))
+        ec_pub.verify(ec_sig, message, ec.ECDSA(hashes.SHA256()))
+        done += 1
+    return done / (time.process_time() - cpu)
+
+
+def _stat(pid: int) -> tuple[int, float]:
+    """(parent pid, user+system CPU seconds) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its descendants (uvicorn's supervisor and workers)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = _stat(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def requests(count: int, tmp: Path) -> list[bytes]:
+    """Pre-built HTTP/1.1 requests (distinct quotes and runtime data), and the server's collateral/root."""
+    from affidavit.simulate import SimulatedPlatform
+
+    now = datetime.now(UTC)
+    platform = SimulatedPlatform.create(fmspc="00A0BE0C0000", ca="processor", now=now, seed="bench")
+    (tmp / "collateral").mkdir()
+    (tmp / "collateral" / "sim.json").write_text(json.dumps(platform.collateral(now=now)))
+    (tmp / "root.pem").write_bytes(platform.root_pem)
+    out = []
+    for i in range(count):
+        runtime = json.dumps({"client": i, "key": b64url(os.urandom(32))}).encode()
+        quote = platform.sgx_quote(
+            mrenclave=hashlib.sha256(b"enclave").digest(), mrsigner=hashlib.sha256(b"signer").digest(),
+            isv_prod_id=1, isv_svn=2, report_data=hashlib.sha256(runtime).digest(),
+        )
+        data = {"data": b64url(runtime), "dataType": "Binary"}
+        body = json.dumps({"quote": b64url(quote), "runtimeData": data})
+        out.append(
+            (
+                "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            ).encode()
+        )
+    return out
+
+
+async def client(port: int, reqs: list[bytes], offset: int, stop_at: float, lat: list[float],
+                 errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = offset
+    try:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            writer.write(reqs[n % len(reqs)])
+            n += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            body = await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            if status != 200 or not body.startswith(b'{"token":"'):
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+async def drive(
+    port: int, reqs: list[bytes], clients: int, seconds: float, server_pid: int
+) -> tuple[list[float], list[int], float, float]:
+    warm_lat: list[float] = []
+    warm_err: list[int] = []
+    await asyncio.gather(*(client(port, reqs, i, time.perf_counter() + 2.0, warm_lat, warm_err)
+                           for i in range(clients)))
+    lat: list[float] = []
+    errors: list[int] = []
+    cpu0, start = tree_cpu(server_pid), time.perf_counter()
+    await asyncio.gather(*(client(port, reqs, i * 7, start + seconds, lat, errors) for i in range(clients)))
+    return lat, errors, time.perf_counter() - start, tree_cpu(server_pid) - cpu0
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /certs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(12).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("server not ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--floor-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    floor = crypto_floor(args.floor_seconds)
+    print(f"crypto floor: {floor:,.0f} attestations/s per core (RSA-2048 sign + 2 x ECDSA P-256 verify)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="affidavit-bench-"))
+    port = free_port()
+    proc = None
+    try:
+        reqs = requests(64, tmp)
+        cmd = [sys.executable, "-m", "affidavit", "serve", "--port", str(port),
+               "--data-dir", str(tmp / "data"), "--collateral-dir", str(tmp / "collateral"),
+               "--trust-root", str(tmp / "root.pem"), "--workers", str(args.workers),
+               "--log-level", "warning"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_ready(port, proc)
+        lat, errors, elapsed, server_cpu = asyncio.run(
+            drive(port, reqs, args.clients, args.seconds, proc.pid)
+        )
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # uvicorn's supervisor and its workers, started by us
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rate = len(lat) / elapsed
+    lat_ms = sorted(x * 1000 for x in lat)
+    p50 = statistics.median(lat_ms) if lat_ms else float("nan")
+    p99 = lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))] if lat_ms else float("nan")
+    per_core = rate / args.workers
+    per_cpu_second = len(lat) / server_cpu if server_cpu > 0 else float("nan")
+    ratio = per_cpu_second / floor
+    print(f"workers: {args.workers}, clients: {args.clients}, {elapsed:.1f} s, {len(lat)} attestations, "
+          f"{len(errors)} errors; server CPU {server_cpu:.1f} s ({server_cpu / elapsed:.2f} cores busy)")
+    print(f"throughput: {rate:,.0f} attestations/s ({per_core:,.0f} per worker, wall clock)")
+    print(f"efficiency: {per_cpu_second:,.0f} attestations per server CPU-second, "
+          f"{1000 / per_cpu_second:.2f} ms CPU each")
+    print(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"ratio to the crypto floor, per CPU-second: {ratio:.2f} "
+          f"(wall clock per worker: {per_core / floor:.2f})")
+    figures = {
+        "attestations_per_s": round(rate, 1), "per_worker": round(per_core, 1),
+        "per_cpu_second": round(per_cpu_second, 1), "floor_per_cpu_second": round(floor, 1),
+        "ratio_wall": round(per_core / floor, 3), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+        "errors": len(errors), "workers": args.workers, "clients": args.clients, "seconds": round(elapsed, 2),
+        "ratio": round(ratio, 3),
+    }
+    print(json.dumps(figures))
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
