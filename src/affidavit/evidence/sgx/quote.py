@@ -373,34 +373,34 @@ def parse_quote(data: bytes) -> Quote:
     sig_end = sig_start + sig_len
     _need(data, sig_end, "the signature data (declared length)")
     # Bytes after the declared signature data are padding (real TDX quotes come in fixed buffers).
-    sd = data[sig_start:sig_end]
-    if len(sd) < 128:
-        raise _fail("quote_truncated", f"signature data is {len(sd)} bytes, too short for signature and key")
-    signature, attestation_key = sd[0:64], sd[64:128]
-    p = 128
+    # Offsets stay absolute within `data`, bounded by `sig_end`, so nothing large is copied twice.
+    if sig_len < 128:
+        raise _fail("quote_truncated", f"signature data is {sig_len} bytes, too short for signature and key")
+    signature, attestation_key = data[sig_start : sig_start + 64], data[sig_start + 64 : sig_start + 128]
+    p = sig_start + 128
     if header.version == 3:
-        qe = _qe_report_block(sd, p, "signature data")
-        qe_report, qe_sig, qe_auth, p = qe
-        cert_type, cert_data, p = _cert_record(sd, p, "certification data")
+        qe_report, qe_sig, qe_auth, p = _qe_report_block(data, p, sig_end, "signature data")
+        cert_type, c_start, p = _cert_record(data, p, sig_end, "certification data")
         if not 1 <= cert_type <= 5:
             raise _fail("unsupported_cert_data_type", f"v3 certification data type {cert_type} is not 1..5")
     else:
-        outer_type, outer, p = _cert_record(sd, p, "certification data")
+        outer_type, outer_start, p = _cert_record(data, p, sig_end, "certification data")
         if outer_type != CERT_QE_REPORT:
             raise _fail(
                 "unsupported_cert_data_type",
                 f"v{header.version} certification data type {outer_type} is not 6 (QE report)",
             )
-        qe_report, qe_sig, qe_auth, q = _qe_report_block(outer, 0, "QE report certification data")
-        cert_type, cert_data, q = _cert_record(outer, q, "nested certification data")
+        qe_report, qe_sig, qe_auth, q = _qe_report_block(data, outer_start, p, "QE report certification data")
+        cert_type, c_start, q = _cert_record(data, q, p, "nested certification data")
         if not 1 <= cert_type <= 5:
             raise _fail(
                 "unsupported_cert_data_type", f"nested certification data type {cert_type} is not 1..5"
             )
-        if q != len(outer):
+        if q != p:
             raise _fail("quote_malformed", "QE report certification data has trailing bytes")
-    if p != len(sd):
-        raise _fail("quote_malformed", f"signature data has {len(sd) - p} unexplained trailing bytes")
+    if p != sig_end:
+        raise _fail("quote_malformed", f"signature data has {sig_end - p} unexplained trailing bytes")
+    cert_data = data[c_start:q] if header.version != 3 else data[c_start:p]
     return Quote(
         header=header,
         body_type=body_type,
@@ -417,22 +417,29 @@ def parse_quote(data: bytes) -> Quote:
     )
 
 
-def _qe_report_block(buf: bytes, p: int, what: str) -> tuple[bytes, bytes, bytes, int]:
-    _need(buf, p + SGX_REPORT_SIZE + 64 + 2, what)
+def _qe_report_block(buf: bytes, p: int, end: int, what: str) -> tuple[bytes, bytes, bytes, int]:
+    """QE report, its signature and the QE auth data at ``p``, within ``buf[:end]``."""
+    _need_in(end, p + SGX_REPORT_SIZE + 64 + 2, what)
     qe_report = buf[p : p + SGX_REPORT_SIZE]
     p += SGX_REPORT_SIZE
     qe_sig = buf[p : p + 64]
     p += 64
     auth_len = _u16(buf, p)
     p += 2
-    _need(buf, p + auth_len, f"QE authentication data of {what}")
+    _need_in(end, p + auth_len, f"QE authentication data of {what}")
     return qe_report, qe_sig, buf[p : p + auth_len], p + auth_len
 
 
-def _cert_record(buf: bytes, p: int, what: str) -> tuple[int, bytes, int]:
-    _need(buf, p + 6, what)
+def _cert_record(buf: bytes, p: int, end: int, what: str) -> tuple[int, int, int]:
+    """(type, start of data, end of data) of the certification-data record at ``p``."""
+    _need_in(end, p + 6, what)
     ctype = _u16(buf, p)
     size = _u32(buf, p + 2)
     p += 6
-    _need(buf, p + size, f"{what} (declared size {size})")
-    return ctype, buf[p : p + size], p + size
+    _need_in(end, p + size, f"{what} (declared size {size})")
+    return ctype, p, p + size
+
+
+def _need_in(end: int, want: int, what: str) -> None:
+    if want > end:
+        raise _fail("quote_truncated", f"quote truncated in {what} (needs {want - end} more bytes)")
