@@ -141,3 +141,32 @@ def test_reload_reuses_parsed_keys(store: Store) -> None:
     reloaded = load_keyring(store, now=T0 + HOUR, reuse=ring)
     assert reloaded is not None and reloaded.current.kid == rotated.current.kid
     assert reloaded.retired[0].key is ring.current
+
+
+SERVER_START = """
+import sys, time
+from datetime import UTC, datetime
+from affidavit.store import load_or_create_keyring, open_store
+with open_store(sys.argv[1]) as s:
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+    print(load_or_create_keyring(s, "https://affidavit.test", now=datetime.now(UTC)).current.kid)
+"""
+
+
+def test_servers_starting_together_in_separate_processes_share_one_key(db_url: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    start_at = str(time.time() + 3.0)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SERVER_START, db_url, start_at], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    kids = {out.strip() for out, _ in outputs}
+    assert len(kids) == 1
+    with open_store(db_url) as s:
+        assert [k.kid for k in s.list_signing_keys()] == list(kids)
