@@ -337,3 +337,11 @@ def test_parse_pcp_claim_never_raises_anything_else(tail: bytes, magic: int) -> 
         parse_pcp_claim(struct.pack("<2I", magic, 2) + tail, tail[:40] or None)
     except TpmProtocolError:
         pass
+
+
+def test_tokens_repeat_only_public_jwk_members(key: rsa.RSAPrivateKey) -> None:
+    from affidavit.service.tpm_protocol import public_jwk
+
+    jwk = rsa_jwk(key.public_key())
+    leaked = {**jwk, "d": "secret", "p": "x", "q": "y", "dp": "z", "kid": "k1"}
+    assert public_jwk(leaked) == {**jwk, "kid": "k1"}

@@ -256,6 +256,14 @@ def jwk_public_key(jwk: object, what: str = "jwk") -> rsa.RSAPublicKey | ec.Elli
     raise TpmProtocolError(f"{what} has unsupported kty {kty!r}")
 
 
+PUBLIC_JWK_MEMBERS = ("kty", "n", "e", "crv", "x", "y", "kid", "alg", "use")
+
+
+def public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
+    """Only a JWK's public members: what a token may repeat (a client might send its private ``d``)."""
+    return {k: jwk[k] for k in PUBLIC_JWK_MEMBERS if k in jwk}
+
+
 def canonical_jwk(jwk: Mapping[str, Any]) -> str:
     """The JWK text hashed into the quote for ``tpm_quote`` binding: compact JSON, sorted keys."""
     return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)

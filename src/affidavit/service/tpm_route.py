@@ -56,6 +56,7 @@ from affidavit.service.tpm_protocol import (
     encode_envelope,
     expected_qualifying_data,
     extract_evidence,
+    public_jwk,
     verify_request,
 )
 
@@ -191,6 +192,11 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
     now = state.clock()
     request: SignedRequest = verify_request(message)
     att_data = request.att_data
+    rp_data = att_data.get("rp_data")
+    if rp_data is not None and (not isinstance(rp_data, str) or len(rp_data) > 4096):
+        raise TpmProtocolError("rp_data must be base64url text of at most 4096 characters")
+    if rp_data is not None:
+        b64_decode(rp_data, "rp_data")
     challenge = _open_context(state, att_data.get("service_context"), now.timestamp())
     check_request_challenge(att_data, challenge)
     ledger.claim(challenge, now.timestamp())
@@ -232,7 +238,7 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
         "x-ms-ver": "1.0",
         "ver": "1.0",
         "x-ms-policy": dict(outcome.claims),
-        "cnf": {"jwk": request.signing_jwk},
+        "cnf": {"jwk": public_jwk(request.signing_jwk)},
         "jti": secrets.token_hex(32),
         "iss": state.issuer,
         "iat": iat,
@@ -240,14 +246,10 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
         "exp": iat + _lifetime_seconds({**config, **outcome.properties}, state.keyring()),
     })
     if request.request_key is not None:
-        token["x-ms-tpm-request-key"] = {"jwk": request.signing_jwk,
+        token["x-ms-tpm-request-key"] = {"jwk": public_jwk(request.signing_jwk),
                                          **({"info": request.request_key["info"]}
                                             if isinstance(request.request_key.get("info"), dict) else {})}
-    rp_data = att_data.get("rp_data")
     if rp_data is not None:
-        if not isinstance(rp_data, str) or len(rp_data) > 4096:
-            raise TpmProtocolError("rp_data must be base64url text of at most 4096 characters")
-        b64_decode(rp_data, "rp_data")
         token["rp_data"] = rp_data
         token["nonce"] = rp_data
     return sign(state, token)
