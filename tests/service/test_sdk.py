@@ -159,6 +159,19 @@ def test_attest_simulated_sgx_quote(
     assert claims["tee"] == "sgx" and claims["x-ms-policy"]["product-id"] == 7
 
 
+def test_attest_simulated_open_enclave_report(
+    client: AttestationClient, aad_server: Server, sim: SimulatedPlatform
+) -> None:
+    runtime = b'{"jwk": "simulated"}'
+    quote = sim.sgx_quote(mrsigner=b"\x33" * 32, report_data=hashlib.sha256(runtime).digest())
+    report = (1).to_bytes(4, "little") + (2).to_bytes(4, "little") + len(quote).to_bytes(8, "little") + quote
+    result, token = client.attest_open_enclave(report, runtime_json=runtime)
+    assert result.mr_signer == "33" * 32 and result.runtime_claims == {"jwk": "simulated"}
+    claims = verify_with_pyjwt(aad_server, token.to_jwt_string())
+    assert claims["x-ms-attestation-type"] == "sgx"
+    assert claims["x-ms-sgx-collateral"]["quotehash"] == hashlib.sha256(report).hexdigest()
+
+
 def test_attest_runtime_data_mismatch_is_invalid_parameter(
     client: AttestationClient, sim: SimulatedPlatform
 ) -> None:

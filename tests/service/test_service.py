@@ -168,3 +168,18 @@ def test_postgres_two_servers_one_database(
             two.stop()
     finally:
         one.stop()
+
+
+def test_several_workers_share_the_key(tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform) -> None:
+    server = Server(tmp_path / "workers", [*inputs.serve_args(), "--workers", "2"]).start()
+    try:
+        with server.client() as c:
+            kids = set()
+            for _ in range(6):  # new connections: the kernel spreads them over both workers
+                with server.client() as fresh:
+                    r = attest(fresh, "SgxEnclave", {"quote": b64url(sim.sgx_quote())})
+                    assert r.status_code == 200, r.text
+                    kids.add(jwt_header(r.json()["token"])["kid"])
+            assert len(kids) == 1 and kids <= {k["kid"] for k in c.get("/certs").json()["keys"]}
+    finally:
+        server.stop()
