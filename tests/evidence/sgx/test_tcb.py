@@ -195,3 +195,22 @@ def test_td15_relaunch_advised() -> None:
     )
     out = evaluate(config, _pck(2, 5), td, _ident(0, "UpToDate"), module)
     assert out.status == "TDRelaunchAdvisedConfigurationNeeded"
+
+
+def test_levels_are_ordered_as_qvl_orders_them() -> None:
+    import json
+
+    from affidavit.evidence.sgx import parse_enclave_identity, parse_tcb_info
+    from tests.evidence.sgx.conftest import vector_cases
+
+    case = next(c for c in vector_cases() if c.set.startswith("phala-tdx"))
+    doc = json.loads(case.collateral_path.read_text())
+    tcb, qe = json.loads(doc["tcb_info"]), json.loads(doc["qe_identity"])
+    original = parse_tcb_info(doc["tcb_info"].encode())
+    tcb["tcbLevels"].reverse()
+    qe["tcbLevels"].reverse()
+    assert parse_tcb_info(json.dumps(tcb).encode()).tcb_levels == original.tcb_levels
+    assert (
+        parse_enclave_identity(json.dumps(qe).encode()).tcb_levels
+        == parse_enclave_identity(doc["qe_identity"].encode()).tcb_levels
+    )

@@ -21,6 +21,9 @@ the quote
     ``qe_report_signature_invalid``, ``qe_report_data_mismatch``, ``qe_identity_mismatch``,
     ``quote_signature_invalid``, ``tdx_module_mismatch``, ``tcb_not_supported``
 
+Outside this package: ``oe_report_malformed`` (`affidavit.evidence.openenclave`) and, in the CLI,
+``input_unreadable``.
+
 Semantics are Intel QVL's with strict time checks (as dcap-qvl): anything expired at ``now`` is an error,
 whereas a TCB level or QE identity marked ``Revoked`` is a *result* (``tcb_status == "Revoked"``) that
 policy must reject. A PCK certificate on the CRL is an error (``pck_revoked``).

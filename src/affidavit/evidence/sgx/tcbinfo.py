@@ -176,7 +176,8 @@ def _identity_levels(obj: _Obj) -> tuple[IdentityTcbLevel, ...]:
         )
     if not levels:
         raise _fail(f"{obj.where} has no tcbLevels")
-    return tuple(levels)
+    # QVL keeps levels in a set ordered by ISVSVN, highest first; PCS publishes them that way too.
+    return tuple(sorted(levels, key=lambda lv: lv.isvsvn, reverse=True))
 
 
 def _module(obj: _Obj, ident: str, *, with_levels: bool) -> TdxModuleIdentity:
@@ -227,6 +228,8 @@ def parse_tcb_info(raw: bytes) -> TcbInfo:
         )
     if not levels:
         raise _fail("tcbInfo has no tcbLevels")
+    # QVL orders levels descending by (SGX components, PCESVN, TDX components); PCS publishes that order.
+    levels.sort(key=lambda lv: (lv.sgx_components, lv.pcesvn, lv.tdx_components or ()), reverse=True)
     module = None
     identities: list[TdxModuleIdentity] = []
     if ident == "TDX":
