@@ -111,3 +111,18 @@ def test_collateral_fields_replaced(fields: dict[str, str]) -> None:
     result = _typed(load_collateral, doc)
     if not isinstance(result, EvidenceError):
         _typed(VERIFIER.verify, QUOTES[0], result, AT[0])
+
+
+OE_REPORT = (
+    SGX.quote_path.parent.parent / "azure-maa-openenclave-claims" / "maa2022_oe_report.bin"
+).read_bytes()
+
+
+@given(st.integers(0, 40), st.integers(0, 255), st.integers(-20, 20))
+def test_mutated_oe_header(pos: int, value: int, cut: int) -> None:
+    data = bytearray(OE_REPORT)
+    data[pos] = value
+    data = data[: len(data) + cut] if cut < 0 else data + bytes(cut)
+    result = _typed(openenclave.unwrap, bytes(data))
+    if not isinstance(result, EvidenceError):
+        _typed(parse_quote, result)
