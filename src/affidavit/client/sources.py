@@ -21,9 +21,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from affidavit.client import ClientError
+
+if TYPE_CHECKING:
+    from affidavit.simulate import SimulatedEnclave, SimulatedTd
 
 REPORT_DATA_SIZE = 64
 
@@ -144,18 +147,42 @@ def _read_generation(entry: Path) -> str | None:
 
 
 class SimulatedSource:
-    """A simulated SGX enclave or TD: real quote bytes, signed by the simulated Intel PKI.
+    """A simulated SGX enclave or TD (``affidavit.simulate``): real quotes, signed by a simulated Intel PKI.
 
-    Quotes verify only where the simulated root is configured as a trust anchor.
+    For development and demos without hardware. Its quotes verify only where ``root_pem`` is configured as
+    a trust anchor (``affidavit serve --trust-root``) and ``collateral()`` is served (``--collateral-dir``).
     """
 
-    def __init__(self, platform: Any, *, tee: str = "sgx", **identity: Any) -> None:
-        self.platform = platform
-        self.tee = tee
-        self.identity = identity
+    def __init__(self, enclave: SimulatedEnclave | SimulatedTd) -> None:
+        self.enclave = enclave
+
+    @classmethod
+    def sgx(cls, **options: Any) -> SimulatedSource:
+        """An enclave on a new simulated platform; options as ``SimulatedEnclave.create`` takes them."""
+        from affidavit.simulate import SimulatedEnclave
+
+        return cls(SimulatedEnclave.create(**options))
+
+    @classmethod
+    def tdx(cls, **options: Any) -> SimulatedSource:
+        """A TD on a new simulated platform; options as ``SimulatedTd.create`` takes them."""
+        from affidavit.simulate import SimulatedTd
+
+        return cls(SimulatedTd.create(**options))
+
+    @property
+    def tee(self) -> str:
+        return str(self.enclave.platform.tee)
+
+    @property
+    def root_pem(self) -> bytes:
+        """The simulated Intel root certificate: the trust anchor a verifier needs for these quotes."""
+        return bytes(self.enclave.platform.root_pem)
+
+    def collateral(self, **options: Any) -> dict[str, Any]:
+        """Collateral for this platform in the offline JSON form (a file for ``--collateral-dir``)."""
+        return self.enclave.collateral(**options)
 
     def get_quote(self, report_data: bytes) -> bytes:
         _check_report_data(report_data)
-        if self.tee == "tdx":
-            return bytes(self.platform.tdx_quote(report_data=report_data, **self.identity))
-        return bytes(self.platform.sgx_quote(report_data=report_data, **self.identity))
+        return bytes(self.enclave.quote(report_data))
