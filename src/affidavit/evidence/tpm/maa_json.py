@@ -54,8 +54,9 @@ def _driver_config(e: Event) -> dict[str, Any] | None:
 
 
 def _variable_boot(e: Event) -> dict[str, Any] | None:
+    # MAA's JSON (vectors/tpm/maa-tokens) also holds boot variables as bare VariableData.
     var = uefi.parse_variable(e.data)
-    return None if var is None else {"VariableData": b64url(var.data)}
+    return {"VariableData": b64url(e.data if var is None else var.data)}
 
 
 def _authority(e: Event) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ TYPES: dict[int, tuple[str, str]] = {
     0x0002000A: ("EVENT_SVN_CHAIN_STATUS", _INT),
     0x0002000B: ("EVENT_MORBIT_API_STATUS", _INT),
     0x00040001: ("EVENT_BOOTDEBUGGING", _BOOL),
-    0x00040002: ("EVENT_BOOT_REVOCATION_LIST", _BYTES),
+    0x00040002: ("EVENT_BOOT_REVOCATION_LIST", "revlist"),
     0x00050001: ("EVENT_OSKERNELDEBUG", _BOOL),
     0x00050002: ("EVENT_CODEINTEGRITY", _BOOL),
     0x00050003: ("EVENT_TESTSIGNING", _BOOL),
@@ -40,29 +40,31 @@ TYPES: dict[int, tuple[str, str]] = {
     0x00050005: ("EVENT_SAFEMODE", _BOOL),
     0x00050006: ("EVENT_WINPE", _BOOL),
     0x00050007: ("EVENT_PHYSICALADDRESSEXTENSION", _INT),
-    0x00050008: ("EVENT_OSDEVICE", _INT),
+    0x00050008: ("EVENT_OSDEVICE", _ENUM),
     0x00050009: ("EVENT_SYSTEMROOT", _STR),
     0x0005000A: ("EVENT_HYPERVISOR_LAUNCH_TYPE", _ENUM),
     0x0005000B: ("EVENT_HYPERVISOR_PATH", _STR),
     0x0005000C: ("EVENT_HYPERVISOR_IOMMU_POLICY", _ENUM),
     0x0005000D: ("EVENT_HYPERVISOR_DEBUG", _BOOL),
     0x0005000E: ("EVENT_DRIVER_LOAD_POLICY", _ENUM),
-    0x0005000F: ("EVENT_SI_POLICY", _BYTES),
+    0x0005000F: ("EVENT_SI_POLICY", "sipolicy"),
     0x00050010: ("EVENT_HYPERVISOR_MMIO_NX_POLICY", _INT),
     0x00050011: ("EVENT_HYPERVISOR_MSR_FILTER_POLICY", _INT),
-    0x00050012: ("EVENT_VSM_LAUNCH_TYPE", _INT),
-    0x00050013: ("EVENT_OS_REVOCATION_LIST", _BYTES),
+    0x00050012: ("EVENT_VSM_LAUNCH_TYPE", _ENUM),
+    0x00050013: ("EVENT_OS_REVOCATION_LIST", "revlist"),
     0x00050014: ("EVENT_SMT_STATUS", _INT),
-    0x00050020: ("EVENT_VSM_IDK_INFO", _BYTES),
+    0x00050020: ("EVENT_VSM_IDK_INFO", "idk"),
     0x00050021: ("EVENT_FLIGHTSIGNING", _BOOL),
     0x00050022: ("EVENT_PAGEFILE_ENCRYPTION_ENABLED", _BOOL),
-    0x00050023: ("EVENT_VSM_IDKS_INFO", _BYTES),
+    0x00050023: ("EVENT_VSM_IDKS_INFO", "idk"),
     0x00050024: ("EVENT_HIBERNATION_DISABLED", _BOOL),
     0x00050025: ("EVENT_DUMPS_DISABLED", _BOOL),
     0x00050026: ("EVENT_DUMP_ENCRYPTION_ENABLED", _BOOL),
     0x00050027: ("EVENT_DUMP_ENCRYPTION_KEY_DIGEST", _BYTES),
     0x00050028: ("EVENT_LSAISO_CONFIG", _INT),
-    0x00050029: ("EVENT_SBCP_INFO", _BYTES),
+    0x00050029: ("EVENT_SBCP_INFO", "sbcp"),
+    0x00050031: ("EVENT_SI_POLICY_SIGNER", "signer"),
+    0x00050032: ("EVENT_SI_POLICY_UPDATE_SIGNER", "signer"),
     0x00050030: ("EVENT_HYPERVISOR_BOOT_DMA_PROTECTION", _INT),
     0x00060001: ("EVENT_NOAUTHORITY", _BYTES),
     0x00060002: ("EVENT_AUTHORITYPUBKEY", _BYTES),
@@ -91,8 +93,8 @@ TYPES: dict[int, tuple[str, str]] = {
     0x000A0004: ("EVENT_VBS_MMIO_NX_REQUIRED", _BOOL),
     0x000A0005: ("EVENT_VBS_MSR_FILTERING_REQUIRED", _BOOL),
     0x000A0006: ("EVENT_VBS_MANDATORY_ENFORCEMENT", _BOOL),
-    0x000A0007: ("EVENT_VBS_HVCI_POLICY", _INT),
-    0x000A0008: ("EVENT_VBS_MICROSOFT_BOOT_CHAIN_REQUIRED", _BOOL),
+    0x000A0007: ("EVENT_VBS_HVCI_POLICY", _ENUM),
+    0x000A0008: ("EVENT_VBS_MICROSOFT_BOOT_CHAIN_REQUIRED", _ENUM),
     0x000A0009: ("EVENT_VBS_DUMP_USES_AMEROOT", _BOOL),
     0x000A000A: ("EVENT_VBS_VSM_NOSECRETS_ENFORCED", _BOOL),
     0x000B0001: ("EVENT_KSR_SIGNATURE", _BYTES),
@@ -102,7 +104,14 @@ TYPES: dict[int, tuple[str, str]] = {
     0x000C0004: ("EVENT_DRTM_AMD_SMM_SIGNER_KEY", _BYTES),
 }
 # Names MAA always renders as lists, even with one element.
-LIST_NAMES = frozenset({"EVENT_LOADEDMODULE_AGGREGATION", "EVENT_AUTHORITYPUBKEY"})
+LIST_NAMES = frozenset(
+    {
+        "EVENT_LOADEDMODULE_AGGREGATION",
+        "EVENT_AUTHORITYPUBKEY",
+        "EVENT_SI_POLICY_SIGNER",
+        "EVENT_SI_POLICY_UPDATE_SIGNER",
+    }
+)
 ENUMS: dict[str, dict[int, str]] = {
     "EVENT_TRANSFER_CONTROL": {
         0: "SiBootAppNone",
@@ -144,7 +153,110 @@ ENUMS: dict[str, dict[int, str]] = {
         0x800E: "CALG_SHA_512",
     },
 }
+ENUMS.update(
+    {
+        "EVENT_VSM_LAUNCH_TYPE": {0: "VsmLaunchOff", 1: "VsmLaunchAuto"},
+        "EVENT_VBS_HVCI_POLICY": {1: "HypervisorEnforcedCodeIntegrityEnable"},
+        "EVENT_VBS_MICROSOFT_BOOT_CHAIN_REQUIRED": {1: "VbsBootChainSignerEnforceSoft"},
+        "EVENT_OSDEVICE": {0x00010004: "OSDEVICE_TYPE_BLOCKIO_PARTITION"},
+    }
+)
+# Types MAA's decoder leaves out of its JSON (observed in a real token); decoded but not emitted.
+HIDDEN = frozenset({0x00020008, 0x00050010, 0x00050011, 0x00050014, 0x00050028, 0x00050030})
+_TPM_HASHES = {0x0004: "SHA1", 0x000B: "SHA256", 0x000C: "SHA384", 0x000D: "SHA512"}
 MAX_DEPTH = 8
+
+
+def _hash_name(alg: int) -> str:
+    return _TPM_HASHES.get(alg, str(alg))
+
+
+def _structured(kind: str, data: bytes) -> Any:
+    """The fixed layouts MAA expands (wbcl.h); ``None`` when the bytes do not fit."""
+    if kind == "revlist" and len(data) >= 14:
+        created, dlen, alg = struct.unpack_from("<QIH", data, 0)
+        if 14 + dlen == len(data):
+            return {
+                "CreationTime": created,
+                "Digest": _b64url(data[14:]),
+                "HashAlgId": _hash_name(alg),
+                "RawData": _b64url(data),
+            }
+    elif kind == "sipolicy" and len(data) >= 16:
+        version, name_len, alg, dlen = struct.unpack_from("<QHHI", data, 0)
+        if 16 + name_len + dlen == len(data) and name_len % 2 == 0:
+            name = data[16 : 16 + name_len].decode("utf-16-le", "replace").rstrip("\x00")
+            return {
+                "Digest": _b64url(data[16 + name_len :]),
+                "HashAlgId": _hash_name(alg),
+                "PolicyName": name,
+                "PolicyVersion": version,
+                "RawData": _b64url(data),
+            }
+    elif kind == "sbcp" and len(data) >= 20:
+        version, _offset, alg, dlen, options, signers = struct.unpack_from("<IIHHII", data, 0)
+        if 20 + dlen <= len(data):
+            text = "SecureBootPolicy: default (no options set)" if options == 0 else f"0x{options:08X}"
+            return {
+                "Digest": _b64url(data[20 : 20 + dlen]),
+                "HashAlgId": _hash_name(alg),
+                "Options": text,
+                "PayloadVersion": version,
+                "SignersCount": signers,
+            }
+    elif kind == "idk" and len(data) >= 16:
+        alg, bits, exp_len, mod_len = struct.unpack_from("<IIII", data, 0)
+        if 16 + exp_len + mod_len == len(data):
+            return {
+                "RsaKeyBitLength": bits,
+                "RsaModulus": _b64url(data[16 + exp_len :]),
+                "RsaPublicExponent": _b64url(data[16 : 16 + exp_len]),
+                "Vsm_idk_alg_id": "VSM_IDK_ALG_ID_RSA" if alg == 1 else str(alg),
+            }
+    elif kind == "signer" and len(data) >= 16:
+        return _signer(data)
+    return None
+
+
+def _utf16(data: bytes) -> str:
+    return data.decode("utf-16-le", "replace").rstrip("\x00")
+
+
+def _signer(data: bytes) -> dict[str, Any] | None:
+    """SI policy (update) signer: root id, policy name, EKU OIDs, certificates (publisher, issuer, digest)."""
+    root, certs_len, cert_count, name_len, eku_len, eku_count = struct.unpack_from("<IIHHHH", data, 0)
+    pos = 16
+    if pos + name_len + eku_len + certs_len > len(data):
+        return None
+    name = _utf16(data[pos : pos + name_len])
+    pos += name_len
+    ekus: list[str] = []
+    end = pos + eku_len
+    for _ in range(eku_count):
+        if pos >= end or pos + 1 + data[pos] > end:
+            return None
+        ekus.append(_b64url(data[pos + 1 : pos + 1 + data[pos]]))
+        pos += 1 + data[pos]
+    pos = end
+    certs: list[dict[str, Any]] = []
+    end = pos + certs_len
+    for _ in range(cert_count):
+        if pos + 10 > end:
+            return None
+        pub_len, iss_len, alg, dig_len = struct.unpack_from("<HHIH", data, pos)
+        pos += 10
+        if pos + pub_len + iss_len + dig_len > end:
+            return None
+        certs.append(
+            {
+                "CapiHashAlgId": alg,
+                "Digest": _b64url(data[pos + pub_len + iss_len : pos + pub_len + iss_len + dig_len]),
+                "IssuerCommonName": _utf16(data[pos + pub_len : pos + pub_len + iss_len]),
+                "PublisherCommonName": _utf16(data[pos : pos + pub_len]),
+            }
+        )
+        pos += pub_len + iss_len + dig_len
+    return {"Certificates": certs, "EKUs": ekus, "PolicyName": name, "RawData": _b64url(data), "RootId": root}
 
 
 def _b64url(data: bytes) -> str:
@@ -190,6 +302,12 @@ def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
             value = _parse(body, depth + 1)
             if value is None:
                 return None
+        elif typ in HIDDEN:
+            continue
+        elif kind in ("revlist", "sipolicy", "sbcp", "idk", "signer"):
+            value = _structured(kind, body)
+            if value is None:
+                value = _b64url(body)
         else:
             value = _value(name, kind, body)
         if name in LIST_NAMES or name in repeated:

@@ -1,0 +1,91 @@
+"""Our MAA-shaped event JSON against a real MAA token's parsed events, and the claims we derive."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from affidavit.evidence.tpm import constants as c
+from affidavit.evidence.tpm.coverage import UNVERIFIED, check_event
+from affidavit.evidence.tpm.eventlog import Event
+from affidavit.evidence.tpm.maa_json import EventCache, event_json, pcrs_json
+from tests.conftest import VECTORS
+
+TOKEN = VECTORS / "tpm/maa-tokens/report_boot_outputEvents.decoded.json"
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _maa_events() -> list[dict[str, Any]]:
+    if not TOKEN.exists():
+        return []
+    return json.loads(TOKEN.read_text())["payload"]["x-ms-policy"]["outputEvents"]["Events"]
+
+
+def _event(m: dict[str, Any]) -> Event:
+    digests = {c.HASH_IDS[k.lower()]: _b64(v) for k, v in m["Digests"].items()}
+    return Event(m["EventSeq"], m["PcrIndex"], m["EventType"], digests, _b64(m["RawData"]), 0)
+
+
+MAA = _maa_events()
+# #16: MAA gives an empty EV_NONHOST_INFO `"ProcessedData": null`; we leave empty data undecoded.
+# #31: an EV_EFI_VARIABLE_AUTHORITY whose digest does not cover its data: we decode no unverified data.
+SKIP = {16, 31}
+
+
+@pytest.mark.parametrize("m", [m for m in MAA if m["EventSeq"] not in SKIP], ids=lambda m: str(m["EventSeq"]))
+def test_event_matches_maa(m: dict[str, Any]) -> None:
+    e = _event(m)
+    ours = event_json(e, check_event(e))
+    assert ours == m
+
+
+def test_skipped_events_are_the_documented_cases() -> None:
+    by_seq = {m["EventSeq"]: m for m in MAA}
+    assert by_seq[16]["ProcessedData"] is None and by_seq[16]["RawData"] == ""
+    e = _event(by_seq[31])
+    assert check_event(e) == UNVERIFIED
+    assert "ProcessedData" not in event_json(e, UNVERIFIED)
+
+
+def test_cache_gives_identical_json() -> None:
+    cache = EventCache(max_entries=8)
+    for m in MAA * 2:
+        e = _event(m)
+        status = check_event(e)
+        assert cache.status(e) == status
+        assert event_json(e, status, cache=cache) == event_json(e, status)
+
+
+def test_pcrs_json_shape() -> None:
+    out = pcrs_json({"sha1": {1: b"\x01" * 20, 0: b"\x00" * 20}, "sha256": {0: b"\xff" * 32}})
+    assert out == {
+        "PCRs": [
+            {"Index": 0, "Digests": {"SHA1": "A" * 27, "SHA256": "_" * 42 + "8"}},
+            {"Index": 1, "Digests": {"SHA1": "AQEBAQEBAQEBAQEBAQEBAQEBAQE"}},
+        ]
+    }
+
+
+def test_windows_claims_from_maa_events() -> None:
+    """The SIPA values behind MAA's Windows claims decode as the token's policy saw them."""
+    from affidavit.evidence.tpm import sipa
+
+    values: dict[str, list[Any]] = {}
+    for m in MAA:
+        if m["EventType"] == c.EV_EVENT_TAG:
+            for name, value in sipa.walk(sipa.decode(_b64(m["RawData"]))):
+                values.setdefault(name, []).append(value)
+    claims = json.loads(Path(str(TOKEN).replace("outputEvents", "claims")).read_text())["payload"][
+        "x-ms-policy"
+    ]
+    assert (True in values["EVENT_BOOTDEBUGGING"]) == claims["BootDebuggingEnabled"]
+    assert all(v is True for v in values["EVENT_CODEINTEGRITY"]) == claims["CodeIntegrityEnabled"]
+    assert (True in values["EVENT_TESTSIGNING"]) == claims["TestSigningEnabled"]
+    assert values["EVENT_VSM_IDK_INFO"] and claims["VSMEnabled"]
