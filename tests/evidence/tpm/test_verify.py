@@ -111,6 +111,9 @@ def test_gce_attestations_verify_with_ak_certificate_chain(vectors: Path) -> Non
         assert set(result.pcrs) == {"sha1", "sha256", "sha384"}
         assert result.covered_pcrs == frozenset(range(10))
         assert len(result.claims["pcrs"]["PCRs"]) == 24
+        events = result.claims["events"]["Events"]
+        assert events and all(set(e["Digests"]) == {"SHA1", "SHA256", "SHA384"} for e in events)
+        assert all(e["EventType"] != c.EV_NO_ACTION and e["PcrIndex"] in range(10) for e in events)
 
 
 def test_gce_without_the_ca_is_untrusted(vectors: Path) -> None:
@@ -150,6 +153,22 @@ def test_windows_gce_verifies_with_sha1_allowed(vectors: Path) -> None:
     assert claims["notSafeMode"] is True and claims["notWinPE"] is True
     assert claims["bootDebuggingDisabled"] is True
     assert any(e.get("EventTypeString") == "EV_EVENT_TAG" for e in claims["events"]["Events"])
+    assert all(set(e["Digests"]) == {"SHA1"} for e in claims["events"]["Events"])
+
+
+def test_only_quoted_banks_and_replayed_pcrs_reach_claims(vectors: Path) -> None:
+    """A quote over the SHA-1 bank only: SHA-256 digests in the log are unverified and left out."""
+    ev, nonce, trust = _synthetic(vectors, "rsa")
+    result = _verify_synthetic(ev, nonce, trust)
+    assert all(set(e["Digests"]) == {"SHA1", "SHA256"} for e in result.claims["events"]["Events"])
+    sha1_only = {"sha1": dict(ev.pcrs["sha1"]), "sha256": {}}
+    from affidavit.evidence.tpm.verify import derive_claims
+
+    claims = derive_claims(result.analysis, {"sha1": sha1_only["sha1"]}, result.covered_pcrs)
+    assert all(set(e["Digests"]) == {"SHA1"} for e in claims["events"]["Events"])
+    claims = derive_claims(result.analysis, result.pcrs, frozenset(range(7)))
+    assert "secureBootEnabled" not in claims  # PCR7 not bound by the quote
+    assert all(e["PcrIndex"] < 7 for e in claims["events"]["Events"])
 
 
 def _spki(key) -> bytes:  # noqa: ANN001

@@ -13,7 +13,7 @@ from typing import Any
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm import sipa, uefi
 from affidavit.evidence.tpm.analysis import LogAnalysis
-from affidavit.evidence.tpm.coverage import VERIFIED
+from affidavit.evidence.tpm.coverage import NOT_EXTENDED, VERIFIED
 from affidavit.evidence.tpm.eventlog import Event
 from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json
 from affidavit.evidence.tpm.replay import PcrValues
@@ -64,7 +64,12 @@ def derive_claims(
     if analysis is None:
         return claims
     log = analysis.log
-    trusted = [(e, s) for e, s in zip(log.events, analysis.status, strict=True) if e.pcr in covered]
+    # EV_NO_ACTION records are never extended, so nothing binds them: left out, as MAA does.
+    trusted = [
+        (e, s)
+        for e, s in zip(log.events, analysis.status, strict=True)
+        if e.pcr in covered and s != NOT_EXTENDED
+    ]
     verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
     events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks, cache)
     claims["events"] = events
