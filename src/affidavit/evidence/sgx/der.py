@@ -78,26 +78,6 @@ def expect(tlv: Tlv, tag: int, what: str) -> bytes:
     return tlv.value
 
 
-def decode_oid(value: bytes) -> str:
-    if not value or value[-1] & 0x80:
-        raise _fail("malformed OBJECT IDENTIFIER")
-    arcs: list[int] = []
-    acc = 0
-    start = True
-    for b in value:
-        if start and b == 0x80:
-            raise _fail("non-minimal OBJECT IDENTIFIER arc")
-        acc = (acc << 7) | (b & 0x7F)
-        start = False
-        if not b & 0x80:
-            arcs.append(acc)
-            acc = 0
-            start = True
-    first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(a) for a in head + arcs[1:])
-
-
 def decode_integer(value: bytes, what: str) -> int:
     if not value:
         raise _fail(f"{what}: empty INTEGER")

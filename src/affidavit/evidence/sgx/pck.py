@@ -55,16 +55,38 @@ def _fail(message: str) -> EvidenceError:
     return EvidenceError(f"PCK SGX extension: {message}", code="pck_extension_invalid")
 
 
-def _entries(data: bytes, what: str) -> dict[str, der.Tlv]:
-    """A SEQUENCE OF SEQUENCE {OID, value} as a dict; duplicates are rejected."""
-    out: dict[str, der.Tlv] = {}
+def encode_oid(dotted: str) -> bytes:
+    """DER content bytes of an OBJECT IDENTIFIER (to compare raw OIDs without decoding each one)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_SUFFIXES = [".1", ".2", ".3", ".4", ".5", ".6", ".7", ".7.1", ".7.2", ".7.3"] + [
+    f".2.{i}" for i in range(1, 19)
+]
+_OID = {suffix: encode_oid(_P + suffix) for suffix in _SUFFIXES}
+
+
+def _entries(data: bytes, what: str) -> dict[bytes, der.Tlv]:
+    """A SEQUENCE OF SEQUENCE {OID, value}, keyed by the raw OID bytes; duplicates are rejected."""
+    out: dict[bytes, der.Tlv] = {}
     for item in der.read_tlvs(data):
         inner = der.read_tlvs(der.expect(item, der.TAG_SEQUENCE, what))
         if len(inner) != 2:
             raise _fail(f"{what}: entry is not an (OID, value) pair")
-        oid = der.decode_oid(der.expect(inner[0], der.TAG_OID, what))
+        oid = der.expect(inner[0], der.TAG_OID, what)
+        if not oid or oid[-1] & 0x80:
+            raise _fail(f"{what}: malformed OBJECT IDENTIFIER")
         if oid in out:
-            raise _fail(f"{what}: duplicate entry {oid}")
+            raise _fail(f"{what}: duplicate entry {oid.hex()}")
         out[oid] = inner[1]
     return out
 
@@ -91,40 +113,40 @@ def parse_pck_extension(value: bytes) -> PckExtension:
     """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
     top = der.read_one(value, der.TAG_SEQUENCE)
     e = _entries(top.value, "extension")
-    tcb_tlv = e.get(_P + ".2")
+    tcb_tlv = e.get(_OID[".2"])
     if tcb_tlv is None:
         raise _fail("missing TCB")
     tcb = _entries(der.expect(tcb_tlv, der.TAG_SEQUENCE, "TCB"), "TCB")
-    comps = tuple(_svn(tcb.get(f"{_P}.2.{i}"), f"SGX TCB Comp{i:02d} SVN", 255) for i in range(1, 17))
-    pcesvn = _svn(tcb.get(_P + ".2.17"), "PCESVN", 0xFFFF)
-    cpusvn = _octets(tcb.get(_P + ".2.18"), "CPUSVN", 16)
-    sgx_type_tlv = e.get(_P + ".5")
+    comps = tuple(_svn(tcb.get(_OID[f".2.{i}"]), f"SGX TCB Comp{i:02d} SVN", 255) for i in range(1, 17))
+    pcesvn = _svn(tcb.get(_OID[".2.17"]), "PCESVN", 0xFFFF)
+    cpusvn = _octets(tcb.get(_OID[".2.18"]), "CPUSVN", 16)
+    sgx_type_tlv = e.get(_OID[".5"])
     if sgx_type_tlv is None:
         raise _fail("missing SGX Type")
     sgx_type = der.decode_integer(der.expect(sgx_type_tlv, der.TAG_ENUMERATED, "SGX Type"), "SGX Type")
     if sgx_type not in SGX_TYPES:
         raise _fail(f"unknown SGX Type {sgx_type}")
-    pi = e.get(_P + ".6")
+    pi = e.get(_OID[".6"])
     platform_instance_id = None if pi is None else _octets(pi, "PlatformInstanceID", 16)
     dynamic = cached = smt = None
-    cfg_tlv = e.get(_P + ".7")
+    cfg_tlv = e.get(_OID[".7"])
     if cfg_tlv is not None:
         cfg = _entries(der.expect(cfg_tlv, der.TAG_SEQUENCE, "Configuration"), "Configuration")
 
         def flag(n: int, what: str) -> bool | None:
-            t = cfg.get(f"{_P}.7.{n}")
+            t = cfg.get(_OID[f".7.{n}"])
             return None if t is None else der.decode_boolean(der.expect(t, der.TAG_BOOLEAN, what), what)
 
         dynamic = flag(1, "dynamicPlatform")
         cached = flag(2, "cachedKeys")
         smt = flag(3, "SMTEnabled")
     return PckExtension(
-        ppid=_octets(e.get(_P + ".1"), "PPID", 16),
+        ppid=_octets(e.get(_OID[".1"]), "PPID", 16),
         tcb_components=comps,
         pcesvn=pcesvn,
         cpusvn=cpusvn,
-        pce_id=_octets(e.get(_P + ".3"), "PCE-ID", 2),
-        fmspc=_octets(e.get(_P + ".4"), "FMSPC", 6),
+        pce_id=_octets(e.get(_OID[".3"]), "PCE-ID", 2),
+        fmspc=_octets(e.get(_OID[".4"]), "FMSPC", 6),
         sgx_type=sgx_type,
         platform_instance_id=platform_instance_id,
         dynamic_platform=dynamic,

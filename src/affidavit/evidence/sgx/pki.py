@@ -53,13 +53,24 @@ def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePu
     return key
 
 
-def signed_by(cert: x509.Certificate, key: ec.EllipticCurvePublicKey) -> bool:
+def signed_by(
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePublicKey,
+    seen: set[tuple[bytes, bytes, bytes]] | None = None,
+) -> bool:
+    """Whether ``key`` signed ``cert``; ``seen`` remembers successes within one verification pass
+    (collateral chains repeat the same root and signing certificates)."""
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
+    memo = (cert.tbs_certificate_bytes, cert.signature, spki(key)) if seen is not None else None
+    if memo is not None and memo in seen:  # type: ignore[operator]
+        return True
     try:
         key.verify(cert.signature, cert.tbs_certificate_bytes, ECDSA_SHA256)
     except InvalidSignature:
         return False
+    if memo is not None:
+        seen.add(memo)  # type: ignore[union-attr]
     return True
 
 
@@ -128,13 +139,17 @@ class VerifiedChain:
 
 
 def _check_root(
-    root: x509.Certificate, trust: TrustAnchors, what: str, code: str
+    root: x509.Certificate,
+    trust: TrustAnchors,
+    what: str,
+    code: str,
+    seen: set[tuple[bytes, bytes, bytes]] | None = None,
 ) -> ec.EllipticCurvePublicKey:
     key = p256_key(root, what, code)
     anchor = trust.find(key)
     if anchor is None:
         raise fail(code, f"{what} ({common_name(root.subject)!r}) does not carry a trusted root key")
-    if root.issuer != root.subject or not signed_by(root, anchor):
+    if root.issuer != root.subject or not signed_by(root, anchor, seen):
         raise fail(code, f"{what} is not a valid self-signed root")
     return anchor
 
@@ -216,17 +231,21 @@ class VerifiedCollateral:
 
 
 def _signer_chain(
-    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, cn_part: str
+    chain: tuple[x509.Certificate, ...],
+    trust: TrustAnchors,
+    what: str,
+    cn_part: str,
+    seen: set[tuple[bytes, bytes, bytes]],
 ) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey]:
     code = "collateral_chain_untrusted"
     if len(chain) != 2:
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
     signer, root = chain
-    anchor = _check_root(root, trust, f"{what} root", code)
+    anchor = _check_root(root, trust, f"{what} root", code, seen)
     if cn_part not in common_name(signer.subject):
         raise fail(code, f"{what} signer {common_name(signer.subject)!r} is not an {cn_part!r} certificate")
     key = p256_key(signer, f"{what} signer", code)
-    if signer.issuer != root.subject or not signed_by(signer, anchor):
+    if signer.issuer != root.subject or not signed_by(signer, anchor, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
     return signer, key, anchor
 
@@ -240,13 +259,16 @@ def verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollater
 
 
 def _verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
+    seen: set[tuple[bytes, bytes, bytes]] = set()
     tcb_signer, tcb_key, root_key = _signer_chain(
-        c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing"
+        c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing", seen
     )
     qe_signer, qe_key, qe_root = _signer_chain(
-        c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing"
+        c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing", seen
     )
-    crl_signer, crl_key, crl_root = _signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA")
+    crl_signer, crl_key, crl_root = _signer_chain(
+        c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA", seen
+    )
     root_spki = spki(root_key)
     if spki(qe_root) != root_spki or spki(crl_root) != root_spki:
         raise fail("collateral_chain_untrusted", "collateral issuer chains end in different roots")
