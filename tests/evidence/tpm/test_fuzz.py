@@ -128,3 +128,25 @@ def test_maa_pcrs(obj: object) -> None:
             parse_maa_pcrs(candidate)
         except TpmError:
             pass
+
+
+@given(
+    mutated(QUOTES[:1]),
+    mutated(SIGS[:1]),
+    st.one_of(st.just(_read(VECTORS / "tpm/swtpm-synthetic/eventlog.bin")), mutated(LOGS[:1])),
+)
+def test_verify_tpm_on_mutated_evidence(quote: bytes, sig: bytes, log: bytes) -> None:
+    """End to end: mutated quote, signature and log give a result or an EvidenceError."""
+    from datetime import UTC, datetime
+
+    from affidavit.evidence import EvidenceError
+    from affidavit.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
+
+    pcrs = parse_tools_pcrs(_read(SYNTH / "quote_rsa.pcrs"))[1]
+    trust = TpmTrust.from_pem(registered_aks=[_read(SYNTH / "ak_rsa.pem")])
+    ev = TpmEvidence(quote, sig, pcrs, ak_public=PUBS[0], event_log=log)
+    nonce = bytes.fromhex(_read(SYNTH / "nonce.hex").decode().strip())
+    try:
+        verify_tpm(ev, nonce, trust, datetime.now(UTC), required_pcr_mask=0x3FF)
+    except EvidenceError:
+        pass
