@@ -147,9 +147,11 @@ async def drive(
                            for i in range(clients)))
     lat: list[float] = []
     errors: list[int] = []
-    cpu0, start = tree_cpu(server_pid), time.perf_counter()
+    cpu0, start, own0 = tree_cpu(server_pid), time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(port, reqs, i * 7, start + seconds, lat, errors) for i in range(clients)))
-    return lat, errors, time.perf_counter() - start, tree_cpu(server_pid) - cpu0
+    elapsed, own = time.perf_counter() - start, time.process_time() - own0
+    print(f"load generator CPU: {own:.1f} s ({own / elapsed:.2f} cores)")
+    return lat, errors, elapsed, tree_cpu(server_pid) - cpu0
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

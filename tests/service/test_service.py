@@ -106,12 +106,17 @@ def test_deprecated_dollar_claims_reach_the_policy(client: httpx.Client, sim: Si
     assert debug.status_code == 400 and debug.json()["error"]["code"] == "PolicyEvaluationError"
 
 
-def test_report_validity_sets_the_lifetime(client: httpx.Client, sim: SimulatedPlatform) -> None:
-    policy = draft("=> permit();", config='=> issueproperty(type="report_validity_in_minutes", value=60);')
+@pytest.mark.parametrize(("minutes", "seconds"), [(60, 3600), (600, 8 * 3600)])
+def test_report_validity_sets_the_lifetime(
+    client: httpx.Client, sim: SimulatedPlatform, minutes: int, seconds: int
+) -> None:
+    """Up to the 8 hours a retired signing key stays published."""
+    prop = f'=> issueproperty(type="report_validity_in_minutes", value={minutes});'
+    policy = draft("=> permit();", config=prop)
     r = attest(client, "SgxEnclave", {"quote": b64url(sim.sgx_quote()), "draftPolicyForAttestation": policy})
     assert r.status_code == 200, r.text
     claims = jwt_body(r.json()["token"])
-    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["exp"] - claims["iat"] == seconds
 
 
 def test_init_time_data_binds_to_the_config_id(client: httpx.Client, sim: SimulatedPlatform) -> None:

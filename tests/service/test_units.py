@@ -109,12 +109,14 @@ def test_serve_flags_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("AFFIDAVIT_MODE", "isolated")
     monkeypatch.setenv("AFFIDAVIT_EVIDENCE_TIME", "2025-06-10T00:00:00Z")
     monkeypatch.setenv("AFFIDAVIT_TRUST_ROOT", f"{tmp_path / 'a.pem'}:{tmp_path / 'b.pem'}")
-    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--tls-self-signed", "--workers", "2"])
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--tls-self-signed", "--workers", "2",
+                                      "--tpm-aik-root", "r1.pem", "--tpm-aik-root", "r2.pem"])
     config = config_from_args(args)
     assert (config.host, config.port, config.mode, config.workers) == ("0.0.0.0", 9443, "isolated", 2)
     assert config.evidence_time == at("2025-06-10")
     assert config.trust_roots == (tmp_path / "a.pem", tmp_path / "b.pem")
     assert config.public_issuer == "https://127.0.0.1:9443"
+    assert config.extra == {"tpm_aik_roots": ["r1.pem", "r2.pem"]}
     assert ServiceConfig.from_json(config.to_json()) == config
     with pytest.raises(ServiceError):
         config_from_args(build_parser().parse_args(["serve", "--tls-cert", "x.pem"]))

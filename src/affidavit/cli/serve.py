@@ -66,6 +66,12 @@ def register(subparsers: Any) -> None:
                    help="PEM of an initial policy management certificate (isolated mode; repeatable)")
     p.add_argument("--admin-token", default=_env("admin-token"),
                    help="bearer token for management calls (aad mode; default: generated into the data dir)")
+    p.add_argument("--tpm-aik-root", dest="tpm_aik_roots", type=Path, action="append",
+                   help="PEM of a CA trusted for TPM AIK certificates (repeatable)")
+    p.add_argument("--tpm-aik-intermediate", dest="tpm_aik_intermediates", type=Path, action="append",
+                   help="PEM of an intermediate CA for TPM AIK certificates (repeatable)")
+    p.add_argument("--tpm-registered-ak", dest="tpm_registered_aks", type=Path, action="append",
+                   help="PEM public key of a TPM attestation key trusted without a certificate (repeatable)")
     p.add_argument("--max-body-bytes", type=int, default=int(_env("max-body-bytes") or 1024 * 1024))
     p.add_argument("--key-size", type=int, choices=(2048, 3072), default=int(_env("key-size") or 2048),
                    help="RSA size of newly generated token signing keys")
@@ -113,7 +119,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_token=args.admin_token,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
+        extra=_tpm_trust(args),
     )
+
+
+def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
+    """TPM AK trust for ``affidavit.service.tpm_route`` (read from ``ServiceConfig.extra``)."""
+    extra: dict[str, Any] = {}
+    for name in ("tpm_aik_roots", "tpm_aik_intermediates", "tpm_registered_aks"):
+        paths = _paths(getattr(args, name, None), name.replace("_", "-")[:-1])
+        if paths:
+            extra[name] = [str(p) for p in paths]
+    return extra
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,9 +82,13 @@ async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRe
     else:
         policy = stored_policy_choice(state, kind.policy_type)
     compiled = state.compiler.compile(policy.text)
-    claims = token_claims(verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=req.nonce)
+    ring = state.keyring()
+    claims = token_claims(
+        verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=req.nonce,
+        max_lifetime=int(ring.max_token_lifetime.total_seconds()),
+    )
     if policy.draft:
         from affidavit.tokens import unsecured_jwt
 
-        return str(unsecured_jwt(claims, jku=state.jku, kid=state.keyring().current.kid))
+        return str(unsecured_jwt(claims, jku=state.jku, kid=ring.current.kid))
     return sign(state, claims)

@@ -150,13 +150,16 @@ def incoming_claim_list(incoming: Mapping[str, Any], extra: Mapping[str, Any]) -
     return claims
 
 
-def _lifetime_seconds(properties: Mapping[str, Any]) -> int:
+def _lifetime_seconds(properties: Mapping[str, Any], cap: int) -> int:
+    """8 hours, or the policy's ``report_validity_in_minutes``; never more than ``cap`` (how long a
+    retired signing key stays in ``/certs``), so that every token stays verifiable until it expires."""
     minutes = properties.get("report_validity_in_minutes")
     if isinstance(minutes, list):
         minutes = minutes[-1] if minutes else None
+    seconds = ATTESTATION_TOKEN_SECONDS
     if isinstance(minutes, int) and not isinstance(minutes, bool) and 0 < minutes <= MAX_VALIDITY_MINUTES:
-        return minutes * 60
-    return ATTESTATION_TOKEN_SECONDS
+        seconds = minutes * 60
+    return min(seconds, cap)
 
 
 def token_claims(
@@ -167,6 +170,7 @@ def token_claims(
     issuer: str,
     now: datetime,
     nonce: str | None,
+    max_lifetime: int = ATTESTATION_TOKEN_SECONDS,
 ) -> dict[str, Any]:
     """Run the policy over the incoming claims and assemble the token's claims (maa-api §6.2)."""
     from affidavit.policy import evaluate, policy_hash
@@ -191,7 +195,7 @@ def token_claims(
             "iss": issuer,
             "iat": iat,
             "nbf": iat,
-            "exp": iat + _lifetime_seconds(outcome.properties),
+            "exp": iat + _lifetime_seconds(outcome.properties, max_lifetime),
         }
     )
     if issued:
