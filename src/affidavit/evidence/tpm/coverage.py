@@ -8,6 +8,10 @@ Each event gets a status:
   old-shim authority events, S-CRTM version strings, Windows tags); its data is not trusted;
 - ``external``: the digest covers something outside the log (an image, a firmware volume);
 - ``not_extended``: EV_NO_ACTION, never extended into a PCR.
+
+Boot variables (EV_EFI_VARIABLE_BOOT/BOOT2) are accepted with digest = H(VariableData), as many
+firmwares measure them: their name and GUID are then not covered. The Secure Boot configuration
+(EV_EFI_VARIABLE_DRIVER_CONFIG) must be covered whole.
 """
 
 from __future__ import annotations

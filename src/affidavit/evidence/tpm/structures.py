@@ -6,9 +6,11 @@ be consumed, because these bytes arrive from an untrusted client.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from affidavit.evidence.tpm import constants as c
@@ -316,9 +318,5 @@ def parse_public(data: bytes) -> TpmPublic:
 
 def key_sha256_b64(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
     """MAA's ``aikPubHash``: base64(SHA256(SubjectPublicKeyInfo DER))."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
