@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VECTORS ?= ../shared/vectors
 
-.PHONY: run test bench lint setup clean
+.PHONY: run demo test bench lint setup clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 # anchor, collateral from Intel PCS through the cache, HTTP on loopback. Flags: `affidavit serve --help`.
 run: $(STAMP)
 	$(BIN)/affidavit serve --data-dir var --host 127.0.0.1 --port 8080
+
+# The attestation workflow end to end, narrated (docs/demo.md): a throwaway service, a simulated SGX
+# enclave, swtpm with a real boot log, the relying party, and refusals. Stops everything it started;
+# exit status 0 only if every step gave its expected outcome. Vectors: AFFIDAVIT_VECTORS or $(VECTORS).
+demo: $(STAMP)
+	$(BIN)/python -m affidavit.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

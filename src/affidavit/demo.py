@@ -305,7 +305,7 @@ def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[Demo
               "directory. It trusts Intel's SGX root and, for this demo only, a simulated Intel PKI whose "
               "collateral (TCB info, QE identity, CRLs) it reads from a directory; and a demo CA that "
               "certifies TPM attestation keys.")
-        n.fact("service", service.url)
+        n.fact("service", f"{service.url} (pid {service.proc.pid if service.proc else '?'})")
         n.fact("TLS certificate", f"{service.ca_file} (self-signed)")
         n.fact("metadata", f"{service.url}/.well-known/openid-configuration")
         n.fact("data directory", data_dir)
@@ -426,6 +426,7 @@ class TpmDevice:
     """A booted software TPM: its TCTI, the AK (public area, certificate) and the boot log it replayed."""
 
     tcti: str
+    swtpm_pid: int
     ak_handle: int
     ak_public: bytes  # TPM2B_PUBLIC
     ak_certificate: bytes  # DER, issued by the demo AK CA
@@ -451,7 +452,7 @@ def boot_tpm(ctx: DemoContext) -> TpmDevice:
     except (AffidavitError, OSError) as exc:
         detail = exc.message if isinstance(exc, AffidavitError) else str(exc)
         raise StepFailed(f"cannot prepare the software TPM: {detail}") from None
-    n.say(f"swtpm plays the machine's TPM. The firmware's measurements come from a real TCG boot log "
+    n.say(f"4a. swtpm plays the machine's TPM. The firmware's measurements come from a real TCG boot log "
           f"({TPM_LOG_ABOUT}): every event is extended into the PCRs, so they hold what that firmware left. "
           f"An attestation key (AK) is created under the endorsement key and certified by the demo AK CA, "
           f"which the service trusts.")
@@ -459,7 +460,7 @@ def boot_tpm(ctx: DemoContext) -> TpmDevice:
     n.fact("boot log", f"{TPM_LOG} ({len(log)} bytes, banks {', '.join(banks)})")
     n.fact("replayed", f"{count} measured events")
     n.fact("AK", f"persistent handle {DEFAULT_AK_HANDLE:#x}, certificate by '{_cn(ctx.ak_ca)}'")
-    return TpmDevice(tpm.tcti, DEFAULT_AK_HANDLE, ak_public, ak_cert, log, count)
+    return TpmDevice(tpm.tcti, tpm.pid, DEFAULT_AK_HANDLE, ak_public, ak_cert, log, count)
 
 
 def _cn(ca: Any) -> str:
@@ -485,11 +486,11 @@ def _tpm_attest(ctx: DemoContext, device: TpmDevice, event_log: bytes, rp_data: 
 def attest_tpm(ctx: DemoContext, device: TpmDevice) -> VerifiedToken:
     """Step 4b: MAA's TPM protocol with the swtpm, then the relying party's check of the token."""
     n = ctx.narrator
-    n.say("The TPM client runs MAA's TPM protocol on /attest/Tpm: it asks for a challenge, has the TPM quote "
-          "all PCRs with qualifying data bound to the challenge and to a fresh request key, and sends the "
-          "quote, the AK and its certificate and the boot log in a request signed by that key. The service "
-          "checks the quote, replays the log against the quoted PCRs, derives claims such as "
-          "secureBootEnabled, and runs the TPM policy.", indent=3)
+    n.say("4b. The TPM client runs MAA's TPM protocol on /attest/Tpm: it asks for a challenge, has the "
+          "TPM quote all PCRs with qualifying data bound to the challenge and to a fresh request key, and "
+          "sends the quote, the AK and its certificate and the boot log in a request signed by that key. "
+          "The service checks the quote, replays the log against the quoted PCRs, derives claims such as "
+          "secureBootEnabled, and runs the TPM policy.")
     rp_data = secrets.token_bytes(12)
     try:
         token = _tpm_attest(ctx, device, device.event_log, rp_data)
@@ -582,17 +583,18 @@ def refuse_debug_enclave(ctx: DemoContext) -> DebugRefusals:
         raise StepFailed("the relying party accepted a debug enclave")
     if rp_refusal.claim != "x-ms-sgx-is-debuggable":
         raise StepFailed(f"the relying party refused on {rp_refusal.claim}, not on debuggability")
-    n.say("Under MAA's default SGX policy, which permits every genuine enclave, the service issues a token "
-          "that says x-ms-sgx-is-debuggable: true. The relying party's expectations refuse it:", indent=7)
-    n.fact("relying party", f"{rp_refusal.code}: {rp_refusal.message}", indent=9)
+    n.say("(i) Under MAA's default SGX policy, which permits every genuine enclave, the service issues a "
+          "token that says x-ms-sgx-is-debuggable: true. The relying party's expectations refuse it:")
+    n.fact("relying party", rp_refusal.code)
+    n.fact("message", rp_refusal.message)
 
     ctx.service.put_policy("SgxEnclave", SGX_NO_DEBUG_POLICY)
-    n.say("Better to refuse at the source: the operator sets an SGX policy that permits only enclaves with "
-          "x-ms-sgx-is-debuggable == false (PUT /policies/SgxEnclave). Now the service issues no token:",
-          indent=7)
+    n.say("(ii) Better to refuse at the source: the operator sets an SGX policy that permits only enclaves "
+          "with x-ms-sgx-is-debuggable == false (PUT /policies/SgxEnclave). Now the service issues no "
+          "token at all:")
     refused = _expect_refusal(send, "PolicyEvaluationError", "a debug enclave under the no-debug policy")
-    n.fact("service answer", f"HTTP {refused.status} {refused.code}", indent=9)
-    n.fact("message", refused.message, indent=9)
+    n.fact("service answer", f"HTTP {refused.status} {refused.code}")
+    n.fact("message", refused.message)
     n.outcome(True, "refused twice: by the relying party's expectations, then by the service's policy")
     return DebugRefusals(rp_refusal, refused)
 
@@ -647,9 +649,12 @@ def run_tour(ctx: DemoContext) -> list[StepResult]:
         try:
             got[number] = call(*(got[k] for k in needs))
             results.append(StepResult(number, title, True))
-        except StepFailed as exc:
+        except (StepFailed, AffidavitError) as exc:
             ctx.narrator.outcome(False, exc.message)
             results.append(StepResult(number, title, False, exc.message))
+        except (httpx.HTTPError, OSError) as exc:
+            ctx.narrator.outcome(False, f"{type(exc).__name__}: {exc}")
+            results.append(StepResult(number, title, False, str(exc)))
 
     run("1", "client collects SGX evidence", (), lambda: collect_sgx_evidence(ctx))
     run("2", "client receives a token", ("1",), lambda e: attest_sgx(ctx, e))
@@ -692,11 +697,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         vectors = find_vectors(args.vectors)
         with demo_context(work, vectors, n) as ctx:
-            try:
-                results = run_tour(ctx)
-            finally:
-                n.step("6", "Cleanup")
-                n.say("Stopping everything the demo started (service, swtpm).")
+            results = run_tour(ctx)
+            if not all(r.ok for r in results):
+                n.step("!", "The service's log ends with")
+                n.say(ctx.service.log_tail() or "(empty)")
+        n.step("6", "Cleanup")
+        n.say("Stopped everything the demo started: the service and swtpm.")
     except StepFailed as exc:
         n.outcome(False, exc.message)
         results.append(StepResult("0", "setup", False, exc.message))
@@ -711,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in results if not r.ok]
-    n.step("Summary", f"{len(results) - len(failed)}/{len(results)} steps gave the expected outcome "
+    n.step("7", f"Summary: {len(results) - len(failed)}/{len(results)} steps gave the expected outcome "
            f"in {time.monotonic() - started:.1f} s")
     for r in results:
         n.fact(f"{r.number} {'ok' if r.ok else 'FAILED'}", r.title + (f"  ({r.detail})" if r.detail else ""),
