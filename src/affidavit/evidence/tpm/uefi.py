@@ -49,6 +49,7 @@ class SignatureList:
 def parse_signature_lists(data: bytes) -> list[SignatureList] | None:
     """EFI_SIGNATURE_LIST[] as found in PK/KEK/db/dbx."""
     out: list[SignatureList] = []
+    owners: dict[bytes, str] = {}
     pos = 0
     while pos < len(data):
         if len(data) - pos < 28:
@@ -60,14 +61,15 @@ def parse_signature_lists(data: bytes) -> list[SignatureList] | None:
         count, rem = divmod(list_size - 28 - header_size, sig_size)
         if rem:
             return None
-        sigs = tuple(
-            (
-                guid(data[body + i * sig_size : body + i * sig_size + 16]),
-                data[body + i * sig_size + 16 : body + (i + 1) * sig_size],
-            )
-            for i in range(count)
-        )
-        out.append(SignatureList(guid(data[pos : pos + 16]), sigs))
+        sigs: list[tuple[str, bytes]] = []
+        for i in range(count):
+            start = body + i * sig_size
+            raw_owner = data[start : start + 16]
+            owner = owners.get(raw_owner)
+            if owner is None:
+                owner = owners[raw_owner] = guid(raw_owner)  # owners repeat: dbx has hundreds of entries
+            sigs.append((owner, data[start + 16 : start + sig_size]))
+        out.append(SignatureList(guid(data[pos : pos + 16]), tuple(sigs)))
         pos += list_size
     return out
 
