@@ -25,7 +25,7 @@ run: $(STAMP)
 # enclave, swtpm with a real boot log, the relying party, and refusals. Stops everything it started;
 # exit status 0 only if every step gave its expected outcome. Vectors: AFFIDAVIT_VECTORS or $(VECTORS).
 demo: $(STAMP)
-	$(BIN)/python -m affidavit.demo
+	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m affidavit.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
