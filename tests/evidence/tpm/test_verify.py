@@ -267,3 +267,25 @@ def test_required_pcr_mask(vectors: Path) -> None:
     ev, nonce, trust = _synthetic(vectors, "rsa")
     with pytest.raises(TpmPcrError):
         verify_tpm(ev, nonce, trust, NOW)  # default mask needs PCR0-23
+
+
+def test_verifier_cache_gives_the_same_result_and_still_rejects(vectors: Path) -> None:
+    from affidavit.evidence.tpm import TpmVerifier
+
+    ev, trust = _gce(vectors, "gce-cos-85-nonce9009")
+    verifier = TpmVerifier(trust)
+    first = verifier.verify(ev, b"\x90\x09", NOW)
+    assert (
+        verifier.verify(ev, b"\x90\x09", NOW).claims
+        == first.claims
+        == verify_tpm(ev, b"\x90\x09", trust, NOW).claims
+    )
+    with pytest.raises(TpmAkError):  # a cached chain is not valid outside its window
+        verifier.verify(ev, b"\x90\x09", datetime(2020, 1, 1, tzinfo=UTC))
+    with pytest.raises(TpmAkError):  # nor under another trust configuration
+        TpmVerifier(TpmTrust()).verify(ev, b"\x90\x09", NOW)
+    assert ev.event_log is not None
+    seq = secureboot_seq(ev.event_log)
+    _, end = event_data_span(ev.event_log, seq)
+    with pytest.raises(EventDataError):  # cached event checks are keyed by the data itself
+        verifier.verify(dataclasses.replace(ev, event_log=flip(ev.event_log, end - 1)), b"\x90\x09", NOW)

@@ -33,9 +33,10 @@ Verification entry point:
   ``notSafeMode``, ``notWinPE``, ``vbsEnabled``, ``vbsReportPresent`` (where the log shows them), and
   the policy-1.2 JSON claims ``events``, ``bootEvents`` (``{"Events": [...]}``) and ``pcrs``
   (``{"PCRs": [...]}``) as Python dicts. ``bootEvents`` equals ``events`` (one log per call).
-- ``TpmVerifier(trust).verify(evidence, nonce, now, **options)`` — the same, with an ``EventCache``
-  it owns: per-event data checks and JSON are pure functions of (type, digests, data), and most
-  events repeat across a fleet's boots. Results share cached JSON values: treat them as read-only.
+- ``TpmVerifier(trust).verify(evidence, nonce, now, **options)`` — the same, with a ``TpmCache``
+  it owns: verified AK certificate chains, and an ``EventCache`` (per-event data checks and JSON are
+  pure functions of (type, digests, data); most events repeat across a fleet's boots). Results share
+  cached JSON values: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from affidavit.evidence.tpm.structures import (
 )
 from affidavit.evidence.tpm.verify import (
     DEFAULT_REQUIRED_PCR_MASK,
+    TpmCache,
     TpmEvidence,
     TpmResult,
     TpmVerifier,
@@ -104,6 +106,7 @@ __all__ = [
     "TpmQuoteError",
     "TpmResult",
     "TpmSignatureError",
+    "TpmCache",
     "TpmTrust",
     "TpmVerifier",
     "analyze_log",

@@ -103,8 +103,11 @@ def verify_ak_certificate(
     trust: TpmTrust,
     now: datetime,
     intermediates: Sequence[x509.Certificate] = (),
-) -> None:
-    """Chain ``cert`` to one of ``trust.aik_roots`` (signatures, validity at ``now``, CA flags)."""
+) -> tuple[datetime, datetime]:
+    """Chain ``cert`` to one of ``trust.aik_roots`` (signatures, validity at ``now``, CA flags).
+
+    Returns the window in which every certificate on the chain is valid (for caching the result).
+    """
     if not trust.aik_roots:
         raise TpmAkError("no AK certificate authorities are configured")
     if not _valid_at(cert, now):
@@ -112,16 +115,41 @@ def verify_ak_certificate(
     roots = {spki_der(r.public_key()) for r in trust.aik_roots}  # type: ignore[arg-type]
     pool = list(intermediates) + list(trust.aik_intermediates) + list(trust.aik_roots)
     current = cert
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     for _ in range(MAX_CHAIN):
         for issuer in pool:
             if issuer is current or not _issued_by(current, issuer):
                 continue
             if not _is_ca(issuer) or not _valid_at(issuer, now):
                 continue
+            start, end = max(start, issuer.not_valid_before_utc), min(end, issuer.not_valid_after_utc)
             if spki_der(issuer.public_key()) in roots:  # type: ignore[arg-type]
-                return
+                return start, end
             current = issuer
             break
         else:
             raise TpmAkError("the AK certificate does not chain to a configured CA")
     raise TpmAkError("the AK certificate chain is too long")
+
+
+class ChainCache:
+    """Caller-owned memo of verified AK certificate chains: (trust, certificate, intermediates) ->
+    the window in which the whole chain is valid. Bounded; the oldest entry goes first."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._windows: dict[tuple[TpmTrust, bytes, tuple[bytes, ...]], tuple[datetime, datetime]] = {}
+
+    def verify(
+        self, cert_der: bytes, intermediates_der: tuple[bytes, ...], trust: TpmTrust, now: datetime
+    ) -> None:
+        key = (trust, cert_der, intermediates_der)
+        window = self._windows.get(key)
+        if window is not None and window[0] <= now <= window[1]:
+            return
+        window = verify_ak_certificate(
+            load_certificate(cert_der), trust, now, [load_certificate(d) for d in intermediates_der]
+        )
+        if len(self._windows) >= self.max_entries:
+            self._windows.pop(next(iter(self._windows)))
+        self._windows[key] = window

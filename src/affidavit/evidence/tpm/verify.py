@@ -10,7 +10,14 @@ from typing import Any
 from cryptography import x509
 
 from affidavit.evidence.tpm import constants as c
-from affidavit.evidence.tpm.aik import PublicKey, TpmTrust, load_certificate, spki_der, verify_ak_certificate
+from affidavit.evidence.tpm.aik import (
+    ChainCache,
+    PublicKey,
+    TpmTrust,
+    load_certificate,
+    spki_der,
+    verify_ak_certificate,
+)
 from affidavit.evidence.tpm.analysis import LogAnalysis, analyze_log
 from affidavit.evidence.tpm.claims import derive_claims
 from affidavit.evidence.tpm.errors import (
@@ -125,6 +132,14 @@ def _resolve_ak(evidence: TpmEvidence, cert: x509.Certificate | None) -> TpmPubl
     return ak
 
 
+@dataclass
+class TpmCache:
+    """What a long-lived verifier remembers: per-event work and verified AK certificate chains."""
+
+    events: EventCache = field(default_factory=EventCache)
+    chains: ChainCache = field(default_factory=ChainCache)
+
+
 def _ak_trust(
     evidence: TpmEvidence,
     cert: x509.Certificate | None,
@@ -132,12 +147,16 @@ def _ak_trust(
     trust: TpmTrust,
     now: datetime,
     require_valid_aik_cert: bool,
+    chains: ChainCache | None,
 ) -> bool:
     problem = "no AK certificate was given and the AK is not registered"
     if cert is not None:
         try:
-            inter = [load_certificate(d) for d in evidence.ak_intermediates]
-            verify_ak_certificate(cert, trust, now, inter)
+            if chains is not None and evidence.ak_certificate is not None:
+                chains.verify(bytes(evidence.ak_certificate), tuple(evidence.ak_intermediates), trust, now)
+            else:
+                inter = [load_certificate(d) for d in evidence.ak_intermediates]
+                verify_ak_certificate(cert, trust, now, inter)
             return True
         except TpmAkError as exc:
             problem = exc.message
@@ -157,7 +176,7 @@ def verify_tpm(
     require_valid_aik_cert: bool = True,
     required_pcr_mask: int = DEFAULT_REQUIRED_PCR_MASK,
     allow_sha1_signature: bool = False,
-    cache: EventCache | None = None,
+    cache: TpmCache | None = None,
 ) -> TpmResult:
     """Verify TPM evidence end to end; raises a ``TpmError`` subclass (an ``EvidenceError``).
 
@@ -166,7 +185,7 @@ def verify_tpm(
     """
     cert = load_certificate(evidence.ak_certificate) if evidence.ak_certificate else None
     ak = _resolve_ak(evidence, cert)
-    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert)
+    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, cache and cache.chains)
     given = _normalise_pcrs(evidence.pcrs)
     quoted: PcrValues = {}
     first: Attest | None = None
@@ -190,9 +209,9 @@ def verify_tpm(
     analysis: LogAnalysis | None = None
     covered: frozenset[int] = frozenset()
     if evidence.event_log is not None:
-        analysis = analyze_log(evidence.event_log, cache)
+        analysis = analyze_log(evidence.event_log, cache and cache.events)
         covered = _check_log(analysis, quoted)
-    claims = derive_claims(analysis, quoted, covered, cache)
+    claims = derive_claims(analysis, quoted, covered, cache and cache.events)
     claims["aikValidated"] = validated
     claims["aikPubHash"] = key_sha256_b64(ak.public_key)
     claims["tpmVersion"] = 2
@@ -200,11 +219,12 @@ def verify_tpm(
 
 
 class TpmVerifier:
-    """``verify_tpm`` with a trust configuration and a cache it owns (per-event checks and JSON)."""
+    """``verify_tpm`` with a trust configuration and a ``TpmCache`` it owns (per-event checks and JSON,
+    verified AK certificate chains)."""
 
     def __init__(self, trust: TpmTrust, max_cache_entries: int = 16384) -> None:
         self.trust = trust
-        self.cache = EventCache(max_cache_entries)
+        self.cache = TpmCache(EventCache(max_cache_entries), ChainCache())
 
     def verify(self, evidence: TpmEvidence, nonce: bytes, now: datetime, **options: Any) -> TpmResult:
         """Same keyword options as ``verify_tpm``."""
@@ -235,6 +255,7 @@ def _check_log(analysis: LogAnalysis, quoted: PcrValues) -> frozenset[int]:
 
 
 __all__ = [
+    "TpmCache",
     "TpmVerifier",
     "TpmEvidence",
     "TpmResult",
