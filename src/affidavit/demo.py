@@ -292,11 +292,12 @@ def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[Demo
 
     intel_root = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
     (work / "intel-sgx-root.pem").write_bytes(intel_root)
-    (data_dir / "tpm-aik-roots.pem").write_bytes(ak_ca.pem)  # the TPM route's trust file
+    (work / "demo-ak-ca.pem").write_bytes(ak_ca.pem)
     service = DemoService(data_dir, (
         "--trust-root", str(work / "intel-sgx-root.pem"),
         "--trust-root", str(work / "simulated-intel-root.pem"),
         "--collateral-dir", str(collateral_dir),
+        "--tpm-aik-root", str(work / "demo-ak-ca.pem"),
     ))
     with ExitStack() as stack:
         stack.callback(service.stop)
@@ -706,9 +707,9 @@ def main(argv: list[str] | None = None) -> int:
     except StepFailed as exc:
         n.outcome(False, exc.message)
         results.append(StepResult("0", "setup", False, exc.message))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C; SIGTERM/SIGHUP via _raise_on_signal
         print("\ninterrupted: stopped the service and swtpm", file=sys.stderr)
-        return 130
+        return 130 if isinstance(exc, KeyboardInterrupt) else int(exc.code or 1)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
