@@ -79,7 +79,9 @@ class _FakeTsm(threading.Thread):
                 seen.add(entry.name)
                 (entry / "provider").write_text("tdx_guest\n")
                 (entry / "generation").write_text("1\n")
-                (entry / "outblob").write_bytes(b"TDX:" + inblob.read_bytes())
+                # Publish outblob atomically: the reader must never see a half-written file.
+                (entry / ".outblob").write_bytes(b"TDX:" + inblob.read_bytes())
+                (entry / ".outblob").rename(entry / "outblob")
             time.sleep(0.005)
 
 
