@@ -180,9 +180,12 @@ def event_log_banks(log: bytes) -> tuple[str, ...]:
     return tuple(BANK_NAMES[a] for a in banks)
 
 
-def replay_event_log(tpm: Swtpm, log: bytes) -> int:
-    """Extend every measured event of ``log`` into ``tpm``, in log order; returns how many were extended."""
+def replay_event_log(tpm: Swtpm | str, log: bytes) -> int:
+    """Extend every measured event of ``log`` into ``tpm`` (or a TCTI string), in log order; returns how
+    many were extended."""
     from affidavit.evidence.tpm import parse_event_log
+
+    tcti = tpm if isinstance(tpm, str) else tpm.tcti
 
     parsed = parse_event_log(log)
     if parsed.startup_locality:
@@ -193,7 +196,7 @@ def replay_event_log(tpm: Swtpm, log: bytes) -> int:
         if event.type != EV_NO_ACTION
     ]
     for start in range(0, len(specs), EVENTS_PER_EXTEND):
-        tpm.tool("tpm2_pcrextend", *specs[start : start + EVENTS_PER_EXTEND])
+        run_tool(tcti, "tpm2_pcrextend", *specs[start : start + EVENTS_PER_EXTEND])
     return len(specs)
 
 
