@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,7 +42,14 @@ from affidavit.client import ClientError, ServiceRejected
 from affidavit.client.http import AttestationClient, RuntimeData, b64url
 from affidavit.client.sources import SimulatedSource, report_data_for
 from affidavit.errors import AffidavitError
-from affidavit.relying_party import ExpectationFailed, Expectations, TokenVerifier, VerifiedToken
+from affidavit.relying_party import (
+    ExpectationFailed,
+    Expectations,
+    TokenVerifier,
+    VerifiedToken,
+    decode_unverified,
+)
+from affidavit.simulate.swtpm import AkCertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 TPM_LOG = "tpm/keylime/binary_bios_measurements-secureboot"
@@ -107,6 +115,10 @@ class Narrator:
 
     def fact(self, label: str, value: object, indent: int = 5) -> None:
         self._print(f"{' ' * indent}{label:<22} {value}")
+
+    def verbatim(self, text: str, indent: int = 5) -> None:
+        for line in text.splitlines() or ["(empty)"]:
+            self._print(" " * indent + line)
 
     def outcome(self, ok: bool, text: str) -> None:
         self.say(f"{'[ok]' if ok else '[FAILED]'} {text}")
@@ -233,7 +245,7 @@ class DemoContext:
     vectors: Path
     service: DemoService
     enclave: SimulatedSource
-    ak_ca: Any  # affidavit.simulate.swtpm.AkCertificateAuthority
+    ak_ca: AkCertificateAuthority
     narrator: Narrator
     stack: ExitStack
     _verifier: TokenVerifier | None = field(default=None, repr=False)
@@ -277,7 +289,6 @@ def find_vectors(explicit: Path | None = None) -> Path:
 def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[DemoContext]:
     """Start the service with the demo's trust (simulated Intel root, demo AK CA) and a TPM policy."""
     from affidavit.evidence.sgx.trust import INTEL_ROOT_PEM
-    from affidavit.simulate.swtpm import AkCertificateAuthority
 
     n = narrator
     n.step("0", "Setup: start the Affidavit service")
@@ -288,8 +299,6 @@ def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[Demo
     collateral_dir.mkdir()
     (collateral_dir / "simulated-platform.json").write_text(json.dumps(enclave.collateral()))
     (work / "simulated-intel-root.pem").write_bytes(enclave.root_pem)
-    from importlib import resources
-
     intel_root = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
     (work / "intel-sgx-root.pem").write_bytes(intel_root)
     (work / "demo-ak-ca.pem").write_bytes(ak_ca.pem)
@@ -381,7 +390,7 @@ def attest_sgx(ctx: DemoContext, evidence: SgxEvidence) -> str:
             token = client.attest_sgx(evidence.quote, runtime_data=runtime, nonce=evidence.nonce).token
         except ClientError as exc:
             raise StepFailed(f"the service refused genuine evidence: {exc}") from None
-    header = json.loads(_b64url_decode(token.split(".")[0]))
+    header = decode_unverified(token).header
     n.fact("token", f"{len(token)} bytes, {header.get('alg')} JWT, kid {short(header.get('kid'), 8)}")
     n.outcome(True, "token issued")
     return token
@@ -464,7 +473,7 @@ def boot_tpm(ctx: DemoContext) -> TpmDevice:
     return TpmDevice(tpm.tcti, tpm.pid, DEFAULT_AK_HANDLE, ak_public, ak_cert, log, count)
 
 
-def _cn(ca: Any) -> str:
+def _cn(ca: AkCertificateAuthority) -> str:
     from cryptography.x509.oid import NameOID
 
     return str(ca.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
@@ -668,12 +677,6 @@ def run_tour(ctx: DemoContext) -> list[StepResult]:
     return results
 
 
-def _b64url_decode(text: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _raise_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -700,8 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         with demo_context(work, vectors, n) as ctx:
             results = run_tour(ctx)
             if not all(r.ok for r in results):
-                n.step("!", "The service's log ends with")
-                n.say(ctx.service.log_tail() or "(empty)")
+                n.step("!", "For diagnosis, the last lines of the service's log:")
+                n.verbatim(ctx.service.log_tail())
         n.step("6", "Cleanup")
         n.say("Stopped everything the demo started: the service and swtpm.")
     except StepFailed as exc:
