@@ -68,6 +68,7 @@ def ctx(
     with demo_context(tmp_path_factory.mktemp("demo"), vectors, Narrator(narration)) as context:
         yield context
     assert context.service.proc is not None and context.service.proc.poll() is not None
+    assert not any(_alive(pid) for pid in _pids(narration.getvalue()))  # the service and swtpm
 
 
 @pytest.fixture(scope="module")
