@@ -129,11 +129,13 @@ def _manufacture(workdir: Path, banks: tuple[str, ...]) -> Path:
 
 
 def _stop(tpm: Swtpm, proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            tpm.tool("tpm2_shutdown", "-c")
-        except SwtpmError:
-            pass  # stopping anyway; the state directory is thrown away
+    if proc.poll() is not None:
+        return
+    try:
+        tpm.tool("tpm2_shutdown", "-c")
+    except SwtpmError:
+        pass  # stopping anyway
+    finally:  # even when interrupted (Ctrl-C) during the orderly shutdown
         os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=5)
