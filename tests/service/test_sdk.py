@@ -237,6 +237,7 @@ def test_management_needs_the_admin_token(aad_server: Server) -> None:
     with pytest.raises(ClientAuthenticationError) as info:
         bad.get_policy(AttestationType.SGX_ENCLAVE)
     assert info.value.status_code == 401 and info.value.error.code == "Unauthorized"
+    bad.close()
 
 
 def test_aad_mode_has_no_policy_management_certificates(admin: AttestationAdministrationClient) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 from affidavit.errors import AffidavitError
 
 _ENV_PREFIX = "AFFIDAVIT_"
+# On SIGTERM, connections get this long to finish; a client that leaves a TLS connection open without
+# reading (so its close_notify never comes) must not hold the shutdown forever.
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def _env(name: str) -> str | None:
@@ -72,6 +75,10 @@ def register(subparsers: Any) -> None:
                    help="PEM of an intermediate CA for TPM AIK certificates (repeatable)")
     p.add_argument("--tpm-registered-ak", dest="tpm_registered_aks", type=Path, action="append",
                    help="PEM public key of a TPM attestation key trusted without a certificate (repeatable)")
+    p.add_argument("--admin-oidc-issuer", default=_env("admin-oidc-issuer"),
+                   help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
+    p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
+                   help="the aud those JWTs must carry")
     p.add_argument("--max-body-bytes", type=int, default=int(_env("max-body-bytes") or 1024 * 1024))
     p.add_argument("--key-size", type=int, choices=(2048, 3072), default=int(_env("key-size") or 2048),
                    help="RSA size of newly generated token signing keys")
@@ -117,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         mode=args.mode,
         policy_signer_certs=_paths(args.policy_signer_certs, "policy-signer-cert"),
         admin_token=args.admin_token,
+        admin_oidc_issuer=args.admin_oidc_issuer,
+        admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
         extra=_tpm_trust(args),
@@ -166,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

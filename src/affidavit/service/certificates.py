@@ -17,7 +17,7 @@ async def get_certificates(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    require_admin(request, state)
+    await require_admin(request, state)
     certs = state.store.list_certificates() if state.config.mode == "isolated" else []
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_certificates_claims(certs))
@@ -43,7 +43,7 @@ async def _modify(request: Request, *, add: bool) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    require_admin(request, state)
+    await require_admin(request, state)
     if state.config.mode != "isolated":
         raise ServiceError(
             "policy management certificates exist only in isolated mode", code=INVALID_OPERATION

@@ -42,17 +42,23 @@ def attestation_type(name: str) -> str:
     return canonical
 
 
-def require_admin(request: Request, state: ServiceState) -> None:
-    """Management calls need ``Authorization: Bearer <admin token>`` whenever a token is configured."""
-    expected = state.admin_token
-    if expected is None:
+async def require_admin(request: Request, state: ServiceState) -> None:
+    """Management calls need ``Authorization: Bearer`` with the static admin token or a JWT from the
+    configured OIDC issuer, whenever either is configured (always in aad mode)."""
+    expected, oidc = state.admin_token, state.oidc
+    if expected is None and oidc is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+    if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    if oidc is not None:
+        await oidc.verify(token)
+        return
+    raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
 
 
 def token_error(exc: Exception) -> ServiceError:

@@ -37,7 +37,9 @@ class ServiceConfig:
     workers: int = 1
     mode: Mode = "aad"
     policy_signer_certs: tuple[Path, ...] = ()
-    admin_token: str | None = None  # aad mode: generated and kept in data_dir when not given
+    admin_token: str | None = None  # aad mode: generated and kept in data_dir when not given (and no OIDC)
+    admin_oidc_issuer: str | None = None  # management JWTs from this OIDC issuer are accepted too
+    admin_oidc_audience: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     key_size: int = 2048
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

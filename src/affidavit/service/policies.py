@@ -83,7 +83,7 @@ async def get_policy(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    require_admin(request, state)
+    await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     stored = state.store.get_policy(att_type)
@@ -105,7 +105,7 @@ async def set_policy(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    require_admin(request, state)
+    await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
     try:
@@ -132,7 +132,7 @@ async def reset_policy(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    require_admin(request, state)
+    await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     _jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
     state.store.reset_policy(att_type, actor=actor_of(request, signer))

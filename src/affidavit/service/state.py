@@ -44,7 +44,8 @@ class ServiceState:
     - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
-    - ``admin_token``: the bearer token management calls need (aad mode; isolated mode if configured).
+    - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
+      ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
     """
 
     config: ServiceConfig
@@ -54,6 +55,7 @@ class ServiceState:
     collateral: Any
     admin_token: str | None
     clock: Callable[[], datetime] = utcnow
+    oidc: Any = None
     _keyring: Any = None
     _keyring_at: float = field(default=0.0)
     _platforms: dict[bytes, Any] = field(default_factory=dict)
@@ -132,7 +134,7 @@ def admin_token_for(config: ServiceConfig) -> str | None:
     """The management bearer token: configured, else (aad mode) generated once and kept in data_dir."""
     if config.admin_token:
         return config.admin_token
-    if config.mode != "aad":
+    if config.mode != "aad" or config.admin_oidc_issuer:
         return None
     path = config.data_dir / "admin-token"
     if path.exists():
@@ -194,6 +196,10 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         clock=clock,
     )
     state.collateral = collateral_provider(config, state)
+    if config.admin_oidc_issuer:
+        from affidavit.service.auth import OidcVerifier
+
+        state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
     state.keyring()  # create the first signing key now, not on the first request
     return state
 
