@@ -251,13 +251,13 @@ class DemoContext:
     _verifier: TokenVerifier | None = field(default=None, repr=False)
 
     def client(self) -> AttestationClient:
-        return AttestationClient(self.service.url, verify=self.service.tls(), retries=1)  # type: ignore[arg-type]
+        return AttestationClient(self.service.url, verify=self.service.tls(), retries=1)
 
     def verifier(self) -> TokenVerifier:
         """The relying party's verifier: it knows only the issuer URL and the service's TLS certificate."""
         if self._verifier is None:
             self._verifier = self.stack.enter_context(
-                TokenVerifier(self.service.url, verify=self.service.tls())  # type: ignore[arg-type]
+                TokenVerifier(self.service.url, verify=self.service.tls())
             )
         return self._verifier
 

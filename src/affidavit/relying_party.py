@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from affidavit.errors import AffidavitError
+from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -323,7 +324,7 @@ class TokenVerifier:
         self,
         issuer_url: str,
         *,
-        verify: bool | str = True,
+        verify: VerifyArg = True,
         timeout: float = 10.0,
         leeway: float = 30.0,
         allow_unsecured: bool = False,
@@ -336,7 +337,7 @@ class TokenVerifier:
         self.allow_unsecured = allow_unsecured
         self.min_refetch_interval = min_refetch_interval
         self._clock = clock
-        self._http = httpx.Client(verify=verify, timeout=timeout, transport=transport)
+        self._http = httpx.Client(verify=ssl_verify(verify), timeout=timeout, transport=transport)
         self._lock = threading.Lock()
         self._keys: dict[str, PublicKey] = {}
         self._jwks_uri: str | None = None

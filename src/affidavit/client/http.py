@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from affidavit.client import ClientError, ServiceRejected
+from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -53,7 +54,7 @@ class AttestationClient:
         self,
         url: str,
         *,
-        verify: bool | str = True,
+        verify: VerifyArg = True,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.25,
@@ -70,7 +71,9 @@ class AttestationClient:
         headers = {"Accept": "application/json", "User-Agent": "affidavit-client"}
         if bearer_token:
             headers["Authorization"] = f"Bearer {bearer_token}"
-        self._http = httpx.Client(verify=verify, timeout=timeout, headers=headers, transport=transport)
+        self._http = httpx.Client(
+            verify=ssl_verify(verify), timeout=timeout, headers=headers, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()

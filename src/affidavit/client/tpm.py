@@ -16,7 +16,6 @@ import argparse
 import base64
 import hashlib
 import json
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from affidavit.client import ClientError, ServiceRejected
+from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 DEFAULT_TCTI = "device:/dev/tpmrm0"
@@ -178,7 +178,7 @@ class TpmAttestation:
     """Runs the protocol against one service URL."""
 
     url: str
-    verify: bool | str = True
+    verify: VerifyArg = True
     timeout: float = 30.0
     request_key: rsa.RSAPrivateKey | None = None
     rp_data: bytes | None = None
@@ -212,10 +212,7 @@ class TpmAttestation:
     def run(self, source: TpmEvidenceSource) -> str:
         """Init, challenge, quote, signed request; returns the report JWT."""
         key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        verify: bool | ssl.SSLContext = (
-            self.verify if isinstance(self.verify, bool) else ssl.create_default_context(cafile=self.verify)
-        )
-        with httpx.Client(verify=verify, timeout=self.timeout) as client:
+        with httpx.Client(verify=ssl_verify(self.verify), timeout=self.timeout) as client:
             answer = self._post(client, {"type": "aikcert"})
             challenge_text, context = answer.get("challenge"), answer.get("service_context")
             if not isinstance(challenge_text, str) or not isinstance(context, str):
