@@ -27,6 +27,14 @@ Outside this package: ``oe_report_malformed`` (`affidavit.evidence.openenclave`)
 Semantics are Intel QVL's with strict time checks (as dcap-qvl): anything expired at ``now`` is an error,
 whereas a TCB level or QE identity marked ``Revoked`` is a *result* (``tcb_status == "Revoked"``) that
 policy must reject. A PCK certificate on the CRL is an error (``pck_revoked``).
+
+Collateral grace: ``verify(..., collateral_grace=timedelta(hours=...))`` (also `verify_quote`) accepts a TCB
+Info, QE identity or CRL up to that long past its nextUpdate, so a service can ride out a PCS outage with
+the collateral its cache still serves (`affidavit.collateral` serves it within the same grace). Such a
+result has ``collateral_expired = True`` (Intel QvE's ``collateral_expiration_status``) and the claim
+``x-ms-sgx-collateral-expired: true``, absent otherwise, so a policy can refuse it. Certificate validity,
+issue dates and thisUpdate stay strict; the default grace is zero (strict). Caches hold only
+time-independent results, so a lenient call never makes a later strict one pass.
 """
 
 from affidavit.evidence import EvidenceError

@@ -8,7 +8,7 @@ comparisons per quote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -99,18 +99,36 @@ class Window:
         return Window(max(p[2] for p in parts), min(p[3] for p in parts), tuple(parts))
 
 
-def check_time(now: datetime, *windows: Window) -> None:
-    """Raise for the first item (in Intel's order) not valid at ``now``."""
+# Window parts whose upper bound is a collateral nextUpdate (not a certificate's notAfter): the only
+# bounds a collateral grace period may stretch.
+GRACEABLE = frozenset({"crl_expired", "collateral_expired"})
+
+
+def check_time(now: datetime, *windows: Window, grace: timedelta = timedelta(0)) -> bool:
+    """Raise for the first item (in Intel's order) not valid at ``now``.
+
+    A TCB Info, QE identity or CRL past its nextUpdate by at most ``grace`` passes; the result says
+    whether any did (QvE's collateral_expiration_status). Certificate validity and every lower bound
+    stay strict.
+    """
+    expired = False
     for w in windows:
         if w.not_before <= now <= w.not_after:
             continue
         for code, what, nb, na in w.parts:
             if now > na:
-                raise fail(code, f"{what} expired at {na.isoformat()} (verification time {now.isoformat()})")
+                if code in GRACEABLE and now <= na + grace:
+                    expired = True
+                    continue
+                within = f", beyond the grace period of {grace}" if code in GRACEABLE and grace else ""
+                raise fail(
+                    code, f"{what} expired at {na.isoformat()} (verification time {now.isoformat()}{within})"
+                )
             if now < nb:
                 raise fail(
                     code, f"{what} is not valid before {nb.isoformat()} (verification time {now.isoformat()})"
                 )
+    return expired
 
 
 def _cert_window(cert: x509.Certificate, what: str) -> tuple[str, str, datetime, datetime]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -113,6 +113,7 @@ class DcapResult:
     tcb_evaluation_data_number: int = 0
     fmspc: str = ""
     pck: PckExtension | None = field(default=None, repr=False)
+    collateral_expired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +126,7 @@ class DcapResult:
             "tcb_date": None if self.tcb_date is None else self.tcb_date.isoformat(),
             "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
             "fmspc": self.fmspc,
+            "collateral_expired": self.collateral_expired,
             "report_data": self.report_data.hex(),
             "claims": self.claims,
             "collateral_hashes": self.collateral_hashes,
@@ -206,17 +208,31 @@ class DcapVerifier:
             )
         return module_level
 
-    def verify(self, quote: bytes | Quote, collateral: SgxCollateral, now: datetime) -> DcapResult:
-        """Verify ``quote`` (bytes, or already parsed) at time ``now`` (timezone-aware)."""
+    def verify(
+        self,
+        quote: bytes | Quote,
+        collateral: SgxCollateral,
+        now: datetime,
+        *,
+        collateral_grace: timedelta = timedelta(0),
+    ) -> DcapResult:
+        """Verify ``quote`` (bytes, or already parsed) at time ``now`` (timezone-aware).
+
+        ``collateral_grace``: how long past its nextUpdate a TCB Info, QE identity or CRL is still
+        accepted (the result is then flagged ``collateral_expired``); certificates stay strict.
+        """
         if now.tzinfo is None:
             raise EvidenceError("verification time must be timezone-aware", code="invalid_time")
+        if collateral_grace < timedelta(0):
+            raise EvidenceError("the collateral grace period must not be negative", code="invalid_time")
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
         pem = q.pck_chain_pem
         # B. PCK chain, C/D. collateral (signatures once per set), then validity at `now` on every call.
         chain = self._verified_chain(pem)
         vc = self._verified_collateral(collateral)
-        check_time(now, chain.window, vc.window)
+        # Only time checks see the grace: every cache below holds time-independent results.
+        expired = check_time(now, chain.window, vc.window, grace=collateral_grace)
         body = q.body
         tcb_bytes = body.raw[:120] + body.raw[584:600] if isinstance(body, TdReportBody) else b""
         memo_key = (collateral.digest, pem, q.tee, q.qe_report.raw, q.qe_report_signature, tcb_bytes)
@@ -245,13 +261,16 @@ class DcapVerifier:
             hashes = collateral_hashes(collateral, b"")
             self._hashes.put(collateral.digest, hashes)
         hashes = {**hashes, "quotehash": hashlib.sha256(evidence).hexdigest()}
+        claims = body_claims(q.body)
+        if expired:
+            claims["x-ms-sgx-collateral-expired"] = True
         return DcapResult(
             tee=q.tee,
             tcb_status=outcome.status,
             advisory_ids=outcome.advisory_ids,
             quote=q,
             report_data=q.body.report_data,
-            claims=body_claims(q.body),
+            claims=claims,
             collateral_hashes=hashes,
             qe_tcb_status=outcome.qe_level.status,
             platform_tcb_status=outcome.platform_level.status,
@@ -260,11 +279,17 @@ class DcapVerifier:
             tcb_evaluation_data_number=tcb_info.tcb_evaluation_data_number,
             fmspc=chain.extension.fmspc.hex().upper(),
             pck=chain.extension,
+            collateral_expired=expired,
         )
 
 
 def verify_quote(
-    quote: bytes, collateral: SgxCollateral, trust: TrustAnchors | None, now: datetime
+    quote: bytes,
+    collateral: SgxCollateral,
+    trust: TrustAnchors | None,
+    now: datetime,
+    *,
+    collateral_grace: timedelta = timedelta(0),
 ) -> DcapResult:
     """Uncached one-shot verification (a fresh `DcapVerifier`)."""
-    return DcapVerifier(trust).verify(quote, collateral, now)
+    return DcapVerifier(trust).verify(quote, collateral, now, collateral_grace=collateral_grace)
