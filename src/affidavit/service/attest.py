@@ -85,7 +85,7 @@ async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRe
     ring = state.keyring()
     claims = token_claims(
         verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=req.nonce,
-        max_lifetime=int(ring.max_token_lifetime.total_seconds()),
+        max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
     )
     if policy.draft:
         from affidavit.tokens import unsecured_jwt

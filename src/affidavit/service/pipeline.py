@@ -130,23 +130,47 @@ def verified_claims(
     return Verified(incoming=incoming, token_claims=token)
 
 
-def incoming_claim_list(incoming: Mapping[str, Any], extra: Mapping[str, Any]) -> list[Any]:
+_SCALAR_TYPES = {bool: "Boolean", int: "Integer", str: "String"}
+
+
+class ClaimCache:
+    """Interned incoming ``Claim`` objects: they are immutable and a fleet's evidence repeats most values
+    (measurements, TCB status, collateral), so reuse beats building ~30 frozen dataclasses per request."""
+
+    def __init__(self, max_entries: int = 65536) -> None:
+        self._max = max_entries
+        self._claims: dict[tuple[str, type, Any], Any] = {}
+
+    def get(self, name: str, value: Any) -> Any:
+        key = (name, type(value), value)
+        claim = self._claims.get(key)
+        if claim is None:
+            from affidavit.policy import Claim
+
+            claim = Claim(name, value, _SCALAR_TYPES[type(value)])
+            if len(self._claims) >= self._max:
+                self._claims.clear()
+            self._claims[key] = claim
+        return claim
+
+
+def incoming_claim_list(
+    incoming: Mapping[str, Any], extra: Mapping[str, Any], cache: ClaimCache | None = None
+) -> list[Any]:
     """The policy's incoming claims: scalars as typed claims, JSON objects as compact JSON text, lists
     of scalars as one claim per element (so a policy can match a single advisory ID)."""
-    from affidavit.policy import Claim, claims_from_mapping
+    from affidavit.policy import claims_from_mapping
 
+    get = (cache or ClaimCache()).get
     claims: list[Any] = []
-    for name, value in {**incoming, **extra}.items():
-        if isinstance(value, bool):
-            claims.append(Claim(name, value, "Boolean"))
-        elif isinstance(value, int):
-            claims.append(Claim(name, value, "Integer"))
-        elif isinstance(value, str):
-            claims.append(Claim(name, value, "String"))
-        elif isinstance(value, list) and all(isinstance(v, str | int | bool) for v in value):
-            claims.extend(claims_from_mapping({name: v})[0] for v in value)
-        else:
-            claims.extend(claims_from_mapping({name: value}))
+    for source in (incoming, extra):
+        for name, value in source.items():
+            if type(value) in _SCALAR_TYPES:
+                claims.append(get(name, value))
+            elif isinstance(value, list) and all(type(v) in _SCALAR_TYPES for v in value):
+                claims.extend(get(name, v) for v in value)
+            else:
+                claims.extend(claims_from_mapping({name: value}))
     return claims
 
 
@@ -171,15 +195,16 @@ def token_claims(
     now: datetime,
     nonce: str | None,
     max_lifetime: int = ATTESTATION_TOKEN_SECONDS,
+    claim_cache: ClaimCache | None = None,
 ) -> dict[str, Any]:
     """Run the policy over the incoming claims and assemble the token's claims (maa-api §6.2)."""
     from affidavit.policy import evaluate, policy_hash
 
-    phash = policy_hash(policy.text)
+    phash = getattr(compiled, "hash", None) or policy_hash(policy.text)
     extra: dict[str, Any] = {"x-ms-policy-hash": phash}
     if policy.signer_jwk is not None:
         extra["x-ms-policy-signer"] = dict(policy.signer_jwk)
-    outcome = evaluate(compiled, incoming_claim_list(verified.incoming, extra))
+    outcome = evaluate(compiled, incoming_claim_list(verified.incoming, extra, claim_cache))
     if not outcome.authorized:
         raise ServiceError(
             f"the attestation policy did not authorize: {outcome.reason}", code=POLICY_EVALUATION

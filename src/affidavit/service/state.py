@@ -21,6 +21,7 @@ from cryptography import x509
 
 from affidavit.service.config import ServiceConfig
 from affidavit.service.errors import ServiceError
+from affidavit.service.pipeline import ClaimCache
 
 KEYRING_REFRESH = 30.0  # seconds
 PLATFORM_CACHE = 4096  # PCK chains remembered
@@ -44,6 +45,7 @@ class ServiceState:
     - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
+    - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
       ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
     """
@@ -59,6 +61,7 @@ class ServiceState:
     _keyring: Any = None
     _keyring_at: float = field(default=0.0)
     _platforms: dict[bytes, Any] = field(default_factory=dict)
+    claims: ClaimCache = field(default_factory=ClaimCache)
 
     @cached_property
     def issuer(self) -> str:
