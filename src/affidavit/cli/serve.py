@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
         description="Run the attestation service (MAA's REST API). Flags are also AFFIDAVIT_* variables.",
     )
     p.add_argument("--host", default=_env("host") or "127.0.0.1")
-    p.add_argument("--port", type=int, default=int(_env("port") or 8080))
+    p.add_argument("--port", type=int, default=_env("port") or "8080")
     p.add_argument("--data-dir", type=Path, default=Path(_env("data-dir") or "var"),
                    help="SQLite database, signing keys, TLS certificate, admin token (default ./var)")
     p.add_argument("--database-url", default=_env("database-url"),
@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pcs-api-key", default=_env("pcs-api-key"))
     p.add_argument("--evidence-time", type=_time, default=_env("evidence-time"),
                    help="fixed clock for evidence checks (tests, offline replay); tokens use the real clock")
-    p.add_argument("--workers", type=int, default=int(_env("workers") or 1))
+    p.add_argument("--workers", type=int, default=_env("workers") or "1")
     p.add_argument("--mode", choices=("aad", "isolated"), default=_env("mode") or "aad")
     p.add_argument("--policy-signer-cert", dest="policy_signer_certs", type=Path, action="append",
                    help="PEM of an initial policy management certificate (isolated mode; repeatable)")
@@ -79,8 +79,8 @@ def register(subparsers: Any) -> None:
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
     p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
                    help="the aud those JWTs must carry")
-    p.add_argument("--max-body-bytes", type=int, default=int(_env("max-body-bytes") or 1024 * 1024))
-    p.add_argument("--key-size", type=int, choices=(2048, 3072), default=int(_env("key-size") or 2048),
+    p.add_argument("--max-body-bytes", type=int, default=_env("max-body-bytes") or str(1024 * 1024))
+    p.add_argument("--key-size", type=int, choices=(2048, 3072), default=_env("key-size") or "2048",
                    help="RSA size of newly generated token signing keys")
     p.add_argument("--log-level", default=_env("log-level") or "info")
     p.set_defaults(func=run)
