@@ -150,3 +150,20 @@ def test_base64_forms_agree() -> None:
     forms = [base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode(),
              base64.urlsafe_b64encode(data).decode().rstrip("="), base64.b64encode(data).decode().rstrip("=")]
     assert all(b64decode_lenient(f, "x") == data for f in forms)
+
+
+def test_layer_errors_map_to_maa_codes() -> None:
+    from affidavit.collateral import CollateralError
+    from affidavit.evidence import EvidenceError
+    from affidavit.policy import PolicyEvaluationError, PolicyParsingError
+    from affidavit.service.errors import classify
+    from affidavit.store import StoreError
+    from affidavit.tokens import TokenError
+
+    assert classify(EvidenceError("x")) == (400, "InvalidParameter")
+    assert classify(CollateralError("x")) == (400, "InvalidParameter")
+    assert classify(PolicyParsingError("x")) == (400, "PolicyParsingError")
+    assert classify(PolicyEvaluationError("x")) == (400, "PolicyEvaluationError")
+    assert classify(TokenError("x")) == (400, "InvalidOperation")
+    assert classify(StoreError("x")) == (503, "ServiceUnavailable")
+    assert classify(ServiceError("x", code="Unauthorized", status=401)) == (401, "Unauthorized")

@@ -51,25 +51,20 @@ def classify(exc: AffidavitError) -> tuple[int, str]:
         return exc.status, exc.code
     from affidavit.collateral import CollateralError
     from affidavit.evidence import EvidenceError
+    from affidavit.policy import PolicyError, PolicyParsingError
+    from affidavit.store import StoreError
+    from affidavit.tokens import TokenError
 
+    if isinstance(exc, StoreError):  # the database, not the request: a retryable outage
+        return 503, "ServiceUnavailable"
     if isinstance(exc, EvidenceError | CollateralError):
         return 400, INVALID_PARAMETER
-    try:
-        from affidavit.policy import PolicyError, PolicyParsingError
-    except ImportError:  # policy layer not installed yet: fall through
-        pass
-    else:
-        if isinstance(exc, PolicyParsingError):
-            return 400, POLICY_PARSING
-        if isinstance(exc, PolicyError):
-            return 400, POLICY_EVALUATION
-    try:
-        from affidavit.tokens import TokenError
-    except ImportError:
-        pass
-    else:
-        if isinstance(exc, TokenError):
-            return 400, INVALID_OPERATION
+    if isinstance(exc, PolicyParsingError):
+        return 400, POLICY_PARSING
+    if isinstance(exc, PolicyError):
+        return 400, POLICY_EVALUATION
+    if isinstance(exc, TokenError):
+        return 400, INVALID_OPERATION
     return 400, INVALID_PARAMETER
 
 
@@ -77,7 +72,7 @@ async def handle_affidavit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AffidavitError)
     status, code = classify(exc)
     if status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc)
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(status, code, exc.message)
 
 
