@@ -33,6 +33,8 @@ from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
+_CURVES: dict[Any, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+
 _SIGNED_ALGS = {
     "RS256": hashes.SHA256,
     "RS384": hashes.SHA384,
@@ -143,7 +145,11 @@ def _key_from_jwk(entry: Mapping[str, Any]) -> PublicKey:
         raise RelyingPartyError("unsupported key type in x5c", code="jwks_invalid")
     if entry.get("kty") == "RSA":
         return rsa.RSAPublicNumbers(_b64url_int(entry.get("e")), _b64url_int(entry.get("n"))).public_key()
-    raise RelyingPartyError("JWKS key has neither x5c nor RSA n/e", code="jwks_invalid")
+    curve = _CURVES.get(entry.get("crv")) if entry.get("kty") == "EC" else None
+    if curve is not None:
+        x, y = _b64url_int(entry.get("x")), _b64url_int(entry.get("y"))
+        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+    raise RelyingPartyError("JWKS key has neither x5c, RSA n/e nor EC x/y", code="jwks_invalid")
 
 
 def _check_signature(decoded: DecodedToken, key: PublicKey) -> bool:
@@ -284,7 +290,8 @@ def verify_token(
         if not any(_check_signature(decoded, k) for k in candidates):
             raise RelyingPartyError("token signature does not verify", code="bad_signature")
     _check_times(claims, now, leeway)
-    if issuer is not None and claims.get("iss") != issuer.rstrip("/"):
+    iss = claims.get("iss")
+    if issuer is not None and (not isinstance(iss, str) or iss.rstrip("/") != issuer.rstrip("/")):
         raise RelyingPartyError(
             f"issuer is {claims.get('iss')!r}, expected {issuer.rstrip('/')!r}", code="wrong_issuer"
         )
