@@ -18,16 +18,14 @@ from affidavit.client import ServiceRejected
 from affidavit.client.tpm import add_arguments, run
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
 from affidavit.evidence.tpm import parse_event_log
-from tests.service.helpers import jwt_body
-from tests.swtpm import (
+from affidavit.simulate.swtpm import (
+    AkCertificateAuthority,
     Swtpm,
-    TestCa,
-    TpmService,
-    log_banks,
+    event_log_banks,
     replay_event_log,
     running_swtpm,
-    running_tpm_service,
 )
+from tests.service.helpers import Server, jwt_body, tpm_server
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
 SECURE_BOOT_POLICY = """version=1.2;
@@ -44,7 +42,7 @@ issuancerules {
 @dataclass(frozen=True)
 class Setup:
     tpm: Swtpm
-    service: TpmService
+    service: Server
     log_path: Path
     ak_cert: Path
     work: Path
@@ -55,18 +53,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[S
     work = tmp_path_factory.mktemp("tpm-e2e")
     log_path = vectors / LOG
     log = log_path.read_bytes()
-    ca = TestCa.create()
-    with running_swtpm(work, log_banks(log)) as tpm:
+    ca = AkCertificateAuthority.create()
+    with running_swtpm(work, event_log_banks(log)) as tpm:
         replay_event_log(tpm, log)
         tools = TpmTools(tpm.tcti)
         tools.ensure_ak(DEFAULT_AK_HANDLE)
         ak_cert = work / "ak-cert.der"
-        ak_cert.write_bytes(ca.issue_ak_certificate(tools.read_public_pem(DEFAULT_AK_HANDLE)))
-        # The AK CA reaches the service as the data-directory trust file (the route tests use the config).
+        ak_cert.write_bytes(ca.issue(tools.read_public_pem(DEFAULT_AK_HANDLE)))
+        # The AK CA reaches the service as the data-directory trust file (the route tests use the flag).
         (work / "service").mkdir()
         (work / "service" / "tpm-aik-roots.pem").write_bytes(ca.pem)
-        with running_tpm_service(work / "service") as service:
-            service.set_tpm_policy(SECURE_BOOT_POLICY)
+        with tpm_server(work / "service") as service:
+            service.put_policy("Tpm", SECURE_BOOT_POLICY)
             yield Setup(tpm, service, log_path, ak_cert, work)
 
 

@@ -19,7 +19,7 @@ from affidavit.client.tpm_tools import (
     parse_pcr_list,
     split_pcr_values,
 )
-from tests.swtpm import running_swtpm
+from affidavit.simulate.swtpm import running_swtpm
 
 GETCAP = """selected-pcrs:
   - sha1: [ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23 ]
@@ -83,16 +83,16 @@ def test_quotes_with_the_aks_own_scheme_verify(tmp_path: Path) -> None:
     from affidavit.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
 
     ek = str(tmp_path / "ek.ctx")
-    with running_swtpm(tmp_path) as swtpm:
-        swtpm.tools("tpm2_createek", "-c", ek, "-G", "rsa")
-        swtpm.tools("tpm2_flushcontext", "-t")
+    with running_swtpm(tmp_path, ("sha1", "sha256")) as swtpm:
+        swtpm.tool("tpm2_createek", "-c", ek, "-G", "rsa")
+        swtpm.tool("tpm2_flushcontext", "-t")
         tools = TpmTools(swtpm.tcti)
         for n, (alg, scheme) in enumerate((("rsa", "rsassa"), ("rsa", "rsapss"), ("ecc", "ecdsa"))):
             handle, ak = 0x81000120 + n, str(tmp_path / f"ak{n}.ctx")
-            swtpm.tools("tpm2_createak", "-C", ek, "-c", ak, "-G", alg, "-g", "sha256", "-s", scheme)
-            swtpm.tools("tpm2_flushcontext", "-t")
-            swtpm.tools("tpm2_evictcontrol", "-C", "o", "-c", ak, hex(handle))
-            swtpm.tools("tpm2_flushcontext", "-t")
+            swtpm.tool("tpm2_createak", "-C", ek, "-c", ak, "-G", alg, "-g", "sha256", "-s", scheme)
+            swtpm.tool("tpm2_flushcontext", "-t")
+            swtpm.tool("tpm2_evictcontrol", "-C", "o", "-c", ak, hex(handle))
+            swtpm.tool("tpm2_flushcontext", "-t")
             public = tools.read_public(handle)
             assert tools.ensure_ak(handle) == public  # an existing AK is loaded, not replaced
             assert tools.signing_scheme(handle) == (scheme, "sha256")

@@ -132,6 +132,26 @@ class Server:
         self.stop()
         raise RuntimeError(f"server not ready in {START_TIMEOUT}s:\n{self.log()}")
 
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def put_policy(self, att_type: str, text: str) -> None:
+        """Set a policy unsigned, with the tests' admin token (the server needs ``--admin-token``)."""
+        self._manage(f"/policies/{att_type}", "PUT", unsigned_policy(text))
+
+    def reset_policy(self, att_type: str) -> None:
+        self._manage(f"/policies/{att_type}:reset", "POST", "eyJhbGciOiJub25lIn0..")
+
+    def _manage(self, path: str, method: str, jws: str) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "text/plain"}
+        with self.client() as c:
+            r = c.request(method, path, params={"api-version": "2020-10-01"}, content=jws, headers=headers)
+        if r.status_code != 200:
+            raise RuntimeError(f"{method} {path} failed: {r.status_code} {r.text}")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -147,6 +167,15 @@ class Server:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+
+def tpm_server(data_dir: Path, aik_roots: Sequence[Path] = ()) -> Server:
+    """``affidavit serve`` trusting ``aik_roots`` for TPM AK certificates (``--tpm-aik-root``; without any,
+    ``tpm-aik-roots.pem`` in ``data_dir`` if it is there), with the tests' admin token."""
+    args = ["--admin-token", ADMIN_TOKEN]
+    for root in aik_roots:
+        args += ["--tpm-aik-root", str(root)]
+    return Server(data_dir, args)
 
 
 def compact_json(obj: Any) -> bytes:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.security.attestation import AttestationClient
@@ -32,17 +31,14 @@ from affidavit.client.tpm import (
 )
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
 from affidavit.relying_party import keys_from_jwks, verify_token
-from tests.service.helpers import StaticCredential, jwt_body
-from tests.swtpm import (
-    ADMIN_TOKEN,
+from affidavit.simulate.swtpm import (
+    AkCertificateAuthority,
     Swtpm,
-    TestCa,
-    TpmService,
-    log_banks,
+    event_log_banks,
     replay_event_log,
     running_swtpm,
-    running_tpm_service,
 )
+from tests.service.helpers import Server, StaticCredential, jwt_body, tpm_server
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
 # MAA's documented Secure Boot check (tpm.md §2.4), over the policy-1.2 `events` claim.
@@ -62,7 +58,7 @@ issuancerules {
 class Env:
     tpm: Swtpm
     tools: TpmTools
-    service: TpmService
+    service: Server
     log: bytes
     ak: AkMaterial
     foreign_ak_cert: bytes
@@ -88,17 +84,17 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[Env]:
     work = tmp_path_factory.mktemp("tpm-route")
     log = (vectors / LOG).read_bytes()
-    ca, stranger = TestCa.create(), TestCa.create("Not trusted")
+    ca, stranger = AkCertificateAuthority.create(), AkCertificateAuthority.create("Not trusted")
     (work / "ak-ca.pem").write_bytes(ca.pem)
-    with running_swtpm(work, log_banks(log)) as tpm:
+    with running_swtpm(work, event_log_banks(log)) as tpm:
         replay_event_log(tpm, log)
         tools = TpmTools(tpm.tcti)
         public = tools.ensure_ak(DEFAULT_AK_HANDLE)
         pem = tools.read_public_pem(DEFAULT_AK_HANDLE)
-        ak = AkMaterial(public, ca.issue_ak_certificate(pem))
-        with running_tpm_service(work / "service", (work / "ak-ca.pem",)) as service:
-            service.set_tpm_policy(POLICY)
-            yield Env(tpm, tools, service, log, ak, stranger.issue_ak_certificate(pem))
+        ak = AkMaterial(public, ca.issue(pem))
+        with tpm_server(work / "service", (work / "ak-ca.pem",)) as service:
+            service.put_policy("Tpm", POLICY)
+            yield Env(tpm, tools, service, log, ak, stranger.issue(pem))
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +132,8 @@ def test_sdk_full_exchange_yields_a_verifiable_report(env: Env, request_key: rsa
                             custom_claims=custom)
         report = _sdk_send(client, {"request": jws})["report"]
 
-        jwks = httpx.get(env.service.url + "/certs", verify=env.service.tls).json()
+        with env.service.client() as http:
+            jwks = http.get("/certs").json()
         claims = verify_token(report, keys_from_jwks(jwks), issuer=env.service.url, now=time.time()).claims
         assert claims["aikValidated"] is True and claims["secureBootEnabled"] is True
         assert isinstance(claims["aikPubHash"], str) and claims["tpmVersion"] == 2
@@ -215,10 +212,7 @@ def test_ak_certificate_from_an_untrusted_ca_is_rejected(env: Env, request_key: 
 
 
 def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key: rsa.RSAPrivateKey) -> None:
-    reset = httpx.post(env.service.url + "/policies/Tpm:reset", params={"api-version": "2020-10-01"},
-                       content="eyJhbGciOiJub25lIn0..", verify=env.service.tls,
-                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "text/plain"})
-    assert reset.status_code == 200
+    env.service.reset_policy("Tpm")
     try:
         with env.sdk() as client:
             challenge, context = _init(client)
@@ -228,7 +222,7 @@ def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key:
             assert (status, code) == (400, "PolicyEvaluationError")
             assert "no attestation policy" in message.lower()
     finally:
-        env.service.set_tpm_policy(POLICY)
+        env.service.put_policy("Tpm", POLICY)
 
 
 @pytest.mark.parametrize("body", [
@@ -238,8 +232,9 @@ def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key:
     json.dumps({"data": b64url(b'{"payload": {"request": 7}}')}).encode(),
 ])
 def test_malformed_messages_get_maa_400_errors(env: Env, body: bytes) -> None:
-    r = httpx.post(env.service.url + "/attest/Tpm", params={"api-version": "2020-10-01"}, content=body,
-                   headers={"Content-Type": "application/json"}, verify=env.service.tls)
+    with env.service.client() as http:
+        r = http.post("/attest/Tpm", params={"api-version": "2020-10-01"}, content=body,
+                      headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "InvalidParameter"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class ServiceState:
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
     - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
+    - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
+      (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
+      under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
       ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
     """
@@ -62,6 +66,7 @@ class ServiceState:
     _keyring_at: float = field(default=0.0)
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
+    tpm_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
     def issuer(self) -> str:
@@ -83,6 +88,13 @@ class ServiceState:
                 self._platforms.clear()
             self._platforms[quote.pck_chain_pem] = platform
         return platform
+
+    @cached_property
+    def tpm_verifier(self) -> Any:
+        """Built on first use (``build_state`` touches it, so a bad trust file stops the start)."""
+        from affidavit.evidence.tpm import TpmVerifier
+
+        return TpmVerifier(tpm_trust(self.config))
 
     def evidence_clock(self) -> datetime:
         return self.config.evidence_time or self.clock()
@@ -131,6 +143,49 @@ def trust_anchors(config: ServiceConfig) -> Any:
         return TrustAnchors.intel()
     pem = b"".join(p.read_bytes() for p in config.trust_roots)
     return TrustAnchors.from_pem(pem)
+
+
+# ``ServiceConfig.extra`` key (filled by ``affidavit serve --tpm-...``) -> the data-dir file used without it.
+TPM_TRUST_FILES = {
+    "tpm_aik_roots": "tpm-aik-roots.pem",
+    "tpm_aik_intermediates": "tpm-aik-intermediates.pem",
+    "tpm_registered_aks": "tpm-registered-aks.pem",
+}
+
+
+def _tpm_trust_pem(config: ServiceConfig, key: str, what: str) -> bytes:
+    """The configured PEM files of one kind concatenated; without any, the data-dir file if it exists."""
+    paths = config.extra.get(key)
+    if not paths:
+        fallback = config.data_dir / TPM_TRUST_FILES[key]
+        paths = [fallback] if fallback.is_file() else []
+    elif isinstance(paths, str | Path):
+        paths = [paths]
+    data = []
+    for p in paths:
+        try:
+            data.append(Path(p).read_bytes())
+        except OSError as exc:
+            raise ServiceError(f"cannot read {what} {p}: {exc.strerror}", code="configuration") from None
+    return b"\n".join(data)
+
+
+def tpm_trust(config: ServiceConfig) -> Any:
+    """``TpmTrust`` from the configured AIK roots, intermediates and registered AK public keys."""
+    from affidavit.evidence import EvidenceError
+    from affidavit.evidence.tpm import TpmTrust
+
+    registered = _tpm_trust_pem(config, "tpm_registered_aks", "registered AK")
+    keys = [b"-----BEGIN" + part for part in registered.split(b"-----BEGIN")[1:]]
+    try:
+        return TpmTrust.from_pem(
+            roots=_tpm_trust_pem(config, "tpm_aik_roots", "AIK root"),
+            intermediates=_tpm_trust_pem(config, "tpm_aik_intermediates", "AIK intermediate"),
+            registered_aks=keys,
+        )
+    except (ValueError, TypeError, EvidenceError) as exc:  # a bad certificate is TpmAkError
+        raise ServiceError(f"the configured TPM trust (AIK CAs, registered AKs) is unreadable: {exc}",
+                           code="configuration") from None
 
 
 def admin_token_for(config: ServiceConfig) -> str | None:
@@ -198,6 +253,11 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         admin_token=admin_token_for(config),
         clock=clock,
     )
+    try:
+        state.tpm_verifier  # noqa: B018 -- read the TPM trust now: a bad file stops the start
+    except ServiceError:
+        state.close()
+        raise
     state.collateral = collateral_provider(config, state)
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier

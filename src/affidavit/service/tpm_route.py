@@ -6,13 +6,16 @@ break a challenge in flight (retired keys still open the contexts they sealed), 
 be kept. A challenge is single-use within this process; across instances only its expiry
 (``CONTEXT_TTL_SECONDS``) bounds a replay.
 
-AK trust (``affidavit.evidence.tpm.TpmTrust``) comes from ``ServiceConfig.extra``: ``tpm_aik_roots`` and
-``tpm_aik_intermediates`` (PEM file paths) and ``tpm_registered_aks`` (PEM public-key file paths); each
-absent one falls back to a file in the data directory when it exists (``tpm-aik-roots.pem``,
-``tpm-aik-intermediates.pem``, ``tpm-registered-aks.pem``), since ``affidavit serve`` has no flags for
-them yet. It is read once per process. The
-policy's configuration rules (``require_valid_aik_cert``, ``required_pcr_mask``) are applied before
-the evidence is verified; the default (empty) Tpm policy denies until an operator sets one.
+AK trust: ``affidavit serve --tpm-aik-root PEM``, ``--tpm-aik-intermediate PEM`` (CA certificates) and
+``--tpm-registered-ak PEM`` (AK public keys trusted without a certificate), each repeatable and also
+``AFFIDAVIT_TPM_AIK_ROOT`` / ``_AIK_INTERMEDIATE`` / ``_REGISTERED_AK`` (path-separator lists), reach the
+app as ``ServiceConfig.extra`` (``tpm_aik_roots``, ``tpm_aik_intermediates``, ``tpm_registered_aks``). A
+kind given no file falls back to ``tpm-aik-roots.pem``, ``tpm-aik-intermediates.pem`` or
+``tpm-registered-aks.pem`` in the data directory when it exists. ``service.state.tpm_trust`` reads it
+once per worker, at start, into the state's long-lived ``TpmVerifier`` (verified AK chains and per-event
+results are reused across requests); a change needs a restart. The policy's configuration rules
+(``require_valid_aik_cert``, ``required_pcr_mask``) are applied to each verification; the default
+(empty) Tpm policy denies until an operator sets one.
 
 The report token carries the TPM's scalar incoming claims (``aikValidated``, ``aikPubHash``,
 ``tpmVersion``, ``secureBootEnabled``, ...; the large ``events``/``bootEvents``/``pcrs`` JSON only when the
@@ -28,7 +31,6 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -103,57 +105,6 @@ def _open_context(state: ServiceState, context: object, now: float) -> bytes:
     return sealer.open(context, now)
 
 
-TRUST_FILES = {
-    "tpm_aik_roots": "tpm-aik-roots.pem",
-    "tpm_aik_intermediates": "tpm-aik-intermediates.pem",
-    "tpm_registered_aks": "tpm-registered-aks.pem",
-}
-
-
-def _trust_paths(state: ServiceState, key: str) -> object:
-    configured = state.config.extra.get(key)
-    if configured:
-        return configured
-    fallback = Path(state.config.data_dir) / TRUST_FILES[key]
-    return fallback if fallback.is_file() else None
-
-
-def _read_pems(paths: object, what: str) -> bytes:
-    if not paths:
-        return b""
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    data = []
-    for p in paths:  # type: ignore[union-attr]
-        try:
-            data.append(Path(p).read_bytes())
-        except OSError as exc:
-            raise ServiceError(f"cannot read {what} {p}: {exc.strerror}", code="configuration") from None
-    return b"\n".join(data)
-
-
-def tpm_trust(state: ServiceState) -> Any:
-    """The configured AK trust, built once per state."""
-    cached = getattr(state, "_tpm_trust", None)
-    if cached is not None:
-        return cached
-    from affidavit.evidence.tpm import TpmTrust
-
-    registered = _read_pems(_trust_paths(state, "tpm_registered_aks"), "registered AK")
-    keys = [b"-----BEGIN" + part for part in registered.split(b"-----BEGIN")[1:]]
-    try:
-        trust = TpmTrust.from_pem(
-            roots=_read_pems(_trust_paths(state, "tpm_aik_roots"), "AIK root"),
-            intermediates=_read_pems(_trust_paths(state, "tpm_aik_intermediates"), "AIK intermediate"),
-            registered_aks=keys,
-        )
-    except (ValueError, TypeError) as exc:
-        raise ServiceError(f"the configured TPM trust (AIK CAs, registered AKs) is unreadable: {exc}",
-                           code="configuration") from None
-    state._tpm_trust = trust  # type: ignore[attr-defined]
-    return trust
-
-
 def _ledger(request: Request) -> ChallengeLedger:
     ledger = getattr(request.app.state, "affidavit_tpm_ledger", None)
     if ledger is None:
@@ -184,7 +135,7 @@ def _lifetime_seconds(properties: Mapping[str, Any], ring: Any) -> int:
 
 def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: ChallengeLedger) -> str:
     """Verify a signed request and return the report token (raises a layer's error otherwise)."""
-    from affidavit.evidence.tpm import TpmEvidence, verify_tpm
+    from affidavit.evidence.tpm import TpmEvidence
     from affidavit.policy import PROPERTY_DEFAULTS, configuration_properties, evaluate, policy_hash
     from affidavit.service.common import sign
     from affidavit.service.policies import stored_policy_choice
@@ -205,21 +156,22 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
     choice = stored_policy_choice(state, "Tpm")
     compiled = state.compiler.compile(choice.text)
     config = {**PROPERTY_DEFAULTS, **configuration_properties(compiled)}
-    result = verify_tpm(
-        TpmEvidence(
-            quote=evidence.quote,
-            signature=evidence.signature,
-            pcrs=evidence.pcr_map(),
-            ak_public=evidence.aik_pub if isinstance(evidence.aik_pub, bytes) else _aik_key(evidence),
-            ak_certificate=evidence.aik_cert,
-            event_log=evidence.event_log,
-        ),
-        expected_qualifying_data(request, challenge),
-        tpm_trust(state),
-        state.evidence_clock(),
-        require_valid_aik_cert=bool(config["require_valid_aik_cert"]),
-        required_pcr_mask=int(config["required_pcr_mask"]),
+    tpm_evidence = TpmEvidence(
+        quote=evidence.quote,
+        signature=evidence.signature,
+        pcrs=evidence.pcr_map(),
+        ak_public=evidence.aik_pub if isinstance(evidence.aik_pub, bytes) else _aik_key(evidence),
+        ak_certificate=evidence.aik_cert,
+        event_log=evidence.event_log,
     )
+    with state.tpm_lock:  # the verifier's caches are not thread-safe; requests run in worker threads
+        result = state.tpm_verifier.verify(
+            tpm_evidence,
+            expected_qualifying_data(request, challenge),
+            state.evidence_clock(),
+            require_valid_aik_cert=bool(config["require_valid_aik_cert"]),
+            required_pcr_mask=int(config["required_pcr_mask"]),
+        )
 
     service_claims: dict[str, Any] = {"x-ms-attestation-type": "tpm", **result.claims}
     phash = policy_hash(choice.text)
