@@ -16,16 +16,9 @@ import pytest
 
 from affidavit.client import ServiceRejected
 from affidavit.client.tpm import add_arguments, run
-from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
 from affidavit.evidence.tpm import parse_event_log
-from affidavit.simulate.swtpm import (
-    AkCertificateAuthority,
-    Swtpm,
-    event_log_banks,
-    replay_event_log,
-    running_swtpm,
-)
-from tests.service.helpers import Server, jwt_body, tpm_server
+from affidavit.simulate.swtpm import AkCertificateAuthority, Swtpm
+from tests.service.helpers import Server, booted_tpm, jwt_body, tpm_server
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
 SECURE_BOOT_POLICY = """version=1.2;
@@ -54,18 +47,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[S
     log_path = vectors / LOG
     log = log_path.read_bytes()
     ca = AkCertificateAuthority.create()
-    with running_swtpm(work, event_log_banks(log)) as tpm:
-        replay_event_log(tpm, log)
-        tools = TpmTools(tpm.tcti)
-        tools.ensure_ak(DEFAULT_AK_HANDLE)
+    with booted_tpm(work, log, ca) as booted:
         ak_cert = work / "ak-cert.der"
-        ak_cert.write_bytes(ca.issue(tools.read_public_pem(DEFAULT_AK_HANDLE)))
+        ak_cert.write_bytes(booted.ak.certificate or b"")
         # The AK CA reaches the service as the data-directory trust file (the route tests use the flag).
         (work / "service").mkdir()
         (work / "service" / "tpm-aik-roots.pem").write_bytes(ca.pem)
         with tpm_server(work / "service") as service:
             service.put_policy("Tpm", SECURE_BOOT_POLICY)
-            yield Setup(tpm, service, log_path, ak_cert, work)
+            yield Setup(booted.tpm, service, log_path, ak_cert, work)
 
 
 def _argv(setup: Setup, *extra: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Shared pieces of the service tests: a live server in a subprocess, signer certificates, encodings."""
+"""Shared pieces of the service tests: a live server in a subprocess (also with TPM trust), a booted
+software TPM, signer certificates, encodings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from affidavit.client.tpm import AkMaterial
+from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
+from affidavit.simulate.swtpm import (
+    AkCertificateAuthority,
+    Swtpm,
+    event_log_banks,
+    replay_event_log,
+    running_swtpm,
+)
 from tests.conftest import ROOT, free_port
 
 ADMIN_TOKEN = "test-admin-token"
@@ -176,6 +187,28 @@ def tpm_server(data_dir: Path, aik_roots: Sequence[Path] = ()) -> Server:
     for root in aik_roots:
         args += ["--tpm-aik-root", str(root)]
     return Server(data_dir, args)
+
+
+@dataclass(frozen=True)
+class BootedTpm:
+    """swtpm after a replayed boot, with the client's default AK (public area, PEM key, certificate)."""
+
+    tpm: Swtpm
+    tools: TpmTools
+    ak: AkMaterial
+    ak_pem: bytes
+
+
+@contextmanager
+def booted_tpm(workdir: Path, log: bytes, ca: AkCertificateAuthority) -> Iterator[BootedTpm]:
+    """A fresh swtpm with ``log``'s banks and ``log`` replayed into its PCRs (so the log verifies against
+    its quotes), the default AK created and certified by ``ca``; stopped in order afterwards."""
+    with running_swtpm(workdir, event_log_banks(log)) as tpm:
+        replay_event_log(tpm, log)
+        tools = TpmTools(tpm.tcti)
+        public = tools.ensure_ak(DEFAULT_AK_HANDLE)
+        pem = tools.read_public_pem(DEFAULT_AK_HANDLE)
+        yield BootedTpm(tpm, tools, AkMaterial(public, ca.issue(pem)), pem)
 
 
 def compact_json(obj: Any) -> bytes:

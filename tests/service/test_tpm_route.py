@@ -31,14 +31,8 @@ from affidavit.client.tpm import (
 )
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
 from affidavit.relying_party import keys_from_jwks, verify_token
-from affidavit.simulate.swtpm import (
-    AkCertificateAuthority,
-    Swtpm,
-    event_log_banks,
-    replay_event_log,
-    running_swtpm,
-)
-from tests.service.helpers import Server, StaticCredential, jwt_body, tpm_server
+from affidavit.simulate.swtpm import AkCertificateAuthority, Swtpm
+from tests.service.helpers import Server, StaticCredential, booted_tpm, jwt_body, tpm_server
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
 # MAA's documented Secure Boot check (tpm.md §2.4), over the policy-1.2 `events` claim.
@@ -86,15 +80,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, vectors: Path) -> Iterator[Env
     log = (vectors / LOG).read_bytes()
     ca, stranger = AkCertificateAuthority.create(), AkCertificateAuthority.create("Not trusted")
     (work / "ak-ca.pem").write_bytes(ca.pem)
-    with running_swtpm(work, event_log_banks(log)) as tpm:
-        replay_event_log(tpm, log)
-        tools = TpmTools(tpm.tcti)
-        public = tools.ensure_ak(DEFAULT_AK_HANDLE)
-        pem = tools.read_public_pem(DEFAULT_AK_HANDLE)
-        ak = AkMaterial(public, ca.issue(pem))
+    with booted_tpm(work, log, ca) as booted:
         with tpm_server(work / "service", (work / "ak-ca.pem",)) as service:
             service.put_policy("Tpm", POLICY)
-            yield Env(tpm, tools, service, log, ak, stranger.issue(pem))
+            yield Env(booted.tpm, booted.tools, service, log, booted.ak, stranger.issue(booted.ak_pem))
 
 
 @pytest.fixture(scope="module")
