@@ -103,3 +103,11 @@ def test_quotes_with_the_aks_own_scheme_verify(tmp_path: Path) -> None:
             result = verify_tpm(TpmEvidence(quote.attest, quote.signature, pcrs, ak_public=public),
                                 nonce, TpmTrust(), datetime.now(UTC), require_valid_aik_cert=False)
             assert result.attest.extra_data == nonce
+
+
+def test_swtpm_harness_reports_tool_failures_as_its_own_error() -> None:
+    """simulate.swtpm drives tpm2-tools through the client's TpmTools; a failure is a SwtpmError."""
+    from affidavit.simulate.swtpm import SwtpmError, run_tool
+
+    with pytest.raises(SwtpmError, match="tpm2_pcrread failed"):
+        run_tool("swtpm:host=127.0.0.1,port=1", "tpm2_pcrread", "sha256:0")

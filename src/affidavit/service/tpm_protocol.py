@@ -47,12 +47,10 @@ attributes).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import os
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,13 +62,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from affidavit.service.decode import b64decode_lenient
 from affidavit.service.errors import ServiceError
 
 CHALLENGE_BYTES = 16
 CONTEXT_TTL_SECONDS = 300
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _CONTEXT_INFO = b"affidavit tpm service_context v1"
-_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 # TPM_ALG_ID of the PCR banks a client may send.
 BANK_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
@@ -101,16 +99,11 @@ class TpmProtocolError(ServiceError):
 
 
 def b64_decode(text: object, what: str) -> bytes:
-    """Decode base64url or standard base64, padded or not (msrest sends url-safe without padding)."""
-    if not isinstance(text, str) or not _B64.fullmatch(text):
-        raise TpmProtocolError(f"{what} is not base64/base64url text")
-    body = text.rstrip("=").replace("-", "+").replace("_", "/")
-    if len(body) % 4 == 1:
-        raise TpmProtocolError(f"{what} has an impossible base64 length")
+    """``decode.b64decode_lenient`` (base64url or standard, padded or not), failing as a protocol error."""
     try:
-        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise TpmProtocolError(f"{what} is not valid base64") from None
+        return b64decode_lenient(text, what)
+    except ServiceError as exc:
+        raise TpmProtocolError(exc.message) from None
 
 
 def b64url(data: bytes) -> str:

@@ -44,19 +44,15 @@ class SwtpmError(AffidavitError):
     code = "swtpm_error"
 
 
-def run_tool(tcti: str, *args: str, timeout: float = TOOL_TIMEOUT) -> str:
-    """Run one tpm2-tools command against ``tcti``; its stdout, or a SwtpmError with the tool's complaint."""
-    env = {**os.environ, "TPM2TOOLS_TCTI": tcti}
+def run_tool(tcti: str, *args: str) -> str:
+    """Run one tpm2-tools command against ``tcti`` (the client's ``TpmTools.run``); its stdout, or a
+    SwtpmError with the tool's complaint."""
+    from affidavit.client.tpm_tools import TpmToolError, TpmTools
+
     try:
-        proc = subprocess.run(args, env=env, capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise SwtpmError(f"{args[0]} not found: install tpm2-tools") from None
-    except subprocess.TimeoutExpired:
-        raise SwtpmError(f"{args[0]} did not finish within {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        raise SwtpmError(f"{args[0]} failed: {tail[0]}")
-    return proc.stdout.decode("utf-8", "replace")
+        return TpmTools(tcti).run(*args)
+    except TpmToolError as exc:
+        raise SwtpmError(exc.message) from None
 
 
 @dataclass(frozen=True)
