@@ -129,29 +129,34 @@ class SgxCollateral:
     tcb_info: TcbInfo = field(init=False, repr=False, compare=False)
     qe_identity: EnclaveIdentity = field(init=False, repr=False, compare=False)
     digest: bytes = field(init=False, repr=False, compare=False)
+    # DER encodings, made once here (`cryptography` re-encodes on every call) for the digest and the
+    # ``x-ms-sgx-collateral`` hashes: each chain's certificates concatenated, signer first; the CRLs.
+    der: dict[str, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tcb_info", parse_tcb_info(self.tcb_info_json))
-        object.__setattr__(self, "qe_identity", parse_enclave_identity(self.qe_identity_json))
-        h = hashlib.sha256()
-        for part in self._parts():
-            h.update(len(part).to_bytes(8, "big"))
-            h.update(part)
-        object.__setattr__(self, "digest", h.digest())
-
-    def _parts(self) -> list[bytes]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
+        object.__setattr__(self, "tcb_info", parse_tcb_info(self.tcb_info_json))
+        object.__setattr__(self, "qe_identity", parse_enclave_identity(self.qe_identity_json))
+        der = {
+            name: b"".join(c.public_bytes(Encoding.DER) for c in getattr(self, name))
+            for name in ("tcb_info_issuer_chain", "qe_identity_issuer_chain", "pck_crl_issuer_chain")
+        }
+        der["pck_crl"] = self.pck_crl.public_bytes(Encoding.DER)
+        der["root_ca_crl"] = self.root_ca_crl.public_bytes(Encoding.DER)
+        object.__setattr__(self, "der", der)
         parts = [
             self.tcb_info_json,
             self.tcb_info_signature,
             self.qe_identity_json,
             self.qe_identity_signature,
+            *der.values(),
         ]
-        for chain in (self.tcb_info_issuer_chain, self.qe_identity_issuer_chain, self.pck_crl_issuer_chain):
-            parts.append(b"".join(c.public_bytes(Encoding.DER) for c in chain))
-        parts += [self.pck_crl.public_bytes(Encoding.DER), self.root_ca_crl.public_bytes(Encoding.DER)]
-        return parts
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        object.__setattr__(self, "digest", h.digest())
 
     @classmethod
     def from_parts(
@@ -189,8 +194,8 @@ class SgxCollateral:
 
         return {
             "pck_crl_issuer_chain": pem(self.pck_crl_issuer_chain),
-            "root_ca_crl": self.root_ca_crl.public_bytes(Encoding.DER).hex(),
-            "pck_crl": self.pck_crl.public_bytes(Encoding.DER).hex(),
+            "root_ca_crl": self.der["root_ca_crl"].hex(),
+            "pck_crl": self.der["pck_crl"].hex(),
             "tcb_info_issuer_chain": pem(self.tcb_info_issuer_chain),
             "tcb_info": self.tcb_info_json.decode(),
             "tcb_info_signature": self.tcb_info_signature.hex(),

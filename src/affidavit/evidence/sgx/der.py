@@ -7,8 +7,6 @@ which is all DER allows for these types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from affidavit.evidence import EvidenceError
 
 TAG_BOOLEAN = 0x01
@@ -21,10 +19,8 @@ TAG_SEQUENCE = 0x30
 _CODE = "pck_extension_invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Tlv:
-    tag: int
-    value: bytes
+Tlv = tuple[int, bytes]
+"""(tag, value): plain tuples, since a PCK extension has ~85 of them and this runs per new platform."""
 
 
 def _fail(message: str) -> EvidenceError:
@@ -41,12 +37,10 @@ def read_tlvs(data: bytes) -> list[Tlv]:
         tag = data[pos]
         if tag & 0x1F == 0x1F:
             raise _fail("multi-byte tags are not used here")
-        first = data[pos + 1]
+        length = data[pos + 1]
         pos += 2
-        if first < 0x80:
-            length = first
-        else:
-            n = first & 0x7F
+        if length >= 0x80:
+            n = length & 0x7F
             if n == 0 or n > 4:
                 raise _fail("indefinite or oversized length")
             if end - pos < n:
@@ -55,10 +49,11 @@ def read_tlvs(data: bytes) -> list[Tlv]:
             if data[pos] == 0 or length < 0x80:
                 raise _fail("non-minimal length encoding")
             pos += n
-        if end - pos < length:
+        stop = pos + length
+        if stop > end:
             raise _fail("value runs past its container")
-        out.append(Tlv(tag, data[pos : pos + length]))
-        pos += length
+        out.append((tag, data[pos:stop]))
+        pos = stop
     return out
 
 
@@ -67,15 +62,15 @@ def read_one(data: bytes, tag: int) -> Tlv:
     tlvs = read_tlvs(data)
     if len(tlvs) != 1:
         raise _fail(f"expected one element, found {len(tlvs)}")
-    if tlvs[0].tag != tag:
-        raise _fail(f"expected tag 0x{tag:02x}, found 0x{tlvs[0].tag:02x}")
+    if tlvs[0][0] != tag:
+        raise _fail(f"expected tag 0x{tag:02x}, found 0x{tlvs[0][0]:02x}")
     return tlvs[0]
 
 
 def expect(tlv: Tlv, tag: int, what: str) -> bytes:
-    if tlv.tag != tag:
-        raise _fail(f"{what}: expected tag 0x{tag:02x}, found 0x{tlv.tag:02x}")
-    return tlv.value
+    if tlv[0] != tag:
+        raise _fail(f"{what}: expected tag 0x{tag:02x}, found 0x{tlv[0]:02x}")
+    return tlv[1]
 
 
 def decode_integer(value: bytes, what: str) -> int:

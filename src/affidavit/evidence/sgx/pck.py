@@ -78,8 +78,10 @@ _OID = {suffix: encode_oid(_P + suffix) for suffix in _SUFFIXES}
 def _entries(data: bytes, what: str) -> dict[bytes, der.Tlv]:
     """A SEQUENCE OF SEQUENCE {OID, value}, keyed by the raw OID bytes; duplicates are rejected."""
     out: dict[bytes, der.Tlv] = {}
-    for item in der.read_tlvs(data):
-        inner = der.read_tlvs(der.expect(item, der.TAG_SEQUENCE, what))
+    for tag, body in der.read_tlvs(data):
+        if tag != der.TAG_SEQUENCE:
+            raise _fail(f"{what}: expected tag 0x{der.TAG_SEQUENCE:02x}, found 0x{tag:02x}")
+        inner = der.read_tlvs(body)
         if len(inner) != 2:
             raise _fail(f"{what}: entry is not an (OID, value) pair")
         oid = der.expect(inner[0], der.TAG_OID, what)
@@ -112,7 +114,7 @@ def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
 def parse_pck_extension(value: bytes) -> PckExtension:
     """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
     top = der.read_one(value, der.TAG_SEQUENCE)
-    e = _entries(top.value, "extension")
+    e = _entries(top[1], "extension")
     tcb_tlv = e.get(_OID[".2"])
     if tcb_tlv is None:
         raise _fail("missing TCB")

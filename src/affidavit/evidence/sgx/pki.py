@@ -14,10 +14,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx.collateral import SgxCollateral
+from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer
 from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
 from affidavit.evidence.sgx.trust import TrustAnchors, spki
 
@@ -53,37 +54,44 @@ def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePu
     return key
 
 
+Seen = set[tuple[bytes, bytes, bytes]]
+"""Certificate signatures verified in one pass, as (TBS, signature, signer SPKI): the PCK CA appears in
+the PCK chain and the PCK CRL issuer chain, the TCB signer in the TCB Info and QE identity chains."""
+
+
 def signed_by(
     cert: x509.Certificate,
+    tbs: bytes,
     key: ec.EllipticCurvePublicKey,
-    seen: set[tuple[bytes, bytes, bytes]] | None = None,
+    key_spki: bytes,
+    seen: Seen | None = None,
 ) -> bool:
-    """Whether ``key`` signed ``cert``; ``seen`` remembers successes within one verification pass
-    (collateral chains repeat the same root and signing certificates)."""
+    """Whether ``key`` (whose SPKI is ``key_spki``) signed ``cert`` (whose TBS bytes are ``tbs``), each
+    distinct signature checked once per ``seen``."""
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
-    memo = (cert.tbs_certificate_bytes, cert.signature, spki(key)) if seen is not None else None
-    if memo is not None and memo in seen:  # type: ignore[operator]
+    signature = cert.signature
+    memo = (tbs, signature, key_spki)
+    if seen is not None and memo in seen:
         return True
     try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes, ECDSA_SHA256)
+        key.verify(signature, tbs, ECDSA_SHA256)
     except InvalidSignature:
         return False
-    if memo is not None:
-        seen.add(memo)  # type: ignore[union-attr]
+    if seen is not None:
+        seen.add(memo)
     return True
 
 
-def crl_signed_by(crl: x509.CertificateRevocationList, key: ec.EllipticCurvePublicKey) -> bool:
+def crl_signed_by(crl: x509.CertificateRevocationList, tbs: bytes, key: ec.EllipticCurvePublicKey) -> bool:
+    """An ECDSA-SHA256 CRL signature over ``tbs`` (its ``tbs_certlist_bytes``, costly to re-encode)."""
     if crl.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
-    return bool(crl.is_signature_valid(key))
-
-
-def common_name(name: x509.Name) -> str:
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = attrs[0].value if attrs else ""
-    return value if isinstance(value, str) else value.decode(errors="replace")
+    try:
+        key.verify(crl.signature, tbs, ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class VerifiedChain:
     intermediate: x509.Certificate
     root: x509.Certificate
     leaf_key: ec.EllipticCurvePublicKey
+    leaf_issuer: bytes  # DER name content (see `names`)
     root_spki: bytes
     intermediate_spki: bytes
     extension: PckExtension
@@ -157,19 +166,22 @@ class VerifiedChain:
 
 
 def _check_root(
-    root: x509.Certificate,
-    trust: TrustAnchors,
-    what: str,
-    code: str,
-    seen: set[tuple[bytes, bytes, bytes]] | None = None,
-) -> ec.EllipticCurvePublicKey:
+    root: x509.Certificate, names: Names, trust: TrustAnchors, what: str, code: str
+) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+    """The trust anchor a chain's root certificate carries, with its SPKI.
+
+    Trust is the root's public key, so its self-signature is not checked: it would prove only that the
+    holder of a trusted key signed the certificate, which the next certificate's signature proves anyway.
+    The root's own fields (validity, names) are therefore only structural checks that can reject.
+    """
     key = p256_key(root, what, code)
-    anchor = trust.find(key)
+    key_spki = spki(key)
+    anchor = trust.keys.get(key_spki)
     if anchor is None:
-        raise fail(code, f"{what} ({common_name(root.subject)!r}) does not carry a trusted root key")
-    if root.issuer != root.subject or not signed_by(root, anchor, seen):
-        raise fail(code, f"{what} is not a valid self-signed root")
-    return anchor
+        raise fail(code, f"{what} ({common_name(names.subject)!r}) does not carry a trusted root key")
+    if names.issuer != names.subject:
+        raise fail(code, f"{what} is not a self-issued root")
+    return anchor, key_spki
 
 
 def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
@@ -183,8 +195,10 @@ def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509
     return certs[0], certs[1], certs[2]
 
 
-def ca_type(intermediate: x509.Certificate) -> str:
-    cn = common_name(intermediate.subject)
+def ca_type(intermediate: x509.Certificate, names: Names | None = None) -> str:
+    if names is None:
+        names = cert_names(intermediate, "pck_chain_malformed", "PCK CA certificate")
+    cn = common_name(names.subject)
     if "Processor" in cn:
         return "processor"
     if "Platform" in cn:
@@ -192,28 +206,34 @@ def ca_type(intermediate: x509.Certificate) -> str:
     raise fail("pck_chain_malformed", f"PCK issuer {cn!r} is neither the Processor nor the Platform CA")
 
 
-def verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
+def verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedChain:
     """Check the chain's signatures up to a trust anchor; fields that fail to decode are malformed."""
     try:
-        return _verify_pck_chain(pem, trust)
+        return _verify_pck_chain(pem, trust, seen)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail("pck_chain_malformed", f"PCK certificate chain does not decode: {exc}") from None
 
 
-def _verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
+def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None) -> VerifiedChain:
     leaf, inter, root = load_pck_chain(pem)
     code = "pck_chain_untrusted"
-    if "SGX Root CA" not in common_name(root.subject) or "SGX PCK Certificate" not in common_name(
-        leaf.subject
+    leaf_names = cert_names(leaf, "pck_chain_malformed", "PCK certificate")
+    inter_names = cert_names(inter, "pck_chain_malformed", "PCK CA certificate")
+    root_names = cert_names(root, "pck_chain_malformed", "PCK chain root")
+    if "SGX Root CA" not in common_name(root_names.subject) or "SGX PCK Certificate" not in common_name(
+        leaf_names.subject
     ):
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
-    ca = ca_type(inter)
-    anchor = _check_root(root, trust, "PCK chain root", code)
+    ca = ca_type(inter, inter_names)
+    anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code)
     inter_key = p256_key(inter, "PCK CA certificate", code)
-    if inter.issuer != root.subject or not signed_by(inter, anchor):
+    inter_spki = spki(inter_key)
+    if inter_names.issuer != root_names.subject or not signed_by(
+        inter, inter_names.tbs, anchor, root_spki, seen
+    ):
         raise fail(code, "PCK CA certificate is not signed by the trusted root")
     leaf_key = p256_key(leaf, "PCK certificate", code)
-    if leaf.issuer != inter.subject or not signed_by(leaf, inter_key):
+    if leaf_names.issuer != inter_names.subject or not signed_by(leaf, leaf_names.tbs, inter_key, inter_spki):
         raise fail(code, "PCK certificate is not signed by its CA")
     window = Window.of(
         [
@@ -227,12 +247,22 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors) -> VerifiedChain:
         intermediate=inter,
         root=root,
         leaf_key=leaf_key,
-        root_spki=spki(anchor),
-        intermediate_spki=spki(inter_key),
+        leaf_issuer=leaf_names.issuer,
+        root_spki=root_spki,
+        intermediate_spki=inter_spki,
         extension=pck_extension_of(leaf),
         ca=ca,
         window=window,
     )
+
+
+def revoked(crl: x509.CertificateRevocationList, serial: int) -> bool:
+    """Whether ``crl`` lists ``serial`` (a lookup in Rust: iterating entries in Python costs ~1 µs each,
+    and a PCK CRL can hold thousands)."""
+    try:
+        return crl.get_revoked_certificate_by_serial_number(serial) is not None
+    except ValueError as exc:
+        raise fail("collateral_malformed", f"CRL entries do not decode: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -241,67 +271,74 @@ class VerifiedCollateral:
 
     collateral: SgxCollateral
     root_spki: bytes
-    root_revoked: frozenset[int]
-    pck_revoked: frozenset[int]
-    pck_crl_issuer: x509.Name
+    pck_crl_issuer: bytes  # DER name content (see `names`)
     pck_crl_issuer_spki: bytes
     window: Window
 
 
+@dataclass(frozen=True)
+class _SignerChain:
+    signer: x509.Certificate
+    signer_names: Names
+    key: ec.EllipticCurvePublicKey
+    root_names: Names
+    anchor: ec.EllipticCurvePublicKey
+    anchor_spki: bytes
+
+
 def _signer_chain(
-    chain: tuple[x509.Certificate, ...],
-    trust: TrustAnchors,
-    what: str,
-    cn_part: str,
-    seen: set[tuple[bytes, bytes, bytes]],
-) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey]:
+    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, cn_part: str, seen: Seen
+) -> _SignerChain:
+    """A two-certificate collateral issuer chain (signer, root), checked up to a trust anchor."""
     code = "collateral_chain_untrusted"
     if len(chain) != 2:
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
     signer, root = chain
-    anchor = _check_root(root, trust, f"{what} root", code, seen)
-    if cn_part not in common_name(signer.subject):
-        raise fail(code, f"{what} signer {common_name(signer.subject)!r} is not an {cn_part!r} certificate")
+    names = cert_names(signer, "collateral_malformed", f"{what} signer")
+    root_names = cert_names(root, "collateral_malformed", f"{what} root")
+    anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code)
+    if cn_part not in common_name(names.subject):
+        raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {cn_part!r} certificate")
     key = p256_key(signer, f"{what} signer", code)
-    if signer.issuer != root.subject or not signed_by(signer, anchor, seen):
+    if names.issuer != root_names.subject or not signed_by(signer, names.tbs, anchor, anchor_spki, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
-    return signer, key, anchor
+    return _SignerChain(signer, names, key, root_names, anchor, anchor_spki)
 
 
-def verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
-    """Check every collateral chain, CRL and signature against the trust anchors."""
+def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedCollateral:
+    """Check every collateral chain, CRL and signature against the trust anchors.
+
+    ``seen``: certificate signatures already verified in this pass (e.g. the PCK CA by the PCK chain).
+    """
     try:
-        return _verify_collateral(c, trust)
+        return _verify_collateral(c, trust, set() if seen is None else seen)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail("collateral_malformed", f"collateral certificates or CRLs do not decode: {exc}") from None
 
 
-def _verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollateral:
-    seen: set[tuple[bytes, bytes, bytes]] = set()
-    tcb_signer, tcb_key, root_key = _signer_chain(
-        c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing", seen
-    )
-    qe_signer, qe_key, qe_root = _signer_chain(
-        c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing", seen
-    )
-    crl_signer, crl_key, crl_root = _signer_chain(
-        c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA", seen
-    )
-    root_spki = spki(root_key)
-    if spki(qe_root) != root_spki or spki(crl_root) != root_spki:
+def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> VerifiedCollateral:
+    tcb = _signer_chain(c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing", seen)
+    qe = _signer_chain(c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing", seen)
+    crl = _signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA", seen)
+    root_spki, root_key = tcb.anchor_spki, tcb.anchor
+    if qe.anchor_spki != root_spki or crl.anchor_spki != root_spki:
         raise fail("collateral_chain_untrusted", "collateral issuer chains end in different roots")
     root_cert = c.tcb_info_issuer_chain[1]
-    if c.root_ca_crl.issuer != root_cert.subject or not crl_signed_by(c.root_ca_crl, root_key):
+    root_tbs, pck_tbs = c.root_ca_crl.tbs_certlist_bytes, c.pck_crl.tbs_certlist_bytes
+    root_crl_issuer = crl_issuer(root_tbs, "collateral_malformed", "Root CA CRL")
+    if root_crl_issuer != tcb.root_names.subject or not crl_signed_by(c.root_ca_crl, root_tbs, root_key):
         raise fail("crl_invalid", "Root CA CRL is not signed by the trusted root")
-    if c.pck_crl.issuer != crl_signer.subject or not crl_signed_by(c.pck_crl, crl_key):
+    pck_crl_issuer = crl_issuer(pck_tbs, "collateral_malformed", "PCK CRL")
+    if pck_crl_issuer != crl.signer_names.subject or not crl_signed_by(c.pck_crl, pck_tbs, crl.key):
         raise fail("crl_invalid", "PCK CRL is not signed by its issuer chain's CA")
-    root_revoked = frozenset(r.serial_number for r in c.root_ca_crl)
+    tcb_signer, qe_signer, crl_signer = tcb.signer, qe.signer, crl.signer
+    tcb_key, qe_key = tcb.key, qe.key
     for cert, what in (
         (tcb_signer, "TCB Info signing"),
         (qe_signer, "QE identity signing"),
         (crl_signer, "PCK CRL issuer"),
     ):
-        if cert.serial_number in root_revoked:
+        if revoked(c.root_ca_crl, cert.serial_number):
             raise fail("collateral_revoked", f"{what} certificate is revoked by the Root CA CRL")
     if not raw_ecdsa_ok(tcb_key, c.tcb_info_signature, c.tcb_info_json):
         raise fail("collateral_signature_invalid", "TCB Info signature does not verify")
@@ -322,10 +359,8 @@ def _verify_collateral(c: SgxCollateral, trust: TrustAnchors) -> VerifiedCollate
     return VerifiedCollateral(
         collateral=c,
         root_spki=root_spki,
-        root_revoked=root_revoked,
-        pck_revoked=frozenset(r.serial_number for r in c.pck_crl),
-        pck_crl_issuer=crl_signer.subject,
-        pck_crl_issuer_spki=spki(crl_key),
+        pck_crl_issuer=pck_crl_issuer,
+        pck_crl_issuer_spki=spki(crl.key),
         window=Window.of(parts),
     )
 
@@ -334,15 +369,16 @@ def check_chain_against(chain: VerifiedChain, vc: VerifiedCollateral) -> None:
     """Revocation and platform match of one PCK chain under one collateral set (time-independent)."""
     if chain.root_spki != vc.root_spki:
         raise fail("pck_chain_untrusted", "PCK chain and collateral end in different trusted roots")
-    if chain.intermediate.serial_number in vc.root_revoked:
+    crls = vc.collateral
+    if revoked(crls.root_ca_crl, chain.intermediate.serial_number):
         raise fail("ca_revoked", "the PCK CA certificate is revoked by the Root CA CRL")
-    if chain.leaf.issuer != vc.pck_crl_issuer or chain.intermediate_spki != vc.pck_crl_issuer_spki:
+    if chain.leaf_issuer != vc.pck_crl_issuer or chain.intermediate_spki != vc.pck_crl_issuer_spki:
         raise fail(
             "crl_mismatch",
             f"the PCK CRL is issued by {common_name(vc.pck_crl_issuer)!r}, not by the "
-            f"quote's PCK CA {common_name(chain.leaf.issuer)!r}",
+            f"quote's PCK CA {common_name(chain.leaf_issuer)!r}",
         )
-    if chain.leaf.serial_number in vc.pck_revoked:
+    if revoked(crls.pck_crl, chain.leaf.serial_number):
         raise fail("pck_revoked", f"the PCK certificate (serial {chain.leaf.serial_number:x}) is revoked")
     tcb = vc.collateral.tcb_info
     ext = chain.extension

@@ -16,13 +16,13 @@ from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx.claims import body_claims
 from affidavit.evidence.sgx.collateral import SgxCollateral
 from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
 from affidavit.evidence.sgx.pki import (
+    Seen,
     VerifiedChain,
     VerifiedCollateral,
     ca_type,
@@ -80,16 +80,14 @@ def collateral_hashes(collateral: SgxCollateral, evidence: bytes) -> dict[str, s
     def h(b: bytes) -> str:
         return hashlib.sha256(b).hexdigest()
 
-    def chain(certs: tuple[Any, ...]) -> str:
-        return h(b"".join(c.public_bytes(Encoding.DER) for c in certs))
-
-    root_crl = h(collateral.root_ca_crl.public_bytes(Encoding.DER))
+    der = collateral.der
+    root_crl = h(der["root_ca_crl"])
     return {
-        "qeidcertshash": chain(collateral.qe_identity_issuer_chain),
+        "qeidcertshash": h(der["qe_identity_issuer_chain"]),
         "qeidcrlhash": root_crl,
         "qeidhash": h(collateral.qe_identity_json),
         "quotehash": h(evidence),
-        "tcbinfocertshash": chain(collateral.tcb_info_issuer_chain),
+        "tcbinfocertshash": h(der["tcb_info_issuer_chain"]),
         "tcbinfocrlhash": root_crl,
         "tcbinfohash": h(collateral.tcb_info_json),
     }
@@ -159,17 +157,17 @@ class DcapVerifier:
         self._att_keys: _Lru = _Lru(cache_size)
         self._hashes: _Lru = _Lru(max(8, cache_size // 64))
 
-    def _verified_collateral(self, c: SgxCollateral) -> VerifiedCollateral:
+    def _verified_collateral(self, c: SgxCollateral, seen: Seen) -> VerifiedCollateral:
         vc = self._collateral.get(c.digest)
         if vc is None:
-            vc = verify_collateral(c, self.trust)
+            vc = verify_collateral(c, self.trust, seen)
             self._collateral.put(c.digest, vc)
         return vc
 
-    def _verified_chain(self, pem: bytes) -> VerifiedChain:
+    def _verified_chain(self, pem: bytes, seen: Seen) -> VerifiedChain:
         chain = self._chains.get(pem)
         if chain is None:
-            chain = verify_pck_chain(pem, self.trust)
+            chain = verify_pck_chain(pem, self.trust, seen)
             self._chains.put(pem, chain)
         return chain
 
@@ -229,8 +227,9 @@ class DcapVerifier:
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
         pem = q.pck_chain_pem
         # B. PCK chain, C/D. collateral (signatures once per set), then validity at `now` on every call.
-        chain = self._verified_chain(pem)
-        vc = self._verified_collateral(collateral)
+        seen: Seen = set()  # the PCK CA certificate is in the PCK chain and the PCK CRL chain
+        chain = self._verified_chain(pem, seen)
+        vc = self._verified_collateral(collateral, seen)
         # Only time checks see the grace: every cache below holds time-independent results.
         expired = check_time(now, chain.window, vc.window, grace=collateral_grace)
         body = q.body
