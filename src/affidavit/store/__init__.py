@@ -4,6 +4,7 @@
 (psycopg 3). The schema is created or migrated on open. Every failure is a :class:`StoreError`.
 """
 
+from affidavit.policy.hashing import policy_hash
 from affidavit.store.errors import StoreError
 from affidavit.store.keyring import (
     from_stored,
@@ -12,7 +13,7 @@ from affidavit.store.keyring import (
     rotate_keyring,
     to_stored,
 )
-from affidavit.store.model import Change, PolicyChange, StoredKey, StoredPolicy, policy_hash
+from affidavit.store.model import Change, PolicyChange, StoredKey, StoredPolicy
 from affidavit.store.schema import SCHEMA_VERSION
 from affidavit.store.store import Store, open_store, thumbprint
 

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-
-def policy_hash(text: str) -> str:
-    """MAA's ``x-ms-policy-hash``: base64url(SHA-256(base64url(UTF-8 text))), unpadded (maa-api §7.4).
-
-    Kept here so the store does not depend on the policy package; the two must agree (tested).
-    """
-    inner = base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
-    return base64.urlsafe_b64encode(hashlib.sha256(inner).digest()).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)

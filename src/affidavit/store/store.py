@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from affidavit.policy.hashing import policy_hash
 from affidavit.store.backend import Backend, Cursor, connect
 from affidavit.store.model import (
     Change,
@@ -20,7 +21,6 @@ from affidavit.store.model import (
     StoredKey,
     StoredPolicy,
     from_db_time,
-    policy_hash,
     to_db_time,
 )
 from affidavit.store.schema import migrate
