@@ -16,7 +16,7 @@ from cryptography import x509
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx import der
 
-_CN_OID = b"\x55\x04\x03"  # 2.5.4.3
+_CN_ATTRIBUTE = b"\x06\x03\x55\x04\x03"  # OBJECT IDENTIFIER 2.5.4.3 (commonName)
 _TAG_SET = 0x31
 _TAG_VERSION = 0xA0  # [0] EXPLICIT Version in a TBSCertificate
 _STRING_CODECS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
@@ -70,10 +70,10 @@ def common_name(name: bytes) -> str:
             if set_tag != _TAG_SET:
                 return ""
             for seq_tag, attribute in der.read_tlvs(rdn):
-                parts = der.read_tlvs(attribute) if seq_tag == der.TAG_SEQUENCE else []
-                if len(parts) == 2 and parts[0] == (der.TAG_OID, _CN_OID):
-                    codec = _STRING_CODECS.get(parts[1][0])
-                    return "" if codec is None else parts[1][1].decode(codec, errors="replace")
-    except EvidenceError:
+                if seq_tag == der.TAG_SEQUENCE and attribute.startswith(_CN_ATTRIBUTE):
+                    tag, value = der.read_tlvs(attribute[len(_CN_ATTRIBUTE) :])[0]
+                    codec = _STRING_CODECS.get(tag)
+                    return "" if codec is None else value.decode(codec, errors="replace")
+    except (EvidenceError, IndexError):
         return ""
     return ""
