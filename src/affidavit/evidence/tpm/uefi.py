@@ -42,8 +42,13 @@ def parse_variable(data: bytes) -> UefiVariable | None:
 
 @dataclass(frozen=True, slots=True)
 class SignatureList:
+    """One EFI_SIGNATURE_LIST: entry ``i`` is (``owners[i]``, ``data[i]``), each data ``signature_size``
+    bytes (kept as parallel tuples so encoders can treat the data in one pass)."""
+
     signature_type: str
-    signatures: tuple[tuple[str, bytes], ...]  # (owner GUID, signature data)
+    signature_size: int
+    owners: tuple[str, ...]  # SignatureOwner GUIDs
+    data: tuple[bytes, ...]  # SignatureData
 
 
 def parse_signature_lists(data: bytes) -> list[SignatureList] | None:
@@ -58,19 +63,21 @@ def parse_signature_lists(data: bytes) -> list[SignatureList] | None:
         if list_size < 28 + header_size or pos + list_size > len(data) or sig_size < 16:
             return None
         body = pos + 28 + header_size
-        count, rem = divmod(list_size - 28 - header_size, sig_size)
-        if rem:
+        end = pos + list_size
+        if (end - body) % sig_size:
             return None
-        sigs: list[tuple[str, bytes]] = []
-        for i in range(count):
-            start = body + i * sig_size
-            raw_owner = data[start : start + 16]
-            owner = owners.get(raw_owner)
-            if owner is None:
-                owner = owners[raw_owner] = guid(raw_owner)  # owners repeat: dbx has hundreds of entries
-            sigs.append((owner, data[start + 16 : start + sig_size]))
-        out.append(SignatureList(guid(data[pos : pos + 16]), tuple(sigs)))
-        pos += list_size
+        # One C-level pass over the entries (a dbx has hundreds); owner GUIDs repeat, so each is
+        # formatted once.
+        entries = struct.iter_unpack(f"16s{sig_size - 16}s", data[body:end])
+        raw_owners, items = zip(*entries, strict=True) if end > body else ((), ())
+        for raw in set(raw_owners).difference(owners):
+            owners[raw] = guid(raw)
+        out.append(
+            SignatureList(
+                guid(data[pos : pos + 16]), sig_size - 16, tuple(map(owners.__getitem__, raw_owners)), items
+            )
+        )
+        pos = end
     return out
 
 
