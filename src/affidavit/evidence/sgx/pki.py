@@ -3,6 +3,13 @@
 `verify_pck_chain` and `verify_collateral` do all time-independent work (signatures, structure,
 revocation lists) and return summaries that carry the validity window; `check_time` then costs a few
 comparisons per quote.
+
+A first quote from a new platform pays for all of it, so that pass does each thing once: a certificate
+signature repeated across chains (the PCK CA in the PCK chain and the PCK CRL chain, the TCB signer in
+the TCB Info and QE identity chains) is verified once per pass (``Seen``, keyed by TBS, signature and
+signer key, so a differently signed copy is checked again); a root is trusted by its public key, so its
+self-signature is not verified; names are compared as DER (`names`), and CRL revocation is looked up
+rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
 """
 
 from __future__ import annotations
