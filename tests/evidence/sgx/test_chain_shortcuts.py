@@ -86,6 +86,17 @@ def _flip_signature(pem: str, index: int) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
 
 
+def _alter_tbs(pem: str, index: int) -> str:
+    """The chain with a byte of certificate ``index``'s serial number changed, signature bytes kept."""
+    certs = x509.load_pem_x509_certificates(pem.encode())
+    raw = bytearray(certs[index].public_bytes(Encoding.DER))
+    serial = certs[index].serial_number.to_bytes(20, "big").lstrip(b"\0")
+    at = bytes(raw).index(serial)
+    raw[at + len(serial) - 1] ^= 0x01
+    certs[index] = x509.load_der_x509_certificate(bytes(raw))
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+
+
 def _verify(platform: SimulatedPlatform, collateral: dict[str, Any]) -> str:
     verifier = DcapVerifier(TrustAnchors.from_pem(platform.root_pem))
     quote = platform.sgx_quote(mrenclave=bytes(32), mrsigner=bytes(32), report_data=bytes(64))
@@ -115,3 +126,12 @@ def test_root_is_trusted_by_its_key_not_its_self_signature(platform: SimulatedPl
     collateral = platform.collateral(now=NOW)
     collateral["tcb_info_issuer_chain"] = _flip_signature(collateral["tcb_info_issuer_chain"], 1)
     assert _verify(platform, collateral) == "UpToDate"
+
+
+def test_same_signature_bytes_on_another_certificate_are_not_reused(platform: SimulatedPlatform) -> None:
+    """Names and keys remembered within a pass are looked up by signature but confirmed by content."""
+    collateral = platform.collateral(now=NOW)
+    collateral["qe_identity_issuer_chain"] = _alter_tbs(collateral["qe_identity_issuer_chain"], 0)
+    with pytest.raises(EvidenceError) as info:
+        _verify(platform, collateral)
+    assert info.value.code == "collateral_chain_untrusted"

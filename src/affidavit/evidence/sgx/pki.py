@@ -6,7 +6,7 @@ comparisons per quote.
 
 A first quote from a new platform pays for all of it, so that pass does each thing once: a certificate
 signature repeated across chains (the PCK CA in the PCK chain and the PCK CRL chain, the TCB signer in
-the TCB Info and QE identity chains) is verified once per pass (``Seen``, keyed by TBS, signature and
+the TCB Info and QE identity chains) is verified once per pass (`Seen`, keyed by TBS, signature and
 signer key, so a differently signed copy is checked again); a root is trusted by its public key, so its
 self-signature is not verified; names are compared as DER (`names`), and CRL revocation is looked up
 rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
@@ -61,9 +61,37 @@ def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePu
     return key
 
 
-Seen = set[tuple[bytes, bytes, bytes]]
-"""Certificate signatures verified in one pass, as (TBS, signature, signer SPKI): the PCK CA appears in
-the PCK chain and the PCK CRL issuer chain, the TCB signer in the TCB Info and QE identity chains."""
+class Seen:
+    """Work done once per verification pass. The PCK CA appears in the PCK chain and the PCK CRL issuer
+    chain, the TCB signer in the TCB Info and QE identity chains, the root in all four.
+
+    ``signatures``: verified certificate signatures as (TBS, signature, signer SPKI). Names and keys are
+    remembered by certificate, looked up by signature and confirmed by equality, so a different
+    certificate is always read afresh.
+    """
+
+    def __init__(self) -> None:
+        self.signatures: set[tuple[bytes, bytes, bytes]] = set()
+        self._names: dict[bytes, tuple[x509.Certificate, Names]] = {}
+        self._keys: dict[bytes, tuple[x509.Certificate, tuple[ec.EllipticCurvePublicKey, bytes]]] = {}
+
+    def names(self, cert: x509.Certificate, code: str, what: str) -> Names:
+        hit = self._names.get(cert.signature)
+        if hit is not None and (hit[0] is cert or hit[0] == cert):
+            return hit[1]
+        names = cert_names(cert, code, what)
+        self._names[cert.signature] = (cert, names)
+        return names
+
+    def key(self, cert: x509.Certificate, what: str, code: str) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+        """The certificate's P-256 key and its SPKI."""
+        hit = self._keys.get(cert.signature)
+        if hit is not None and (hit[0] is cert or hit[0] == cert):
+            return hit[1]
+        key = p256_key(cert, what, code)
+        found = (key, spki(key))
+        self._keys[cert.signature] = (cert, found)
+        return found
 
 
 def signed_by(
@@ -79,14 +107,14 @@ def signed_by(
         return False
     signature = cert.signature
     memo = (tbs, signature, key_spki)
-    if seen is not None and memo in seen:
+    if seen is not None and memo in seen.signatures:
         return True
     try:
         key.verify(signature, tbs, ECDSA_SHA256)
     except InvalidSignature:
         return False
     if seen is not None:
-        seen.add(memo)
+        seen.signatures.add(memo)
     return True
 
 
@@ -173,7 +201,7 @@ class VerifiedChain:
 
 
 def _check_root(
-    root: x509.Certificate, names: Names, trust: TrustAnchors, what: str, code: str
+    root: x509.Certificate, names: Names, trust: TrustAnchors, what: str, code: str, seen: Seen
 ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
     """The trust anchor a chain's root certificate carries, with its SPKI.
 
@@ -181,8 +209,7 @@ def _check_root(
     holder of a trusted key signed the certificate, which the next certificate's signature proves anyway.
     The root's own fields (validity, names) are therefore only structural checks that can reject.
     """
-    key = p256_key(root, what, code)
-    key_spki = spki(key)
+    _, key_spki = seen.key(root, what, code)
     anchor = trust.keys.get(key_spki)
     if anchor is None:
         raise fail(code, f"{what} ({common_name(names.subject)!r}) does not carry a trusted root key")
@@ -216,25 +243,24 @@ def ca_type(intermediate: x509.Certificate, names: Names | None = None) -> str:
 def verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedChain:
     """Check the chain's signatures up to a trust anchor; fields that fail to decode are malformed."""
     try:
-        return _verify_pck_chain(pem, trust, seen)
+        return _verify_pck_chain(pem, trust, Seen() if seen is None else seen)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail("pck_chain_malformed", f"PCK certificate chain does not decode: {exc}") from None
 
 
-def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None) -> VerifiedChain:
+def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedChain:
     leaf, inter, root = load_pck_chain(pem)
     code = "pck_chain_untrusted"
-    leaf_names = cert_names(leaf, "pck_chain_malformed", "PCK certificate")
-    inter_names = cert_names(inter, "pck_chain_malformed", "PCK CA certificate")
-    root_names = cert_names(root, "pck_chain_malformed", "PCK chain root")
+    leaf_names = seen.names(leaf, "pck_chain_malformed", "PCK certificate")
+    inter_names = seen.names(inter, "pck_chain_malformed", "PCK CA certificate")
+    root_names = seen.names(root, "pck_chain_malformed", "PCK chain root")
     if "SGX Root CA" not in common_name(root_names.subject) or "SGX PCK Certificate" not in common_name(
         leaf_names.subject
     ):
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
     ca = ca_type(inter, inter_names)
-    anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code)
-    inter_key = p256_key(inter, "PCK CA certificate", code)
-    inter_spki = spki(inter_key)
+    anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code, seen)
+    inter_key, inter_spki = seen.key(inter, "PCK CA certificate", code)
     if inter_names.issuer != root_names.subject or not signed_by(
         inter, inter_names.tbs, anchor, root_spki, seen
     ):
@@ -288,6 +314,7 @@ class _SignerChain:
     signer: x509.Certificate
     signer_names: Names
     key: ec.EllipticCurvePublicKey
+    key_spki: bytes
     root_names: Names
     anchor: ec.EllipticCurvePublicKey
     anchor_spki: bytes
@@ -301,15 +328,15 @@ def _signer_chain(
     if len(chain) != 2:
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
     signer, root = chain
-    names = cert_names(signer, "collateral_malformed", f"{what} signer")
-    root_names = cert_names(root, "collateral_malformed", f"{what} root")
-    anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code)
+    names = seen.names(signer, "collateral_malformed", f"{what} signer")
+    root_names = seen.names(root, "collateral_malformed", f"{what} root")
+    anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code, seen)
     if cn_part not in common_name(names.subject):
         raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {cn_part!r} certificate")
-    key = p256_key(signer, f"{what} signer", code)
+    key, key_spki = seen.key(signer, f"{what} signer", code)
     if names.issuer != root_names.subject or not signed_by(signer, names.tbs, anchor, anchor_spki, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
-    return _SignerChain(signer, names, key, root_names, anchor, anchor_spki)
+    return _SignerChain(signer, names, key, key_spki, root_names, anchor, anchor_spki)
 
 
 def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedCollateral:
@@ -318,7 +345,7 @@ def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None =
     ``seen``: certificate signatures already verified in this pass (e.g. the PCK CA by the PCK chain).
     """
     try:
-        return _verify_collateral(c, trust, set() if seen is None else seen)
+        return _verify_collateral(c, trust, Seen() if seen is None else seen)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail("collateral_malformed", f"collateral certificates or CRLs do not decode: {exc}") from None
 
@@ -367,7 +394,7 @@ def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> Ver
         collateral=c,
         root_spki=root_spki,
         pck_crl_issuer=pck_crl_issuer,
-        pck_crl_issuer_spki=spki(crl.key),
+        pck_crl_issuer_spki=crl.key_spki,
         window=Window.of(parts),
     )
 

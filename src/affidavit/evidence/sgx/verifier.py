@@ -227,7 +227,7 @@ class DcapVerifier:
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
         pem = q.pck_chain_pem
         # B. PCK chain, C/D. collateral (signatures once per set), then validity at `now` on every call.
-        seen: Seen = set()  # the PCK CA certificate is in the PCK chain and the PCK CRL chain
+        seen = Seen()  # the PCK CA certificate is in the PCK chain and the PCK CRL chain
         chain = self._verified_chain(pem, seen)
         vc = self._verified_collateral(collateral, seen)
         # Only time checks see the grace: every cache below holds time-independent results.
