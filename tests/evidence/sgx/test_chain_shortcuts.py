@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from affidavit.evidence.sgx import DcapVerifier, EvidenceError, TrustAnchors, load_collateral, parse_quote
 from affidavit.evidence.sgx import der as sgx_der
 from affidavit.evidence.sgx.names import cert_names, common_name, crl_issuer
+from affidavit.evidence.sgx.pki import crl_tbs
 from affidavit.simulate import SimulatedPlatform
 from tests.evidence.sgx.conftest import vector_cases
 
@@ -54,11 +55,20 @@ def test_names_from_der_agree_with_cryptography() -> None:
         assert common_name(names.subject) == _cn(cert.subject) != ""
     for crl in crls:
         assert crl_issuer(crl.tbs_certlist_bytes, "collateral_malformed", "test") == _content(crl.issuer)
+        assert crl_tbs(crl.public_bytes(Encoding.DER), "test") == crl.tbs_certlist_bytes
 
 
 @given(st.binary(max_size=300))
 def test_common_name_of_any_bytes_is_a_string(data: bytes) -> None:
     assert isinstance(common_name(data), str)
+
+
+@given(st.binary(max_size=300))
+def test_crl_tbs_of_any_bytes_is_bytes_or_the_typed_error(data: bytes) -> None:
+    try:
+        assert isinstance(crl_tbs(data, "fuzz"), bytes)
+    except EvidenceError as exc:
+        assert exc.code == "collateral_malformed"
 
 
 @given(st.binary(max_size=300))

@@ -27,34 +27,47 @@ def _fail(message: str) -> EvidenceError:
     return EvidenceError(f"PCK SGX extension: {message}", code=_CODE)
 
 
+def _span(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the TLV at ``pos``, which must end by ``end``."""
+    if end - pos < 2:
+        raise _fail("truncated TLV header")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise _fail("multi-byte tags are not used here")
+    length = data[pos + 1]
+    pos += 2
+    if length >= 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4:
+            raise _fail("indefinite or oversized length")
+        if end - pos < n:
+            raise _fail("truncated length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        if data[pos] == 0 or length < 0x80:
+            raise _fail("non-minimal length encoding")
+        pos += n
+    if pos + length > end:
+        raise _fail("value runs past its container")
+    return tag, pos, pos + length
+
+
 def read_tlvs(data: bytes) -> list[Tlv]:
     """Split ``data`` into consecutive TLVs; every byte must belong to one."""
     out: list[Tlv] = []
     pos, end = 0, len(data)
     while pos < end:
-        if end - pos < 2:
-            raise _fail("truncated TLV header")
-        tag = data[pos]
-        if tag & 0x1F == 0x1F:
-            raise _fail("multi-byte tags are not used here")
-        length = data[pos + 1]
-        pos += 2
-        if length >= 0x80:
-            n = length & 0x7F
-            if n == 0 or n > 4:
-                raise _fail("indefinite or oversized length")
-            if end - pos < n:
-                raise _fail("truncated length")
-            length = int.from_bytes(data[pos : pos + n], "big")
-            if data[pos] == 0 or length < 0x80:
-                raise _fail("non-minimal length encoding")
-            pos += n
-        stop = pos + length
-        if stop > end:
-            raise _fail("value runs past its container")
-        out.append((tag, data[pos:stop]))
-        pos = stop
+        tag, start, pos = _span(data, pos, end)
+        out.append((tag, data[start:pos]))
     return out
+
+
+def first_element(data: bytes, tag: int) -> bytes:
+    """The complete encoding (header and value) of the first TLV in ``data``, which must have ``tag``:
+    e.g. the signed TBS part of a certificate or CRL, cut from its DER without re-encoding it."""
+    found, _, stop = _span(data, 0, len(data))
+    if found != tag:
+        raise _fail(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
+    return data[:stop]
 
 
 def read_one(data: bytes, tag: int) -> Tlv:
