@@ -35,7 +35,7 @@ def stored_policy_choice(state: ServiceState, att_type: str) -> PolicyChoice:
     from affidavit.policy import DEFAULT_POLICIES
     from affidavit.tokens import certificate_jwk
 
-    stored = state.store.get_policy(att_type)
+    stored = state.stored_policy(att_type)
     if stored is None:
         return PolicyChoice(text=DEFAULT_POLICIES.get(att_type, ""))
     signer = certificate_jwk(stored.signer_cert_der) if stored.signer_cert_der else None
@@ -122,6 +122,7 @@ async def set_policy(request: Request) -> Response:
         signer_cert_der=signer.public_bytes(Encoding.DER) if signer is not None else None,
         actor=actor_of(request, signer),
     )
+    state.forget_policy(att_type)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_set_claims(jws.text, signer))
     return token_response(sign(state, claims))
@@ -136,6 +137,7 @@ async def reset_policy(request: Request) -> Response:
     att_type = attestation_type(request.path_params["kind"])
     _jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
     state.store.reset_policy(att_type, actor=actor_of(request, signer))
+    state.forget_policy(att_type)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_reset_claims())
     if signer is not None:

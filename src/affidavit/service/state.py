@@ -25,6 +25,7 @@ from affidavit.service.errors import ServiceError
 from affidavit.service.pipeline import ClaimCache
 
 KEYRING_REFRESH = 30.0  # seconds
+POLICY_TTL = 1.0  # seconds a stored policy is reused; another server's change shows within it
 PLATFORM_CACHE = 4096  # PCK chains remembered
 
 
@@ -47,6 +48,7 @@ class ServiceState:
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
     - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
+    - ``stored_policy(type)``: the stored policy, cached for ``POLICY_TTL``; ``forget_policy(type)``.
     - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
       (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
       under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
@@ -67,6 +69,7 @@ class ServiceState:
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
     tpm_lock: threading.Lock = field(default_factory=threading.Lock)
+    _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     @cached_property
     def issuer(self) -> str:
@@ -95,6 +98,20 @@ class ServiceState:
         from affidavit.evidence.tpm import TpmVerifier
 
         return TpmVerifier(tpm_trust(self.config))
+
+    def stored_policy(self, att_type: str) -> Any:
+        """The stored policy of ``att_type`` (None: the default applies), re-read at most every
+        ``POLICY_TTL``: attestations are hot and policies change rarely. This server's own changes
+        call :meth:`forget_policy`, so they apply at once."""
+        now = time.monotonic()
+        hit = self._policies.get(att_type)
+        if hit is None or now - hit[0] > POLICY_TTL:
+            hit = (now, self.store.get_policy(att_type))
+            self._policies[att_type] = hit
+        return hit[1]
+
+    def forget_policy(self, att_type: str) -> None:
+        self._policies.pop(att_type, None)
 
     def evidence_clock(self) -> datetime:
         return self.config.evidence_time or self.clock()
