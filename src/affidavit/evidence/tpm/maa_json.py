@@ -217,15 +217,18 @@ class EventCache:
 
 
 def _static_part(e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "EventType": e.type,
-        "Digests": {
-            c.MAA_HASH_NAMES.get(a, f"0x{a:04x}"): b64url(d)
-            for a, d in e.digests.items()
-            if banks is None or a in banks
-        },
-        "RawData": b64url(e.data),
+    return _fill({}, e, status, banks)
+
+
+def _fill(out: dict[str, Any], e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
+    """Add the data-derived keys of ``e``'s JSON to ``out``."""
+    out["EventType"] = e.type
+    out["Digests"] = {
+        c.MAA_HASH_NAMES.get(a, f"0x{a:04x}"): b64url(d)
+        for a, d in e.digests.items()
+        if banks is None or a in banks
     }
+    out["RawData"] = b64url(e.data)
     proc = _PROCESSORS.get(e.type)
     if proc is not None and status in (VERIFIED, EXTERNAL):
         processed = proc(e)
@@ -240,8 +243,10 @@ def event_json(
 ) -> dict[str, Any]:
     """One event in MAA's shape. ``banks`` limits ``Digests`` to the banks the quote verified."""
     allowed = None if banks is None else frozenset(banks)
-    static = _static_part(e, status, allowed) if cache is None else cache.static(e, status, allowed)
-    return {"EventSeq": e.seq, "PcrIndex": e.pcr, **static}
+    head = {"EventSeq": e.seq, "PcrIndex": e.pcr}
+    if cache is None:  # built in place: no shared part to copy
+        return _fill(head, e, status, allowed)
+    return {**head, **cache.static(e, status, allowed)}
 
 
 def events_json(
