@@ -146,3 +146,13 @@ def test_inspect(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quote", "inspect", str(SGX.quote_path)]) == 0
     out = capsys.readouterr().out
     assert "00606A000000" in out and "mrenclave" in out
+
+
+def test_collateral_grace_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """MobileCoin's PCK CRL is 59 days past nextUpdate at the case's time: strict refuses, 60 days accept."""
+    stale = next(c for c in vector_cases() if c.set.startswith("mobilecoin"))
+    assert main(_verify(stale, "--json")) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "crl_expired"
+    assert main(_verify(stale, "--collateral-grace", "60d", "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["collateral_expired"] is True and doc["claims"]["x-ms-sgx-collateral-expired"] is True

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from affidavit.service.state import POLICY_TTL
 from affidavit.simulate import SimulatedPlatform
 from tests.pg import postgres_db, postgres_url  # noqa: F401
-from tests.service.conftest import Inputs
+from tests.service.conftest import EVIDENCE_TIME, EVIDENCE_TIME_ARG, Inputs
 from tests.service.helpers import ADMIN_TOKEN, Server, b64url, jwt_body, jwt_header, unsigned_policy
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -198,3 +199,31 @@ def test_several_workers_share_the_key(tmp_path: Path, inputs: Inputs, sim: Simu
             assert len(kids) == 1 and kids <= {k["kid"] for k in c.get("/certs").json()["keys"]}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("grace", [None, "2d", "12h"])
+def test_collateral_grace_is_configurable_and_flagged(tmp_path: Path, grace: str | None) -> None:
+    """Collateral one day past nextUpdate: refused by default and with 12 h of grace; accepted with 2 days,
+    flagged in the token so that a policy or relying party can still refuse it."""
+    issued = EVIDENCE_TIME - timedelta(days=31)
+    stale = SimulatedPlatform.create(fmspc="00C0F0F00000", ca="processor", now=issued, seed="stale")
+    coll = tmp_path / "collateral"
+    coll.mkdir()
+    (coll / "stale.json").write_text(json.dumps(stale.collateral(now=issued, valid_for=timedelta(days=30))))
+    (tmp_path / "root.pem").write_bytes(stale.root_pem)
+    args = ["--collateral-dir", str(coll), "--trust-root", str(tmp_path / "root.pem"),
+            "--evidence-time", EVIDENCE_TIME_ARG, "--admin-token", ADMIN_TOKEN]
+    if grace is not None:
+        args += ["--collateral-grace", grace]
+    with Server(tmp_path / "srv", args).start() as server, server.client() as client:
+        r = attest(client, "SgxEnclave", {"quote": b64url(stale.sgx_quote())})
+        if grace != "2d":
+            assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", r.text
+            assert "expired" in r.json()["error"]["message"]
+            return
+        assert r.status_code == 200, r.text
+        assert jwt_body(r.json()["token"])["x-ms-sgx-collateral-expired"] is True
+        refuse = draft('![type=="x-ms-sgx-collateral-expired"] => permit();', version="1.2")
+        denied = attest(client, "SgxEnclave", {"quote": b64url(stale.sgx_quote()),
+                                               "draftPolicyForAttestation": refuse})
+        assert denied.status_code == 400 and denied.json()["error"]["code"] == "PolicyEvaluationError"

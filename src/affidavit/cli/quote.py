@@ -11,9 +11,11 @@ import base64
 import binascii
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from affidavit.cli.arguments import duration
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +31,13 @@ def register(subparsers: Any) -> None:
     verify.add_argument("quote", help="quote file (raw, hex or base64; OE reports accepted)")
     verify.add_argument("--collateral", required=True, help="collateral JSON (offline form)")
     verify.add_argument("--at", help="verification time, ISO-8601 (default: now)")
+    verify.add_argument(
+        "--collateral-grace",
+        type=duration,
+        default=timedelta(0),
+        metavar="DURATION",
+        help="accept collateral this long past its nextUpdate, flagged as expired (e.g. 12h, 7d)",
+    )
     verify.add_argument(
         "--trust-root",
         action="append",
@@ -163,7 +172,7 @@ def _verify(args: argparse.Namespace) -> int:
             trust = anchors[0]
             for a in anchors[1:]:
                 trust = trust.merged(a)
-        result = DcapVerifier(trust).verify(raw, collateral, now)
+        result = DcapVerifier(trust).verify(raw, collateral, now, collateral_grace=args.collateral_grace)
     except EvidenceError as exc:
         return _fail(args, exc)
     doc = result.to_dict()
@@ -188,6 +197,7 @@ def _verify(args: argparse.Namespace) -> int:
             ("tdx module tcb", doc["tdx_module_tcb_status"] or "-"),
             ("tcb date", doc["tcb_date"]),
             ("tcb evaluation #", doc["tcb_evaluation_data_number"]),
+            ("collateral expired", "yes (within grace)" if doc["collateral_expired"] else "no"),
             ("verified at", doc["verified_at"]),
         ]
         + [(k, v) for k, v in doc["claims"].items()]

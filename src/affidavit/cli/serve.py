@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from affidavit.cli.arguments import duration
 from affidavit.errors import AffidavitError
 
 _ENV_PREFIX = "AFFIDAVIT_"
@@ -61,6 +62,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pcs-url", default=_env("pcs-url") or "https://api.trustedservices.intel.com",
                    help="Intel PCS or a PCCS, used without --collateral-dir ('none': the cache only)")
     p.add_argument("--pcs-api-key", default=_env("pcs-api-key"))
+    p.add_argument("--pcs-update", choices=("standard", "early"), default=_env("pcs-update") or "standard",
+                   help="which TCB evaluation Intel PCS serves: the standard or the early update")
+    p.add_argument("--collateral-grace", type=duration, default=_env("collateral-grace") or "0",
+                   help="accept collateral this long past its nextUpdate, flagged in the token as "
+                        "x-ms-sgx-collateral-expired (e.g. 12h, 7d; default 0: strict)")
     p.add_argument("--evidence-time", type=_time, default=_env("evidence-time"),
                    help="fixed clock for evidence checks (tests, offline replay); tokens use the real clock")
     p.add_argument("--workers", type=int, default=_env("workers") or "1")
@@ -119,6 +125,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         collateral_dir=Path(args.collateral_dir) if args.collateral_dir else None,
         pcs_url=None if args.pcs_url.lower() in ("", "none") else args.pcs_url,
         pcs_api_key=args.pcs_api_key,
+        pcs_update=args.pcs_update,
+        collateral_grace_seconds=int(duration(args.collateral_grace).total_seconds()),
         evidence_time=evidence_time,
         workers=args.workers,
         mode=args.mode,

@@ -75,7 +75,9 @@ async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRe
             code=INVALID_PARAMETER,
         )
     collateral = await state.collateral.get(platform)
-    result = state.verifier.verify(quote, collateral, state.evidence_clock())
+    result = state.verifier.verify(
+        quote, collateral, state.evidence_clock(), collateral_grace=state.config.collateral_grace
+    )
     verified = verified_claims(kind, result, req.evidence, req)
     if req.draft_policy is not None:
         policy = PolicyChoice(text=req.draft_policy, draft=True)

@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ class ServiceConfig:
     collateral_dir: Path | None = None  # offline files; without it, Intel PCS (or a PCCS) through a cache
     pcs_url: str | None = "https://api.trustedservices.intel.com"  # None: serve the collateral cache only
     pcs_api_key: str | None = None
+    pcs_update: Literal["standard", "early"] = "standard"
+    collateral_grace_seconds: int = 0  # collateral past nextUpdate is accepted this long (and flagged)
     evidence_time: datetime | None = None  # fixed clock for evidence checks (tests, offline replay)
     workers: int = 1
     mode: Mode = "aad"
@@ -43,6 +45,10 @@ class ServiceConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     key_size: int = 2048
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def collateral_grace(self) -> timedelta:
+        return timedelta(seconds=self.collateral_grace_seconds)
 
     @property
     def tls(self) -> bool:

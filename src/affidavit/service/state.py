@@ -240,6 +240,8 @@ def collateral_provider(config: ServiceConfig, state: ServiceState) -> Any:
     return CachingPcsProvider(
         config.pcs_url or None,
         api_key=config.pcs_api_key,
+        update=config.pcs_update,
+        grace=config.collateral_grace,
         cache_url=config.store_url,
         trust_anchors=trust_anchors(config),
         clock=state.evidence_clock,
