@@ -29,6 +29,24 @@ class CollateralProvider(Protocol):
         ...
 
 
+from affidavit.collateral.bundle import read_bundle, write_bundle  # noqa: E402
+from affidavit.collateral.cache import CollateralCache  # noqa: E402
 from affidavit.collateral.directory import DirectoryProvider  # noqa: E402
+from affidavit.collateral.items import CollateralItem, CollateralSet  # noqa: E402
+from affidavit.collateral.pcs import PcsClient, PcsConfig  # noqa: E402
+from affidavit.collateral.provider import CachingPcsProvider, anchor_keys  # noqa: E402
 
-__all__ = ["CollateralError", "CollateralProvider", "DirectoryProvider"]
+__all__ = [
+    "CachingPcsProvider",
+    "CollateralCache",
+    "CollateralError",
+    "CollateralItem",
+    "CollateralProvider",
+    "CollateralSet",
+    "DirectoryProvider",
+    "PcsClient",
+    "PcsConfig",
+    "anchor_keys",
+    "read_bundle",
+    "write_bundle",
+]
