@@ -215,7 +215,7 @@ def test_collateral_grace_is_configurable_and_flagged(tmp_path: Path, grace: str
             "--evidence-time", EVIDENCE_TIME_ARG, "--admin-token", ADMIN_TOKEN]
     if grace is not None:
         args += ["--collateral-grace", grace]
-    with Server(tmp_path / "srv", args).start() as server, server.client() as client:
+    with Server(tmp_path / "srv", args) as server, server.client() as client:
         r = attest(client, "SgxEnclave", {"quote": b64url(stale.sgx_quote())})
         if grace != "2d":
             assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", r.text

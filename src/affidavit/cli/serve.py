@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     from affidavit.service.config import CONFIG_ENV
     from affidavit.service.state import build_state
+    from affidavit.service.workers import reuse_port_supported, run_workers
 
     config = config_from_args(args)
     if config.tls_self_signed:
@@ -172,19 +173,21 @@ def run(args: argparse.Namespace) -> int:
     state.close()
     os.environ[CONFIG_ENV] = config.to_json()
     _banner(config, admin_token)
-    uvicorn.run(
-        "affidavit.service.app:app_from_environment",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
-        ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-        log_level=args.log_level,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    options: dict[str, Any] = {
+        "app": "affidavit.service.app:app_from_environment",
+        "factory": True,
+        "host": config.host,
+        "port": config.port,
+        "ssl_certfile": str(config.tls_cert) if config.tls_cert else None,
+        "ssl_keyfile": str(config.tls_key) if config.tls_key else None,
+        "log_level": args.log_level,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if config.workers > 1 and reuse_port_supported():
+        return run_workers(config.workers, config.host, config.port, options)
+    uvicorn.run(**options, workers=config.workers)
     return 0
 
 
