@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from affidavit.cli.arguments import iso_time
 from affidavit.cli.output import print_json, print_table
 
 DEFAULT_DATABASE_URL = "sqlite:///var/affidavit.db"
@@ -20,14 +21,6 @@ DEFAULT_DATABASE_URL = "sqlite:///var/affidavit.db"
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get("AFFIDAVIT_" + name) or default
-
-
-def _time(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _fmspc(text: str) -> str:
@@ -57,7 +50,7 @@ def _trust(p: argparse.ArgumentParser) -> None:
         default=[],
         help="PEM root certificate(s) collateral must chain to (repeatable; default: the Intel SGX Root CA)",
     )
-    p.add_argument("--at", type=_time, default=None, help="verify as of this time (ISO 8601; default: now)")
+    p.add_argument("--at", type=iso_time, default=None, help="verify as of this time (ISO 8601; default now)")
 
 
 def register(sub: Any) -> None:
@@ -105,7 +98,7 @@ def register(sub: Any) -> None:
         "list", help="what the collateral cache holds, for which platforms, valid until when"
     )
     _database(ls)
-    ls.add_argument("--at", type=_time, default=None, help="judge validity as of this time (default: now)")
+    ls.add_argument("--at", type=iso_time, default=None, help="judge validity as of this time (default: now)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_list)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import duration
+from affidavit.cli.arguments import duration, iso_time
 
 
 def register(subparsers: Any) -> None:
@@ -138,10 +138,9 @@ def _parse_time(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
+        return iso_time(text)
+    except argparse.ArgumentTypeError:
         raise EvidenceError(f"--at {text!r} is not an ISO-8601 time", code="invalid_time") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _verify(args: argparse.Namespace) -> int:

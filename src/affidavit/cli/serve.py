@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import duration
+from affidavit.cli.arguments import duration, iso_time
 from affidavit.errors import AffidavitError
 
 _ENV_PREFIX = "AFFIDAVIT_"
@@ -24,14 +23,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 def _env(name: str) -> str | None:
     value = os.environ.get(_ENV_PREFIX + name.upper().replace("-", "_"))
     return value if value not in (None, "") else None
-
-
-def _time(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _bool_env(name: str) -> bool:
@@ -67,7 +58,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--collateral-grace", type=duration, default=_env("collateral-grace") or "0",
                    help="accept collateral this long past its nextUpdate, flagged in the token as "
                         "x-ms-sgx-collateral-expired (e.g. 12h, 7d; default 0: strict)")
-    p.add_argument("--evidence-time", type=_time, default=_env("evidence-time"),
+    p.add_argument("--evidence-time", type=iso_time, default=_env("evidence-time"),
                    help="fixed clock for evidence checks (tests, offline replay); tokens use the real clock")
     p.add_argument("--workers", type=int, default=_env("workers") or "1")
     p.add_argument("--mode", choices=("aad", "isolated"), default=_env("mode") or "aad")
@@ -104,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     evidence_time = args.evidence_time
     if isinstance(evidence_time, str):  # from the environment
-        evidence_time = _time(evidence_time)
+        evidence_time = iso_time(evidence_time)
     tls_cert, tls_key = args.tls_cert, args.tls_key
     if (tls_cert is None) != (tls_key is None):
         raise ServiceError("--tls-cert and --tls-key go together", code="configuration")

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from affidavit.collateral import CollateralError
+from affidavit.evidence.sgx.collateral import OFFLINE_KEYS
 
 TCB_INFO = "tcb_info"
 QE_IDENTITY = "qe_identity"
@@ -249,14 +250,4 @@ class CollateralSet:
         )
 
 
-JSON_FIELDS = (
-    "pck_crl_issuer_chain",
-    "root_ca_crl",
-    "pck_crl",
-    "tcb_info_issuer_chain",
-    "tcb_info",
-    "tcb_info_signature",
-    "qe_identity_issuer_chain",
-    "qe_identity",
-    "qe_identity_signature",
-)
+JSON_FIELDS = OFFLINE_KEYS  # the offline form's fields, as the verifier reads them

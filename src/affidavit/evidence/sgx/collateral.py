@@ -205,7 +205,7 @@ class SgxCollateral:
         }
 
 
-_OFFLINE_KEYS = (
+OFFLINE_KEYS = (
     "pck_crl_issuer_chain",
     "root_ca_crl",
     "pck_crl",
@@ -229,10 +229,10 @@ def load_collateral(obj: dict[str, Any] | str | bytes) -> SgxCollateral:
             raise _fail(f"collateral is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise _fail("collateral must be a JSON object")
-    missing = [k for k in _OFFLINE_KEYS if k not in obj]
+    missing = [k for k in OFFLINE_KEYS if k not in obj]
     if missing:
         raise _fail(f"collateral lacks {', '.join(missing)}")
-    for k in _OFFLINE_KEYS:
+    for k in OFFLINE_KEYS:
         if not isinstance(obj[k], str):
             raise _fail(f"collateral field {k} must be a string")
-    return SgxCollateral.from_parts(**{k: obj[k] for k in _OFFLINE_KEYS})
+    return SgxCollateral.from_parts(**{k: obj[k] for k in OFFLINE_KEYS})
