@@ -3,6 +3,7 @@ software TPM, signer certificates, encodings."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -24,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from starlette.applications import Starlette
 
 from affidavit.client.tpm import AkMaterial
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
@@ -237,3 +239,29 @@ def unsigned_policy(text: str) -> str:
 def certificate_payload(signer: Signer) -> dict[str, Any]:
     der = signer.cert.public_bytes(serialization.Encoding.DER)
     return {"policyCertificate": {"kty": "RSA", "x5c": [base64.b64encode(der).decode()]}}
+
+
+class AsgiClient:
+    """Requests to the ASGI app in process, synchronously, through httpx's ASGITransport (which re-raises
+    any exception escaping the app, so a path to the 500 catch-all fails the test)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._loop = asyncio.new_event_loop()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://asgi") as client:
+                return await client.request(method, path, **kwargs)
+
+        return self._loop.run_until_complete(go())
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def close(self) -> None:
+        self._loop.close()

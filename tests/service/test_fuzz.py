@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from affidavit.service import ServiceConfig, create_app
 from affidavit.simulate import SimulatedPlatform
 from tests.service.conftest import EVIDENCE_TIME, Inputs
-from tests.service.helpers import ADMIN_TOKEN, b64url
+from tests.service.helpers import ADMIN_TOKEN, AsgiClient, b64url
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -31,13 +31,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +51,11 @@ def quote(sim: SimulatedPlatform) -> bytes:
     return sim.sgx_quote(report_data=hashlib.sha256(b"rt").digest())
 
 
-def send(
-    loop: asyncio.AbstractEventLoop, app: Starlette, method: str, path: str, **kwargs: Any
-) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://fuzz") as client:
-            return await client.request(method, path, **kwargs)
-
-    return loop.run_until_complete(go())
+@pytest.fixture(scope="module")
+def asgi(app: Starlette) -> Iterator[AsgiClient]:
+    client = AsgiClient(app)
+    yield client
+    client.close()
 
 
 def check(response: httpx.Response) -> None:
@@ -118,22 +107,22 @@ def attest_bodies(draw: st.DrawFn, quote: bytes) -> dict[str, Any]:
 
 
 @given(data=st.data())
-def test_attest_bodies_never_5xx(loop: asyncio.AbstractEventLoop, app: Starlette, quote: bytes,
+def test_attest_bodies_never_5xx(asgi: AsgiClient, quote: bytes,
                                  data: st.DataObject) -> None:
     body = data.draw(attest_bodies(quote))
     kind = data.draw(st.sampled_from(["SgxEnclave", "OpenEnclave", "TdxVm", "sgxenclave", "Nope"]))
-    check(send(loop, app, "POST", f"/attest/{kind}?api-version=2022-08-01", content=json.dumps(body),
+    check(asgi.request("POST", f"/attest/{kind}?api-version=2022-08-01", content=json.dumps(body),
                headers={"Content-Type": "application/json"}))
 
 
 @given(raw=st.binary(max_size=300), ctype=st.sampled_from(["application/json", "text/plain", "x/y", ""]))
 def test_raw_bodies_never_5xx(
-    loop: asyncio.AbstractEventLoop, app: Starlette, raw: bytes, ctype: str
+    asgi: AsgiClient, raw: bytes, ctype: str
 ) -> None:
     for method, path in (("POST", "/attest/SgxEnclave"), ("PUT", "/policies/SgxEnclave"),
                          ("POST", "/policies/Tpm:reset"), ("POST", "/certificates:add")):
         headers = {"Content-Type": ctype, **AUTH} if ctype else dict(AUTH)
-        check(send(loop, app, method, path, content=raw, headers=headers))
+        check(asgi.request(method, path, content=raw, headers=headers))
 
 
 jws_segments = st.one_of(
@@ -150,18 +139,18 @@ jws_segments = st.one_of(
 
 
 @given(parts=st.lists(jws_segments, min_size=1, max_size=4), kind=st.sampled_from(["SgxEnclave", "Tpm", "X"]))
-def test_policy_jws_never_5xx(loop: asyncio.AbstractEventLoop, app: Starlette, parts: list[str],
+def test_policy_jws_never_5xx(asgi: AsgiClient, parts: list[str],
                               kind: str) -> None:
     jws = ".".join(parts)
     headers = {"Content-Type": "text/plain", **AUTH}
-    before = send(loop, app, "GET", "/policies/SgxEnclave", headers=AUTH).status_code
-    response = send(loop, app, "PUT", f"/policies/{kind}", content=jws, headers=headers)
+    before = asgi.request("GET", "/policies/SgxEnclave", headers=AUTH).status_code
+    response = asgi.request("PUT", f"/policies/{kind}", content=jws, headers=headers)
     check(response)
     assert before == 200
     if response.status_code == 200:  # a valid unsigned policy slipped through: put the default back
-        check(send(loop, app, "POST", f"/policies/{kind}:reset", content="eyJhbGciOiJub25lIn0..",
+        check(asgi.request("POST", f"/policies/{kind}:reset", content="eyJhbGciOiJub25lIn0..",
                    headers=headers))
-    check(send(loop, app, "POST", "/certificates:add", content=json.dumps(jws),
+    check(asgi.request("POST", "/certificates:add", content=json.dumps(jws),
                headers={"Content-Type": "application/json", **AUTH}))
 
 

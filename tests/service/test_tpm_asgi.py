@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
 
 from affidavit.service import ServiceConfig, create_app
+from tests.service.helpers import AsgiClient
 
 
 def _b64(data: bytes) -> str:
@@ -20,20 +20,20 @@ def _b64(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiClient]:
     data: Path = tmp_path_factory.mktemp("tpm-asgi")
-    app = create_app(ServiceConfig(data_dir=data, admin_token="x"))
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+    c = AsgiClient(create_app(ServiceConfig(data_dir=data, admin_token="x")))
+    yield c
+    c.close()
 
 
-def _post(client: TestClient, message: object) -> tuple[int, dict]:
+def _post(client: AsgiClient, message: object) -> tuple[int, dict]:
     inner = json.dumps({"payload": message}).encode()
     r = client.post("/attest/Tpm?api-version=2020-10-01", json={"data": _b64(inner)})
     return r.status_code, r.json()
 
 
-def test_init_answers_a_challenge(client: TestClient) -> None:
+def test_init_answers_a_challenge(client: AsgiClient) -> None:
     status, body = _post(client, {"type": "aikcert"})
     assert status == 200
     payload = json.loads(base64.urlsafe_b64decode(body["data"] + "=" * (-len(body["data"]) % 4)))["payload"]
@@ -59,7 +59,7 @@ _messages = st.one_of(
 
 
 @given(_messages)
-def test_any_message_gets_a_challenge_or_an_maa_400(client: TestClient, message: object) -> None:
+def test_any_message_gets_a_challenge_or_an_maa_400(client: AsgiClient, message: object) -> None:
     status, body = _post(client, message)
     if status == 200:
         assert message == {"type": "aikcert"}
@@ -67,26 +67,27 @@ def test_any_message_gets_a_challenge_or_an_maa_400(client: TestClient, message:
         assert status == 400 and set(body["error"]) == {"code", "message"}
 
 
-def _context_of(client: TestClient) -> str:
+def _context_of(client: AsgiClient) -> str:
     body = client.post("/attest/Tpm", json={"data": _b64(b'{"payload": {"type": "aikcert"}}')}).json()
     payload = json.loads(base64.urlsafe_b64decode(body["data"] + "=" * (-len(body["data"]) % 4)))["payload"]
     return str(payload["service_context"])
 
 
-def test_contexts_survive_key_rotation_but_not_a_foreign_server(client: TestClient, tmp_path: Path) -> None:
+def test_contexts_survive_key_rotation_but_not_a_foreign_server(client: AsgiClient, tmp_path: Path) -> None:
     from affidavit.service.tpm_protocol import TpmProtocolError
     from affidavit.service.tpm_route import _open_context
     from affidavit.store.keyring import rotate_keyring
 
-    state = client.app.state.affidavit  # type: ignore[attr-defined]
+    state = client.app.state.affidavit
     context = _context_of(client)
     now = state.clock()
     rotate_keyring(state.store, state.issuer, now=now)
     state._keyring = None  # pick the rotation up now rather than after the refresh interval
     assert len(_open_context(state, context, now.timestamp())) == 16  # sealed by the now-retired key
     assert _context_of(client) != context
-    with TestClient(create_app(ServiceConfig(data_dir=tmp_path, admin_token="x"))) as other:
-        foreign = _context_of(other)
+    other = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path, admin_token="x")))
+    foreign = _context_of(other)
+    other.close()
     with pytest.raises(TpmProtocolError, match="does not hold"):
         _open_context(state, foreign, now.timestamp())
 
