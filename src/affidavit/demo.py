@@ -480,7 +480,7 @@ def _cn(ca: AkCertificateAuthority) -> str:
 
 
 def _tpm_attest(ctx: DemoContext, device: TpmDevice, event_log: bytes, rp_data: bytes) -> str:
-    from affidavit.client.tpm import AkMaterial, TpmAttestation, TpmEvidenceSource
+    from affidavit.client.tpm import AkMaterial, TpmEvidenceSource
     from affidavit.client.tpm_tools import TpmTools
 
     tools = TpmTools(device.tcti)
@@ -490,7 +490,8 @@ def _tpm_attest(ctx: DemoContext, device: TpmDevice, event_log: bytes, rp_data: 
         quoter=lambda data: tools.quote(device.ak_handle, pcrs, data),
         event_log=event_log,
     )
-    return TpmAttestation(ctx.service.url, verify=str(ctx.service.ca_file), rp_data=rp_data).run(source)
+    with ctx.client() as client:
+        return client.attest_tpm(source, rp_data=rp_data).token
 
 
 def attest_tpm(ctx: DemoContext, device: TpmDevice) -> VerifiedToken:

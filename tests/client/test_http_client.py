@@ -113,11 +113,41 @@ def test_malformed_answers_are_typed_errors(server: _Server) -> None:
             assert info.value.code == "bad_response"
 
 
+def _tpm_answer(payload: dict[str, Any]) -> dict[str, str]:
+    inner = json.dumps({"payload": payload}).encode()
+    return {"data": base64.urlsafe_b64encode(inner).rstrip(b"=").decode()}
+
+
+def _sent_payload(body: dict[str, Any]) -> Any:
+    return json.loads(base64.urlsafe_b64decode(body["data"] + "=="))["payload"]
+
+
 def test_tpm_envelope_round_trip(server: _Server) -> None:
-    inner = {"payload": {"challenge": "abc", "service_context": "ctx"}}
-    answer = base64.urlsafe_b64encode(json.dumps(inner).encode()).rstrip(b"=").decode()
-    server.script = [(200, {"data": answer})]
+    server.script = [(200, _tpm_answer({"challenge": "abc", "service_context": "ctx"}))]
     with _client(server.url) as client:
-        assert client.tpm_exchange({"payload": {"type": "aikcert"}}) == inner
-    sent = server.received[0][1]["data"]
-    assert json.loads(base64.urlsafe_b64decode(sent + "==")) == {"payload": {"type": "aikcert"}}
+        assert client.tpm_exchange({"type": "aikcert"}) == {"challenge": "abc", "service_context": "ctx"}
+    assert _sent_payload(server.received[0][1]) == {"type": "aikcert"}
+
+
+def test_attest_tpm_runs_both_rounds_with_a_bound_quote(server: _Server) -> None:
+    from affidavit.client.tpm import AkMaterial, Quote, TpmEvidenceSource, quote_binding
+
+    challenge = base64.urlsafe_b64encode(bytes(range(16))).rstrip(b"=").decode()
+    server.script = [
+        (200, _tpm_answer({"challenge": challenge, "service_context": "ctx"})),
+        (200, _tpm_answer({"report": "r.e.port"})),
+    ]
+    qualifying: list[bytes] = []
+
+    def quoter(data: bytes) -> Quote:
+        qualifying.append(data)
+        return Quote(attest=b"attest", signature=b"sig", pcrs=())
+
+    source = TpmEvidenceSource(ak=AkMaterial(public=b"ak"), quoter=quoter, event_log=b"log")
+    with _client(server.url) as client:
+        assert client.attest_tpm(source, rp_data=b"rp").token == "r.e.port"
+    request = _sent_payload(server.received[1][1])["request"]
+    att = json.loads(base64.urlsafe_b64decode(request.split(".")[1] + "=="))["att_data"]
+    assert att["challenge"] == challenge and att["service_context"] == "ctx"
+    assert qualifying == [quote_binding(att["attest_key"], bytes(range(16)))]
+    assert server.received[1][0].startswith("/attest/Tpm?")

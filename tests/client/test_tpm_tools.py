@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.client import ClientError
-from affidavit.client.tpm import Quote, envelope, open_envelope
+from affidavit.client.http import envelope, open_envelope
+from affidavit.client.tpm import Quote
 from affidavit.client.tpm_tools import (
     TpmTools,
     parse_active_banks,

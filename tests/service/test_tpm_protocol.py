@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from affidavit.client.http import envelope
 from affidavit.client.tpm import canonical_jwk as client_canonical_jwk
-from affidavit.client.tpm import envelope, quote_binding, rsa_jwk, sign_request
+from affidavit.client.tpm import quote_binding, rsa_jwk, sign_request
 from affidavit.service.tpm_protocol import (
     CHALLENGE_BYTES,
     PCP_MAGIC_V1,

@@ -13,12 +13,16 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from affidavit.client import ClientError, ServiceRejected
 from affidavit.ssl_verify import VerifyArg, ssl_verify
+
+if TYPE_CHECKING:
+    from affidavit.client.tpm import TpmEvidenceSource
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -28,7 +32,10 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise ClientError("the service sent malformed base64url", code="bad_response") from None
 
 
 @dataclass(frozen=True)
@@ -124,19 +131,31 @@ class AttestationClient:
         )
 
     def tpm_exchange(self, message: dict[str, Any]) -> dict[str, Any]:
-        """One round of MAA's TPM protocol: ``{"data": b64url(JSON)}`` out and back."""
-        text = json.dumps(message, separators=(",", ":"))
-        answer = self.post_json("/attest/Tpm", {"data": b64url(text.encode("ascii"))})
-        data = answer.get("data")
-        if not isinstance(data, str):
-            raise ClientError("TPM answer has no 'data' field", code="bad_response")
-        try:
-            inner = json.loads(b64url_decode(data))
-        except ValueError:
-            raise ClientError("TPM answer 'data' is not base64url JSON", code="bad_response") from None
-        if not isinstance(inner, dict):
-            raise ClientError("TPM answer is not a JSON object", code="bad_response")
-        return inner
+        """One round of MAA's TPM protocol: ``message`` goes out as ``{"data": b64url({"payload": ...})}``,
+        and the answer's payload comes back."""
+        return open_envelope(self.post_json("/attest/Tpm", envelope(message)))
+
+    def attest_tpm(
+        self,
+        source: TpmEvidenceSource,
+        *,
+        rp_data: bytes | None = None,
+        custom_claims: list[dict[str, Any]] | None = None,
+        request_key: rsa.RSAPrivateKey | None = None,
+    ) -> AttestationResponse:
+        """MAA's TPM protocol: init, challenge, a quote bound to the request key, the signed request."""
+        from affidavit.client.tpm import build_request
+
+        key = request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        answer = self.tpm_exchange({"type": "aikcert"})
+        challenge, context = answer.get("challenge"), answer.get("service_context")
+        if not isinstance(challenge, str) or not isinstance(context, str):
+            raise ClientError("the service sent no challenge/service_context", code="bad_response")
+        jws = build_request(source, challenge, context, key, rp_data=rp_data, custom_claims=custom_claims)
+        report = self.tpm_exchange({"request": jws}).get("report")
+        if not isinstance(report, str):
+            raise ClientError("the service answered without a report", code="bad_response")
+        return AttestationResponse(report)
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -195,6 +214,26 @@ class AttestationClient:
         raise ClientError(
             f"cannot reach {self.url} after {self.retries + 1} attempts: {last}", code="unreachable"
         )
+
+
+def envelope(message: dict[str, Any]) -> dict[str, str]:
+    """``{"data": b64url(ASCII JSON {"payload": message})}``, as the SDK's ``attest_tpm`` sends it."""
+    return {"data": b64url(json.dumps({"payload": message}, ensure_ascii=True).encode("ascii"))}
+
+
+def open_envelope(body: Any) -> dict[str, Any]:
+    """The payload of a TPM answer ``{"data": b64url(ASCII JSON {"payload": {...}})}``."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, str):
+        raise ClientError('the service answer lacks "data"', code="bad_response")
+    try:
+        inner = json.loads(b64url_decode(data).decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ClientError("the service answer is not base64url ASCII JSON", code="bad_response") from None
+    payload = inner.get("payload") if isinstance(inner, dict) else None
+    if not isinstance(payload, dict):
+        raise ClientError('the service answer is not {"payload": {...}}', code="bad_response")
+    return payload
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:

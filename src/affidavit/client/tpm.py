@@ -1,4 +1,6 @@
-"""TPM attestation client: collect a quote and the boot log, run MAA's TPM protocol, return the report token.
+"""TPM attestation client: the evidence (a quote and the boot log) and the signed request of MAA's TPM protocol.
+
+``AttestationClient.attest_tpm(TpmEvidenceSource(...))`` (``affidavit.client.http``) runs the exchange.
 
 The protocol (``affidavit.service.tpm_protocol`` documents the server side): send ``{"type": "aikcert"}``,
 receive a challenge and an opaque ``service_context``, quote the PCRs with qualifying data
@@ -13,36 +15,23 @@ Evidence comes from tpm2-tools (``affidavit.client.tpm_tools``) against ``/dev/t
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from affidavit.client import ClientError, ServiceRejected
-from affidavit.ssl_verify import VerifyArg, ssl_verify
+from affidavit.client import ClientError
+from affidavit.client.http import AttestationClient, b64url, b64url_decode
 
 DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 DEFAULT_TCTI = "device:/dev/tpmrm0"
 API_VERSION = "2020-10-01"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError):
-        raise ClientError("the service sent malformed base64url", code="bad_response") from None
 
 
 def _uint(n: int) -> bytes:
@@ -80,25 +69,6 @@ def sign_request(
     else:
         raise ClientError(f"unsupported request signing algorithm {alg}", code="bad_argument")
     return f"{header}.{body}.{b64url(key.sign(signing_input, pad, hashes.SHA256()))}"
-
-
-def envelope(message: Mapping[str, Any]) -> dict[str, str]:
-    """``{"data": b64url(ASCII JSON {"payload": message})}``, as the SDK's ``attest_tpm`` sends it."""
-    return {"data": b64url(json.dumps({"payload": message}, ensure_ascii=True).encode("ascii"))}
-
-
-def open_envelope(body: Mapping[str, Any]) -> dict[str, Any]:
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(data, str):
-        raise ClientError('the service answer lacks "data"', code="bad_response")
-    try:
-        inner = json.loads(b64url_decode(data).decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise ClientError("the service answer is not ASCII JSON", code="bad_response") from None
-    payload = inner.get("payload") if isinstance(inner, dict) else None
-    if not isinstance(payload, dict):
-        raise ClientError('the service answer is not {"payload": {...}}', code="bad_response")
-    return payload
 
 
 # ---------------------------------------------------------------------------------------------- evidence
@@ -171,59 +141,6 @@ def build_request(
     if custom_claims:
         att_data["custom_claims"] = custom_claims
     return sign_request({"att_type": "basic", "att_data": att_data}, key)
-
-
-@dataclass
-class TpmAttestation:
-    """Runs the protocol against one service URL."""
-
-    url: str
-    verify: VerifyArg = True
-    timeout: float = 30.0
-    request_key: rsa.RSAPrivateKey | None = None
-    rp_data: bytes | None = None
-    custom_claims: list[dict[str, Any]] = field(default_factory=list)
-
-    def _endpoint(self) -> str:
-        return self.url.rstrip("/") + "/attest/Tpm"
-
-    def _post(self, client: httpx.Client, message: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            resp = client.post(
-                self._endpoint(),
-                params={"api-version": API_VERSION},
-                json=envelope(message),
-            )
-        except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.url}: {exc}", code="connection_failed") from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if resp.status_code != 200:
-            err = body.get("error") if isinstance(body, dict) else None
-            if isinstance(err, dict):
-                raise ServiceRejected(resp.status_code, str(err.get("code")), str(err.get("message")))
-            raise ServiceRejected(resp.status_code, "http_error", resp.text[:200])
-        if not isinstance(body, dict):
-            raise ClientError("the service answered with something other than JSON", code="bad_response")
-        return open_envelope(body)
-
-    def run(self, source: TpmEvidenceSource) -> str:
-        """Init, challenge, quote, signed request; returns the report JWT."""
-        key = self.request_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        with httpx.Client(verify=ssl_verify(self.verify), timeout=self.timeout) as client:
-            answer = self._post(client, {"type": "aikcert"})
-            challenge_text, context = answer.get("challenge"), answer.get("service_context")
-            if not isinstance(challenge_text, str) or not isinstance(context, str):
-                raise ClientError("the service sent no challenge/service_context", code="bad_response")
-            jws = build_request(
-                source, challenge_text, context, key, rp_data=self.rp_data, custom_claims=self.custom_claims
-            )
-            report = self._post(client, {"request": jws}).get("report")
-        if not isinstance(report, str):
-            raise ClientError("the service answered without a report", code="bad_response")
-        return report
 
 
 def load_certificate(path: Path) -> bytes:
@@ -303,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
     verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
     rp = args.rp_data.encode("utf-8") if args.rp_data else None
     try:
-        token = TpmAttestation(args.url, verify=verify, rp_data=rp).run(source)
+        with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
+            token = client.attest_tpm(source, rp_data=rp).token
     except ClientError as exc:
         if not args.json:
             raise
