@@ -1,4 +1,4 @@
-"""TPM attestation client: the evidence (a quote and the boot log) and the signed request of MAA's TPM protocol.
+"""TPM attestation client: the evidence (quote, boot log) and the signed request of MAA's TPM protocol.
 
 ``AttestationClient.attest_tpm(TpmEvidenceSource(...))`` (``affidavit.client.http``) runs the exchange.
 
