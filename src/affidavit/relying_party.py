@@ -23,27 +23,16 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from affidavit.errors import AffidavitError
+from affidavit.jose import ALGORITHMS, signature_ok
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 _CURVES: dict[Any, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 
-_SIGNED_ALGS = {
-    "RS256": hashes.SHA256,
-    "RS384": hashes.SHA384,
-    "RS512": hashes.SHA512,
-    "PS256": hashes.SHA256,
-    "PS384": hashes.SHA384,
-    "ES256": hashes.SHA256,
-    "ES384": hashes.SHA384,
-}
 
 
 class RelyingPartyError(AffidavitError):
@@ -154,29 +143,9 @@ def _key_from_jwk(entry: Mapping[str, Any]) -> PublicKey:
 
 def _check_signature(decoded: DecodedToken, key: PublicKey) -> bool:
     alg = decoded.header.get("alg")
-    hash_cls = _SIGNED_ALGS.get(alg) if isinstance(alg, str) else None
-    if hash_cls is None:
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise RelyingPartyError(f"signature algorithm {alg!r} is not accepted", code="alg_not_allowed")
-    try:
-        if alg.startswith("RS") and isinstance(key, rsa.RSAPublicKey):
-            key.verify(decoded.signature, decoded.signing_input, padding.PKCS1v15(), hash_cls())
-        elif alg.startswith("PS") and isinstance(key, rsa.RSAPublicKey):
-            pss = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=hash_cls.digest_size)
-            key.verify(decoded.signature, decoded.signing_input, pss, hash_cls())
-        elif alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
-            half = len(decoded.signature) // 2
-            if half == 0 or len(decoded.signature) % 2:
-                return False
-            der = encode_dss_signature(
-                int.from_bytes(decoded.signature[:half], "big"),
-                int.from_bytes(decoded.signature[half:], "big"),
-            )
-            key.verify(der, decoded.signing_input, ec.ECDSA(hash_cls()))
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
+    return signature_ok(alg, key, decoded.signing_input, decoded.signature)
 
 
 # -- expectations -----------------------------------------------------------------------------------------

@@ -56,12 +56,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from affidavit.jose import ALGORITHMS as JWS_ALGORITHMS
+from affidavit.jose import signature_ok
 from affidavit.service.decode import b64decode_lenient
 from affidavit.service.errors import ServiceError
 
@@ -72,11 +74,6 @@ _CONTEXT_INFO = b"affidavit tpm service_context v1"
 
 # TPM_ALG_ID of the PCR banks a client may send.
 BANK_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
-_JWS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "256": hashes.SHA256,
-    "384": hashes.SHA384,
-    "512": hashes.SHA512,
-}
 _BINDING_HASHES = {
     "sha-256": "sha256",
     "sha256": "sha256",
@@ -262,32 +259,6 @@ def canonical_jwk(jwk: Mapping[str, Any]) -> str:
     return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
-def _verify_jws_signature(alg: str, key: object, signed: bytes, sig: bytes) -> None:
-    family, bits = alg[:2], alg[2:]
-    hash_cls = _JWS_HASHES.get(bits)
-    try:
-        if family in ("PS", "RS") and hash_cls is not None and isinstance(key, rsa.RSAPublicKey):
-            pad: padding.AsymmetricPadding = (
-                padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.AUTO)
-                if family == "PS"
-                else padding.PKCS1v15()
-            )
-            key.verify(sig, signed, pad, hash_cls())
-            return
-        if family == "ES" and hash_cls is not None and isinstance(key, ec.EllipticCurvePublicKey):
-            size = (key.curve.key_size + 7) // 8
-            if len(sig) != 2 * size:
-                raise InvalidSignature
-            der = utils.encode_dss_signature(
-                int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
-            )
-            key.verify(der, signed, ec.ECDSA(hash_cls()))
-            return
-    except InvalidSignature:
-        raise TpmProtocolError("the request's signature does not verify with its request key") from None
-    raise TpmProtocolError(f"request JWS algorithm {alg!r} does not fit the request key")
-
-
 @dataclass(frozen=True)
 class SignedRequest:
     """A verified ``attReq`` JWS: its header, the ``att_data`` and the key that signed it."""
@@ -322,7 +293,7 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
         raise TpmProtocolError("request is not a compact JWS")
     header = _json_object(b64_decode(parts[0], "JWS header"), "JWS header")
     alg, typ = header.get("alg"), header.get("typ")
-    if alg not in ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"):
+    if alg not in JWS_ALGORITHMS:
         raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted (PS256 or RS256 expected)")
     if typ is not None and typ not in ("attReq", "attReqV2", "JWT"):
         raise TpmProtocolError(f"request JWS typ {typ!r} is not attReq")
@@ -347,7 +318,10 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
         raise TpmProtocolError("the request carries neither request_key nor attest_key")
     key = jwk_public_key(jwk, "request key")
     signed = f"{parts[0]}.{parts[1]}".encode("ascii")
-    _verify_jws_signature(str(alg), key, signed, b64_decode(parts[2], "JWS signature"))
+    if not signature_ok(str(alg), key, signed, b64_decode(parts[2], "JWS signature")):
+        raise TpmProtocolError(
+            f"the request's {alg} signature does not verify with its request key (or does not fit it)"
+        )
     return SignedRequest(header, att_type, att_data, dict(jwk), request_key)  # type: ignore[arg-type]
 
 
