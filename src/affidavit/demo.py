@@ -39,9 +39,10 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from affidavit.client import ClientError, ServiceRejected
-from affidavit.client.http import AttestationClient, RuntimeData, b64url
+from affidavit.client.http import AttestationClient, RuntimeData
 from affidavit.client.sources import SimulatedSource, report_data_for
 from affidavit.errors import AffidavitError
+from affidavit.jose import b64url
 from affidavit.relying_party import (
     ExpectationFailed,
     Expectations,

@@ -1,4 +1,4 @@
-"""JWS signature checks shared by every layer that verifies one (relying party, TPM requests).
+"""JOSE helpers shared by every layer: base64url, and JWS signature checks (relying party, TPM requests).
 
 RFC 7518 algorithms RS*, PS* and ES* (256/384/512). PSS accepts any salt length on verification: clients
 differ (hash length per RFC 7518, maximum per Windows' defaults) and the salt length adds no security to
@@ -6,6 +6,8 @@ verification. An ES signature is the raw ``r || s`` of the curve's size.
 """
 
 from __future__ import annotations
+
+import binascii
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -17,6 +19,14 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "384": hashes.SHA384,
     "512": hashes.SHA512,
 }
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2), as every JOSE segment and MAA byte claim is written."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
+
+
 ALGORITHMS = frozenset(f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in HASHES)
 
 

@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 
 from affidavit.client.tpm import AkMaterial
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools
+from affidavit.jose import b64url  # noqa: F401 -- the tests' base64url, re-exported
 from affidavit.simulate.swtpm import (
     AkCertificateAuthority,
     Swtpm,
@@ -40,10 +41,6 @@ from tests.conftest import ROOT, free_port
 
 ADMIN_TOKEN = "test-admin-token"
 START_TIMEOUT = 60.0
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def jwt_body(token: str) -> dict[str, Any]:

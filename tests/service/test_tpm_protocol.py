@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from affidavit.client.http import envelope
 from affidavit.client.tpm import canonical_jwk as client_canonical_jwk
 from affidavit.client.tpm import quote_binding, rsa_jwk, sign_request
+from affidavit.jose import b64url
 from affidavit.service.tpm_protocol import (
     CHALLENGE_BYTES,
     PCP_MAGIC_V1,
     PCP_MAGIC_V2,
     ContextSealer,
     TpmProtocolError,
-    b64url,
     canonical_jwk,
     challenge_message,
     check_init,

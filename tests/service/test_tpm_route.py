@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from affidavit.client.tpm import (
     AkMaterial,
     TpmEvidenceSource,
-    b64url,
     build_request,
     rsa_jwk,
     sign_request,
 )
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, TpmTools, parse_pcr_list
+from affidavit.jose import b64url
 from affidavit.relying_party import keys_from_jwks, verify_token
 from affidavit.simulate.swtpm import AkCertificateAuthority, Swtpm
 from tests.service.helpers import Server, StaticCredential, booted_tpm, jwt_body, tpm_server

@@ -19,16 +19,13 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from affidavit.client import ClientError, ServiceRejected
+from affidavit.jose import b64url
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 if TYPE_CHECKING:
     from affidavit.client.tpm import TpmEvidenceSource
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:

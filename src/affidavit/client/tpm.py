@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from affidavit.client import ClientError
-from affidavit.client.http import AttestationClient, b64url, b64url_decode
+from affidavit.client.http import AttestationClient, b64url_decode
+from affidavit.jose import b64url
 
 DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 DEFAULT_TCTI = "device:/dev/tpmrm0"

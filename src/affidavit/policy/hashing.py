@@ -6,13 +6,10 @@ cannot tell whether MAA pads the inner encoding; unpadded is what BASE64URL mean
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
-
-def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+from affidavit.jose import b64url
 
 
 def policy_hash(text: str) -> str:
-    return _b64url(hashlib.sha256(_b64url(text.encode("utf-8"))).digest()).decode("ascii")
+    return b64url(hashlib.sha256(b64url(text.encode("utf-8")).encode("ascii")).digest())

@@ -93,10 +93,6 @@ def b64decode_lenient(text: object, what: str) -> bytes:
         raise ServiceError(f"{what} is not valid base64") from None
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 @dataclass(frozen=True)
 class DataField:
     """``runtimeData`` / ``initTimeData``: bytes (None when the SDK omitted them) and how to read them."""

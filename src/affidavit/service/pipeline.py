@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from affidavit.service.decode import AttestRequest, DataField, b64url
+from affidavit.jose import b64url
+from affidavit.service.decode import AttestRequest, DataField
 from affidavit.service.errors import INVALID_PARAMETER, POLICY_EVALUATION, ServiceError
 
 ATTESTATION_TOKEN_SECONDS = 8 * 3600

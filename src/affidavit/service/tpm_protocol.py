@@ -46,7 +46,6 @@ attributes).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -63,7 +62,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from affidavit.jose import ALGORITHMS as JWS_ALGORITHMS
-from affidavit.jose import signature_ok
+from affidavit.jose import b64url, signature_ok
 from affidavit.service.decode import b64decode_lenient
 from affidavit.service.errors import ServiceError
 
@@ -101,10 +100,6 @@ def b64_decode(text: object, what: str) -> bytes:
         return b64decode_lenient(text, what)
     except ServiceError as exc:
         raise TpmProtocolError(exc.message) from None
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:

@@ -6,15 +6,15 @@ import base64
 import binascii
 import re
 
+from affidavit.jose import b64url
 from affidavit.tokens.errors import TokenError
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _B64STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
-def b64url_encode(data: bytes) -> str:
-    """Canonical base64url without padding: what the SDK re-encodes before checking a signature."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+# Canonical base64url without padding: what the SDK re-encodes before checking a signature.
+b64url_encode = b64url
 
 
 def b64url_decode(text: str, *, what: str = "segment") -> bytes:

@@ -13,8 +13,9 @@ from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm import parse_event_log
 from affidavit.evidence.tpm.coverage import check_event
 from affidavit.evidence.tpm.eventlog import Event
-from affidavit.evidence.tpm.maa_json import b64url, b64url_many, event_json
+from affidavit.evidence.tpm.maa_json import b64url_many, event_json
 from affidavit.evidence.tpm.uefi import guid, parse_signature_lists, parse_variable
+from affidavit.jose import b64url
 from tests.conftest import VECTORS
 
 

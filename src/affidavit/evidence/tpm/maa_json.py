@@ -17,16 +17,13 @@ from affidavit.evidence.tpm import sipa, uefi
 from affidavit.evidence.tpm.coverage import EXTERNAL, VERIFIED, check_event
 from affidavit.evidence.tpm.eventlog import Event
 from affidavit.evidence.tpm.replay import PcrValues
+from affidavit.jose import b64url
 
 _SIG_LIST_VARIABLES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "MokList", "MokListX"})
 _DEVICE_PATH_TYPES = {1: "Hardware", 2: "ACPI", 3: "Messaging", 4: "Media", 5: "BBS", 0x7F: "End"}
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def b64url(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode()
 
 
 def b64url_many(items: list[bytes], size: int) -> list[str]:

@@ -5,9 +5,10 @@ JSON names (``EVENT_TRUSTBOUNDARY``, ``EVENT_BOOTDEBUGGING``, ...).
 
 from __future__ import annotations
 
-import base64
 import struct
 from typing import Any
+
+from affidavit.jose import b64url
 
 CONTAINER = 0x00010000
 _BOOL, _INT, _STR, _BYTES, _ENUM = "bool", "int", "str", "bytes", "enum"
@@ -178,27 +179,27 @@ def _structured(kind: str, data: bytes) -> Any:
         if 14 + dlen == len(data):
             return {
                 "CreationTime": created,
-                "Digest": _b64url(data[14:]),
+                "Digest": b64url(data[14:]),
                 "HashAlgId": _hash_name(alg),
-                "RawData": _b64url(data),
+                "RawData": b64url(data),
             }
     elif kind == "sipolicy" and len(data) >= 16:
         version, name_len, alg, dlen = struct.unpack_from("<QHHI", data, 0)
         if 16 + name_len + dlen == len(data) and name_len % 2 == 0:
             name = data[16 : 16 + name_len].decode("utf-16-le", "replace").rstrip("\x00")
             return {
-                "Digest": _b64url(data[16 + name_len :]),
+                "Digest": b64url(data[16 + name_len :]),
                 "HashAlgId": _hash_name(alg),
                 "PolicyName": name,
                 "PolicyVersion": version,
-                "RawData": _b64url(data),
+                "RawData": b64url(data),
             }
     elif kind == "sbcp" and len(data) >= 20:
         version, _offset, alg, dlen, options, signers = struct.unpack_from("<IIHHII", data, 0)
         if 20 + dlen <= len(data):
             text = "SecureBootPolicy: default (no options set)" if options == 0 else f"0x{options:08X}"
             return {
-                "Digest": _b64url(data[20 : 20 + dlen]),
+                "Digest": b64url(data[20 : 20 + dlen]),
                 "HashAlgId": _hash_name(alg),
                 "Options": text,
                 "PayloadVersion": version,
@@ -209,8 +210,8 @@ def _structured(kind: str, data: bytes) -> Any:
         if 16 + exp_len + mod_len == len(data):
             return {
                 "RsaKeyBitLength": bits,
-                "RsaModulus": _b64url(data[16 + exp_len :]),
-                "RsaPublicExponent": _b64url(data[16 : 16 + exp_len]),
+                "RsaModulus": b64url(data[16 + exp_len :]),
+                "RsaPublicExponent": b64url(data[16 : 16 + exp_len]),
                 "Vsm_idk_alg_id": "VSM_IDK_ALG_ID_RSA" if alg == 1 else str(alg),
             }
     elif kind == "signer" and len(data) >= 16:
@@ -235,7 +236,7 @@ def _signer(data: bytes) -> dict[str, Any] | None:
     for _ in range(eku_count):
         if pos >= end or pos + 1 + data[pos] > end:
             return None
-        ekus.append(_b64url(data[pos + 1 : pos + 1 + data[pos]]))
+        ekus.append(b64url(data[pos + 1 : pos + 1 + data[pos]]))
         pos += 1 + data[pos]
     pos = end
     certs: list[dict[str, Any]] = []
@@ -250,17 +251,13 @@ def _signer(data: bytes) -> dict[str, Any] | None:
         certs.append(
             {
                 "CapiHashAlgId": alg,
-                "Digest": _b64url(data[pos + pub_len + iss_len : pos + pub_len + iss_len + dig_len]),
+                "Digest": b64url(data[pos + pub_len + iss_len : pos + pub_len + iss_len + dig_len]),
                 "IssuerCommonName": _utf16(data[pos + pub_len : pos + pub_len + iss_len]),
                 "PublisherCommonName": _utf16(data[pos : pos + pub_len]),
             }
         )
         pos += pub_len + iss_len + dig_len
-    return {"Certificates": certs, "EKUs": ekus, "PolicyName": name, "RawData": _b64url(data), "RootId": root}
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return {"Certificates": certs, "EKUs": ekus, "PolicyName": name, "RawData": b64url(data), "RootId": root}
 
 
 def _value(name: str, kind: str, data: bytes) -> Any:
@@ -278,7 +275,7 @@ def _value(name: str, kind: str, data: bytes) -> Any:
             return data.decode("utf-16-le").rstrip("\x00")
         except UnicodeDecodeError:
             pass
-    return _b64url(data)
+    return b64url(data)
 
 
 def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
@@ -307,7 +304,7 @@ def _parse(data: bytes, depth: int) -> dict[str, Any] | None:
         elif kind in ("revlist", "sipolicy", "sbcp", "idk", "signer"):
             value = _structured(kind, body)
             if value is None:
-                value = _b64url(body)
+                value = b64url(body)
         else:
             value = _value(name, kind, body)
         if name in LIST_NAMES or name in repeated:
