@@ -217,7 +217,13 @@ def _register_configured_hsm_key(config: ServiceConfig, store: Any, kek: Any, hs
             code="pkcs11",
         )
     maker = KeyMaker(config.public_issuer, config.signing_algorithm, config.key_size, hsm)
-    store.ensure_current_signing_key(to_stored(maker.existing(label, now), kek), at=now)
+    try:
+        key = maker.existing(label, now)
+    except StoreError as exc:  # a fresh token: the first key is generated on it
+        if "no key pair" not in exc.message:
+            raise
+        key = maker.make(now, label)
+    store.ensure_current_signing_key(to_stored(key, kek), at=now)
 
 
 def read_pem_certificates(path: Path) -> list[x509.Certificate]:
