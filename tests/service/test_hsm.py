@@ -93,11 +93,12 @@ def test_attest_and_rotate_with_keys_that_never_leave_the_token(
             assert b"PRIVATE KEY" not in raw
 
             # rotation on the token: a new key pair generated there, current at once (--now)
-            out = _cli("keys", "rotate", "--database-url", db, "--signing-key", token.uri(), "--now", "--json",
+            out = _cli("keys", "rotate", "--database-url", db, "--signing-key", token.uri(), "--now",
+                "--json",
                        capsys=capsys)
             assert out["location"].startswith("pkcs11:token=affidavit-test;object=affidavit-")  # type: ignore[index]
             time.sleep(0.5)  # > the reload interval
-            client.close()  # the SDK keeps the signers it fetched: a new client (relying party) for the new key
+            client.close()  # the SDK keeps the signers it fetched: a new client (relying party) now
             client = AttestationClient(server.url, StaticCredential(), connection_verify=server.ca_file)
             _, second = client.attest_open_enclave(inputs.oe_report, runtime_data=inputs.oe_runtime)
             assert jwt_header(second.to_jwt_string())["kid"] == out["new"]  # type: ignore[index]
@@ -115,7 +116,8 @@ def test_attest_and_rotate_with_keys_that_never_leave_the_token(
 
 
 @pytest.mark.parametrize("case", ["wrong-pin", "missing-token", "missing-module"])
-def test_bad_token_configuration_stops_the_start(tmp_path: Path, inputs: Inputs, token: Token, case: str) -> None:
+def test_bad_token_configuration_stops_the_start(tmp_path: Path, inputs: Inputs, token: Token,
+    case: str) -> None:
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("000000\n")
     uri = {

@@ -156,7 +156,8 @@ def test_postgres_two_servers_one_database(
     tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform, postgres_db: str  # noqa: F811
 ) -> None:
     (tmp_path / "kek").write_text("42" * 32)  # servers on one database share its key-encryption key
-    args = inputs.serve_args() + ["--database-url", postgres_db, "--key-encryption-key-file", str(tmp_path / "kek")]
+    args = inputs.serve_args() + ["--database-url", postgres_db, "--key-encryption-key-file",
+        str(tmp_path / "kek")]
     one = Server(tmp_path / "one", args).start()
     try:
         two = Server(tmp_path / "two", args).start()

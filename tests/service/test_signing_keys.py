@@ -8,6 +8,7 @@ import json
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ def _verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
 
 def _private_ders(db_url: str, kek_path: Path) -> list[bytes]:
     with open_store(db_url) as s:
-        ring = load_keyring(s, now=__import__("datetime").datetime.now(__import__("datetime").UTC),
+        ring = load_keyring(s, now=datetime.now(UTC),
                             kek=read_kek_file(kek_path))
     assert ring is not None
-    return [ring.current.private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+    return [ring.current.private_key.private_bytes(serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
                                                    serialization.NoEncryption())]
 
 
@@ -87,8 +89,7 @@ def test_existing_plaintext_database_is_sealed_on_first_start(
     data.mkdir(mode=0o755)
     data.chmod(0o755)
     db = data / "affidavit.db"
-    legacy = SigningKey.generate("http://127.0.0.1", now=__import__("datetime").datetime.now(
-        __import__("datetime").UTC))
+    legacy = SigningKey.generate("http://127.0.0.1", now=__import__("datetime").datetime.now(UTC))
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     for sql in MIGRATIONS[0]:
@@ -110,8 +111,9 @@ def test_existing_plaintext_database_is_sealed_on_first_start(
     assert jwt_header(token)["kid"] == legacy.kid  # the same key, now sealed
     _verify(token, jwks)
     raw = _raw_files(data)
-    assert b"PRIVATE KEY" not in raw and legacy.private_key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()) not in raw
+    legacy_der = legacy.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    assert b"PRIVATE KEY" not in raw and legacy_der not in raw
     assert data.stat().st_mode & 0o777 == 0o700  # tightened
     assert not (data / "key-encryption-key").exists()
     # the wrong KEK stops the start with one clear line
@@ -141,7 +143,8 @@ class RelyingParty:
 
     def verify(self, token: str) -> None:
         kid = jwt_header(token)["kid"]
-        if kid not in {k["kid"] for k in self.jwks["keys"]} and time.monotonic() - self.fetched >= self.refetch:
+        known = {k["kid"] for k in self.jwks["keys"]}
+        if kid not in known and time.monotonic() - self.fetched >= self.refetch:
             with self.server.client() as c:
                 self.jwks = c.get("/certs").json()
             self.fetched = time.monotonic()

@@ -73,7 +73,8 @@ def _context_of(client: AsgiClient) -> str:
     return str(payload["service_context"])
 
 
-def test_context_key_is_its_own_secret_shared_through_the_database(client: AsgiClient, tmp_path: Path) -> None:
+def test_context_key_is_its_own_secret_shared_through_the_database(client: AsgiClient,
+    tmp_path: Path) -> None:
     """The service_context key is a secret of its own (issue 12 point 4): sealed under the KEK in the
     database, shared by a second server on that database, untouched when every signing key is replaced."""
     from datetime import timedelta
@@ -100,7 +101,8 @@ def test_context_key_is_its_own_secret_shared_through_the_database(client: AsgiC
     assert len(_open_context(state, context, now.timestamp())) == 16
     # a second server on the same database and KEK (another data directory) opens it too
     data = state.config.data_dir
-    twin = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path / "twin", database_url=state.config.store_url,
+    twin = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path / "twin",
+        database_url=state.config.store_url,
                                                key_encryption_key_file=data / "key-encryption-key",
                                                admin_token="x")))
     assert len(_open_context(twin.app.state.affidavit, context, now.timestamp())) == 16

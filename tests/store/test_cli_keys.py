@@ -62,7 +62,8 @@ def test_keys_rotate_publishes_next_then_list_shows_states(
         assert ring is not None and ring.current.kid == fourth["new"] and ring.current.algorithm == "ES256"
 
 
-def test_keys_rotate_refuses_a_foreign_kek(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_rotate_refuses_a_foreign_kek(db_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "kek").write_text("00" * 32)
     _run(capsys, "keys", "rotate", *_kek_args(db_url, tmp_path), "--json")
     (tmp_path / "kek").write_text("11" * 32)

@@ -190,7 +190,8 @@ def _rotate(args: argparse.Namespace) -> int:
             if args.signing_key:
                 hsm, key = _hsm_key(args, issuer, algorithm, bits, now)
             maker = KeyMaker(issuer, algorithm, bits, hsm)
-            ring = rotate_keyring(store, issuer, bits, now=now, kek=kek, delay=delay, max_token_lifetime=lifetime,
+            ring = rotate_keyring(store, issuer, bits, now=now, kek=kek, delay=delay,
+                max_token_lifetime=lifetime,
                                   actor="cli", maker=maker, key=key)
             after = {k.kid: k for k in store.list_signing_keys()}
         finally:
@@ -227,7 +228,8 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hsm_key(args: argparse.Namespace, issuer: str, algorithm: str, bits: int, now: datetime) -> tuple[Any, Any]:
+def _hsm_key(args: argparse.Namespace, issuer: str, algorithm: str, bits: int,
+    now: datetime) -> tuple[Any, Any]:
     """The token and the new key on it: the URI's object= if the token holds it, else generated (so
     labelled, or with a generated label)."""
     from affidavit.store import KeyMaker, StoreError

@@ -200,7 +200,8 @@ def open_hsm(config: ServiceConfig) -> Any:
     return Pkcs11Token(uri, module_path=module, pin=pin)
 
 
-def _register_configured_hsm_key(config: ServiceConfig, store: Any, kek: Any, hsm: Any, now: datetime) -> None:
+def _register_configured_hsm_key(config: ServiceConfig, store: Any, kek: Any, hsm: Any,
+    now: datetime) -> None:
     from affidavit.store import KeyMaker, StoreError, to_stored
 
     label = hsm.uri.object

@@ -131,7 +131,8 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     except OSError as exc:
-        raise StoreError(f"cannot create SQLite database {path}: {exc.strerror}", code="unavailable") from None
+        raise StoreError(f"cannot create SQLite database {path}: {exc.strerror}",
+            code="unavailable") from None
     os.close(fd)
 
 

@@ -55,7 +55,8 @@ class KeyEncryptionKey:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + AESGCM(self.key).encrypt(nonce, plaintext, associated)
 
-    def open(self, sealed: bytes, associated: bytes, *, kek_id: str | None = None, what: str = "key") -> bytes:
+    def open(self, sealed: bytes, associated: bytes, *, kek_id: str | None = None,
+        what: str = "key") -> bytes:
         """The plaintext; a :class:`StoreError` ``key_encryption`` when the KEK is not the one that sealed
         it, or the value was altered or moved."""
         if kek_id is not None and kek_id != self.id:

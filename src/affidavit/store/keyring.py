@@ -49,7 +49,8 @@ def _key_error(exc: TokenError, kid: str) -> StoreError:
     return StoreError(f"stored signing key {kid}: {exc.message}", code="bad_key")
 
 
-def to_stored(key: SigningKey, kek: KeyEncryptionKey | None, *, current_at: datetime | None = None) -> StoredKey:
+def to_stored(key: SigningKey, kek: KeyEncryptionKey | None, *,
+    current_at: datetime | None = None) -> StoredKey:
     """The row for ``key``: a software key sealed under ``kek``; an HSM key by its location only."""
     sealed = kek_id = None
     location = key.location
@@ -75,9 +76,11 @@ def _signer(stored: StoredKey, kek: KeyEncryptionKey | None, hsm: Any) -> Any:
         der = kek.open(stored.sealed, key_associated_data(stored.kid), kek_id=stored.kek_id,
                        what=f"signing key {stored.kid}")
         try:
-            private = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+            private = serialization.load_der_private_key(der, password=None,
+                unsafe_skip_rsa_key_validation=True)
         except (ValueError, TypeError) as exc:
-            raise StoreError(f"stored signing key {stored.kid} is unreadable: {exc}", code="bad_key") from None
+            raise StoreError(f"stored signing key {stored.kid} is unreadable: {exc}",
+                code="bad_key") from None
         if not isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise StoreError(f"stored signing key {stored.kid} is neither RSA nor EC", code="bad_key")
         return SoftwareSigner(private)
@@ -223,7 +226,8 @@ def load_or_create_keyring(
     maker = maker or KeyMaker(issuer, bits=bits, hsm=hsm)
     winner = store.ensure_current_signing_key(to_stored(maker.make(now), kek), at=now)
     # another server's first key may be stamped a moment after our clock reading
-    ring = load_keyring(store, now=max(now, winner.current_at), max_token_lifetime=max_token_lifetime, kek=kek, hsm=hsm,
+    ring = load_keyring(store, now=max(now, winner.current_at), max_token_lifetime=max_token_lifetime,
+        kek=kek, hsm=hsm,
                         require_signer=True)
     assert ring is not None  # a current key exists now and keys are never un-retired
     return ring

@@ -66,7 +66,8 @@ class Pkcs11Uri:
             raise _fail("a signing key URI names a private key (type=private)")
         if not attrs.get("token"):
             raise _fail("the PKCS#11 URI names no token (token=LABEL)")
-        return cls(attrs["token"], attrs.get("object") or None, attrs.get("module-path"), attrs.get("pin-source"))
+        return cls(attrs["token"], attrs.get("object") or None, attrs.get("module-path"),
+            attrs.get("pin-source"))
 
     def location(self, object_label: str | None = None) -> str:
         """The path-only URI stored in the database for the key ``object_label`` (default: this one)."""
@@ -99,7 +100,8 @@ def _library(module_path: str) -> Any:
             try:
                 lib = pkcs11.lib(module_path)
             except pkcs11.PKCS11Error as exc:
-                raise _fail(f"cannot load PKCS#11 module {module_path}: {exc or type(exc).__name__}") from None
+                reason = exc or type(exc).__name__
+                raise _fail(f"cannot load PKCS#11 module {module_path}: {reason}") from None
             _libraries[module_path] = lib
         return lib
 
@@ -128,7 +130,8 @@ class Pkcs11Signer:
             try:
                 if isinstance(self._public, rsa.RSAPublicKey):
                     return bytes(self._private.sign(data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS))
-                return bytes(self._private.sign(hashlib.sha256(data).digest(), mechanism=pkcs11.Mechanism.ECDSA))
+                return bytes(self._private.sign(hashlib.sha256(data).digest(),
+                    mechanism=pkcs11.Mechanism.ECDSA))
             except pkcs11.PKCS11Error as exc:
                 raise _fail(f"the token refused to sign with {self.location}: {type(exc).__name__}") from None
 
@@ -182,9 +185,10 @@ class Pkcs11Token:
             except pkcs11.NoSuchKey:
                 raise _fail(f"no key pair labelled {label!r} on PKCS#11 token {self.uri.token!r}") from None
             except pkcs11.MultipleObjectsReturned:
-                raise _fail(f"more than one key labelled {label!r} on PKCS#11 token {self.uri.token!r}") from None
+                raise _fail(f"more than one key labelled {label!r} on token {self.uri.token!r}") from None
             except pkcs11.PKCS11Error as exc:
-                raise _fail(f"cannot read key {label!r} on token {self.uri.token!r}: {type(exc).__name__}") from None
+                reason = type(exc).__name__
+                raise _fail(f"cannot read key {label!r} on token {self.uri.token!r}: {reason}") from None
             public = _public_key(public_obj, label)
             if private[Attribute.EXTRACTABLE] or not private[Attribute.SENSITIVE]:
                 raise _fail(f"key {label!r} on token {self.uri.token!r} is exportable: "

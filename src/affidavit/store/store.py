@@ -280,7 +280,8 @@ class Store:
                 if cur.fetchall():
                     raise StoreError(f"a key at {new.location} is stored already", code="conflict")
             cur.execute(
-                "SELECT kid FROM signing_keys WHERE current_at > ? AND (retired_at IS NULL OR retired_at > ?)",
+                """SELECT kid FROM signing_keys
+                   WHERE current_at > ? AND (retired_at IS NULL OR retired_at > ?)""",
                 (to_db_time(when), to_db_time(when)),
             )
             pending = [r[0] for r in cur.fetchall()]

@@ -215,7 +215,11 @@ class SigningKey:
 
     @classmethod
     def from_certificate(
-        cls, cert: x509.Certificate | bytes, signer: KeySigner | None = None, *, created_at: datetime | None = None
+        cls,
+        cert: x509.Certificate | bytes,
+        signer: KeySigner | None = None,
+        *,
+        created_at: datetime | None = None,
     ) -> SigningKey:
         """The key of ``cert`` (DER or parsed); a ``signer`` must hold that certificate's key (a test
         signature, checked against the certificate, proves it for a few milliseconds)."""
@@ -227,7 +231,8 @@ class SigningKey:
         try:
             public = cert.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
-            raise TokenError(f"signing key certificate has an unreadable key: {exc}", code="bad_key") from None
+            raise TokenError(f"signing key certificate has an unreadable key: {exc}",
+                code="bad_key") from None
         alg = algorithm_of(public)
         key = cls(kid_for(cert.public_bytes(serialization.Encoding.DER)), cert,
                   _utc(created_at if created_at is not None else cert.not_valid_before_utc + CERT_BACKDATE),
@@ -327,7 +332,8 @@ def _verifies(public: PublicKey, alg: Algorithm, data: bytes, signature: bytes) 
         else:
             if len(signature) != 2 * _P256_BYTES:
                 return False
-            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+            der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                int.from_bytes(signature[32:], "big"))
             public.verify(der, data, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         return False
