@@ -89,7 +89,7 @@ def test_existing_plaintext_database_is_sealed_on_first_start(
     data.mkdir(mode=0o755)
     data.chmod(0o755)
     db = data / "affidavit.db"
-    legacy = SigningKey.generate("http://127.0.0.1", now=__import__("datetime").datetime.now(UTC))
+    legacy = SigningKey.generate("http://127.0.0.1", now=datetime.now(UTC))
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     for sql in MIGRATIONS[0]:
