@@ -129,7 +129,9 @@ def test_es256_deployment(tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform
     with Server(tmp_path / "es", args, tls=False) as server, server.client() as c:
         token = _attest(c, sim)
         jwks = c.get("/certs").json()
+        metadata = c.get("/.well-known/openid-configuration").json()
     assert jwt_header(token)["alg"] == "ES256" and jwks["keys"][0]["kty"] == "EC"
+    assert metadata["id_token_signing_alg_values_supported"] == ["ES256"]
     assert _verify(token, jwks)["x-ms-attestation-type"] == "sgx"
 
 

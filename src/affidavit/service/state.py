@@ -212,11 +212,7 @@ def _register_configured_hsm_key(config: ServiceConfig, store: Any, kek: Any, hs
         hsm.signer(label)  # the key must still be on the token
         return
     if store.list_signing_keys():
-        raise StoreError(
-            f"{location} is not one of this database's signing keys; add it with "
-            f"`affidavit keys rotate --signing-key '{location}'` (it becomes current after the delay)",
-            code="pkcs11",
-        )
+        return  # keys exist: `affidavit keys rotate --signing-key` brings this one in, published first
     maker = KeyMaker(config.public_issuer, config.signing_algorithm, config.key_size, hsm)
     try:
         key = maker.existing(label, now)

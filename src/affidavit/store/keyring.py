@@ -160,7 +160,7 @@ def load_keyring(
             code="no_signer",
         )
     upcoming = tuple(
-        NextKey(from_stored(k, reuse, kek=kek, hsm=hsm, private=require_signer), k.current_at)
+        NextKey(_next_key(k, reuse, kek, hsm, require_signer), k.current_at)
         for k in sorted(keys, key=lambda k: k.current_at)
         if k.state(now) == "next"
     )
@@ -171,6 +171,18 @@ def load_keyring(
         and now < k.retired_at + max_token_lifetime
     )
     return KeyRing(current, retired, max_token_lifetime, upcoming)
+
+
+def _next_key(stored: StoredKey, reuse: KeyRing | None, kek: KeyEncryptionKey | None, hsm: Any,
+              private: bool) -> SigningKey:
+    """A next key, opened ahead of its turn when it can be; one this server cannot open yet (a token not
+    configured here) is still published, and the switch to it is where the server will say so."""
+    if private:
+        try:
+            return from_stored(stored, reuse, kek=kek, hsm=hsm)
+        except StoreError:
+            pass
+    return from_stored(stored, reuse, private=False)
 
 
 @dataclass(frozen=True)
