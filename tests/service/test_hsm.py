@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.service.conftest import Inputs
-from tests.service.helpers import Server, StaticCredential, jwt_header
+from tests.service.helpers import Server, StaticCredential, b64url, jwt_header
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "246810"
@@ -66,7 +66,7 @@ def _cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> object:
 def _jwt_verify(token: str, jwks: dict[str, list[dict[str, object]]]) -> None:
     kid = jwt_header(token)["kid"]
     key = jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == kid)).key
-    jwt.decode(token, key, algorithms=["RS256"], options={"verify_aud": False})
+    jwt.decode(token, key, algorithms=[jwt_header(token)["alg"]], options={"verify_aud": False})
 
 
 @pytest.mark.slow
@@ -107,12 +107,25 @@ def test_attest_and_rotate_with_keys_that_never_leave_the_token(
             assert [k["kid"] for k in jwks["keys"]] == [out["new"], jwt_header(first.to_jwt_string())["kid"]]  # type: ignore[index]
             for t in (first, second):
                 _jwt_verify(t.to_jwt_string(), jwks)
+            # an ES256 key on the token (CKM_ECDSA), for relying parties other than the SDK
+            es = _cli("keys", "rotate", "--database-url", db, "--signing-key", token.uri("ec-1"), "--now",
+                      "--algorithm", "ES256", "--json", capsys=capsys)
+            assert es["location"] == "pkcs11:token=affidavit-test;object=ec-1"  # type: ignore[index]
+            time.sleep(0.5)
+            with server.client() as c:
+                r = c.post("/attest/OpenEnclave?api-version=2022-08-01",
+                           json={"report": b64url(inputs.oe_report)})
+                assert r.status_code == 200, r.text
+                third = r.json()["token"]
+                jwks = c.get("/certs").json()
+            assert jwt_header(third) == {**jwt_header(third), "alg": "ES256", "kid": es["new"]}  # type: ignore[index]
+            _jwt_verify(third, jwks)
         finally:
             client.close()
 
     # a restart finds its keys on the token again
     with Server(tmp_path / "data", args) as server, server.client() as c:
-        assert [k["kid"] for k in c.get("/certs").json()["keys"]][0] == out["new"]  # type: ignore[index]
+        assert [k["kid"] for k in c.get("/certs").json()["keys"]][0] == es["new"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("case", ["wrong-pin", "missing-token", "missing-module"])

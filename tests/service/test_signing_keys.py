@@ -101,6 +101,8 @@ def test_existing_plaintext_database_is_sealed_on_first_start(
     conn.commit()
     conn.close()
     assert b"PRIVATE KEY" in db.read_bytes()
+    (row,) = json.loads(_keys_list(f"sqlite:///{db}"))
+    assert row["location"].startswith("database (PLAINTEXT") and row["kid"] == legacy.kid
     kek = tmp_path / "kek"
     kek.write_text("ab" * 32)
     with Server(data, inputs.serve_args() + ["--key-encryption-key-file", str(kek)], tls=False) as server:

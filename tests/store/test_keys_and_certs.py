@@ -174,3 +174,24 @@ def test_servers_starting_together_in_separate_processes_share_one_key(db_url: s
     assert len(kids) == 1
     with open_store(db_url) as s:
         assert [k.kid for k in s.list_signing_keys()] == list(kids)
+
+
+def test_legacy_plaintext_keys_are_sealed_in_place(store: Store) -> None:
+    """A row as Affidavit wrote it before keys were sealed: PEM in ``pem``, no certificate column."""
+    from affidavit.store import StoredKey, seal_legacy_keys
+
+    legacy = SigningKey.generate(ISSUER, now=T0)
+    store.add_signing_key(StoredKey(legacy.kid, b"", T0, T0, legacy_pem=legacy.to_pem()))
+    published = load_keyring(store, now=T0)  # readable before the first start seals it
+    assert published is not None and published.current.kid == legacy.kid
+    assert seal_legacy_keys(store, KEK) == [legacy.kid]
+    assert seal_legacy_keys(store, KEK) == []  # once
+    (row,) = store.list_signing_keys()
+    assert row.legacy_pem is None and row.sealed is not None and row.kek_id == KEK.id
+    assert row.certificate == legacy.certificate_der
+    ring = load_keyring(store, now=T0 + HOUR, kek=KEK, require_signer=True)
+    assert ring is not None and ring.current.kid == legacy.kid
+    assert ring.current.sign(b"x") == legacy.sign(b"x")  # RSA PKCS#1 v1.5 is deterministic
+    with pytest.raises(StoreError, match="cannot open without a key-encryption key") as err:
+        load_keyring(store, now=T0, require_signer=True)
+    assert err.value.code == "no_signer"
