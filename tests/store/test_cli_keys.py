@@ -86,3 +86,16 @@ def test_keys_database_url_from_environment(
 def test_keys_bad_database_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "list", "--database-url", "mysql://x"]) == 1
     assert "bad_url" in capsys.readouterr().err
+
+
+def test_keys_rotate_refuses_a_kek_other_than_the_servers(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No key sealed yet (say, HSM keys only), but a server has sealed its TPM secret: that names the KEK."""
+    from affidavit.store import TPM_CONTEXT_SECRET, KeyEncryptionKey, load_or_create_secret
+
+    with open_store(db_url) as s:
+        load_or_create_secret(s, TPM_CONTEXT_SECRET, KeyEncryptionKey(b"\x01" * 32), now=datetime.now(UTC))
+    (tmp_path / "kek").write_text("02" * 32)
+    assert main(["keys", "rotate", *_kek_args(db_url, tmp_path)]) == 1
+    assert "sealed under key-encryption key" in capsys.readouterr().err

@@ -154,7 +154,7 @@ def _kek(args: argparse.Namespace, store: Any) -> Any:
     """The KEK the servers use: the flag, else (SQLite) the file beside the database, created when the
     database holds no sealed key yet. A KEK other than the one existing keys are sealed under is refused:
     the servers could not open the new key."""
-    from affidavit.store import StoreError, create_kek_file, read_kek_file
+    from affidavit.store import TPM_CONTEXT_SECRET, StoreError, create_kek_file, read_kek_file
 
     if args.key_encryption_key_file is not None:
         kek = read_kek_file(args.key_encryption_key_file)
@@ -165,6 +165,9 @@ def _kek(args: argparse.Namespace, store: Any) -> Any:
                              code="key_encryption")
         kek, _ = create_kek_file(Path(unquote(parts.path[1:])).parent / KEK_FILE)
     used = {k.kek_id for k in store.list_signing_keys() if k.kek_id is not None}
+    secret = store.get_secret(TPM_CONTEXT_SECRET)  # every server start seals it under its KEK
+    if secret is not None:
+        used.add(secret.kek_id)
     if used and kek.id not in used:
         raise StoreError(f"the stored keys are sealed under key-encryption key {', '.join(sorted(used))}, "
                          f"not {kek.id}: give the servers' --key-encryption-key-file", code="key_encryption")

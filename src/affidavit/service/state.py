@@ -1,7 +1,7 @@
 """The app's shared state, built once per process from a :class:`ServiceConfig`.
 
 Routes reach it as ``request.app.state.affidavit``. The signing key ring is re-read from the store every
-``ServiceConfig.key_reload_seconds`` (default ``KEYRING_REFRESH``) and when a *next* key's time to
+``ServiceConfig.key_reload_seconds`` (default 30 s) and when a *next* key's time to
 become current comes, so that a rotation (``affidavit keys rotate``) or a second server on the same
 database is picked up without a restart.
 """
@@ -196,12 +196,14 @@ def open_hsm(config: ServiceConfig) -> Any:
 
     uri = Pkcs11Uri.parse(config.signing_key)
     pin = read_pin(config.pkcs11_pin_file) if config.pkcs11_pin_file and uri.pin_source is None else None
-    module = config.pkcs11_module or os.environ.get("AFFIDAVIT_PKCS11_MODULE") or None
-    return Pkcs11Token(uri, module_path=module, pin=pin)
+    return Pkcs11Token(uri, module_path=config.pkcs11_module, pin=pin)
 
 
-def _register_configured_hsm_key(config: ServiceConfig, store: Any, kek: Any, hsm: Any,
-    now: datetime) -> None:
+def _register_configured_hsm_key(
+    config: ServiceConfig, store: Any, kek: Any, hsm: Any, now: datetime
+) -> None:
+    """On an empty database the key ``object=`` names becomes the first key (generated on the token when
+    the token has none by that label)."""
     from affidavit.store import KeyMaker, StoreError, to_stored
 
     label = hsm.uri.object
