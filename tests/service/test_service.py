@@ -155,7 +155,9 @@ def test_get_policy_returns_the_jws_as_sent(client: httpx.Client) -> None:
 def test_postgres_two_servers_one_database(
     tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform, postgres_db: str  # noqa: F811
 ) -> None:
-    args = inputs.serve_args() + ["--database-url", postgres_db]
+    (tmp_path / "kek").write_text("42" * 32)  # servers on one database share its key-encryption key
+    args = inputs.serve_args() + ["--database-url", postgres_db, "--key-encryption-key-file",
+        str(tmp_path / "kek")]
     one = Server(tmp_path / "one", args).start()
     try:
         two = Server(tmp_path / "two", args).start()

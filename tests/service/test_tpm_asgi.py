@@ -73,19 +73,41 @@ def _context_of(client: AsgiClient) -> str:
     return str(payload["service_context"])
 
 
-def test_contexts_survive_key_rotation_but_not_a_foreign_server(client: AsgiClient, tmp_path: Path) -> None:
+def test_context_key_is_its_own_secret_shared_through_the_database(client: AsgiClient,
+    tmp_path: Path) -> None:
+    """The service_context key is a secret of its own (issue 12 point 4): sealed under the KEK in the
+    database, shared by a second server on that database, untouched when every signing key is replaced."""
+    from datetime import timedelta
+
     from affidavit.service.tpm_protocol import TpmProtocolError
     from affidavit.service.tpm_route import _open_context
+    from affidavit.store import TPM_CONTEXT_SECRET
+    from affidavit.store.kek import secret_associated_data
     from affidavit.store.keyring import rotate_keyring
 
     state = client.app.state.affidavit
     context = _context_of(client)
     now = state.clock()
-    rotate_keyring(state.store, state.issuer, now=now)
-    state._keyring = None  # pick the rotation up now rather than after the refresh interval
-    assert len(_open_context(state, context, now.timestamp())) == 16  # sealed by the now-retired key
-    assert _context_of(client) != context
-    other = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path, admin_token="x")))
+    stored = state.store.get_secret(TPM_CONTEXT_SECRET)
+    assert stored is not None and stored.kek_id == state.kek.id
+    assert state.kek.open(stored.sealed, secret_associated_data(TPM_CONTEXT_SECRET)) == state.context_key
+    assert state.context_key not in stored.sealed
+    # every signing key replaced and the old ones dropped at once: contexts in flight still open
+    for _ in range(2):
+        rotate_keyring(state.store, state.issuer, now=now, kek=state.kek, delay=timedelta(0),
+                       max_token_lifetime=timedelta(0))
+    state._keyring = None
+    assert len(state.store.list_signing_keys()) == 1
+    assert len(_open_context(state, context, now.timestamp())) == 16
+    # a second server on the same database and KEK (another data directory) opens it too
+    data = state.config.data_dir
+    twin = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path / "twin",
+        database_url=state.config.store_url,
+                                               key_encryption_key_file=data / "key-encryption-key",
+                                               admin_token="x")))
+    assert len(_open_context(twin.app.state.affidavit, context, now.timestamp())) == 16
+    twin.close()
+    other = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path / "other", admin_token="x")))
     foreign = _context_of(other)
     other.close()
     with pytest.raises(TpmProtocolError, match="does not hold"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-body-bytes", type=int, default=_env("max-body-bytes") or str(1024 * 1024))
     p.add_argument("--key-size", type=int, choices=(2048, 3072), default=_env("key-size") or "2048",
                    help="RSA size of newly generated token signing keys")
+    keys = p.add_argument_group("signing keys (docs/keys.md)")
+    keys.add_argument("--key-encryption-key-file", type=Path, default=_env("key-encryption-key-file"),
+                      help="32-byte key (base64, hex or raw) that seals the private keys in the database "
+                           "(default: generated into DATA_DIR/key-encryption-key; keep it elsewhere in "
+                           "production)")
+    keys.add_argument("--signing-algorithm", choices=("RS256", "ES256"),
+                      default=_env("signing-algorithm") or "RS256",
+                      help="algorithm of newly made signing keys (RS256: the Azure SDK verifies only that)")
+    keys.add_argument("--signing-key", default=_env("signing-key"), metavar="pkcs11:token=...;object=...",
+                      help="sign inside a PKCS#11 token (RFC 7512 URI; module-path= and pin-source=file: "
+                           "in its query, or the two flags below); default: keys sealed in the database")
+    keys.add_argument("--pkcs11-module", default=_env("pkcs11-module"),
+                      help="PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+    keys.add_argument("--pkcs11-pin-file", type=Path, default=_env("pkcs11-pin-file"),
+                      help="file holding the token's user PIN")
+    keys.add_argument("--key-reload-interval", type=duration, default=_env("key-reload-interval") or "30s",
+                      help="how often the key ring is re-read from the database (default 30s); a rotation's "
+                           "delay must exceed it plus the relying parties' JWKS refetch interval")
     p.add_argument("--log-level", default=_env("log-level") or "info")
     p.set_defaults(func=run)
 
@@ -127,8 +146,23 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
+        key_encryption_key_file=Path(args.key_encryption_key_file) if args.key_encryption_key_file else None,
+        signing_algorithm=args.signing_algorithm,
+        signing_key=args.signing_key or None,
+        pkcs11_module=args.pkcs11_module or None,
+        pkcs11_pin_file=Path(args.pkcs11_pin_file) if args.pkcs11_pin_file else None,
+        key_reload_seconds=_reload_seconds(args.key_reload_interval),
         extra=_tpm_trust(args),
     )
+
+
+def _reload_seconds(value: Any) -> float:
+    from affidavit.service import ServiceError
+
+    seconds = duration(value).total_seconds()
+    if not 0.1 <= seconds <= 3600:
+        raise ServiceError("--key-reload-interval must be between 0.1s and 1h", code="configuration")
+    return float(seconds)
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,10 +181,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from affidavit.service.config import CONFIG_ENV
-    from affidavit.service.state import build_state
+    from affidavit.service.state import build_state, prepare_data_dir
     from affidavit.service.workers import reuse_port_supported, run_workers
 
+    os.umask(0o077)  # everything the service writes (data dir, database, -wal/-shm, keys) is private
     config = config_from_args(args)
+    prepare_data_dir(config.data_dir)
     if config.tls_self_signed:
         from affidavit.service.tls import ensure_self_signed
 
@@ -162,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
         raise AffidavitError(f"cannot start: {exc}", code="configuration") from None
     admin_token = state.admin_token
     state.close()
+    if config.key_encryption_key_file is None:
+        print(f"warning: private keys are sealed under {config.kek_path}, generated in the data directory; "
+              "production deployments keep the key-encryption key elsewhere (--key-encryption-key-file)",
+              file=sys.stderr, flush=True)
     os.environ[CONFIG_ENV] = config.to_json()
     _banner(config, admin_token)
     options: dict[str, Any] = {

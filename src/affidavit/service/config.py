@@ -17,6 +17,7 @@ from typing import Any, Literal
 Mode = Literal["aad", "isolated"]
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 CONFIG_ENV = "AFFIDAVIT_SERVICE_CONFIG_JSON"
+DEFAULT_KEK_FILE = "key-encryption-key"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class ServiceConfig:
     admin_oidc_audience: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     key_size: int = 2048
+    # Signing keys (docs/keys.md): sealed under this KEK file (default: generated into data_dir), made
+    # with this algorithm, in software or on the PKCS#11 token a ``pkcs11:`` URI names.
+    key_encryption_key_file: Path | None = None
+    signing_algorithm: Literal["RS256", "ES256"] = "RS256"
+    signing_key: str | None = None
+    pkcs11_module: str | None = None
+    pkcs11_pin_file: Path | None = None
+    key_reload_seconds: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -69,6 +78,10 @@ class ServiceConfig:
         return (self.issuer or self.base_url).rstrip("/")
 
     @property
+    def kek_path(self) -> Path:
+        return self.key_encryption_key_file or self.data_dir / DEFAULT_KEK_FILE
+
+    @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'affidavit.db').resolve()}"
 
@@ -88,7 +101,8 @@ class ServiceConfig:
     @classmethod
     def from_json(cls, text: str) -> ServiceConfig:
         raw = json.loads(text)
-        paths = {"data_dir", "tls_cert", "tls_key", "collateral_dir"}
+        paths = {"data_dir", "tls_cert", "tls_key", "collateral_dir", "key_encryption_key_file",
+                 "pkcs11_pin_file"}
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in raw:

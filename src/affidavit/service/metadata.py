@@ -14,7 +14,9 @@ async def openid_metadata(request: Request) -> Response:
     from affidavit.tokens import openid_configuration
 
     check_api_version(request)
-    return JSONResponse(openid_configuration(state_of(request).issuer), media_type=JSON_MEDIA)
+    state = state_of(request)
+    algorithms = {k.algorithm for k in state.keyring().published(state.clock())}
+    return JSONResponse(openid_configuration(state.issuer, algorithms), media_type=JSON_MEDIA)
 
 
 async def certs(request: Request) -> Response:

@@ -1,8 +1,9 @@
 """The app's shared state, built once per process from a :class:`ServiceConfig`.
 
-Routes reach it as ``request.app.state.affidavit``. The signing key ring is re-read from the store at
-most every ``KEYRING_REFRESH`` so that a rotation (``affidavit keys rotate``) or a second server on the
-same database is picked up without a restart.
+Routes reach it as ``request.app.state.affidavit``. The signing key ring is re-read from the store every
+``ServiceConfig.key_reload_seconds`` (default 30 s) and when a *next* key's time to
+become current comes, so that a rotation (``affidavit keys rotate``) or a second server on the same
+database is picked up without a restart.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class ServiceState:
     oidc: Any = None
     _keyring: Any = None
     _keyring_at: float = field(default=0.0)
+    kek: Any = None
+    hsm: Any = None
+    context_key: bytes = b""
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
     tpm_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,11 +121,17 @@ class ServiceState:
         return self.config.evidence_time or self.clock()
 
     def keyring(self) -> Any:
-        if self._keyring is None or time.monotonic() - self._keyring_at > KEYRING_REFRESH:
-            from affidavit.store import load_or_create_keyring
+        """The ring, reloaded every ``key_reload_seconds`` and the moment a next key takes over."""
+        ring = self._keyring
+        now = self.clock()
+        stale = ring is None or time.monotonic() - self._keyring_at > self.config.key_reload_seconds
+        if stale or (ring.valid_until is not None and now >= ring.valid_until):
+            from affidavit.store import KeyMaker, load_or_create_keyring
 
+            maker = KeyMaker(self.issuer, self.config.signing_algorithm, self.config.key_size, self.hsm)
             self._keyring = load_or_create_keyring(
-                self.store, issuer=self.issuer, bits=self.config.key_size, now=self.clock()
+                self.store, issuer=self.issuer, bits=self.config.key_size, now=now, kek=self.kek,
+                hsm=self.hsm, reuse=ring, maker=maker,
             )
             self._keyring_at = time.monotonic()
         return self._keyring
@@ -140,6 +150,79 @@ class ServiceState:
 
     def close(self) -> None:
         self.store.close()
+        if self.hsm is not None:
+            self.hsm.close()
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory 0700 (tighten it when it exists: it holds keys and the database)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            raise ServiceError(f"cannot make the data directory {path} private: {exc.strerror}",
+                               code="configuration") from None
+
+
+def open_signing_keys(config: ServiceConfig, store: Any, clock: Callable[[], datetime]) -> tuple[Any, Any]:
+    """The KEK (reading or generating its file), with legacy plaintext keys sealed under it, and the
+    PKCS#11 token of ``--signing-key pkcs11:...`` (None without one), its named key registered when the
+    database has no key yet."""
+    from affidavit.store import StoreError, create_kek_file, read_kek_file, seal_legacy_keys
+
+    try:
+        if config.key_encryption_key_file is not None:
+            kek = read_kek_file(config.key_encryption_key_file)
+        else:
+            kek, _ = create_kek_file(config.kek_path)
+        seal_legacy_keys(store, kek)
+        hsm = open_hsm(config)
+        if hsm is not None:
+            try:
+                _register_configured_hsm_key(config, store, kek, hsm, clock())
+            except BaseException:
+                hsm.close()
+                raise
+    except StoreError as exc:
+        raise ServiceError(exc.message, code="configuration") from None
+    return kek, hsm
+
+
+def open_hsm(config: ServiceConfig) -> Any:
+    if not config.signing_key:
+        return None
+    from affidavit.store.pkcs11 import Pkcs11Token, Pkcs11Uri, read_pin
+
+    uri = Pkcs11Uri.parse(config.signing_key)
+    pin = read_pin(config.pkcs11_pin_file) if config.pkcs11_pin_file and uri.pin_source is None else None
+    return Pkcs11Token(uri, module_path=config.pkcs11_module, pin=pin)
+
+
+def _register_configured_hsm_key(
+    config: ServiceConfig, store: Any, kek: Any, hsm: Any, now: datetime
+) -> None:
+    """On an empty database the key ``object=`` names becomes the first key (generated on the token when
+    the token has none by that label)."""
+    from affidavit.store import KeyMaker, StoreError, to_stored
+
+    label = hsm.uri.object
+    if label is None:
+        return  # new keys are generated on the token as needed
+    location = hsm.uri.location()
+    if store.key_at_location(location) is not None:
+        hsm.signer(label)  # the key must still be on the token
+        return
+    if store.list_signing_keys():
+        return  # keys exist: `affidavit keys rotate --signing-key` brings this one in, published first
+    maker = KeyMaker(config.public_issuer, config.signing_algorithm, config.key_size, hsm)
+    try:
+        key = maker.existing(label, now)
+    except StoreError as exc:  # a fresh token: the first key is generated on it
+        if "no key pair" not in exc.message:
+            raise
+        key = maker.make(now, label)
+    store.ensure_current_signing_key(to_stored(key, kek), at=now)
 
 
 def read_pem_certificates(path: Path) -> list[x509.Certificate]:
@@ -254,13 +337,20 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     from affidavit.policy import PolicyCompiler
     from affidavit.store import open_store
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)
     store = open_store(config.store_url)
+    try:
+        kek, hsm = open_signing_keys(config, store, clock)
+    except BaseException:
+        store.close()
+        raise
     if config.mode == "isolated":
         initial = [_der(c) for p in config.policy_signer_certs for c in read_pem_certificates(p)]
         store.seed_certificates(initial, actor="configuration")  # first start only
         if not store.list_certificates():
             store.close()
+            if hsm is not None:
+                hsm.close()
             raise ServiceError("isolated mode needs at least one --policy-signer-cert", code="configuration")
     verifier = DcapVerifier(trust_anchors(config))
     state = ServiceState(
@@ -271,6 +361,8 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         collateral=None,
         admin_token=admin_token_for(config),
         clock=clock,
+        kek=kek,
+        hsm=hsm,
     )
     try:
         state.tpm_verifier  # noqa: B018 -- read the TPM trust now: a bad file stops the start
@@ -282,7 +374,14 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         from affidavit.service.auth import OidcVerifier
 
         state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
-    state.keyring()  # create the first signing key now, not on the first request
+    try:
+        from affidavit.store import TPM_CONTEXT_SECRET, StoreError, load_or_create_secret
+
+        state.context_key = load_or_create_secret(store, TPM_CONTEXT_SECRET, kek, now=clock())
+        state.keyring()  # create the first signing key now, not on the first request
+    except StoreError as exc:
+        state.close()
+        raise ServiceError(exc.message, code="configuration") from None
     return state
 
 

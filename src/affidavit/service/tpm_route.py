@@ -1,10 +1,10 @@
 """``POST /attest/Tpm``: MAA's TPM protocol over HTTP (messages in ``affidavit.service.tpm_protocol``).
 
-Keys: the ``service_context`` key is derived (HKDF) from the private key of a token-signing key in the
-key ring, so every instance sharing the store can open every other's contexts, a key rotation does not
-break a challenge in flight (retired keys still open the contexts they sealed), and no extra secret has to
-be kept. A challenge is single-use within this process; across instances only its expiry
-(``CONTEXT_TTL_SECONDS``) bounds a replay.
+Keys: the ``service_context`` key is derived (HKDF) from a random secret of its own, kept in the
+database sealed under the key-encryption key like the signing keys (``store.TPM_CONTEXT_SECRET``), so
+every instance sharing the store can open every other's contexts, a signing-key rotation does not touch
+it, and it does not depend on a private key that may live in an HSM. A challenge is single-use within
+this process; across instances only its expiry (``CONTEXT_TTL_SECONDS``) bounds a replay.
 
 AK trust: ``affidavit serve --tpm-aik-root PEM``, ``--tpm-aik-intermediate PEM`` (CA certificates) and
 ``--tpm-registered-ak PEM`` (AK public keys trusted without a certificate), each repeatable and also
@@ -33,7 +33,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -85,16 +84,14 @@ class ChallengeLedger:
 
 
 def _sealers(state: ServiceState) -> list[ContextSealer]:
-    """One sealer per signing key in the ring, the current key's first."""
-    ring = state.keyring()
-    keys = [ring.current, *(r.key for r in getattr(ring, "retired", ()))]
-    out = []
-    for key in keys:
-        secret = key.private_key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        out.append(ContextSealer(derive_context_key(secret)))
-    return out
+    """The sealers this server opens contexts with (the first seals new ones): the database's secret."""
+    sealer = getattr(state, "_tpm_sealer", None)
+    if sealer is None:
+        if not state.context_key:
+            raise ServiceError("the TPM service_context secret is not loaded", code="configuration")
+        sealer = ContextSealer(derive_context_key(state.context_key))
+        state._tpm_sealer = sealer  # type: ignore[attr-defined]
+    return [sealer]
 
 
 def _open_context(state: ServiceState, context: object, now: float) -> bytes:

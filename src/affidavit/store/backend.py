@@ -8,6 +8,7 @@ lock on PostgreSQL), so concurrent writers from several processes serialise inst
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -67,11 +68,13 @@ class SqliteBackend:
 
     def __init__(self, path: str) -> None:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         try:
             self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
+            # Deleted and overwritten content (a key sealed on upgrade) is zeroed, not left in free pages.
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
@@ -106,9 +109,31 @@ class SqliteBackend:
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite: {exc}", code="database_error") from None
 
+    def scrub(self) -> None:
+        """Copy the WAL into the database and truncate it, so no old page image stays in ``-wal``."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite checkpoint failed: {exc}", code="database_error") from None
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 in a 0700 directory before SQLite opens it: SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode, so they are private from their first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create SQLite database {path}: {exc.strerror}",
+            code="unavailable") from None
+    os.close(fd)
 
 
 class _PgCursor:

@@ -44,13 +44,40 @@ class PolicyChange:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """A token-signing key at rest: ``pem`` is :meth:`affidavit.tokens.SigningKey.to_pem` output (the
-    private key is unencrypted: protect the database). ``retired_at`` None marks the current key."""
+    """A token-signing key at rest. ``certificate`` is its DER (public); the private half is ``sealed``
+    (AES-256-GCM under the key-encryption key ``kek_id``, see :mod:`affidavit.store.kek`) when
+    ``location`` is ``database``, or stays in the PKCS#11 token the ``location`` URI names. ``legacy_pem``
+    is a plaintext key written by an Affidavit before 0.2; the first start seals it and clears it.
+
+    States at a time ``t`` (:meth:`state`): *next* before ``current_at``, *current* from then until
+    ``retired_at`` (None: not scheduled), *retired* after.
+    """
 
     kid: str
-    pem: bytes
+    certificate: bytes
     created_at: datetime
+    current_at: datetime
     retired_at: datetime | None = None
+    location: str = "database"
+    algorithm: str = "RS256"
+    sealed: bytes | None = None
+    kek_id: str | None = None
+    legacy_pem: bytes | None = None
+
+    def state(self, at: datetime) -> str:
+        if self.retired_at is not None and self.retired_at <= at:
+            return "retired"
+        return "next" if at < self.current_at else "current"
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """A service secret (the TPM ``service_context`` key) sealed like the signing keys."""
+
+    name: str
+    sealed: bytes
+    kek_id: str
+    created_at: datetime
 
 
 def to_db_time(when: datetime) -> str:

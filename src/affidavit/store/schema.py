@@ -40,6 +40,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((retired_at IS NULL))
             WHERE retired_at IS NULL""",
     ),
+    (
+        # Keys encrypted at rest, in HSMs, and published before use (issue 12). ``pem`` keeps only keys
+        # written before this migration until the first start seals them (then it is empty).
+        "ALTER TABLE signing_keys ADD COLUMN location TEXT NOT NULL DEFAULT 'database'",
+        "ALTER TABLE signing_keys ADD COLUMN algorithm TEXT NOT NULL DEFAULT 'RS256'",
+        "ALTER TABLE signing_keys ADD COLUMN certificate {blob}",
+        "ALTER TABLE signing_keys ADD COLUMN sealed {blob}",
+        "ALTER TABLE signing_keys ADD COLUMN kek_id TEXT",
+        "ALTER TABLE signing_keys ADD COLUMN current_at TEXT",
+        "UPDATE signing_keys SET current_at = created_at WHERE current_at IS NULL",
+        """CREATE TABLE secrets (
+            name TEXT PRIMARY KEY,
+            sealed {blob} NOT NULL,
+            kek_id TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,6 +8,7 @@ async caller runs them in a worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,13 @@ from typing import Any
 
 from affidavit.policy.hashing import policy_hash
 from affidavit.store.backend import Backend, Cursor, connect
+from affidavit.store.errors import StoreError
 from affidavit.store.model import (
     Change,
     PolicyChange,
     StoredKey,
     StoredPolicy,
+    StoredSecret,
     from_db_time,
     to_db_time,
 )
@@ -189,33 +192,51 @@ class Store:
 
     # -- signing keys --------------------------------------------------------------------------------
 
-    def list_signing_keys(self) -> list[StoredKey]:
-        """All stored keys, newest first (the current one, if any, has ``retired_at`` None)."""
-        rows = self._db.query(
-            "SELECT kid, pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid"
-        )
-        return [
-            StoredKey(r[0], bytes(r[1]), from_db_time(r[2]), None if r[3] is None else from_db_time(r[3]))
-            for r in rows
-        ]
+    _KEY_COLUMNS = ("kid, certificate, created_at, current_at, retired_at, location, algorithm, sealed, "
+                    "kek_id, pem")
 
-    def current_signing_key(self) -> StoredKey | None:
-        return next((k for k in self.list_signing_keys() if k.retired_at is None), None)
+    @staticmethod
+    def _key_row(r: Sequence[Any]) -> StoredKey:
+        kid, cert, created, current, retired, location, algorithm, sealed, kek_id, pem = r
+        legacy = _bytes(pem) or None
+        return StoredKey(
+            kid, _bytes(cert) or b"", from_db_time(created), from_db_time(current or created),
+            None if retired is None else from_db_time(retired), location, algorithm, _bytes(sealed), kek_id,
+            legacy,
+        )
+
+    def list_signing_keys(self) -> list[StoredKey]:
+        """All stored keys, newest first (the newest has ``retired_at`` None)."""
+        rows = self._db.query(
+            f"SELECT {self._KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid"
+        )
+        return [self._key_row(r) for r in rows]
+
+    def current_signing_key(self, at: datetime | None = None) -> StoredKey | None:
+        when = _now(at)
+        return next((k for k in self.list_signing_keys() if k.state(when) == "current"), None)
 
     def _insert_key(self, cur: Cursor, key: StoredKey, actor: str, when: datetime) -> None:
         cur.execute(
-            "INSERT INTO signing_keys (kid, pem, created_at, retired_at) VALUES (?, ?, ?, ?)",
+            """INSERT INTO signing_keys (kid, pem, certificate, created_at, current_at, retired_at, location,
+                 algorithm, sealed, kek_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 key.kid,
-                key.pem,
+                key.legacy_pem or b"",
+                key.certificate,
                 to_db_time(key.created_at),
+                to_db_time(key.current_at),
                 None if key.retired_at is None else to_db_time(key.retired_at),
+                key.location,
+                key.algorithm,
+                key.sealed,
+                key.kek_id,
             ),
         )
         self._record(cur, "key", key.kid, "add", None, actor, when)
 
     def add_signing_key(self, key: StoredKey, *, actor: str = "system", at: datetime | None = None) -> None:
-        """Insert a key as is. A second current key or a duplicate kid raises StoreError ``conflict``."""
+        """Insert a key as is. A second unscheduled key or a duplicate kid raises StoreError ``conflict``."""
         when = _now(at)
         with self._db.write() as cur:
             self._insert_key(cur, key, actor, when)
@@ -223,32 +244,78 @@ class Store:
     def ensure_current_signing_key(
         self, candidate: StoredKey, *, actor: str = "system", at: datetime | None = None
     ) -> StoredKey:
-        """The current key; if there is none, ``candidate`` becomes it. Race-safe: servers starting together
+        """The newest key; if there is none, ``candidate`` becomes it. Race-safe: servers starting together
         all get the one key that won."""
         when = _now(at)
         with self._db.write() as cur:
-            cur.execute("SELECT kid, pem, created_at FROM signing_keys WHERE retired_at IS NULL")
+            cur.execute(f"SELECT {self._KEY_COLUMNS} FROM signing_keys WHERE retired_at IS NULL")
             rows = cur.fetchall()
             if rows:
-                kid, pem, created = rows[0]
-                return StoredKey(kid, bytes(pem), from_db_time(created))
+                return self._key_row(rows[0])
             self._insert_key(cur, candidate, actor, when)
         return candidate
 
+    def key_at_location(self, location: str) -> StoredKey | None:
+        rows = self._db.query(f"SELECT {self._KEY_COLUMNS} FROM signing_keys WHERE location = ?", (location,))
+        return self._key_row(rows[0]) if rows else None
+
     def rotate_signing_key(
-        self, new: StoredKey, *, actor: str = "system", at: datetime | None = None
+        self,
+        new: StoredKey,
+        *,
+        actor: str = "system",
+        at: datetime | None = None,
+        unique_location: bool = False,
     ) -> str | None:
-        """Retire the current key at ``at`` and make ``new`` current, atomically; return the retired kid."""
+        """Schedule ``new`` to become current at ``new.current_at`` (``at`` or later) and the current key to
+        retire then, atomically; return the kid retiring. A rotation still pending (a *next* key) is a
+        ``conflict``, unless ``new`` takes over at ``at`` (an emergency rotation): then the pending key is
+        cancelled (retired at once) too. With ``unique_location`` a key already stored at ``new``'s
+        location is a ``conflict`` (the check and the insert are one transaction)."""
         when = _now(at)
+        switch = to_db_time(new.current_at)
         with self._db.write() as cur:
-            cur.execute("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
-            rows = cur.fetchall()
-            old = rows[0][0] if rows else None
-            if old is not None:
-                cur.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ?", (to_db_time(when), old))
-                self._record(cur, "key", old, "retire", None, actor, when)
-            self._insert_key(cur, StoredKey(new.kid, new.pem, new.created_at, None), actor, when)
-        return old
+            if unique_location:
+                cur.execute("SELECT kid FROM signing_keys WHERE location = ?", (new.location,))
+                if cur.fetchall():
+                    raise StoreError(f"a key at {new.location} is stored already", code="conflict")
+            cur.execute(
+                """SELECT kid FROM signing_keys
+                   WHERE current_at > ? AND (retired_at IS NULL OR retired_at > ?)""",
+                (to_db_time(when), to_db_time(when)),
+            )
+            pending = [r[0] for r in cur.fetchall()]
+            if pending and new.current_at > when:
+                raise StoreError(
+                    f"key {pending[0]} is still waiting to become current; rotate with --now to replace it",
+                    code="conflict",
+                )
+            cur.execute(
+                "SELECT kid FROM signing_keys WHERE retired_at IS NULL OR retired_at > ? ORDER BY current_at",
+                (switch,),
+            )
+            retiring = [r[0] for r in cur.fetchall()]
+            for kid in retiring:
+                cur.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ?", (switch, kid))
+                self._record(cur, "key", kid, "retire", None, actor, when)
+            self._insert_key(cur, dataclasses.replace(new, retired_at=None), actor, when)
+        return next((k for k in retiring if k not in pending), None)
+
+    def seal_legacy_key(self, kid: str, certificate: bytes, sealed: bytes, kek_id: str) -> bool:
+        """Replace a plaintext key of an older Affidavit by its sealed form; False if already done."""
+        with self._db.write() as cur:
+            n = cur.execute(
+                """UPDATE signing_keys SET pem = ?, certificate = ?, sealed = ?, kek_id = ?
+                   WHERE kid = ? AND sealed IS NULL AND location = 'database'""",
+                (b"", certificate, sealed, kek_id, kid),
+            )
+        return bool(n)
+
+    def scrub(self) -> None:
+        """Make overwritten rows unrecoverable from the files (SQLite: checkpoint and truncate the WAL)."""
+        scrub = getattr(self._db, "scrub", None)
+        if scrub is not None:
+            scrub()
 
     def retire_signing_key(self, kid: str, at: datetime, *, actor: str = "system") -> bool:
         """Mark a key retired at ``at``; False if it does not exist or is already retired."""
@@ -284,6 +351,27 @@ class Store:
                 cur.execute("DELETE FROM signing_keys WHERE kid = ?", (kid,))
                 self._record(cur, "key", kid, "delete", None, actor, when)
         return kids
+
+    # -- service secrets -----------------------------------------------------------------------------
+
+    def get_secret(self, name: str) -> StoredSecret | None:
+        rows = self._db.query("SELECT sealed, kek_id, created_at FROM secrets WHERE name = ?", (name,))
+        if not rows:
+            return None
+        return StoredSecret(name, bytes(rows[0][0]), rows[0][1], from_db_time(rows[0][2]))
+
+    def ensure_secret(self, candidate: StoredSecret) -> StoredSecret:
+        """The stored secret of that name; ``candidate`` becomes it when there is none (race-safe)."""
+        with self._db.write() as cur:
+            cur.execute("SELECT sealed, kek_id, created_at FROM secrets WHERE name = ?", (candidate.name,))
+            rows = cur.fetchall()
+            if rows:
+                return StoredSecret(candidate.name, bytes(rows[0][0]), rows[0][1], from_db_time(rows[0][2]))
+            cur.execute(
+                "INSERT INTO secrets (name, sealed, kek_id, created_at) VALUES (?, ?, ?, ?)",
+                (candidate.name, candidate.sealed, candidate.kek_id, to_db_time(candidate.created_at)),
+            )
+        return candidate
 
 
 def open_store(url: str) -> Store:

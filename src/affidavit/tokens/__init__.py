@@ -18,10 +18,15 @@ from affidavit.tokens.jws import (
 )
 from affidavit.tokens.jwt import encode_jwt, unsecured_jwt
 from affidavit.tokens.keys import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
     DEFAULT_MAX_TOKEN_LIFETIME,
     KeyRing,
+    KeySigner,
+    NextKey,
     RetiredKey,
     SigningKey,
+    SoftwareSigner,
     kid_for,
 )
 from affidavit.tokens.metadata import issuer_url, jwks, jwks_uri, openid_configuration
@@ -41,14 +46,19 @@ from affidavit.tokens.results import (
 )
 
 __all__ = [
+    "ALGORITHMS",
     "ATTESTATION_TOKEN_LIFETIME",
+    "DEFAULT_ALGORITHM",
     "DEFAULT_MAX_TOKEN_LIFETIME",
     "POLICY_CERTIFICATE_CLAIMS",
     "POLICY_RESULT_LIFETIME",
     "Jws",
     "KeyRing",
+    "KeySigner",
+    "NextKey",
     "RetiredKey",
     "SigningKey",
+    "SoftwareSigner",
     "TokenError",
     "b64std_decode",
     "b64std_encode",

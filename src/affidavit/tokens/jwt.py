@@ -1,4 +1,4 @@
-"""JWT issuance: RS256 tokens as MAA signs them, and unsecured (``alg: none``) draft-policy tokens.
+"""JWT issuance: RS256 (or ES256) tokens as MAA signs them, and unsecured (``alg: none``) draft-policy tokens.
 
 Both use MAA's header layout (maa-api §6.1): compact JSON, keys sorted, ``{"alg","jku","kid","typ"}``.
 Segments are canonical base64url without padding, because the SDK re-encodes the decoded bytes before it
@@ -33,9 +33,10 @@ def _header(alg: str, jku: str | None, kid: str | None) -> dict[str, str]:
 
 
 def encode_jwt(claims: Mapping[str, Any], key: SigningKey, *, jku: str | None) -> str:
-    """Sign ``claims`` with ``key`` (RS256). ``jku`` is the issuer's ``/certs`` URL, or None to omit it."""
+    """Sign ``claims`` with ``key`` (its algorithm: RS256 or ES256). ``jku`` is the issuer's ``/certs`` URL,
+    or None to omit it."""
     signing_input = (
-        b64url_encode(_json(_header("RS256", jku, key.kid))) + "." + b64url_encode(_json(claims))
+        b64url_encode(_json(_header(key.algorithm, jku, key.kid))) + "." + b64url_encode(_json(claims))
     )
     return signing_input + "." + b64url_encode(key.sign(signing_input.encode("ascii")))
 

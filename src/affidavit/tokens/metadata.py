@@ -29,15 +29,16 @@ def jwks_uri(issuer: str) -> str:
     return issuer_url(issuer) + "/certs"
 
 
-def openid_configuration(issuer: str) -> dict[str, Any]:
-    """The ``/.well-known/openid-configuration`` document (maa-api §5.1).
+def openid_configuration(issuer: str, algorithms: Iterable[str] = ("RS256",)) -> dict[str, Any]:
+    """The ``/.well-known/openid-configuration`` document (maa-api §5.1); ``algorithms``: those of the
+    published keys (RS256, and ES256 in a deployment that uses it).
 
     MAA also lists a ``revocation_endpoint``; Affidavit serves none, so it does not advertise one.
     """
     base = issuer_url(issuer)
     return {
         "claims_supported": list(CLAIMS_SUPPORTED),
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": sorted(set(algorithms), reverse=True),
         "issuer": base,
         "jwks_uri": base + "/certs",
         "response_types_supported": ["token", "none"],
