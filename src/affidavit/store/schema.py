@@ -40,6 +40,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((retired_at IS NULL))
             WHERE retired_at IS NULL""",
     ),
+    # 2: policy history keeps each policy's text and the JWS it came in, so that a policy can be read
+    # back and rolled back byte for byte (rows written before this migration have NULL there).
+    (
+        "ALTER TABLE history ADD COLUMN text TEXT",
+        "ALTER TABLE history ADD COLUMN jws TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
