@@ -105,3 +105,19 @@ def write_output(path: str | Path, data: str | bytes, what: str = "output file")
         Path(path).write_bytes(raw)
     except OSError as exc:
         raise CliError(f"cannot write {what} {path}: {exc.strerror or exc}", code="file_error") from None
+
+
+def existing_database(url: str) -> str:
+    """For read-only commands: refuse a SQLite URL whose file does not exist instead of creating an empty
+    database there (``keys list`` run from the wrong directory)."""
+    from affidavit.cli.errors import CliError
+
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise CliError(
+                f"no database at {path}: run from the directory holding the service's data dir, or pass "
+                "--database-url (env AFFIDAVIT_DATABASE_URL)",
+                code="not_found",
+            )
+    return url

@@ -215,10 +215,11 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from affidavit.cli.arguments import existing_database
     from affidavit.collateral.db import CollateralDb
 
     now = args.at or datetime.now(UTC)
-    db = CollateralDb(args.database_url)
+    db = CollateralDb(existing_database(args.database_url))
     try:
         stored = db.all()
     finally:

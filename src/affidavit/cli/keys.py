@@ -11,6 +11,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from affidavit.cli.arguments import RSA_KEY_SIZES
 from affidavit.cli.output import print_fields, print_json, print_table
 
 DEFAULT_DATABASE_URL = "sqlite:///var/affidavit.db"
@@ -48,7 +49,7 @@ def register(sub: Any) -> None:
 
     rot = cmds.add_parser("rotate", help="make a new current key; retire the old one")
     _common(rot)
-    rot.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048, help="RSA size (2048)")
+    rot.add_argument("--bits", type=int, choices=RSA_KEY_SIZES, default=2048, help="RSA size (2048)")
     rot.add_argument(
         "--issuer",
         default=_env("ISSUER"),
@@ -86,7 +87,9 @@ def _list(args: argparse.Namespace) -> int:
 
     now = datetime.now(UTC)
     lifetime = timedelta(hours=args.max_token_lifetime)
-    with open_store(args.database_url) as store:
+    from affidavit.cli.arguments import existing_database
+
+    with open_store(existing_database(args.database_url)) as store:
         rows = [_describe(k, now, lifetime) for k in store.list_signing_keys()]
     if args.json:
         print_json(rows)

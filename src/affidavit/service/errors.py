@@ -31,14 +31,17 @@ class ServiceError(AffidavitError):
 
     code = INVALID_PARAMETER
 
-    def __init__(self, message: str, *, code: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int = 400, details: dict | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.details = details  # extra members of the error object (Affidavit's draft-policy trace)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
+        {"error": {**(details or {}), "code": code, "message": message}},
         status_code=status,
         media_type=JSON_MEDIA,
         headers={"x-ms-error-code": code, "x-ms-maa-service-version": SERVICE_VERSION},
@@ -73,7 +76,7 @@ async def handle_affidavit_error(request: Request, exc: Exception) -> Response:
     status, code = classify(exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-    return error_response(status, code, exc.message)
+    return error_response(status, code, exc.message, getattr(exc, "details", None))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
