@@ -14,6 +14,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 
 def test_keys_rotate_and_list(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    open_store(db_url).close()  # `keys list` reads an existing database only (tests/cli/test_no_traceback.py)
     assert "no signing keys" in _run(capsys, "keys", "list", "--database-url", db_url)
     first = json.loads(_run(capsys, "keys", "rotate", "--database-url", db_url, "--issuer", "https://a.test",
                             "--json"))
