@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from affidavit.client import ClientError, ServiceRejected
+from affidavit.client.http import error_of
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 API_VERSION = "2022-08-01"
@@ -55,7 +56,7 @@ class ManagementClient:
         except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}", code="unreachable") from None
         if response.status_code != 200:
-            code, message = _error_of(response)
+            code, message = error_of(response)
             if response.status_code == 401:
                 message += " (pass --admin-token-file, e.g. the service's <data-dir>/admin-token)"
             raise ServiceRejected(response.status_code, code, message)
@@ -120,11 +121,3 @@ class ManagementClient:
         path = "/certificates:add" if add else "/certificates:remove"
         return self._result("POST", path, content=json.dumps(jws), media="application/json")
 
-
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    try:
-        err = response.json().get("error", {})
-        return str(err.get("code", "Unknown")), str(err.get("message", ""))[:2000]
-    except (ValueError, AttributeError):
-        text = " ".join(response.text.split())[:200]
-        return "bad_response", f"HTTP {response.status_code} {text}: is this an Affidavit service?"
