@@ -6,6 +6,7 @@ Every error a layer raises on purpose maps to a 4xx here; only a bug reaches the
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,14 +33,19 @@ class ServiceError(AffidavitError):
     code = INVALID_PARAMETER
 
     def __init__(
-        self, message: str, *, code: str | None = None, status: int = 400, details: dict | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int = 400,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.status = status
         self.details = details  # extra members of the error object (Affidavit's draft-policy trace)
 
 
-def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     return JSONResponse(
         {"error": {**(details or {}), "code": code, "message": message}},
         status_code=status,
