@@ -166,6 +166,7 @@ def _check(status: int, out: str, err: str, as_json: bool, argv: list[str]) -> N
     else:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), shown
+        assert out == "", shown  # nothing announced or half-printed before the error
         assert lines[0].startswith("error: usage:") == (status == 2), shown
 
 

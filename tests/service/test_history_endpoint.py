@@ -3,7 +3,12 @@ filters, and diff refused unless shadow samples are on; history shared by two ap
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from affidavit.policy import policy_hash
 from affidavit.service import ServiceConfig, create_app
@@ -59,3 +64,23 @@ def test_diff_with_shadow_samples_but_none_recorded(tmp_path: Path) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "PolicyParsingError"
     finally:
         c.close()
+
+
+@pytest.fixture(scope="module")
+def shadow_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiClient]:
+    config = ServiceConfig(data_dir=tmp_path_factory.mktemp("fuzz"), admin_token="x",
+                           extra={"shadow_samples": 2})
+    c = AsgiClient(create_app(config))
+    yield c
+    c.close()
+
+
+@given(st.binary(max_size=300), st.text(max_size=20), st.text(max_size=60))
+def test_any_diff_body_or_history_query_is_answered_not_crashed(
+    shadow_client: AsgiClient, body: bytes, limit: str, hash_: str
+) -> None:
+    r = shadow_client.post("/policies/SgxEnclave:diff", content=body,
+                           headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code in (200, 400), r.text
+    r = shadow_client.get("/policies/Tpm/history", params={"limit": limit, "hash": hash_}, headers=AUTH)
+    assert r.status_code in (200, 400), r.text
