@@ -14,8 +14,9 @@ from affidavit.policy import policy_hash
 from affidavit.simulate import SimulatedPlatform
 from affidavit.tokens import parse_jws, policy_text_from_jws, verify_jws
 from tests.cli.conftest import Run
-from tests.service.conftest import Signers
+from tests.service.conftest import Inputs, Signers
 from tests.service.helpers import Server
+from tests.service.test_oidc import AUDIENCE, FakeIssuer, issuer  # noqa: F401
 
 FIRST = "version=1.0;\r\nauthorizationrules { => permit(); };\n// first ü  \n"
 SECOND = 'version=1.0; authorizationrules { c:[type=="x-ms-sgx-svn", value >= 50] => permit(); };\n'
@@ -158,3 +159,19 @@ def test_isolated_mode_signed_changes_and_certificates(
     assert "CN=Affidavit second signer" in run("certificates", "list", *url)[1]
     status, out, _ = run("certificates", "remove", second, *url, "--key", key, "--cert", cert, "--json")
     assert status == 0 and json.loads(out)["result"] == "IsAbsent"
+
+
+def test_an_oidc_token_authenticates_and_is_the_recorded_caller(
+    run: Run, issuer: FakeIssuer, tmp_path: Path, inputs: Inputs  # noqa: F811
+) -> None:
+    args = [*inputs.serve_args(), "--admin-oidc-issuer", issuer.url, "--admin-oidc-audience", AUDIENCE]
+    args = [a for a in args if a != "test-admin-token" and a != "--admin-token"]
+    token = tmp_path / "oidc.jwt"
+    token.write_text(issuer.mint(sub="operator-7"))
+    policy = tmp_path / "p.txt"
+    policy.write_text(FIRST)
+    with Server(tmp_path / "data", args, tls=False) as server:
+        c = ["--url", server.url, "--oidc-token-file", str(token)]
+        assert run("policy", "set", policy, *c, "--type", "TdxVm")[0] == 0
+        (entry,) = json.loads(run("policy", "history", *c, "--type", "TdxVm", "--json")[1])["history"]
+        assert entry["actor"].startswith("oidc:operator-7@127.0.0.1") and entry["text"] == FIRST
