@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make run` needs only the package and its runtime dependencies: its own stamp, satisfied by a full
+# install too (`make test` installs everything, so a later `make run` starts at once).
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 VECTORS ?= ../shared/vectors
 
 .PHONY: run demo test bench lint setup clean
@@ -14,11 +17,23 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
+	    touch $(RUNTIME_STAMP); \
+	else \
+	    echo "== runtime setup: python3-venv, .venv, Affidavit and its runtime dependencies (no test extras)"; \
+	    bash scripts/system-deps.sh --runtime && \
+	    $(PYTHON) -m venv $(VENV) && \
+	    $(BIN)/python -m pip install --progress-bar on --upgrade pip && \
+	    $(BIN)/python -m pip install --progress-bar on -e . && \
+	    touch $(RUNTIME_STAMP); \
+	fi
 
 # The service in the foreground: SQLite and the signing key in ./var (kept), Intel's root as the only trust
 # anchor, collateral from Intel PCS through the cache, HTTP on loopback. Flags: `affidavit serve --help`.
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	$(BIN)/affidavit serve --data-dir var --host 127.0.0.1 --port 8080
 
 # The attestation workflow end to end, narrated (docs/demo.md): a throwaway service, a simulated SGX

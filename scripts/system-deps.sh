@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Affidavit's tests and tools need, only those missing,
 # so a warm machine pays nothing and a fresh one needs no manual step.
+# With --runtime: only what the service itself needs to run (`make run`).
 set -euo pipefail
+packages=(python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1)
+if [ "${1:-}" = "--runtime" ]; then
+    packages=(python3-venv)
+fi
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1; do
+for pkg in "${packages[@]}"; do
     have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

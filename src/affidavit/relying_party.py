@@ -42,15 +42,37 @@ class RelyingPartyError(AffidavitError):
 
 
 class ExpectationFailed(RelyingPartyError):
-    """The token is authentic but a claim is not what the relying party requires."""
+    """The token is authentic but a claim is not what the relying party requires. ``failures`` lists every
+    unmet expectation (this one first), so a caller can report them all at once."""
 
     code = "expectation_failed"
 
     def __init__(self, claim: str, expected: str, actual: Any) -> None:
-        super().__init__(f"claim {claim!r} is {actual!r}, expected {expected}")
+        super().__init__(f"claim {claim!r} is {_shown(actual)}, expected {expected}")
         self.claim = claim
         self.expected = expected
         self.actual = actual
+        self.failures: list[ExpectationFailed] = [self]
+
+    @classmethod
+    def combined(cls, failures: list[ExpectationFailed]) -> ExpectationFailed:
+        first = failures[0]
+        if len(failures) > 1:
+            first.message = f"{len(failures)} expectations failed: " + "; ".join(f.message for f in failures)
+            first.args = (first.message,)
+        first.failures = list(failures)
+        return first
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """A claim value as JSON (``null``, ``true``), never as a Python spelling, cut at ``limit``."""
+    if value is None:
+        return "absent"
+    try:
+        text = json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- encoding helpers -------------------------------------------------------------------------------------
@@ -151,11 +173,76 @@ def _check_signature(decoded: DecodedToken, key: PublicKey) -> bool:
 # -- expectations -----------------------------------------------------------------------------------------
 
 
+EXPECT_OPERATORS = ("=", "<", "<=", ">", ">=", "contains", "in")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True)
+class ClaimTest:
+    """One relying-party requirement on a claim: ``claim op value``. ``value`` is text, read according to
+    the claim's type (Integer, Boolean, String); hex strings compare case-insensitively. ``contains``
+    tests a list claim for an element (or a String for a substring); ``in`` takes the allowed values."""
+
+    claim: str
+    op: str
+    value: str | tuple[str, ...]
+
+    def failure(self, claims: Mapping[str, Any]) -> ExpectationFailed | None:
+        if self.claim not in claims:
+            return ExpectationFailed(self.claim, "to be present", None)
+        actual = claims[self.claim]
+        if self.op in ("<", "<=", ">", ">="):
+            limit = _number(self.value)
+            ok = limit is not None and not isinstance(actual, bool) and isinstance(actual, int | float) and {
+                "<": actual < limit, "<=": actual <= limit, ">": actual > limit, ">=": actual >= limit
+            }[self.op]
+            return None if ok else ExpectationFailed(self.claim, f"{self.op} {self.value}", actual)
+        if self.op == "contains":
+            if isinstance(actual, list):
+                ok = any(claim_equals(a, str(self.value)) for a in actual)
+            else:
+                ok = isinstance(actual, str) and str(self.value).lower() in actual.lower()
+            return None if ok else ExpectationFailed(self.claim, f"to contain {self.value!s}", actual)
+        allowed = self.value if isinstance(self.value, tuple) else (self.value,)
+        if any(claim_equals(actual, v) for v in allowed):
+            return None
+        return ExpectationFailed(self.claim, " or ".join(allowed) if allowed else "(nothing)", actual)
+
+
+def _number(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def claim_equals(actual: Any, expected: str) -> bool:
+    """Does the claim value equal the text ``expected``, read as the claim's own type? Booleans take
+    true/false, numbers their decimal form, strings compare exactly, or case-insensitively when both
+    are hex (measurements are printed in either case)."""
+    if isinstance(actual, bool):
+        return expected.strip().lower() == ("true" if actual else "false")
+    if isinstance(actual, int | float):
+        number = _number(expected)
+        return number is not None and actual == number
+    if isinstance(actual, str):
+        if actual == expected:
+            return True
+        both_hex = bool(actual) and set(actual) <= _HEX and set(expected) <= _HEX
+        return both_hex and actual.lower() == expected.lower()
+    try:
+        return actual == json.loads(expected)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Expectations:
     """What the relying party requires of an authentic token, as data.
 
-    Empty sets mean "no requirement". A claim the expectation needs but the token lacks fails it.
+    Empty sets mean "no requirement". A claim the expectation needs but the token lacks fails it. Every
+    requirement is checked; :meth:`check` reports all that fail.
     """
 
     mrsigner: frozenset[str] = frozenset()
@@ -167,36 +254,59 @@ class Expectations:
     secure_boot: bool | None = None
     claims: Mapping[str, frozenset[Any]] = field(default_factory=dict)
     minimums: Mapping[str, float] = field(default_factory=dict)
+    tests: tuple[ClaimTest, ...] = ()
 
-    def check(self, claims: Mapping[str, Any]) -> None:
-        def need(name: str) -> Any:
+    def failures(self, claims: Mapping[str, Any]) -> list[ExpectationFailed]:
+        out: list[ExpectationFailed] = []
+
+        def attempt(name: str, check: Callable[[Any], None]) -> None:
             if name not in claims:
-                raise ExpectationFailed(name, "to be present", None)
-            return claims[name]
+                out.append(ExpectationFailed(name, "to be present", None))
+                return
+            try:
+                check(claims[name])
+            except ExpectationFailed as exc:
+                out.append(exc)
 
         if self.mrsigner:
-            _one_of("x-ms-sgx-mrsigner", need("x-ms-sgx-mrsigner"), self.mrsigner, lower=True)
+            attempt("x-ms-sgx-mrsigner", lambda v: _one_of("x-ms-sgx-mrsigner", v, self.mrsigner, lower=True))
         if self.mrenclave:
-            _one_of("x-ms-sgx-mrenclave", need("x-ms-sgx-mrenclave"), self.mrenclave, lower=True)
+            attempt("x-ms-sgx-mrenclave",
+                    lambda v: _one_of("x-ms-sgx-mrenclave", v, self.mrenclave, lower=True))
         if self.min_svn is not None:
-            _at_least("x-ms-sgx-svn", need("x-ms-sgx-svn"), self.min_svn)
+            min_svn = self.min_svn
+            attempt("x-ms-sgx-svn", lambda v: _at_least("x-ms-sgx-svn", v, min_svn))
         if self.product_id is not None:
-            _one_of("x-ms-sgx-product-id", need("x-ms-sgx-product-id"), frozenset({self.product_id}))
+            pid = frozenset({self.product_id})
+            attempt("x-ms-sgx-product-id", lambda v: _one_of("x-ms-sgx-product-id", v, pid))
         if not self.allow_debug:
             for name in ("x-ms-sgx-is-debuggable", "is-debuggable"):
                 if claims.get(name) is True:
-                    raise ExpectationFailed(name, "false (debug enclaves are not trusted)", True)
-            attrs = claims.get("tdx_td_attributes_debug")
-            if attrs is True:
-                raise ExpectationFailed("tdx_td_attributes_debug", "false (debug TDs are not trusted)", True)
+                    out.append(ExpectationFailed(name, "false (debug enclaves are not trusted)", True))
+            if claims.get("tdx_td_attributes_debug") is True:
+                out.append(
+                    ExpectationFailed("tdx_td_attributes_debug", "false (debug TDs are not trusted)", True)
+                )
         if self.tcb_statuses:
-            _one_of("x-ms-sgx-tcb-status", need("x-ms-sgx-tcb-status"), self.tcb_statuses)
+            attempt("x-ms-sgx-tcb-status",
+                    lambda v: _one_of("x-ms-sgx-tcb-status", v, self.tcb_statuses))
         if self.secure_boot is not None:
-            _one_of("secureBootEnabled", need("secureBootEnabled"), frozenset({self.secure_boot}))
+            sb = frozenset({self.secure_boot})
+            attempt("secureBootEnabled", lambda v: _one_of("secureBootEnabled", v, sb))
         for name, allowed in self.claims.items():
-            _one_of(name, need(name), allowed)
+            attempt(name, lambda v, n=name, a=allowed: _one_of(n, v, a))  # type: ignore[misc]
         for name, minimum in self.minimums.items():
-            _at_least(name, need(name), minimum)
+            attempt(name, lambda v, n=name, m=minimum: _at_least(n, v, m))  # type: ignore[misc]
+        for test in self.tests:
+            failed = test.failure(claims)
+            if failed is not None:
+                out.append(failed)
+        return out
+
+    def check(self, claims: Mapping[str, Any]) -> None:
+        failed = self.failures(claims)
+        if failed:
+            raise ExpectationFailed.combined(failed)
 
 
 def _one_of(name: str, actual: Any, allowed: Iterable[Any], *, lower: bool = False) -> None:
@@ -205,13 +315,23 @@ def _one_of(name: str, actual: Any, allowed: Iterable[Any], *, lower: bool = Fal
     candidates = [a.lower() if lower and isinstance(a, str) else a for a in allowed_list]
     # bool is an int in Python: compare type-strictly so True never satisfies 1.
     if not any(type(probe) is type(c) and probe == c for c in candidates):
-        shown = " or ".join(repr(a) for a in allowed_list)
+        shown = " or ".join(_shown(a) for a in allowed_list)
         raise ExpectationFailed(name, shown, actual)
 
 
 def _at_least(name: str, actual: Any, minimum: float) -> None:
     if isinstance(actual, bool) or not isinstance(actual, int | float) or actual < minimum:
         raise ExpectationFailed(name, f">= {minimum:g}", actual)
+
+
+def nonce_matches(claim: Any, nonce: str) -> bool:
+    """The token's ``nonce`` as the service emits it: the text itself (the SGX/TDX ``nonce`` field), or its
+    base64url form (the TPM protocol's ``rp_data`` bytes, which the service echoes base64url-encoded)."""
+    if not isinstance(claim, str):
+        return False
+    from affidavit.jose import b64url
+
+    return claim in (nonce, b64url(nonce.encode("utf-8")))
 
 
 # -- the pure verification --------------------------------------------------------------------------------
@@ -264,9 +384,9 @@ def verify_token(
         raise RelyingPartyError(
             f"issuer is {claims.get('iss')!r}, expected {issuer.rstrip('/')!r}", code="wrong_issuer"
         )
-    if nonce is not None and claims.get("nonce") != nonce:
+    if nonce is not None and not nonce_matches(claims.get("nonce"), nonce):
         raise RelyingPartyError(
-            f"nonce is {claims.get('nonce')!r}, expected {nonce!r}", code="nonce_mismatch"
+            f"nonce is {_shown(claims.get('nonce'))}, expected {_shown(nonce)}", code="nonce_mismatch"
         )
     if expectations is not None:
         expectations.check(claims)

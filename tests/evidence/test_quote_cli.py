@@ -114,7 +114,7 @@ def test_trust_root_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     "argv_tail,code",
     [
         (["--at", "yesterday"], "invalid_time"),
-        (["--collateral", "/nonexistent/collateral.json"], "input_unreadable"),
+        (["--collateral", "/nonexistent/collateral.json"], "file_error"),
     ],
 )
 def test_bad_arguments(argv_tail: list[str], code: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ def test_keys_rotate_publishes_next_then_list_shows_states(
 ) -> None:
     (tmp_path / "kek").write_text("00" * 32)
     args = _kek_args(db_url, tmp_path)
+    open_store(db_url).close()  # `keys list` reads an existing database only (tests/cli/test_no_traceback.py)
     assert "no signing keys" in _run(capsys, "keys", "list", "--database-url", db_url)
     first = json.loads(_run(capsys, "keys", "rotate", *args, "--issuer", "https://a.test", "--json"))
     assert first["state"] == "current" and first["published"] == [first["new"]]  # the first key: at once

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from affidavit import __version__
-from affidavit.errors import AffidavitError
+from affidavit.cli.errors import EXIT_USAGE, JsonAwareParser, report
 
 # Command groups, in the order --help lists them.
 COMMAND_MODULES = (
@@ -27,11 +27,12 @@ COMMAND_MODULES = (
     "token",
     "keys",
     "collateral",
+    "certificates",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = JsonAwareParser(
         prog="affidavit", description="Affidavit: remote attestation, wire-compatible with Azure Attestation."
     )
     parser.add_argument("--version", action="version", version=f"affidavit {__version__}")
@@ -48,17 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+    """Run one command; every failure ends as one line (or one JSON object), never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return EXIT_USAGE
         return int(func(args) or 0)
-    except AffidavitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -66,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        if os.environ.get("AFFIDAVIT_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        return report(exc, as_json=as_json)
 
 
 if __name__ == "__main__":

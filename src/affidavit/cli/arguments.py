@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_SECONDS = 10 * 365 * 86400
@@ -32,3 +33,91 @@ def iso_time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# RSA sizes offered wherever the CLI generates a token signing key (serve --key-size, keys rotate --bits).
+RSA_KEY_SIZES = (2048, 3072, 4096)
+
+
+def service_url(text: str) -> str:
+    """An ``http://`` or ``https://`` base URL with a host; a bare ``host:port`` gets a hint."""
+    from urllib.parse import urlsplit
+
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = f"; did you mean http://{value}?" if "://" not in value else ""
+        raise argparse.ArgumentTypeError(f"not an http(s):// URL: {text!r}{hint}")
+    return value.rstrip("/")
+
+
+def read_input(path: str | Path, what: str = "file") -> bytes:
+    """The bytes of ``path`` (``-``: standard input), or a one-line ``file_error``."""
+    import sys
+
+    from affidavit.cli.errors import CliError
+
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}", code="file_error") from None
+
+
+def read_text_input(path: str | Path, what: str = "file") -> str:
+    from affidavit.cli.errors import CliError
+
+    try:
+        return read_input(path, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path} is not UTF-8 text", code="bad_input") from None
+
+
+def check_writable(path: str | Path | None, what: str = "output file") -> None:
+    """Refuse, before any work is done, an output path that cannot be written (missing directory, no
+    permission), so that a result is never computed and then lost."""
+    import os
+
+    from affidavit.cli.errors import CliError
+
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CliError(f"{what} {path} is a directory", code="file_error")
+    if not parent.is_dir():
+        raise CliError(f"cannot write {what} {path}: no directory {parent}", code="file_error")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise CliError(f"cannot write {what} {path}: permission denied", code="file_error")
+
+
+def write_output(path: str | Path, data: str | bytes, what: str = "output file") -> None:
+    from affidavit.cli.errors import CliError
+
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        Path(path).write_bytes(raw)
+    except OSError as exc:
+        raise CliError(f"cannot write {what} {path}: {exc.strerror or exc}", code="file_error") from None
+
+
+def existing_database(url: str) -> str:
+    """For read-only commands: refuse a SQLite URL whose file does not exist instead of creating an empty
+    database there (``keys list`` run from the wrong directory)."""
+    from affidavit.cli.errors import CliError
+
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise CliError(
+                f"no database at {path}: run from the directory holding the service's data dir, or pass "
+                "--database-url (env AFFIDAVIT_DATABASE_URL)",
+                code="not_found",
+            )
+    return url

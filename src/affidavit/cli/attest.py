@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from affidavit.cli.arguments import check_writable, read_input, read_text_input, service_url, write_output
 from affidavit.cli.output import print_json
+
+# Where each kind's fresh quotes can come from: Gramine's /dev/attestation gives SGX quotes, the
+# configfs-tsm interface TDX quotes; an Open Enclave report is always a file.
+_SOURCES = {"sgx": ("gramine",), "openenclave": (), "tdx": ("tsm",)}
+_SOURCE_HELP = {"gramine": "Gramine's /dev/attestation", "tsm": "the Linux configfs-tsm interface"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,12 +28,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = kinds.add_parser(kind, help=help_text)
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--quote", "--report", dest="evidence_file", help="evidence captured in a file")
-        src.add_argument(
-            "--source",
-            choices=("gramine", "tsm"),
-            help="collect a fresh quote: Gramine's /dev/attestation or the Linux configfs-tsm interface",
-        )
-        p.add_argument("--source-path", help="where the source interface lives (default: the kernel's path)")
+        sources = _SOURCES[kind]
+        if sources:
+            src.add_argument(
+                "--source",
+                choices=sources,
+                help="collect a fresh quote from " + " or ".join(_SOURCE_HELP[s] for s in sources),
+            )
+            p.add_argument(
+                "--source-path", help="where the source interface lives (default: the kernel's path)"
+            )
         _common(p)
         p.set_defaults(func=_attest_quote)
     try:
@@ -42,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", required=True, help="the attestation service's base URL")
+    p.add_argument("--url", required=True, type=service_url, help="the attestation service's base URL")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--runtime-data", help="file of runtime data (bound via report data; sent as Binary)")
     data.add_argument("--runtime-json", help="file of runtime data that is JSON (sent as JSON)")
@@ -58,11 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _read(path: str | None) -> bytes | None:
-    return None if path is None else Path(path).read_bytes()
+    return None if path is None else read_input(path, "data file")
 
 
 def _attest_quote(args: argparse.Namespace) -> int:
-    from affidavit.client import ClientError
     from affidavit.client.http import AttestationClient, RuntimeData
     from affidavit.client.sources import (
         ConfigfsTsmSource,
@@ -72,6 +81,7 @@ def _attest_quote(args: argparse.Namespace) -> int:
         report_data_for,
     )
 
+    check_writable(args.out, "--out")  # before the attestation, so that no token is lost
     runtime_bytes = _read(args.runtime_data or args.runtime_json)
     runtime = (
         None if runtime_bytes is None else RuntimeData(runtime_bytes, json=args.runtime_json is not None)
@@ -81,6 +91,7 @@ def _attest_quote(args: argparse.Namespace) -> int:
 
     source: QuoteSource
     if args.evidence_file:
+        read_input(args.evidence_file, "evidence file")  # named here when it is missing
         source = FileSource(Path(args.evidence_file))
     elif args.source == "gramine":
         source = GramineSource(Path(args.source_path or "/dev/attestation"))
@@ -89,40 +100,36 @@ def _attest_quote(args: argparse.Namespace) -> int:
     evidence = source.get_quote(report_data_for(runtime_bytes))
 
     tls: bool | str = False if args.insecure else (args.ca_file or True)
-    draft = Path(args.draft_policy).read_text() if args.draft_policy else None
+    draft = read_text_input(args.draft_policy, "draft policy") if args.draft_policy else None
     with AttestationClient(args.url, verify=tls) as client:
-        try:
-            if args.attest_kind == "sgx":
-                result = client.attest_sgx(
-                    evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
-                )
-            elif args.attest_kind == "openenclave":
-                result = client.attest_open_enclave(
-                    evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
-                )
-            else:
-                result = client.attest_tdx(
-                    evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce
-                )
-        except ClientError as exc:
-            if args.json:
-                print_json({"error": exc.to_dict()})
-            else:
-                print(f"attestation refused: {exc}", file=sys.stderr)
-            return 1
+        if args.attest_kind == "sgx":
+            result = client.attest_sgx(
+                evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
+            )
+        elif args.attest_kind == "openenclave":
+            result = client.attest_open_enclave(
+                evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
+            )
+        else:
+            result = client.attest_tdx(evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce)
     return emit_token(result.token, args)
 
 
 def emit_token(token: str, args: Any) -> int:
     """Write the token where asked; with --json also show its (unverified) claims."""
-    if getattr(args, "out", None):
-        Path(args.out).write_text(token + "\n")
+    out = getattr(args, "out", None)
+    if out:
+        try:
+            write_output(out, token + "\n", "--out")
+        except Exception:
+            print(token)  # never lose a token the service issued
+            raise
     if getattr(args, "json", False):
         from affidavit.relying_party import decode_unverified
 
         print_json({"token": token, "claims_unverified": decode_unverified(token).claims})
-    elif not getattr(args, "out", None):
+    elif not out:
         print(token)
     else:
-        print(f"token written to {args.out}", file=sys.stderr)
+        print(f"token written to {out}", file=sys.stderr)
     return 0

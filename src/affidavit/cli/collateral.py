@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import iso_time
+from affidavit.cli.arguments import iso_time, service_url
 from affidavit.cli.output import print_json, print_table
 
 DEFAULT_DATABASE_URL = "sqlite:///var/affidavit.db"
@@ -69,6 +69,7 @@ def register(sub: Any) -> None:
     fetch.add_argument("--out", type=Path, required=True, help="bundle directory, or a file ending in .json")
     fetch.add_argument(
         "--pcs-url",
+        type=service_url,
         default=_env("PCS_URL", "https://api.trustedservices.intel.com"),
         help="Intel PCS or PCCS base URL (env AFFIDAVIT_PCS_URL)",
     )
@@ -215,10 +216,11 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from affidavit.cli.arguments import existing_database
     from affidavit.collateral.db import CollateralDb
 
     now = args.at or datetime.now(UTC)
-    db = CollateralDb(args.database_url)
+    db = CollateralDb(existing_database(args.database_url))
     try:
         stored = db.all()
     finally:

@@ -13,14 +13,13 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("eventlog", help="inspect TCG (TPM) boot event logs")
-    sub = parser.add_subparsers(dest="eventlog_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="eventlog_command", metavar="SUBCOMMAND", required=True)
     show = sub.add_parser("show", help="list events and replayed PCR values; flag forged event data")
     show.add_argument(
         "file", help="binary event log (e.g. /sys/kernel/security/tpm0/binary_bios_measurements)"
     )
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=show_handler)
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
 def _event_row(e: Any, status: str) -> dict[str, Any]:
@@ -61,22 +60,16 @@ def _summary(e: Any) -> str:
 
 
 def show_handler(args: argparse.Namespace) -> int:
+    from affidavit.cli.arguments import read_input
+    from affidavit.cli.errors import report
     from affidavit.cli.output import print_fields, print_json, print_table
     from affidavit.evidence.tpm import EventLogError, analyze_log
 
-    try:
-        with open(args.file, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
+    raw = read_input(args.file, "event log")
     try:
         analysis = analyze_log(raw)
     except EventLogError as exc:
-        if args.json:
-            print_json({"error": exc.to_dict(), "file": args.file, "size": len(raw)})
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report(exc, as_json=args.json, extra={"file": args.file, "size": len(raw)})
     log = analysis.log
     mismatches = analysis.mismatches
     events = [_event_row(e, s) for e, s in zip(log.events, analysis.status, strict=True)]
@@ -116,6 +109,7 @@ def show_handler(args: argparse.Namespace) -> int:
             print_table([f"PCR ({bank})", "replayed value"], [(i, v.hex()) for i, v in values.items()])
     if mismatches:
         names = ", ".join(f"#{e.seq} ({e.type_name or hex(e.type)}, PCR{e.pcr})" for e in mismatches)
-        print(f"error: event data does not match its digest: {names}", file=sys.stderr)
+        print(f"error: tpm_event_data_mismatch: event data does not match its digest: {names}",
+              file=sys.stderr)
         return 1
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from affidavit.cli.arguments import duration
+from affidavit.cli.arguments import RSA_KEY_SIZES, duration
 from affidavit.cli.output import print_fields, print_json, print_table
 
 DEFAULT_DATABASE_URL = "sqlite:///var/affidavit.db"
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
                      help="emergency: the new key signs at once (relying parties may briefly miss its kid)")
     rot.add_argument("--algorithm", choices=("RS256", "ES256"), default=None,
                      help="algorithm of the new key (default: the current key's, else RS256)")
-    rot.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=None,
+    rot.add_argument("--bits", type=int, choices=RSA_KEY_SIZES, default=None,
                      help="RSA size (default: the current key's, else 2048)")
     rot.add_argument(
         "--issuer",
@@ -117,7 +117,9 @@ def _list(args: argparse.Namespace) -> int:
 
     now = datetime.now(UTC)
     lifetime = timedelta(hours=args.max_token_lifetime)
-    with open_store(args.database_url) as store:
+    from affidavit.cli.arguments import existing_database
+
+    with open_store(existing_database(args.database_url)) as store:
         rows = [_describe(k, now, lifetime) for k in store.list_signing_keys()]
     if args.json:
         print_json(rows)

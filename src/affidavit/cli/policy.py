@@ -1,4 +1,5 @@
-"""``affidavit policy``: check, evaluate and hash attestation policies offline."""
+"""``affidavit policy``: check, evaluate, hash and sign policies offline; get, set, reset, list the history
+of, roll back and diff the policies of a running service (``--url``)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
 
     check = sub.add_parser("check", help="parse a policy; print its version, sections, rules and hash")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the policy text")
     check.add_argument("--lenient", action="store_true", help="accept published-but-invalid forms")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=_check)
 
     ev = sub.add_parser("eval", help="evaluate a policy against incoming claims")
-    ev.add_argument("file", type=Path)
+    ev.add_argument("file", type=Path, help="the policy text")
     ev.add_argument(
         "--claims",
         type=Path,
@@ -28,30 +29,30 @@ def register(subparsers: Any) -> None:
         help='JSON: [{"type","value","valueType","issuer"}, ...] or {type: value}',
     )
     ev.add_argument("--lenient", action="store_true", help="accept published-but-invalid forms")
+    ev.add_argument("--explain", action="store_true", help="trace every rule: which conditions held, why not")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_eval)
 
     h = sub.add_parser("hash", help="print the policy's x-ms-policy-hash")
-    h.add_argument("file", type=Path)
+    h.add_argument("file", type=Path, help="the policy text")
+    h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(func=_hash)
+
+    from affidavit.cli import manage
+
+    manage.register_policy_commands(sub)
 
 
 def _read_text(path: Path) -> str:
-    from affidavit.policy import PolicyParsingError
+    from affidavit.cli.arguments import read_text_input
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PolicyParsingError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PolicyParsingError(f"{path} is not UTF-8 text") from None
+    return read_text_input(path, "policy file")
 
 
-def _fail(exc: Exception) -> int:
-    print(f"error: {getattr(exc, 'code', 'error')}: {getattr(exc, 'message', exc)}", file=sys.stderr)
-    return 1
+def _fail(exc: Exception, as_json: bool = False, extra: dict[str, Any] | None = None) -> int:
+    from affidavit.cli.errors import report
+
+    return report(exc, as_json=as_json, extra=extra)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -61,10 +62,7 @@ def _check(args: argparse.Namespace) -> int:
     try:
         policy = compile_policy(_read_text(args.file), lenient=args.lenient)
     except PolicyError as exc:
-        if args.json:
-            print_json({"valid": False, "error": exc.to_dict(), **_position(exc)})
-            return 1
-        return _fail(exc)
+        return _fail(exc, args.json, {"valid": False, **_position(exc)})
     counts = {name: len(rules) for name, rules in policy.sections}
     if args.json:
         print_json(
@@ -99,12 +97,12 @@ def _position(exc: Exception) -> dict[str, int]:
 
 
 def _load_claims(path: Path) -> list[Any]:
+    from affidavit.cli.arguments import read_input
     from affidavit.policy import PolicyEvaluationError, claims_from_list, claims_from_mapping
 
+    raw = read_input(path, "claims file")
     try:
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise PolicyEvaluationError(f"cannot read {path}: {exc.strerror}") from None
+        data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise PolicyEvaluationError(f"{path} is not valid JSON: {exc}") from None
     if isinstance(data, list):
@@ -116,29 +114,41 @@ def _load_claims(path: Path) -> list[Any]:
 
 def _eval(args: argparse.Namespace) -> int:
     from affidavit.cli.output import print_fields, print_json, print_table
-    from affidavit.policy import PolicyError, compile_policy, evaluate
+    from affidavit.policy import PolicyError, compile_policy, evaluate, explain
 
+    text = _read_text(args.file)
+    incoming = _load_claims(args.claims)
+    trace = None
     try:
-        policy = compile_policy(_read_text(args.file), lenient=args.lenient)
-        outcome = evaluate(policy, _load_claims(args.claims))
+        policy = compile_policy(text, lenient=args.lenient)
+        if args.explain:
+            explanation = explain(policy, incoming, reveal_policy=True)
+            outcome, trace = explanation.outcome, explanation
+        else:
+            outcome = evaluate(policy, incoming)
     except PolicyError as exc:
-        if args.json:
-            print_json({"error": exc.to_dict(), **_position(exc)})
-            return 1
-        return _fail(exc)
+        return _fail(exc, args.json, _position(exc))
+    reason = trace.denial_message(reveal_policy=True) if trace is not None else outcome.reason
     if args.json:
-        print_json(
-            {
-                "authorized": outcome.authorized,
-                "reason": outcome.reason,
-                "claims": outcome.claims,
-                "properties": outcome.properties,
-                "policy_hash": policy.hash,
-                "warnings": list(policy.warnings),
-            }
-        )
+        doc = {
+            "authorized": outcome.authorized,
+            "reason": reason,
+            "claims": outcome.claims,
+            "properties": outcome.properties,
+            "policy_hash": policy.hash,
+            "warnings": list(policy.warnings),
+        }
+        if trace is not None:
+            doc["trace"] = trace.to_dict()["rules"]
+        print_json(doc)
         return 0
-    print_fields([("authorized", str(outcome.authorized).lower()), ("reason", outcome.reason)])
+    print_fields([("authorized", str(outcome.authorized).lower()), ("reason", reason)])
+    if trace is not None:
+        print("\ntrace:")
+        print_table(["RULE", "LINE:COL", "ACTION", "FIRED", "STOPPED AT"], [
+            (f"{r.section} #{r.index}", f"{r.line}:{r.column}", r.action, "yes" if r.fired else "no",
+             _stopped(r)) for r in trace.rules
+        ])
     if outcome.claims:
         print("\nissued claims:")
         print_table(["type", "value"], [(k, json.dumps(v)) for k, v in outcome.claims.items()])
@@ -150,11 +160,24 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hash(args: argparse.Namespace) -> int:
-    from affidavit.policy import PolicyError, policy_hash
+def _stopped(rule: Any) -> str:
+    cond = rule.failed
+    if cond is None:
+        return "-"
+    what = f"{cond.claim_type or 'claim'}" + (f" {cond.tests}" if cond.tests else "")
+    present = ", ".join(cond.present) or "none"
+    if cond.negated:
+        return f"{cond.line}:{cond.column} {what} present (needs absent)"
+    return f"{cond.line}:{cond.column} no {what} (present: {present})"
 
-    try:
-        print(policy_hash(_read_text(args.file)))
-    except PolicyError as exc:
-        return _fail(exc)
+
+def _hash(args: argparse.Namespace) -> int:
+    from affidavit.cli.output import print_json
+    from affidavit.policy import policy_hash
+
+    digest = policy_hash(_read_text(args.file))
+    if args.json:
+        print_json({"file": str(args.file), "hash": digest})
+    else:
+        print(digest)
     return 0

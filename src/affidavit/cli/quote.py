@@ -10,7 +10,6 @@ import argparse
 import base64
 import binascii
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ def _read_evidence(path: str) -> tuple[bytes, bytes, bool]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise EvidenceError(f"cannot read {path}: {exc.strerror}", code="input_unreadable") from None
+        raise EvidenceError(f"cannot read {path}: {exc.strerror}", code="file_error") from None
     if not _looks_binary(data):
         text = data.strip()
         try:
@@ -84,15 +83,9 @@ def _looks_binary(data: bytes) -> bool:
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
-    from affidavit.cli.output import print_json
+    from affidavit.cli.errors import report
 
-    code = getattr(exc, "code", "error")
-    message = getattr(exc, "message", str(exc))
-    if getattr(args, "json", False):
-        print_json({"verified": False, "error": {"code": code, "message": message}})
-    else:
-        print(f"rejected: {code}: {message}", file=sys.stderr)
-    return 1
+    return report(exc, as_json=getattr(args, "json", False), extra={"verified": False})
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -155,7 +148,7 @@ def _verify(args: argparse.Namespace) -> int:
             collateral_text = Path(args.collateral).read_bytes()
         except OSError as exc:
             raise EvidenceError(
-                f"cannot read {args.collateral}: {exc.strerror}", code="input_unreadable"
+                f"cannot read {args.collateral}: {exc.strerror}", code="file_error"
             ) from None
         collateral = load_collateral(collateral_text)
         trust = TrustAnchors.intel()
@@ -166,7 +159,7 @@ def _verify(args: argparse.Namespace) -> int:
                     anchors.append(TrustAnchors.from_pem(Path(path).read_bytes()))
                 except OSError as exc:
                     raise EvidenceError(
-                        f"cannot read {path}: {exc.strerror}", code="input_unreadable"
+                        f"cannot read {path}: {exc.strerror}", code="file_error"
                     ) from None
             trust = anchors[0]
             for a in anchors[1:]:

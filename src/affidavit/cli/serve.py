@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import duration, iso_time
+from affidavit.cli.arguments import RSA_KEY_SIZES, duration, iso_time
 from affidavit.errors import AffidavitError
 
 _ENV_PREFIX = "AFFIDAVIT_"
@@ -36,14 +36,15 @@ def register(subparsers: Any) -> None:
         help="run the attestation service",
         description="Run the attestation service (MAA's REST API). Flags are also AFFIDAVIT_* variables.",
     )
-    p.add_argument("--host", default=_env("host") or "127.0.0.1")
-    p.add_argument("--port", type=int, default=_env("port") or "8080")
+    p.add_argument("--host", default=_env("host") or "127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=_env("port") or "8080", help="TCP port to listen on (8080)")
     p.add_argument("--data-dir", type=Path, default=Path(_env("data-dir") or "var"),
                    help="SQLite database, signing keys, TLS certificate, admin token (default ./var)")
     p.add_argument("--database-url", default=_env("database-url"),
                    help="sqlite:///path or postgresql://... (default SQLite in the data dir)")
-    p.add_argument("--tls-cert", type=Path, default=_env("tls-cert"))
-    p.add_argument("--tls-key", type=Path, default=_env("tls-key"))
+    p.add_argument("--tls-cert", type=Path, default=_env("tls-cert"),
+                   help="PEM certificate (chain) to serve HTTPS with; needs --tls-key")
+    p.add_argument("--tls-key", type=Path, default=_env("tls-key"), help="PEM private key of --tls-cert")
     p.add_argument("--tls-self-signed", action="store_true", default=_bool_env("tls-self-signed"),
                    help="serve HTTPS with a certificate generated for the host and kept in the data dir")
     p.add_argument("--issuer", default=_env("issuer"), help="public base URL (default: scheme://host:port)")
@@ -53,7 +54,7 @@ def register(subparsers: Any) -> None:
                    help="directory tree of offline collateral JSON files")
     p.add_argument("--pcs-url", default=_env("pcs-url") or "https://api.trustedservices.intel.com",
                    help="Intel PCS or a PCCS, used without --collateral-dir ('none': the cache only)")
-    p.add_argument("--pcs-api-key", default=_env("pcs-api-key"))
+    p.add_argument("--pcs-api-key", default=_env("pcs-api-key"), help="Intel PCS subscription key, if any")
     p.add_argument("--pcs-update", choices=("standard", "early"), default=_env("pcs-update") or "standard",
                    help="which TCB evaluation Intel PCS serves: the standard or the early update")
     p.add_argument("--collateral-grace", type=duration, default=_env("collateral-grace") or "0",
@@ -61,8 +62,11 @@ def register(subparsers: Any) -> None:
                         "x-ms-sgx-collateral-expired (e.g. 12h, 7d; default 0: strict)")
     p.add_argument("--evidence-time", type=iso_time, default=_env("evidence-time"),
                    help="fixed clock for evidence checks (tests, offline replay); tokens use the real clock")
-    p.add_argument("--workers", type=int, default=_env("workers") or "1")
-    p.add_argument("--mode", choices=("aad", "isolated"), default=_env("mode") or "aad")
+    p.add_argument("--workers", type=int, default=_env("workers") or "1",
+                   help="worker processes, one listening socket each (default 1)")
+    p.add_argument("--mode", choices=("aad", "isolated"), default=_env("mode") or "aad",
+                   help="management mode: aad (bearer token) or isolated (signed JWS from registered "
+                        "certificates); default aad")
     p.add_argument("--policy-signer-cert", dest="policy_signer_certs", type=Path, action="append",
                    help="PEM of an initial policy management certificate (isolated mode; repeatable)")
     p.add_argument("--admin-token", default=_env("admin-token"),
@@ -77,9 +81,13 @@ def register(subparsers: Any) -> None:
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
     p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
                    help="the aud those JWTs must carry")
-    p.add_argument("--max-body-bytes", type=int, default=_env("max-body-bytes") or str(1024 * 1024))
-    p.add_argument("--key-size", type=int, choices=(2048, 3072), default=_env("key-size") or "2048",
-                   help="RSA size of newly generated token signing keys")
+    p.add_argument("--max-body-bytes", type=int, default=_env("max-body-bytes") or str(1024 * 1024),
+                   help="larger request bodies get 413 (default 1 MiB, at least 1024)")
+    p.add_argument("--key-size", type=int, choices=RSA_KEY_SIZES, default=_env("key-size") or "2048",
+                   help="RSA size of newly generated token signing keys (default 2048)")
+    p.add_argument("--shadow-samples", type=int, default=_env("shadow-samples") or "0", metavar="N",
+                   help="keep the incoming claims of the last N attestations per type in memory, for "
+                        "`affidavit policy diff` (0: off, the default; at most 500)")
     keys = p.add_argument_group("signing keys (docs/keys.md)")
     keys.add_argument("--key-encryption-key-file", type=Path, default=_env("key-encryption-key-file"),
                       help="32-byte key (base64, hex or raw) that seals the private keys in the database "
@@ -98,7 +106,9 @@ def register(subparsers: Any) -> None:
     keys.add_argument("--key-reload-interval", type=duration, default=_env("key-reload-interval") or "30s",
                       help="how often the key ring is re-read from the database (default 30s); a rotation's "
                            "delay must exceed it plus the relying parties' JWKS refetch interval")
-    p.add_argument("--log-level", default=_env("log-level") or "info")
+    p.add_argument("--log-level", default=_env("log-level") or "info",
+                   choices=("critical", "error", "warning", "info", "debug", "trace"),
+                   help="uvicorn's log level (info)")
     p.set_defaults(func=run)
 
 
@@ -122,6 +132,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ServiceError("--tls-self-signed and --tls-cert exclude each other", code="configuration")
     if args.workers < 1 or args.max_body_bytes < 1024:
         raise ServiceError("--workers must be >= 1 and --max-body-bytes >= 1024", code="configuration")
+    if not 0 <= args.shadow_samples <= 500:
+        raise ServiceError("--shadow-samples must be 0..500", code="configuration")
     return ServiceConfig(
         host=args.host,
         port=args.port,
@@ -172,6 +184,8 @@ def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
         paths = _paths(getattr(args, name, None), name.replace("_", "-")[:-1])
         if paths:
             extra[name] = [str(p) for p in paths]
+    if getattr(args, "shadow_samples", 0):
+        extra["shadow_samples"] = int(args.shadow_samples)
     return extra
 
 
@@ -192,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
         cert, key = ensure_self_signed(config.data_dir, config.host)
         config = dataclasses.replace(config, tls_cert=cert, tls_key=key)
+    _check_tls(config)
     try:  # fail fast on a bad configuration, and create the first signing key once, before workers fork
         state = build_state(config)
     except (OSError, ValueError) as exc:
@@ -203,7 +218,6 @@ def run(args: argparse.Namespace) -> int:
               "production deployments keep the key-encryption key elsewhere (--key-encryption-key-file)",
               file=sys.stderr, flush=True)
     os.environ[CONFIG_ENV] = config.to_json()
-    _banner(config, admin_token)
     options: dict[str, Any] = {
         "app": "affidavit.service.app:app_from_environment",
         "factory": True,
@@ -217,9 +231,69 @@ def run(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if config.workers > 1 and reuse_port_supported():
+        _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
+        _banner(config, admin_token)
         return run_workers(config.workers, config.host, config.port, options)
-    uvicorn.run(**options, workers=config.workers)
-    return 0
+    if config.workers > 1:
+        _bind(config.host, config.port).close()
+        _banner(config, admin_token)
+        uvicorn.run(**options, workers=config.workers)
+        return 0
+    sock = _bind(config.host, config.port)  # bound before the banner, so the URL it prints is ours
+    _banner(config, admin_token)
+    server = uvicorn.Server(uvicorn.Config(**options))
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> Any:
+    """A listening socket on host:port, or a one-line error naming the busy port and what to do."""
+    import socket
+
+    from affidavit.service import ServiceError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise ServiceError(f"port {port} on {host} is already in use (another Affidavit, or another "
+                               "server?): stop it, or choose another with --port",
+                               code="address_in_use") from None
+        if exc.errno == errno.EACCES:
+            raise ServiceError(f"no permission to listen on {host}:{port} (ports below 1024 need root): "
+                               f"choose another with --port", code="address_unusable") from None
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror} (check --host)",
+                           code="address_unusable") from None
+    return sock
+
+
+def _check_tls(config: Any) -> None:
+    """Load the TLS certificate and key now, so that a missing or bad file is named before the banner."""
+    import ssl
+
+    from affidavit.service import ServiceError
+
+    if config.tls_cert is None:
+        return
+    for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key)):
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise ServiceError(f"cannot read {flag} {path}: {exc.strerror}", code="configuration") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    except (ssl.SSLError, ValueError) as exc:
+        raise ServiceError(f"--tls-cert {config.tls_cert} / --tls-key {config.tls_key} are not a usable PEM "
+                           f"certificate and key ({exc})", code="configuration") from None
 
 
 def _banner(config: Any, admin_token: str | None) -> None:

@@ -195,10 +195,10 @@ class AttestationClient:
                 last = exc
                 continue
             if response.status_code in RETRY_STATUSES:
-                last = ServiceRejected(response.status_code, *_error_of(response))
+                last = ServiceRejected(response.status_code, *error_of(response))
                 continue
             if response.status_code != 200:
-                raise ServiceRejected(response.status_code, *_error_of(response))
+                raise ServiceRejected(response.status_code, *error_of(response))
             try:
                 answer = response.json()
             except ValueError:
@@ -233,9 +233,12 @@ def open_envelope(body: Any) -> dict[str, Any]:
     return payload
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
+def error_of(response: httpx.Response) -> tuple[str, str]:
+    """The service's (code, message); an answer that is not MAA's error JSON (another server on the
+    port, a proxy's error page) is ``bad_response`` with the start of its text."""
     try:
         err = response.json().get("error", {})
-        return str(err.get("code", "Unknown")), str(err.get("message", response.text[:200]))
+        return str(err.get("code", "Unknown")), str(err.get("message", response.text[:200]))[:2000]
     except (ValueError, AttributeError):
-        return "Unknown", response.text[:200] or f"HTTP {response.status_code}"
+        text = " ".join(response.text.split())[:200]
+        return "bad_response", f"HTTP {response.status_code} {text}: is this an Affidavit or MAA service?"

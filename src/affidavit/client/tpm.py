@@ -173,7 +173,10 @@ def read_event_log(path: Path) -> bytes:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``affidavit attest tpm``."""
-    parser.add_argument("--url", required=True, help="service base URL, e.g. https://127.0.0.1:8443")
+    from affidavit.cli.arguments import service_url
+
+    parser.add_argument("--url", required=True, type=service_url,
+                        help="service base URL, e.g. https://127.0.0.1:8443")
     parser.add_argument(
         "--tcti",
         default=DEFAULT_TCTI,
@@ -205,14 +208,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Collect evidence, attest, and print (or write) the token; errors surface as ClientError."""
+    from affidavit.cli.arguments import check_writable
     from affidavit.client.tpm_tools import TpmTools, parse_handle, parse_pcr_list
 
-    tools = TpmTools(args.tcti)
-    handle = parse_handle(args.ak_handle)
-    ak_public = tools.ensure_ak(handle)
-    cert = load_certificate(args.ak_cert) if args.ak_cert else None
+    check_writable(args.out, "--out")  # before the attestation, so that no token is lost
+    cert = load_certificate(args.ak_cert) if args.ak_cert else None  # files first: name what is missing
     log = None if args.no_eventlog else read_event_log(args.eventlog)
     indexes = parse_pcr_list(args.pcrs)
+    handle = parse_handle(args.ak_handle)
+    tools = TpmTools(args.tcti)
+    ak_public = tools.ensure_ak(handle)
     source = TpmEvidenceSource(
         ak=AkMaterial(ak_public, cert),
         quoter=lambda data: tools.quote(handle, indexes, data),
@@ -220,16 +225,8 @@ def run(args: argparse.Namespace) -> int:
     )
     verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
     rp = args.rp_data.encode("utf-8") if args.rp_data else None
-    try:
-        with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
-            token = client.attest_tpm(source, rp_data=rp).token
-    except ClientError as exc:
-        if not args.json:
-            raise
-        from affidavit.cli.output import print_json
-
-        print_json({"error": exc.to_dict()})
-        return 1
+    with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
+        token = client.attest_tpm(source, rp_data=rp).token
     from affidavit.cli.attest import emit_token
 
     return emit_token(token, args)

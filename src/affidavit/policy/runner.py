@@ -65,6 +65,11 @@ def _matcher(cond: Condition) -> Matcher:
     return match_general
 
 
+def condition_matcher(cond: Condition) -> Matcher:
+    """The claims one condition matches (for ``policy.explain``, which traces conditions one by one)."""
+    return _matcher(cond)
+
+
 def _produce(kind: str, st: State, ctype: str, values: Values, ro: bool) -> None:
     if not values:
         return

@@ -25,7 +25,7 @@ from affidavit.service.errors import (
     handle_unexpected,
 )
 from affidavit.service.metadata import certs, openid_metadata
-from affidavit.service.policies import get_policy, reset_policy, set_policy
+from affidavit.service.policies import diff_policy, get_policy, policy_history, reset_policy, set_policy
 from affidavit.service.state import ServiceState, build_state
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -106,6 +106,8 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         Route("/attest/{kind}", attest, methods=["POST"]),
         # `:reset` first, or `/policies/{kind}` would take "SgxEnclave:reset" as the type.
         Route("/policies/{kind}:reset", reset_policy, methods=["POST"]),
+        Route("/policies/{kind}:diff", diff_policy, methods=["POST"]),
+        Route("/policies/{kind}/history", policy_history, methods=["GET"]),
         Route("/policies/{kind}", get_policy, methods=["GET"]),
         Route("/policies/{kind}", set_policy, methods=["PUT"]),
         Route("/certificates", get_certificates, methods=["GET"]),

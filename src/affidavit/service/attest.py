@@ -79,6 +79,11 @@ async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRe
         quote, collateral, state.evidence_clock(), collateral_grace=state.config.collateral_grace
     )
     verified = verified_claims(kind, result, req.evidence, req)
+    if state.shadow is not None and req.draft_policy is None:
+        from affidavit.service.pipeline import incoming_claim_list
+
+        claims = incoming_claim_list(verified.incoming, {}, state.claims)
+        state.shadow.record(kind.policy_type, state.clock(), claims)
     if req.draft_policy is not None:
         policy = PolicyChoice(text=req.draft_policy, draft=True)
     else:

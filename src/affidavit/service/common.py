@@ -42,23 +42,30 @@ def attestation_type(name: str) -> str:
     return canonical
 
 
-async def require_admin(request: Request, state: ServiceState) -> None:
+async def require_admin(request: Request, state: ServiceState) -> str:
     """Management calls need ``Authorization: Bearer`` with the static admin token or a JWT from the
-    configured OIDC issuer, whenever either is configured (always in aad mode)."""
+    configured OIDC issuer, whenever either is configured (always in aad mode). Returns who called
+    (``admin-token``, ``oidc:<sub>``, or ``anonymous``), also kept as ``request.state.caller`` for the
+    history."""
     expected, oidc = state.admin_token, state.oidc
-    if expected is None and oidc is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
-    if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
-        return
-    if oidc is not None:
-        await oidc.verify(token)
-        return
-    raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+    caller = "anonymous"
+    if expected is not None or oidc is not None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
+        if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
+            caller = "admin-token"
+        elif oidc is not None:
+            claims = await oidc.verify(token)
+            names = ("sub", "oid", "appid")
+            subject = next((claims[k] for k in names if isinstance(claims.get(k), str)), "?")
+            caller = f"oidc:{subject}"[:200]
+        else:
+            raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+    request.state.caller = caller
+    return caller
 
 
 def token_error(exc: Exception) -> ServiceError:
@@ -79,9 +86,14 @@ def token_response(token: str) -> JSONResponse:
 
 
 def actor_of(request: Request, signer: x509.Certificate | None) -> str:
+    """The history's ``actor``: the authenticated caller and its address, and the JWS signer if any."""
+    host = request.client.host if request.client else "unknown"
+    caller = getattr(request.state, "caller", None) or (
+        "bearer" if request.headers.get("authorization") else "anonymous"
+    )
+    actor = f"{caller}@{host}"
     if signer is not None:
         from affidavit.tokens import certificate_thumbprint
 
-        return f"signer:{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"[:500]
-    host = request.client.host if request.client else "unknown"
-    return f"bearer@{host}" if request.headers.get("authorization") else f"anonymous@{host}"
+        actor += f" signer:{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"
+    return actor[:500]

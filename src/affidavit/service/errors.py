@@ -6,6 +6,7 @@ Every error a layer raises on purpose maps to a 4xx here; only a bug reaches the
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,14 +32,22 @@ class ServiceError(AffidavitError):
 
     code = INVALID_PARAMETER
 
-    def __init__(self, message: str, *, code: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int = 400,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.details = details  # extra members of the error object (Affidavit's draft-policy trace)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
+        {"error": {**(details or {}), "code": code, "message": message}},
         status_code=status,
         media_type=JSON_MEDIA,
         headers={"x-ms-error-code": code, "x-ms-maa-service-version": SERVICE_VERSION},
@@ -73,7 +82,7 @@ async def handle_affidavit_error(request: Request, exc: Exception) -> Response:
     status, code = classify(exc)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-    return error_response(status, code, exc.message)
+    return error_response(status, code, exc.message, getattr(exc, "details", None))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

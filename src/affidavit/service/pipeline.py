@@ -199,17 +199,21 @@ def token_claims(
     claim_cache: ClaimCache | None = None,
 ) -> dict[str, Any]:
     """Run the policy over the incoming claims and assemble the token's claims (maa-api §6.2)."""
-    from affidavit.policy import evaluate, policy_hash
+    from affidavit.policy import evaluate, explain, policy_hash
 
     phash = getattr(compiled, "hash", None) or policy_hash(policy.text)
     extra: dict[str, Any] = {"x-ms-policy-hash": phash}
     if policy.signer_jwk is not None:
         extra["x-ms-policy-signer"] = dict(policy.signer_jwk)
-    outcome = evaluate(compiled, incoming_claim_list(verified.incoming, extra, claim_cache))
+    incoming = incoming_claim_list(verified.incoming, extra, claim_cache)
+    trace = None
+    if policy.draft:  # the caller wrote this policy: trace every rule, literals included
+        explanation = explain(compiled, incoming, reveal_policy=True)
+        outcome, trace = explanation.outcome, explanation.to_dict()["rules"]
+    else:
+        outcome = evaluate(compiled, incoming)
     if not outcome.authorized:
-        raise ServiceError(
-            f"the attestation policy did not authorize: {outcome.reason}", code=POLICY_EVALUATION
-        )
+        raise denial_error(compiled, incoming, draft=policy.draft)
     iat = int(now.timestamp())
     issued = dict(outcome.claims)
     claims: dict[str, Any] = dict(issued)  # service claims below win over same-named policy claims
@@ -228,4 +232,20 @@ def token_claims(
         claims["x-ms-policy"] = issued
     if nonce is not None:
         claims["nonce"] = nonce
+    if trace is not None:
+        claims[TRACE_CLAIM] = trace
     return claims
+
+
+TRACE_CLAIM = "affidavit-policy-trace"  # in draft-policy tokens only: every rule's trace (docs/service.md)
+
+
+def denial_error(compiled: Any, incoming: Any, *, draft: bool = False) -> ServiceError:
+    """The 400 a denial gets: MAA's reason plus the rules that did not match and why (explain runs only
+    here, on the refusal path). Only evidence values are shown unless the caller wrote the policy."""
+    from affidavit.policy import explain
+
+    explanation = explain(compiled, incoming, reveal_policy=draft)
+    message = f"the attestation policy did not authorize: {explanation.denial_message(reveal_policy=draft)}"
+    details = {"trace": explanation.to_dict()["rules"]} if draft else None
+    return ServiceError(message, code=POLICY_EVALUATION, details=details)

@@ -143,3 +143,132 @@ async def reset_policy(request: Request) -> Response:
     if signer is not None:
         claims["x-ms-policy-signer"] = certificate_jwk(signer)
     return token_response(sign(state, claims))
+
+
+# -- Affidavit extensions: history and shadow diff -------------------------------------------------------
+
+HISTORY_DEFAULT_LIMIT = 20
+HISTORY_MAX_LIMIT = 100
+MAX_DIFF_FLIPS = 100  # flips listed in one diff answer (the counts cover all samples)
+
+
+def _signer_of(jws_text: str | None) -> dict[str, str] | None:
+    """The thumbprint and subject of the certificate that signed a stored policy JWS, if it was signed."""
+    if not jws_text:
+        return None
+    from affidavit.tokens import TokenError, certificate_thumbprint, parse_jws, signer_chain
+
+    try:
+        jws = parse_jws(jws_text)
+        if jws.alg == "none":
+            return None
+        cert = signer_chain(jws)[0]
+    except TokenError:
+        return None
+    return {"thumbprint": certificate_thumbprint(cert), "subject": cert.subject.rfc4514_string()}
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return HISTORY_DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= HISTORY_MAX_LIMIT:
+        raise ServiceError(f"limit must be 1..{HISTORY_MAX_LIMIT}", code="InvalidParameter")
+    return int(raw)
+
+
+async def policy_history(request: Request) -> Response:
+    """``GET /policies/{type}/history[?limit=N][&hash=H]``: the newest changes, oldest first, each with
+    the policy text and JWS as set, its hash, time, caller and signer (JSON; an Affidavit extension)."""
+    from starlette.responses import JSONResponse
+
+    from affidavit.service.errors import JSON_MEDIA
+
+    state = state_of(request)
+    check_api_version(request)
+    await require_admin(request, state)
+    att_type = attestation_type(request.path_params["kind"])
+    wanted = request.query_params.get("hash")
+    if wanted is not None and (not wanted or len(wanted) > 100):
+        raise ServiceError("hash must be a policy hash", code="InvalidParameter")
+    changes = state.store.policy_history(att_type, limit=_limit(request), hash_=wanted)
+    stored = state.store.get_policy(att_type)
+    entries = [
+        {
+            "id": c.id,
+            "action": c.action,
+            "hash": c.hash,
+            "at": c.at.isoformat().replace("+00:00", "Z"),
+            "actor": c.actor,
+            "signer": _signer_of(c.jws),
+            "text": c.text,
+            "jws": c.jws,
+        }
+        for c in changes
+    ]
+    current = stored.hash if stored is not None else None
+    return JSONResponse(
+        {"attestationType": att_type, "current": current, "history": entries}, media_type=JSON_MEDIA
+    )
+
+
+async def diff_policy(request: Request) -> Response:
+    """``POST /policies/{type}:diff`` with a candidate policy (its text, or a JWS as for PUT): evaluates it
+    and the policy in force on the shadow samples and lists the outcomes that would flip."""
+    from starlette.responses import JSONResponse
+
+    from affidavit.policy import DEFAULT_POLICIES, Claim, evaluate, explain
+    from affidavit.service.errors import JSON_MEDIA
+    from affidavit.tokens import TokenError, parse_jws, policy_text_from_jws
+
+    state = state_of(request)
+    check_api_version(request)
+    await require_admin(request, state)
+    att_type = attestation_type(request.path_params["kind"])
+    if state.shadow is None:
+        raise ServiceError(
+            "shadow evaluation is off: start the service with --shadow-samples N", code=INVALID_OPERATION
+        )
+    require_media(request, *_JWS_MEDIA)
+    body = await read_body(request, state.config.max_body_bytes)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServiceError("the candidate policy is not UTF-8 text", code="InvalidParameter") from None
+    if text.strip().count(".") == 2 and " " not in text.strip():
+        try:
+            text = policy_text_from_jws(parse_jws(text.strip())) or ""
+        except TokenError as exc:
+            raise token_error(exc) from None
+    candidate = state.compiler.compile(text)
+    stored = state.stored_policy(att_type)
+    current_text = stored.text if stored is not None else DEFAULT_POLICIES.get(att_type, "")
+    current = state.compiler.compile(current_text)
+    flips: list[dict[str, Any]] = []
+    counts = {"samples": 0, "flips": 0, "unchanged": 0}
+    for sample in state.shadow.samples(att_type):
+        counts["samples"] += 1
+        before = evaluate(current, [*sample.claims, Claim("x-ms-policy-hash", current.hash)])
+        claims = [*sample.claims, Claim("x-ms-policy-hash", candidate.hash)]
+        after = evaluate(candidate, claims)
+        if before.authorized == after.authorized:
+            counts["unchanged"] += 1
+            continue
+        counts["flips"] += 1
+        if len(flips) < MAX_DIFF_FLIPS:
+            why = explain(candidate, claims, reveal_policy=True).denial_message(reveal_policy=True)
+            flips.append({
+                "at": sample.at.isoformat().replace("+00:00", "Z"),
+                "current": {"authorized": before.authorized, "reason": before.reason},
+                "candidate": {"authorized": after.authorized, "reason": why},
+            })
+    return JSONResponse(
+        {
+            "attestationType": att_type,
+            "current_hash": current.hash,
+            "candidate_hash": candidate.hash,
+            **counts,
+            "flipped": flips,
+        },
+        media_type=JSON_MEDIA,
+    )

@@ -53,6 +53,7 @@ class ServiceState:
     - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
       (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
       under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
+    - ``shadow``: recent incoming claim sets per type for ``POST /policies/{type}:diff`` (opt-in).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
       ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
     """
@@ -74,6 +75,7 @@ class ServiceState:
     claims: ClaimCache = field(default_factory=ClaimCache)
     tpm_lock: threading.Lock = field(default_factory=threading.Lock)
     _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    shadow: Any = None  # a shadow.ShadowSamples with --shadow-samples, else None
 
     @cached_property
     def issuer(self) -> str:
@@ -374,6 +376,10 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         from affidavit.service.auth import OidcVerifier
 
         state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
+    if config.extra.get("shadow_samples"):
+        from affidavit.service.shadow import ShadowSamples
+
+        state.shadow = ShadowSamples(int(config.extra["shadow_samples"]))
     try:
         from affidavit.store import TPM_CONTEXT_SECRET, StoreError, load_or_create_secret
 

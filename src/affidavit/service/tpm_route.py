@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 from affidavit.service.common import state_of
 from affidavit.service.decode import check_api_version, read_body
-from affidavit.service.errors import JSON_MEDIA, POLICY_EVALUATION, ServiceError
+from affidavit.service.errors import JSON_MEDIA, ServiceError
 from affidavit.service.state import ServiceState
 from affidavit.service.tpm_protocol import (
     CONTEXT_TTL_SECONDS,
@@ -175,10 +175,14 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
     extra: dict[str, Any] = {"x-ms-policy-hash": phash}
     if choice.signer_jwk is not None:
         extra["x-ms-policy-signer"] = dict(choice.signer_jwk)
-    outcome = evaluate(compiled, _policy_incoming({**service_claims, **extra}, evidence))
+    incoming = _policy_incoming({**service_claims, **extra}, evidence)
+    if state.shadow is not None:
+        state.shadow.record("Tpm", now, incoming)
+    outcome = evaluate(compiled, incoming)
     if not outcome.authorized:
-        raise ServiceError(f"the attestation policy did not authorize: {outcome.reason}",
-                           code=POLICY_EVALUATION)
+        from affidavit.service.pipeline import denial_error
+
+        raise denial_error(compiled, incoming)
 
     iat = int(now.timestamp())
     token: dict[str, Any] = {k: v for k, v in service_claims.items() if k not in JSON_CLAIMS}

@@ -33,13 +33,18 @@ class Change:
 
 @dataclass(frozen=True)
 class PolicyChange:
-    """A policy history entry; ``action`` is ``set`` (``hash`` = policy hash) or ``reset`` (``hash`` None)."""
+    """A policy history entry; ``action`` is ``set`` (``hash`` = policy hash) or ``reset`` (``hash`` None).
+    ``text`` and ``jws`` are the policy as set and the JWS it came in (None for a reset, and for entries
+    written before the store kept them); ``id`` orders entries across servers."""
 
     att_type: str
     action: str
     hash: str | None
     actor: str
     at: datetime
+    text: str | None = None
+    jws: str | None = None
+    id: int = 0
 
 
 @dataclass(frozen=True)

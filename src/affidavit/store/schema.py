@@ -56,6 +56,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             kek_id TEXT NOT NULL,
             created_at TEXT NOT NULL)""",
     ),
+    # 3: policy history keeps each policy's text and the JWS it came in, so that a policy can be read
+    # back and rolled back byte for byte (rows written before this migration have NULL there).
+    (
+        "ALTER TABLE history ADD COLUMN text TEXT",
+        "ALTER TABLE history ADD COLUMN jws TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

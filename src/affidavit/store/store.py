@@ -65,11 +65,13 @@ class Store:
     # -- history -------------------------------------------------------------------------------------
 
     def _record(
-        self, cur: Cursor, kind: str, subject: str, action: str, hash_: str | None, actor: str, at: datetime
+        self, cur: Cursor, kind: str, subject: str, action: str, hash_: str | None, actor: str, at: datetime,
+        text: str | None = None, jws: str | None = None,
     ) -> None:
         cur.execute(
-            "INSERT INTO history (kind, subject, action, hash, actor, at) VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, subject, action, hash_, actor, to_db_time(at)),
+            "INSERT INTO history (kind, subject, action, hash, actor, at, text, jws)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, subject, action, hash_, actor, to_db_time(at), text, jws),
         )
 
     def history(self, kind: str | None = None, subject: str | None = None) -> list[Change]:
@@ -121,7 +123,7 @@ class Store:
                      updated_at = excluded.updated_at""",
                 (att_type, text, jws, signer_cert_der, stored.hash, to_db_time(when)),
             )
-            self._record(cur, "policy", att_type, "set", stored.hash, actor, when)
+            self._record(cur, "policy", att_type, "set", stored.hash, actor, when, text, jws)
         return stored
 
     def reset_policy(self, att_type: str, *, actor: str, at: datetime | None = None) -> bool:
@@ -132,10 +134,26 @@ class Store:
             self._record(cur, "policy", att_type, "reset", None, actor, when)
         return removed
 
-    def policy_history(self, att_type: str) -> list[PolicyChange]:
+    def policy_history(
+        self, att_type: str, *, limit: int | None = None, hash_: str | None = None
+    ) -> list[PolicyChange]:
+        """The policy changes of ``att_type``, oldest first, with their texts; only the newest ``limit``,
+        and only those that set the policy of hash ``hash_`` when given."""
+        sql = (
+            "SELECT id, action, hash, actor, at, text, jws FROM history"
+            " WHERE kind = 'policy' AND subject = ?"
+        )
+        params: list[Any] = [att_type]
+        if hash_ is not None:
+            sql += " AND hash = ?"
+            params.append(hash_)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._db.query(sql, params)
         return [
-            PolicyChange(c.subject, c.action, c.hash, c.actor, c.at)
-            for c in self.history("policy", att_type)
+            PolicyChange(att_type, r[1], r[2], r[3], from_db_time(r[4]), r[5], r[6], int(r[0]))
+            for r in reversed(rows)
         ]
 
     # -- policy management certificates --------------------------------------------------------------

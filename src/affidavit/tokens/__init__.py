@@ -13,6 +13,7 @@ from affidavit.tokens.jws import (
     check_validity,
     parse_jws,
     policy_text_from_jws,
+    sign_jws,
     signer_chain,
     verify_jws,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "kid_for",
     "openid_configuration",
     "parse_jws",
+    "sign_jws",
     "policy_certificates_claims",
     "policy_get_claims",
     "policy_reset_claims",

@@ -250,3 +250,26 @@ def certificate_from_jws(jws: Jws) -> x509.Certificate:
     if not isinstance(entries, list) or not entries or not isinstance(entries[0], str):
         raise TokenError("policyCertificate x5c must be a non-empty list of strings", code="bad_claim")
     return load_certificate(entries[0], "policyCertificate")
+
+
+def sign_jws(
+    payload: dict[str, Any] | None, key: rsa.RSAPrivateKey, chain: Sequence[x509.Certificate]
+) -> str:
+    """A compact RS256 JWS of ``payload`` (None: the empty payload of a reset) with the signer certificate
+    chain in ``x5c``, as a policy management client sends it; :func:`verify_jws` accepts it."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from affidavit.tokens.b64 import b64url_encode
+
+    if not chain:
+        raise TokenError("a signed JWS needs the signer certificate", code="missing_signer")
+    if chain[0].public_key() != key.public_key():
+        raise TokenError("the private key does not belong to the signer certificate", code="bad_certificate")
+    import base64
+
+    header = {"alg": "RS256", "x5c": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chain]}
+    compact = (",", ":")
+    body = b64url_encode(json.dumps(payload, separators=compact).encode()) if payload is not None else ""
+    signing_input = b64url_encode(json.dumps(header, separators=compact).encode()) + "." + body
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64url_encode(signature)
