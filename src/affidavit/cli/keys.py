@@ -76,8 +76,10 @@ def register(sub: Any) -> None:
     rot.add_argument("--signing-key", default=_env("SIGNING_KEY"), metavar="pkcs11:token=...[;object=...]",
                      help="make the key on this PKCS#11 token (object= names an existing key, or the label "
                           "of the one generated); default: a software key sealed in the database")
-    rot.add_argument("--pkcs11-module", default=_env("PKCS11_MODULE"))
-    rot.add_argument("--pkcs11-pin-file", type=Path, default=_env("PKCS11_PIN_FILE"))
+    rot.add_argument("--pkcs11-module", default=_env("PKCS11_MODULE"),
+                     help="PKCS#11 module, when the servers sign in an HSM (as serve's --pkcs11-module)")
+    rot.add_argument("--pkcs11-pin-file", type=Path, default=_env("PKCS11_PIN_FILE"),
+                     help="file holding the token's user PIN (as serve's --pkcs11-pin-file)")
     rot.set_defaults(func=_rotate)
 
 
