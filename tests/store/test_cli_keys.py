@@ -34,7 +34,7 @@ def test_keys_rotate_publishes_next_then_list_shows_states(
     assert second["published"] == [first["new"], second["new"]]  # published before it signs
     # a second rotation while one is pending is refused, an emergency one replaces it
     assert main(["keys", "rotate", *args, "--json"]) == 1
-    assert "still waiting" in capsys.readouterr().err
+    assert "still waiting" in capsys.readouterr().out  # --json: the error is JSON on stdout
 
     rows = json.loads(_run(capsys, "keys", "list", "--database-url", db_url, "--json"))
     assert [(r["kid"], r["state"], r["algorithm"], r["bits"], r["location"]) for r in rows] == [

@@ -213,10 +213,6 @@ def run(args: argparse.Namespace) -> int:
         raise AffidavitError(f"cannot start: {exc}", code="configuration") from None
     admin_token = state.admin_token
     state.close()
-    if config.key_encryption_key_file is None:
-        print(f"warning: private keys are sealed under {config.kek_path}, generated in the data directory; "
-              "production deployments keep the key-encryption key elsewhere (--key-encryption-key-file)",
-              file=sys.stderr, flush=True)
     os.environ[CONFIG_ENV] = config.to_json()
     options: dict[str, Any] = {
         "app": "affidavit.service.app:app_from_environment",
@@ -304,3 +300,7 @@ def _banner(config: Any, admin_token: str | None) -> None:
     if admin_token and config.admin_token is None:
         print(f"  management bearer token: in {config.data_dir / 'admin-token'}", flush=True)
     print(f"  try: curl -s{insecure} {base}/.well-known/openid-configuration", flush=True)
+    if config.key_encryption_key_file is None:  # said once, after the socket is bound
+        print(f"warning: private keys are sealed under {config.kek_path}, generated in the data directory; "
+              "production deployments keep the key-encryption key elsewhere (--key-encryption-key-file)",
+              file=sys.stderr, flush=True)
