@@ -143,13 +143,15 @@ class ServiceState:
 
 
 def read_pem_certificates(path: Path) -> list[x509.Certificate]:
+    from affidavit import x509load
+
     try:
-        certs = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ServiceError(f"cannot read certificates from {path}: {exc}", code="configuration") from None
-    if not certs:
-        raise ServiceError(f"no certificate in {path}", code="configuration")
-    return certs
+    return x509load.load_pem_certificates(
+        data, lambda m: ServiceError(m, code="configuration"), f"certificates in {path}"
+    )
 
 
 def trust_anchors(config: ServiceConfig) -> Any:
