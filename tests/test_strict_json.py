@@ -92,7 +92,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> AsgiClient:
 
 @pytest.mark.parametrize("number", NON_FINITE)
 def test_attest_body_with_non_finite_number_is_400(client: AsgiClient, number: str) -> None:
-    r = client.post("/attest/SgxEnclave?api-version=2022-08-01", content=f'{{"quote": "AAAA", "x": {number}}}',
+    body = f'{{"quote": "AAAA", "x": {number}}}'
+    r = client.post("/attest/SgxEnclave?api-version=2022-08-01", content=body,
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
