@@ -7,7 +7,13 @@ behaviour is undocumented are listed in the docstrings of ``parser``, ``evaluato
 and ``defaults``.
 """
 
-from affidavit.policy.claims import Claim, claims_from_list, claims_from_mapping
+from affidavit.policy.claims import (
+    CUSTOM_CLAIM_PREFIX,
+    Claim,
+    claims_from_list,
+    claims_from_mapping,
+    custom_claim,
+)
 from affidavit.policy.compiler import PolicyCompiler
 from affidavit.policy.defaults import DEFAULT_POLICIES
 from affidavit.policy.errors import PolicyError, PolicyEvaluationError, PolicyParsingError
@@ -17,6 +23,7 @@ from affidavit.policy.model import CompiledPolicy
 from affidavit.policy.parser import compile_policy
 
 __all__ = [
+    "CUSTOM_CLAIM_PREFIX",
     "DEFAULT_POLICIES",
     "PROPERTY_DEFAULTS",
     "Claim",
@@ -28,6 +35,7 @@ __all__ = [
     "PolicyParsingError",
     "claims_from_list",
     "claims_from_mapping",
+    "custom_claim",
     "compile_policy",
     "configuration_properties",
     "evaluate",

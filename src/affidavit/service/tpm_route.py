@@ -114,12 +114,9 @@ def _ledger(request: Request) -> ChallengeLedger:
 
 
 def _policy_incoming(claims: Mapping[str, Any], evidence: ClientEvidence) -> list[Any]:
-    from affidavit.policy import Claim
     from affidavit.service.pipeline import incoming_claim_list
 
-    incoming = incoming_claim_list(claims, {})
-    incoming.extend(Claim(name, value, vtype, "CustomClaim") for name, value, vtype in evidence.custom_claims)
-    return incoming
+    return incoming_claim_list(claims, {}, custom=evidence.custom_claims)
 
 
 def _lifetime_seconds(properties: Mapping[str, Any], ring: Any) -> int:
