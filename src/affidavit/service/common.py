@@ -10,6 +10,7 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from affidavit.service.auth import ADMIN_TOKEN_CALLER, Caller
 from affidavit.service.errors import (
     INVALID_OPERATION,
     INVALID_PARAMETER,
@@ -42,23 +43,34 @@ def attestation_type(name: str) -> str:
     return canonical
 
 
-async def require_admin(request: Request, state: ServiceState) -> None:
-    """Management calls need ``Authorization: Bearer`` with the static admin token or a JWT from the
-    configured OIDC issuer, whenever either is configured (always in aad mode)."""
+async def require_admin(request: Request, state: ServiceState) -> Caller:
+    """The authenticated caller of a management call: ``Authorization: Bearer`` with the static admin
+    token or a JWT from the configured OIDC issuer, in both modes. With neither configured nothing is
+    accepted (``build_state`` refuses to start that way; this is the fail-closed backstop)."""
     expected, oidc = state.admin_token, state.oidc
+    address = request.client.host if request.client else None
     if expected is None and oidc is None:
-        return
+        raise ServiceError("management is disabled: no credential is configured", code=UNAUTHORIZED,
+                           status=401)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
     if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
-        return
+        return Caller(ADMIN_TOKEN_CALLER, "admin-token", address)
     if oidc is not None:
-        await oidc.verify(token)
-        return
+        return oidc.caller(await oidc.verify(token), address)  # type: ignore[no-any-return]
     raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+
+
+def signer_id(signer: x509.Certificate | None) -> str | None:
+    """How the history names a JWS signer: SHA-1 thumbprint (as MAA prints it) and subject."""
+    if signer is None:
+        return None
+    from affidavit.tokens import certificate_thumbprint
+
+    return f"{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"[:500]
 
 
 def token_error(exc: Exception) -> ServiceError:
@@ -78,10 +90,10 @@ def token_response(token: str) -> JSONResponse:
     return JSONResponse({"token": token}, media_type=JSON_MEDIA)
 
 
-def actor_of(request: Request, signer: x509.Certificate | None) -> str:
+def actor_of(request: Request, signer: x509.Certificate | None, caller: Caller | None = None) -> str:
+    """The history's one-line ``actor`` (kept for older readers): the signer if any, else the caller;
+    ``caller`` and ``signer`` are recorded apart as well."""
     if signer is not None:
-        from affidavit.tokens import certificate_thumbprint
-
-        return f"signer:{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"[:500]
+        return f"signer:{signer_id(signer)}"[:500]
     host = request.client.host if request.client else "unknown"
-    return f"bearer@{host}" if request.headers.get("authorization") else f"anonymous@{host}"
+    return f"{caller.id}@{host}"[:500] if caller is not None else f"anonymous@{host}"

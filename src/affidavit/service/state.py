@@ -53,7 +53,7 @@ class ServiceState:
       (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
       under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
-      ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
+      ``auth.OidcVerifier``); every state has at least one, in both modes.
     """
 
     config: ServiceConfig
@@ -208,10 +208,11 @@ def tpm_trust(config: ServiceConfig) -> Any:
 
 
 def admin_token_for(config: ServiceConfig) -> str | None:
-    """The management bearer token: configured, else (aad mode) generated once and kept in data_dir."""
+    """The management bearer token: configured, else (in either mode, when no OIDC issuer is configured)
+    generated once and kept in ``<data_dir>/admin-token`` (mode 0600). Management always needs one."""
     if config.admin_token:
         return config.admin_token
-    if config.mode != "aad" or config.admin_oidc_issuer:
+    if config.admin_oidc_issuer:
         return None
     path = config.data_dir / "admin-token"
     if path.exists():
@@ -283,7 +284,16 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier
 
+        if not config.admin_oidc_audience:
+            state.close()
+            raise ServiceError(
+                "--admin-oidc-issuer needs --admin-oidc-audience: without one, a token that issuer made "
+                "for any application would be an admin token", code="configuration")
         state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
+    if state.admin_token is None and state.oidc is None:
+        state.close()
+        raise ServiceError("no management credential: give --admin-token-file or an OIDC issuer",
+                           code="configuration")
     state.keyring()  # create the first signing key now, not on the first request
     return state
 

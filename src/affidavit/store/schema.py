@@ -40,6 +40,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((retired_at IS NULL))
             WHERE retired_at IS NULL""",
     ),
+    (  # 2: who did it (the authenticated caller and, apart, the JWS signer); the TPM challenge ledger
+        "ALTER TABLE history ADD COLUMN caller TEXT",
+        "ALTER TABLE history ADD COLUMN signer TEXT",
+        """CREATE TABLE tpm_challenges (
+            challenge {blob} PRIMARY KEY,
+            expires_at BIGINT NOT NULL)""",
+        "CREATE INDEX tpm_challenges_expiry ON tpm_challenges (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

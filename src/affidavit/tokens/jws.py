@@ -9,9 +9,10 @@ envelope, an unknown algorithm, a bad signature or a signer outside its validity
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -162,6 +163,28 @@ def verify_jws(jws: Jws, *, now: datetime) -> x509.Certificate | None:
         raise TokenError("JWS signature does not verify", code="bad_signature") from None
     check_validity(signer, now)
     return signer
+
+
+MANAGEMENT_SKEW = timedelta(minutes=5)
+
+
+def check_jws_times(jws: Jws, *, now: datetime, skew: timedelta = MANAGEMENT_SKEW) -> None:
+    """Enforce ``exp``, ``nbf`` and ``iat`` where a management JWS carries them (with ``skew`` of clock
+    difference): the Azure SDK's signed policies carry none, so their absence is no error; freshness of
+    those rests on the authenticated caller (docs/service.md, "Security model")."""
+    payload = jws.payload or {}
+    at = now.timestamp()
+    margin = skew.total_seconds()
+    for name in ("exp", "nbf", "iat"):
+        if name not in payload:
+            continue
+        value = payload[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise TokenError(f"JWS claim {name!r} must be a number of seconds", code="bad_claim")
+        if name == "exp" and at > value + margin:
+            raise TokenError("the JWS has expired (exp)", code="jws_expired")
+        if name in ("nbf", "iat") and at + margin < value:
+            raise TokenError(f"the JWS is not valid yet ({name} in the future)", code="jws_not_yet_valid")
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
