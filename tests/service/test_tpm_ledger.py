@@ -22,8 +22,10 @@ from affidavit.client.tpm import TpmEvidenceSource, build_request
 from affidavit.client.tpm_tools import DEFAULT_AK_HANDLE, parse_pcr_list
 from affidavit.jose import b64url
 from affidavit.simulate.swtpm import AkCertificateAuthority
-from tests.pg import postgres_url  # noqa: F401 -- the session's PostgreSQL
-from tests.pg import fresh_database
+from tests.pg import (
+    fresh_database,
+    postgres_url,  # noqa: F401 -- the session's PostgreSQL
+)
 from tests.service.helpers import ADMIN_TOKEN, BootedTpm, Server, booted_tpm
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
