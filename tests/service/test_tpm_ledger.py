@@ -29,7 +29,8 @@ from tests.pg import (
 from tests.service.helpers import ADMIN_TOKEN, BootedTpm, Server, booted_tpm
 
 LOG = "tpm/keylime/binary_bios_measurements-secureboot"
-POLICY = 'version=1.2; authorizationrules { c:[type=="aikValidated", value==true] => permit(); }; issuancerules{};'
+POLICY = ('version=1.2; authorizationrules { c:[type=="aikValidated", value==true] => permit(); };'
+          ' issuancerules{};')
 
 
 @dataclass(frozen=True)
