@@ -255,8 +255,10 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     """Open the store, seed isolated-mode signers, and build the verifier and collateral provider."""
     from affidavit.evidence.sgx import DcapVerifier
     from affidavit.policy import PolicyCompiler
+    from affidavit.service.config import load_secrets
     from affidavit.store import open_store
 
+    config = load_secrets(config)  # secrets named by files (--admin-token-file, a worker's config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.store_url)
     if config.mode == "isolated":
