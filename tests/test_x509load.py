@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from affidavit import x509load
@@ -195,3 +198,49 @@ def test_collateral_chain_fuzz(der: bytes) -> None:
         pass
 
 
+
+
+@pytest.fixture(scope="module")
+def tpm_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiClient]:
+    client = AsgiClient(create_app(ServiceConfig(data_dir=tmp_path_factory.mktemp("x509-tpm"),
+                                                 admin_token=ADMIN_TOKEN)))
+    yield client
+    client.close()
+
+
+_REQUEST_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _tpm_post(client: AsgiClient, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    inner = json.dumps({"payload": message}).encode()
+    r = client.post("/attest/Tpm?api-version=2022-08-01", json={"data": b64url(inner)})
+    body = r.json()
+    if r.status_code != 200:
+        return r.status_code, body
+    return 200, json.loads(base64.urlsafe_b64decode(body["data"] + "=" * (-len(body["data"]) % 4)))["payload"]
+
+
+def _aik_cert_status(client: AsgiClient, cert: bytes) -> tuple[int, dict[str, Any]]:
+    from affidavit.client.tpm import rsa_jwk, sign_request
+
+    _, init = _tpm_post(client, {"type": "aikcert"})
+    evidence = {"aik_cert": b64url(cert), "quote": b64url(b"\xffTCG\x80\x18"), "signature": b64url(b"\x00"),
+                "pcrs": [{"algorithm": 11, "values": []}]}
+    att_data = {"service_context": init["service_context"],
+                "request_key": {"jwk": rsa_jwk(_REQUEST_KEY.public_key())},
+                "tpm_att_data": {"current_attestation": evidence}}
+    jws = sign_request({"att_type": "basic", "att_data": att_data}, _REQUEST_KEY)
+    return _tpm_post(client, {"request": jws})
+
+
+def test_service_answers_400_for_a_bad_version_aik_cert(tpm_client: AsgiClient) -> None:
+    status, body = _aik_cert_status(tpm_client, bad_version(GOOD_DER))
+    assert status == 400 and body["error"]["code"] == "InvalidParameter"
+    assert "AK certificate" in body["error"]["message"]
+
+
+@settings(max_examples=40)
+@given(cert_bytes)
+def test_service_tpm_aik_cert_fuzz(tpm_client: AsgiClient, der: bytes) -> None:
+    status, body = _aik_cert_status(tpm_client, der)
+    assert status == 400 and set(body["error"]) == {"code", "message"}
