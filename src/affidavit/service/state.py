@@ -259,7 +259,15 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     from affidavit.store import open_store
 
     config = load_secrets(config)  # secrets named by files (--admin-token-file, a worker's config)
+    if config.admin_oidc_issuer and not config.admin_oidc_audience:
+        raise ServiceError(
+            "--admin-oidc-issuer needs --admin-oidc-audience: without one, a token that issuer made for any "
+            "application would be an admin token", code="configuration")
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token = admin_token_for(config)
+    if admin_token is None and not config.admin_oidc_issuer:  # management must never be open
+        raise ServiceError("no management credential: give --admin-token-file or an OIDC issuer",
+                           code="configuration")
     store = open_store(config.store_url)
     if config.mode == "isolated":
         initial = [_der(c) for p in config.policy_signer_certs for c in read_pem_certificates(p)]
@@ -274,7 +282,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         compiler=PolicyCompiler(),
         verifier=verifier,
         collateral=None,
-        admin_token=admin_token_for(config),
+        admin_token=admin_token,
         clock=clock,
     )
     try:
@@ -286,16 +294,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier
 
-        if not config.admin_oidc_audience:
-            state.close()
-            raise ServiceError(
-                "--admin-oidc-issuer needs --admin-oidc-audience: without one, a token that issuer made "
-                "for any application would be an admin token", code="configuration")
-        state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
-    if state.admin_token is None and state.oidc is None:
-        state.close()
-        raise ServiceError("no management credential: give --admin-token-file or an OIDC issuer",
-                           code="configuration")
+        state.oidc = OidcVerifier(config.admin_oidc_issuer, str(config.admin_oidc_audience))
     state.keyring()  # create the first signing key now, not on the first request
     return state
 
