@@ -7,7 +7,7 @@ be kept.
 
 Single use: a challenge answers one request across the whole service. The ledger is the store's
 ``tpm_challenges`` table (``Store.consume_tpm_challenge``), shared by every worker and every server on
-the database, keyed by the challenge and kept until its context can no longer be opened (``CONTEXT_TTL``
+the database, keyed by the challenge and kept until its context can no longer be opened (``CONTEXT_TTL_SECONDS``
 plus ``LEDGER_SKEW`` for clocks that differ between servers); rows are dropped only once expired, so no
 flood of requests can evict a live one. A challenge is consumed only by a request whose signatures
 checked (the request JWS, then the TPM quote over the challenge): a forged request cannot burn the
