@@ -123,3 +123,4 @@ def test_inline_secrets_do_not_reach_the_workers(tmp_path: Path, inputs: Inputs)
             assert c.get("/policies/SgxEnclave?api-version=2022-08-01", headers=auth).status_code == 200
         secret = tmp_path / "data" / "secrets" / "admin-token"
         assert secret.read_text().strip() == TOKEN and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert not secret.exists()  # removed when the service stops

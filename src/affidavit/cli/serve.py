@@ -179,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
     # dropped from the environment the workers inherit.
     for name in ("ADMIN_TOKEN", "PCS_API_KEY"):
         os.environ.pop(_ENV_PREFIX + name, None)
-    os.environ[CONFIG_ENV] = secrets_to_files(config).to_json()
+    handed = secrets_to_files(config)
+    copies = [handed.admin_token_file if config.admin_token_file is None else None,
+              handed.pcs_api_key_file if config.pcs_api_key_file is None else None]
+    os.environ[CONFIG_ENV] = handed.to_json()
     _banner(config, admin_token)
     options: dict[str, Any] = {
         "app": "affidavit.service.app:app_from_environment",
@@ -193,10 +196,15 @@ def run(args: argparse.Namespace) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
-    if config.workers > 1 and reuse_port_supported():
-        return run_workers(config.workers, config.host, config.port, options)
-    uvicorn.run(**options, workers=config.workers)
-    return 0
+    try:
+        if config.workers > 1 and reuse_port_supported():
+            return run_workers(config.workers, config.host, config.port, options)
+        uvicorn.run(**options, workers=config.workers)
+        return 0
+    finally:
+        for path in copies:  # the copies of inline secrets live only as long as the service
+            if path is not None:
+                path.unlink(missing_ok=True)
 
 
 def _banner(config: Any, admin_token: str | None) -> None:

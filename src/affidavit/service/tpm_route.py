@@ -7,11 +7,12 @@ be kept.
 
 Single use: a challenge answers one request across the whole service. The ledger is the store's
 ``tpm_challenges`` table (``Store.consume_tpm_challenge``), shared by every worker and every server on
-the database, keyed by the challenge and kept until its context can no longer be opened (``CONTEXT_TTL_SECONDS``
-plus ``LEDGER_SKEW`` for clocks that differ between servers); rows are dropped only once expired, so no
-flood of requests can evict a live one. A challenge is consumed only by a request whose signatures
-checked (the request JWS, then the TPM quote over the challenge): a forged request cannot burn the
-challenge of a legitimate one, and of two identical valid requests exactly one gets a report.
+the database, keyed by the challenge and kept until its context can no longer be opened
+(``CONTEXT_TTL_SECONDS`` plus ``LEDGER_SKEW`` for clocks that differ between servers); rows are dropped
+only once expired, so no flood of requests can evict a live one. A challenge is consumed only by a
+request whose signatures checked (the request JWS, then the TPM quote over the challenge): a forged
+request cannot burn the challenge of a legitimate one, and of two identical valid requests exactly one
+gets a report.
 
 AK trust: ``affidavit serve --tpm-aik-root PEM``, ``--tpm-aik-intermediate PEM`` (CA certificates) and
 ``--tpm-registered-ak PEM`` (AK public keys trusted without a certificate), each repeatable and also
