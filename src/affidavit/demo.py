@@ -60,17 +60,19 @@ POLICY_API = "2020-10-01"
 
 TPM_POLICY = """version=1.2;
 authorizationrules {
-    c:[type=="aikValidated", value==true] && c2:[type=="secureBootEnabled", value==true] => permit();
+    c:[type=="aikValidated", issuer=="AttestationService", value==true] &&
+        c2:[type=="secureBootEnabled", issuer=="AttestationService", value==true] => permit();
 };
 issuancerules {
-    c:[type=="secureBootEnabled"] => issue(type="SecureBootEnabled", value=c.value);
-    c:[type=="aikValidated"] => issue(type="AIKPresent", value=c.value);
+    c:[type=="secureBootEnabled", issuer=="AttestationService"] =>
+        issue(type="SecureBootEnabled", value=c.value);
+    c:[type=="aikValidated", issuer=="AttestationService"] => issue(type="AIKPresent", value=c.value);
 };
 """
 
 SGX_NO_DEBUG_POLICY = """version=1.0;
 authorizationrules {
-    c:[type=="x-ms-sgx-is-debuggable", value==false] => permit();
+    c:[type=="x-ms-sgx-is-debuggable", issuer=="AttestationService", value==false] => permit();
 };
 issuancerules {
     c:[type=="x-ms-sgx-is-debuggable"] => issue(type="is-debuggable", value=c.value);

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from affidavit import strict_json, x509load
 from affidavit.errors import AffidavitError
 from affidavit.jose import ALGORITHMS, signature_ok
 from affidavit.ssl_verify import VerifyArg, ssl_verify
@@ -89,7 +90,7 @@ def b64url_decode(text: str) -> bytes:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw)
+        obj = strict_json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise RelyingPartyError(f"token {what} is not JSON", code="token_malformed") from None
     if not isinstance(obj, dict):
@@ -150,7 +151,10 @@ def keys_from_jwks(jwks: Any) -> dict[str, PublicKey]:
 def _key_from_jwk(entry: Mapping[str, Any]) -> PublicKey:
     x5c = entry.get("x5c")
     if isinstance(x5c, list) and x5c and isinstance(x5c[0], str):
-        key = x509.load_der_x509_certificate(_b64_std_decode(x5c[0])).public_key()
+        cert = x509load.load_der_certificate(
+            _b64_std_decode(x5c[0]), lambda m: RelyingPartyError(m, code="jwks_invalid"), "JWKS x5c"
+        )
+        key = cert.public_key()
         if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             return key
         raise RelyingPartyError("unsupported key type in x5c", code="jwks_invalid")
@@ -232,7 +236,7 @@ def claim_equals(actual: Any, expected: str) -> bool:
         both_hex = bool(actual) and set(actual) <= _HEX and set(expected) <= _HEX
         return both_hex and actual.lower() == expected.lower()
     try:
-        return actual == json.loads(expected)
+        return bool(actual == strict_json.loads(expected))
     except ValueError:
         return False
 
@@ -396,14 +400,18 @@ def verify_token(
 def _check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
     for name in ("exp", "nbf", "iat"):
         value = claims.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise RelyingPartyError(f"claim {name!r} is not a number", code="token_malformed")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            raise RelyingPartyError(f"claim {name!r} is not a finite number", code="token_malformed")
     if "exp" not in claims:
         raise RelyingPartyError("token has no expiry (exp)", code="token_malformed")
     if now > claims["exp"] + leeway:
         raise RelyingPartyError("token has expired", code="expired")
     if "nbf" in claims and now + leeway < claims["nbf"]:
         raise RelyingPartyError("token is not valid yet (nbf in the future)", code="not_yet_valid")
+    if "iat" in claims and now + leeway < claims["iat"]:
+        raise RelyingPartyError("token was issued in the future (iat)", code="not_yet_valid")
 
 
 # -- fetching the issuer's keys ---------------------------------------------------------------------------
@@ -458,7 +466,7 @@ class TokenVerifier:
                 f"{url} answered HTTP {response.status_code}", code="metadata_unavailable"
             )
         try:
-            return response.json()
+            return strict_json.loads(response.content)
         except ValueError:
             raise RelyingPartyError(f"{url} did not return JSON", code="metadata_unavailable") from None
 

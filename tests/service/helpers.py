@@ -104,6 +104,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (AFFIDAVIT_* variables)
 
     @property
     def url(self) -> str:
@@ -126,6 +127,7 @@ class Server:
         self.log_path = self.data_dir / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
         env["PYTHONPATH"] = str(ROOT / "src")
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + START_TIMEOUT

@@ -40,6 +40,7 @@ class FakeIssuer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.fetches = 0
+        self.fail_next = 0  # answer this many key fetches with a 503
         rn, en = self.rsa.public_key().public_numbers(), self.ec.public_key().public_numbers()
         self.jwks = {"keys": [
             {"kty": "RSA", "kid": "rsa-1", "n": _uint(rn.n), "e": _uint(rn.e)},
@@ -52,12 +53,16 @@ class FakeIssuer:
             return {"issuer": self.url, "jwks_uri": self.url + "/keys"}
         if path == "/keys":
             self.fetches += 1
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return None
             return self.jwks
         return None
 
     def mint(self, *, kid: str = "rsa-1", alg: str | None = None, **overrides: Any) -> str:
         now = int(time.time())
-        claims = {"iss": self.url, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600, **overrides}
+        claims = {"iss": self.url, "aud": AUDIENCE, "sub": "operator", "iat": now, "nbf": now,
+                  "exp": now + 600, **overrides}
         claims = {k: v for k, v in claims.items() if v is not None}
         alg = alg or ("ES256" if kid.startswith("ec") else "RS256")
         head = b64url(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
@@ -95,7 +100,7 @@ def issuer() -> Iterator[FakeIssuer]:
     server.server_close()
 
 
-def verify(issuer: FakeIssuer, token: str, audience: str | None = AUDIENCE) -> dict[str, Any]:
+def verify(issuer: FakeIssuer, token: str, audience: str = AUDIENCE) -> dict[str, Any]:
     return asyncio.run(OidcVerifier(issuer.url, audience).verify(token))
 
 
@@ -113,6 +118,12 @@ def test_valid_tokens(issuer: FakeIssuer, kid: str) -> None:
         lambda i: i.mint(exp=int(time.time()) - 3600),
         lambda i: i.mint(exp=None),
         lambda i: i.mint(nbf=int(time.time()) + 3600),
+        # issue 10 point 4: no audience, a far expiry, an iat in the future, no subject
+        lambda i: i.mint(aud=None),
+        lambda i: i.mint(exp=7258118400),  # 2200-01-01
+        lambda i: i.mint(iat=int(time.time()) + 3600),
+        lambda i: i.mint(sub=None),
+        lambda i: i.mint(exp=float("nan")),
         lambda i: i.mint(kid="unknown"),
         lambda i: i.mint(kid="sym", alg="RS256"),
         lambda i: i.mint(alg="HS256"),
@@ -145,7 +156,7 @@ def test_unknown_kids_do_not_hammer_the_issuer(issuer: FakeIssuer) -> None:
 
 def test_unreachable_issuer_is_401() -> None:
     with pytest.raises(ServiceError) as info:
-        asyncio.run(OidcVerifier(f"http://127.0.0.1:{free_port()}").verify(FakeIssuer().mint()))
+        asyncio.run(OidcVerifier(f"http://127.0.0.1:{free_port()}", AUDIENCE).verify(FakeIssuer().mint()))
     assert info.value.status == 401
 
 
@@ -170,3 +181,47 @@ def test_sdk_with_oidc_bearer(tmp_path: Path, inputs: Inputs, issuer: FakeIssuer
             assert c.get("/certs").status_code == 200  # metadata stays public
     finally:
         server.stop()
+
+
+def test_an_audience_is_required(tmp_path: Path, issuer: FakeIssuer) -> None:
+    from affidavit.service import ServiceConfig
+    from affidavit.service.state import build_state
+
+    with pytest.raises(ValueError):
+        OidcVerifier(issuer.url, "")
+    with pytest.raises(ServiceError) as info:
+        build_state(ServiceConfig(data_dir=tmp_path, admin_oidc_issuer=issuer.url))
+    assert info.value.code == "configuration" and "audience" in info.value.message
+
+
+def test_a_failed_key_fetch_is_retried_at_once(issuer: FakeIssuer) -> None:
+    issuer.fail_next = 2  # two failures, the third attempt of the same request succeeds
+    assert verify(issuer, issuer.mint())["sub"] == "operator"
+
+
+def test_after_a_failed_fetch_admins_wait_a_backoff_not_a_minute(issuer: FakeIssuer) -> None:
+    from affidavit.service import auth
+
+    verifier = OidcVerifier(issuer.url, AUDIENCE)
+
+    async def go() -> None:
+        issuer.fail_next = auth.FETCH_ATTEMPTS  # the whole first request fails
+        with pytest.raises(ServiceError):
+            await verifier.verify(issuer.mint())
+        await asyncio.sleep(auth.FAILURE_BACKOFF + 0.1)
+        assert (await verifier.verify(issuer.mint()))["sub"] == "operator"
+
+    asyncio.run(go())
+
+
+def test_serve_refuses_oidc_without_audience(tmp_path: Path, issuer: FakeIssuer) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "affidavit", "serve", "--data-dir", str(tmp_path),
+                        "--port", str(free_port()), "--admin-oidc-issuer", issuer.url],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
+    assert r.returncode != 0 and "audience" in r.stderr + r.stdout and "Traceback" not in r.stderr

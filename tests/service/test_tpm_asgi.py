@@ -114,12 +114,12 @@ def test_context_key_is_its_own_secret_shared_through_the_database(client: AsgiC
         _open_context(state, foreign, now.timestamp())
 
 
-def test_ledger_refuses_reuse_and_forgets_expired_challenges() -> None:
+def test_ledger_refuses_reuse_and_forgets_expired_challenges(client: AsgiClient) -> None:
     from affidavit.service.tpm_protocol import CONTEXT_TTL_SECONDS, TpmProtocolError
-    from affidavit.service.tpm_route import ChallengeLedger
+    from affidavit.service.tpm_route import LEDGER_SKEW, consume_challenge
 
-    ledger = ChallengeLedger()
-    ledger.claim(b"a" * 16, 1000.0)
+    state = client.app.state.affidavit
+    consume_challenge(state, b"a" * 16, 1000.0)
     with pytest.raises(TpmProtocolError, match="already used"):
-        ledger.claim(b"a" * 16, 1000.0 + CONTEXT_TTL_SECONDS)
-    ledger.claim(b"a" * 16, 1001.0 + CONTEXT_TTL_SECONDS)  # its context has expired anyway
+        consume_challenge(state, b"a" * 16, 1000.0 + CONTEXT_TTL_SECONDS + LEDGER_SKEW)
+    consume_challenge(state, b"a" * 16, 1001.0 + CONTEXT_TTL_SECONDS + LEDGER_SKEW)  # expired anyway

@@ -43,7 +43,7 @@ authorizationrules {
 issuancerules {
     c:[type=="secureBootEnabled"] => issue(type="SecureBootEnabled", value=c.value);
     c:[type=="tpmVersion"] => issue(type="TpmVersion", value=c.value);
-    c:[type=="owner", issuer=="CustomClaim"] => issue(type="owner", value=c.value);
+    c:[type=="urn:affidavit:customclaim:owner", issuer=="CustomClaim"] => issue(type="owner", value=c.value);
 };
 """
 

@@ -54,7 +54,10 @@ def register(subparsers: Any) -> None:
                    help="directory tree of offline collateral JSON files")
     p.add_argument("--pcs-url", default=_env("pcs-url") or "https://api.trustedservices.intel.com",
                    help="Intel PCS or a PCCS, used without --collateral-dir ('none': the cache only)")
-    p.add_argument("--pcs-api-key", default=_env("pcs-api-key"), help="Intel PCS subscription key, if any")
+    p.add_argument("--pcs-api-key", default=_env("pcs-api-key"),
+                   help="Intel PCS API key (visible in ps and /proc: prefer --pcs-api-key-file)")
+    p.add_argument("--pcs-api-key-file", type=Path, default=_env("pcs-api-key-file"),
+                   help="file holding the Intel PCS API key (one line, keep it 0600)")
     p.add_argument("--pcs-update", choices=("standard", "early"), default=_env("pcs-update") or "standard",
                    help="which TCB evaluation Intel PCS serves: the standard or the early update")
     p.add_argument("--collateral-grace", type=duration, default=_env("collateral-grace") or "0",
@@ -70,7 +73,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy-signer-cert", dest="policy_signer_certs", type=Path, action="append",
                    help="PEM of an initial policy management certificate (isolated mode; repeatable)")
     p.add_argument("--admin-token", default=_env("admin-token"),
-                   help="bearer token for management calls (aad mode; default: generated into the data dir)")
+                   help="bearer token for management calls (visible in ps and /proc: prefer "
+                        "--admin-token-file; default: generated into <data-dir>/admin-token)")
+    p.add_argument("--admin-token-file", type=Path, default=_env("admin-token-file"),
+                   help="file holding the management bearer token (one line, keep it 0600)")
     p.add_argument("--tpm-aik-root", dest="tpm_aik_roots", type=Path, action="append",
                    help="PEM of a CA trusted for TPM AIK certificates (repeatable)")
     p.add_argument("--tpm-aik-intermediate", dest="tpm_aik_intermediates", type=Path, action="append",
@@ -130,6 +136,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ServiceError("--tls-cert and --tls-key go together", code="configuration")
     if args.tls_self_signed and tls_cert is not None:
         raise ServiceError("--tls-self-signed and --tls-cert exclude each other", code="configuration")
+    for inline, file in (("admin_token", "admin_token_file"), ("pcs_api_key", "pcs_api_key_file")):
+        if getattr(args, inline) and getattr(args, file):
+            flag = "--" + inline.replace("_", "-")
+            raise ServiceError(f"{flag} and {flag}-file exclude each other", code="configuration")
     if args.workers < 1 or args.max_body_bytes < 1024:
         raise ServiceError("--workers must be >= 1 and --max-body-bytes >= 1024", code="configuration")
     if not 0 <= args.shadow_samples <= 500:
@@ -147,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         collateral_dir=Path(args.collateral_dir) if args.collateral_dir else None,
         pcs_url=None if args.pcs_url.lower() in ("", "none") else args.pcs_url,
         pcs_api_key=args.pcs_api_key,
+        pcs_api_key_file=Path(args.pcs_api_key_file) if args.pcs_api_key_file else None,
         pcs_update=args.pcs_update,
         collateral_grace_seconds=int(duration(args.collateral_grace).total_seconds()),
         evidence_time=evidence_time,
@@ -154,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         mode=args.mode,
         policy_signer_certs=_paths(args.policy_signer_certs, "policy-signer-cert"),
         admin_token=args.admin_token,
+        admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
         admin_oidc_issuer=args.admin_oidc_issuer,
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
@@ -194,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from affidavit.service.config import CONFIG_ENV
+    from affidavit.service.config import CONFIG_ENV, secrets_to_files
     from affidavit.service.state import build_state, prepare_data_dir
     from affidavit.service.workers import reuse_port_supported, run_workers
 
@@ -213,7 +225,15 @@ def run(args: argparse.Namespace) -> int:
         raise AffidavitError(f"cannot start: {exc}", code="configuration") from None
     admin_token = state.admin_token
     state.close()
-    os.environ[CONFIG_ENV] = config.to_json()
+    # Workers get the configuration in an environment variable, but no secret: those go through 0600
+    # files (the operator's, or ones written into <data-dir>/secrets/), and the inline variables are
+    # dropped from the environment the workers inherit.
+    for name in ("ADMIN_TOKEN", "PCS_API_KEY"):
+        os.environ.pop(_ENV_PREFIX + name, None)
+    handed = secrets_to_files(config)
+    copies = [handed.admin_token_file if config.admin_token_file is None else None,
+              handed.pcs_api_key_file if config.pcs_api_key_file is None else None]
+    os.environ[CONFIG_ENV] = handed.to_json()
     options: dict[str, Any] = {
         "app": "affidavit.service.app:app_from_environment",
         "factory": True,
@@ -226,20 +246,25 @@ def run(args: argparse.Namespace) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
-    if config.workers > 1 and reuse_port_supported():
-        _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
+    try:
+        if config.workers > 1 and reuse_port_supported():
+            _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
+            _banner(config, admin_token)
+            return run_workers(config.workers, config.host, config.port, options)
+        if config.workers > 1:
+            _bind(config.host, config.port).close()
+            _banner(config, admin_token)
+            uvicorn.run(**options, workers=config.workers)
+            return 0
+        sock = _bind(config.host, config.port)  # bound before the banner, so the URL it prints is ours
         _banner(config, admin_token)
-        return run_workers(config.workers, config.host, config.port, options)
-    if config.workers > 1:
-        _bind(config.host, config.port).close()
-        _banner(config, admin_token)
-        uvicorn.run(**options, workers=config.workers)
-        return 0
-    sock = _bind(config.host, config.port)  # bound before the banner, so the URL it prints is ours
-    _banner(config, admin_token)
-    server = uvicorn.Server(uvicorn.Config(**options))
-    server.run(sockets=[sock])
-    return 0 if server.started else 1
+        server = uvicorn.Server(uvicorn.Config(**options))
+        server.run(sockets=[sock])
+        return 0 if server.started else 1
+    finally:
+        for path in copies:  # the copies of inline secrets live only as long as the service
+            if path is not None:
+                path.unlink(missing_ok=True)
 
 
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> Any:
@@ -297,8 +322,11 @@ def _banner(config: Any, admin_token: str | None) -> None:
     insecure = " -k" if config.tls_self_signed else ""
     print(f"Affidavit attestation service ({config.mode} mode) at {base}", flush=True)
     print(f"  metadata: {base}/.well-known/openid-configuration", flush=True)
-    if admin_token and config.admin_token is None:
-        print(f"  management bearer token: in {config.data_dir / 'admin-token'}", flush=True)
+    if config.admin_token_file is not None:
+        print(f"  management bearer token: in {config.admin_token_file}", flush=True)
+    elif admin_token and config.admin_token is None:
+        print(f"  management bearer token: in {config.data_dir / 'admin-token'} (generated; mode 0600)",
+              flush=True)
     print(f"  try: curl -s{insecure} {base}/.well-known/openid-configuration", flush=True)
     if config.key_encryption_key_file is None:  # said once, after the socket is bound
         print(f"warning: private keys are sealed under {config.kek_path}, generated in the data directory; "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from affidavit import strict_json
 from affidavit.client import ClientError, ServiceRejected
 from affidavit.jose import b64url
 from affidavit.ssl_verify import VerifyArg, ssl_verify
@@ -224,7 +225,7 @@ def open_envelope(body: Any) -> dict[str, Any]:
     if not isinstance(data, str):
         raise ClientError('the service answer lacks "data"', code="bad_response")
     try:
-        inner = json.loads(b64url_decode(data).decode("ascii"))
+        inner = strict_json.loads(b64url_decode(data).decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise ClientError("the service answer is not base64url ASCII JSON", code="bad_response") from None
     payload = inner.get("payload") if isinstance(inner, dict) else None

@@ -8,7 +8,6 @@ verifier checks, and the token hashes, what Intel signed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from affidavit import strict_json
 from affidavit.collateral import CollateralError
 from affidavit.evidence.sgx.collateral import OFFLINE_KEYS
 
@@ -107,7 +107,7 @@ def parse_time(value: Any, what: str) -> datetime:
 def signed_item(kind: str, text: str, signature: str, chain: str) -> CollateralItem:
     """A TCB Info or QE identity from its exact signed JSON text, signature (hex) and issuer chain."""
     try:
-        doc = json.loads(text)
+        doc = strict_json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise invalid(f"{kind} is not JSON") from exc
     if not isinstance(doc, dict):

@@ -115,12 +115,9 @@ def issuer_chain(headers: Mapping[str, str], names: tuple[str, ...]) -> str:
     if raw is None:
         raise invalid(f"response lacks the {names[0]} header")
     pem = unquote(raw)
-    try:
-        certs = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError as exc:
-        raise invalid(f"{names[0]} header is not a URL-encoded PEM chain") from exc
-    if not certs:
-        raise invalid(f"{names[0]} header holds no certificate")
+    from affidavit import x509load
+
+    x509load.load_pem_certificates(pem.encode(), invalid, f"{names[0]} header (a URL-encoded PEM chain)")
     return pem
 
 

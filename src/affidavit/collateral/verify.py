@@ -51,10 +51,9 @@ def verify_chain(
     The last certificate must be self-signed by a trust anchor key; each certificate must be issued and
     signed by the next, valid at ``now`` and, below the root, absent from the root CA CRL when given.
     """
-    try:
-        certs = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError as exc:
-        raise invalid(f"{what} issuer chain is not PEM certificates") from exc
+    from affidavit import x509load
+
+    certs = x509load.load_pem_certificates(pem.encode(), invalid, f"{what} issuer chain")
     if not 1 <= len(certs) <= _MAX_CHAIN:
         raise invalid(f"{what} issuer chain has {len(certs)} certificates")
     anchor_keys = {_spki(k) for k in anchors}

@@ -8,7 +8,13 @@ behaviour is undocumented are listed in the docstrings of ``parser``, ``evaluato
 and ``defaults``.
 """
 
-from affidavit.policy.claims import Claim, claims_from_list, claims_from_mapping
+from affidavit.policy.claims import (
+    CUSTOM_CLAIM_PREFIX,
+    Claim,
+    claims_from_list,
+    claims_from_mapping,
+    custom_claim,
+)
 from affidavit.policy.compiler import PolicyCompiler
 from affidavit.policy.defaults import DEFAULT_POLICIES
 from affidavit.policy.errors import PolicyError, PolicyEvaluationError, PolicyParsingError
@@ -19,6 +25,7 @@ from affidavit.policy.model import CompiledPolicy
 from affidavit.policy.parser import compile_policy
 
 __all__ = [
+    "CUSTOM_CLAIM_PREFIX",
     "DEFAULT_POLICIES",
     "PROPERTY_DEFAULTS",
     "Claim",
@@ -32,6 +39,7 @@ __all__ = [
     "RuleTrace",
     "claims_from_list",
     "claims_from_mapping",
+    "custom_claim",
     "compile_policy",
     "configuration_properties",
     "evaluate",

@@ -14,6 +14,12 @@ ClaimValue = bool | int | str
 ISSUERS = ("AttestationService", "AttestationPolicy", "CustomClaim")
 VALUE_TYPES = ("String", "Integer", "Boolean")
 
+# Claims a client supplies (TPM ``att_data.custom_claims``) reach policies with issuer ``CustomClaim`` and
+# their name behind this prefix (maa-policy §6.2: MAA prefixes them with a service-chosen URL), so no
+# client value can ever be taken for a claim the service measured: ``secureBootEnabled`` is the service's,
+# ``urn:affidavit:customclaim:secureBootEnabled`` the client's. No service claim starts with ``urn:``.
+CUSTOM_CLAIM_PREFIX = "urn:affidavit:customclaim:"
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -23,6 +29,11 @@ class Claim:
     value: ClaimValue
     value_type: str = "String"
     issuer: str = "AttestationService"
+
+
+def custom_claim(name: str, value: ClaimValue, value_type: str = "String") -> Claim:
+    """A client-supplied claim as policies see it: prefixed type, issuer ``CustomClaim``."""
+    return Claim(CUSTOM_CLAIM_PREFIX + name, value, value_type, "CustomClaim")
 
 
 def value_type_of(value: Any) -> str:

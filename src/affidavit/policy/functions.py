@@ -25,6 +25,7 @@ import jmespath.exceptions
 import jmespath.functions
 import jmespath.visitor
 
+from affidavit import strict_json
 from affidavit.policy.errors import PolicyEvaluationError
 from affidavit.policy.model import FunctionImpl, State, Values
 
@@ -98,10 +99,6 @@ class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):
         return result
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_json(st: State, text: str, fname: str) -> Any:
     cached = st.json_cache.get(text, _EMPTY)
     if cached is not _EMPTY:
@@ -109,7 +106,7 @@ def load_json(st: State, text: str, fname: str) -> Any:
     if len(text) > MAX_JSON_CHARS:
         raise PolicyEvaluationError(f"{fname}: JSON text longer than {MAX_JSON_CHARS} characters")
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = strict_json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise PolicyEvaluationError(f"{fname}: argument is not valid JSON ({_short(exc)})") from None
     st.json_cache[text] = data

@@ -6,7 +6,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import Response
 
-from affidavit.service.common import actor_of, require_admin, sign, state_of, token_error, token_response
+from affidavit.service.common import (
+    actor_of,
+    require_admin,
+    sign,
+    signer_id,
+    state_of,
+    token_error,
+    token_response,
+)
 from affidavit.service.decode import check_api_version
 from affidavit.service.errors import INVALID_OPERATION, ServiceError
 from affidavit.service.policies import read_management_jws
@@ -43,7 +51,7 @@ async def _modify(request: Request, *, add: bool) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    await require_admin(request, state)
+    caller = await require_admin(request, state)
     if state.config.mode != "isolated":
         raise ServiceError(
             "policy management certificates exist only in isolated mode", code=INVALID_OPERATION
@@ -54,16 +62,18 @@ async def _modify(request: Request, *, add: bool) -> Response:
     except TokenError as exc:
         raise token_error(exc) from None
     der = cert.public_bytes(Encoding.DER)
-    registered = state.store.list_certificates()
+    who = {"actor": actor_of(request, signer, caller), "caller": caller.id, "signer": signer_id(signer)}
     if add:
-        if der not in registered:
-            state.store.add_certificate(der, actor=actor_of(request, signer))
-    elif der in registered:
-        if len(registered) == 1:
+        state.store.add_certificate(der, **who)  # a no-op (no history row) when already registered
+    else:
+        from affidavit.store.store import LastCertificate
+
+        try:  # the last-one check and the removal are one transaction (two servers, two workers)
+            state.store.remove_certificate(der, keep_last=True, **who)
+        except LastCertificate:
             raise ServiceError(
                 "the last policy management certificate cannot be removed", code=INVALID_OPERATION
-            )
-        state.store.remove_certificate(der, actor=actor_of(request, signer))
+            ) from None
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(certificates_modification_claims(cert, present=add))
     return token_response(sign(state, claims))

@@ -10,6 +10,7 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from affidavit.service.auth import ADMIN_TOKEN_CALLER, Caller
 from affidavit.service.errors import (
     INVALID_OPERATION,
     INVALID_PARAMETER,
@@ -42,30 +43,34 @@ def attestation_type(name: str) -> str:
     return canonical
 
 
-async def require_admin(request: Request, state: ServiceState) -> str:
-    """Management calls need ``Authorization: Bearer`` with the static admin token or a JWT from the
-    configured OIDC issuer, whenever either is configured (always in aad mode). Returns who called
-    (``admin-token``, ``oidc:<sub>``, or ``anonymous``), also kept as ``request.state.caller`` for the
-    history."""
+async def require_admin(request: Request, state: ServiceState) -> Caller:
+    """The authenticated caller of a management call: ``Authorization: Bearer`` with the static admin
+    token or a JWT from the configured OIDC issuer, in both modes. With neither configured nothing is
+    accepted (``build_state`` refuses to start that way; this is the fail-closed backstop)."""
     expected, oidc = state.admin_token, state.oidc
-    caller = "anonymous"
-    if expected is not None or oidc is not None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
-        if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
-            caller = "admin-token"
-        elif oidc is not None:
-            claims = await oidc.verify(token)
-            names = ("sub", "oid", "appid")
-            subject = next((claims[k] for k in names if isinstance(claims.get(k), str)), "?")
-            caller = f"oidc:{subject}"[:200]
-        else:
-            raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
-    request.state.caller = caller
-    return caller
+    address = request.client.host if request.client else None
+    if expected is None and oidc is None:
+        raise ServiceError("management is disabled: no credential is configured", code=UNAUTHORIZED,
+                           status=401)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
+    if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
+        return Caller(ADMIN_TOKEN_CALLER, "admin-token", address)
+    if oidc is not None:
+        return oidc.caller(await oidc.verify(token), address)  # type: ignore[no-any-return]
+    raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+
+
+def signer_id(signer: x509.Certificate | None) -> str | None:
+    """How the history names a JWS signer: SHA-1 thumbprint (as MAA prints it) and subject."""
+    if signer is None:
+        return None
+    from affidavit.tokens import certificate_thumbprint
+
+    return f"{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"[:500]
 
 
 def token_error(exc: Exception) -> ServiceError:
@@ -85,15 +90,10 @@ def token_response(token: str) -> JSONResponse:
     return JSONResponse({"token": token}, media_type=JSON_MEDIA)
 
 
-def actor_of(request: Request, signer: x509.Certificate | None) -> str:
-    """The history's ``actor``: the authenticated caller and its address, and the JWS signer if any."""
-    host = request.client.host if request.client else "unknown"
-    caller = getattr(request.state, "caller", None) or (
-        "bearer" if request.headers.get("authorization") else "anonymous"
-    )
-    actor = f"{caller}@{host}"
+def actor_of(request: Request, signer: x509.Certificate | None, caller: Caller | None = None) -> str:
+    """The history's one-line ``actor`` (kept for older readers): the signer if any, else the caller;
+    ``caller`` and ``signer`` are recorded apart as well."""
     if signer is not None:
-        from affidavit.tokens import certificate_thumbprint
-
-        actor += f" signer:{certificate_thumbprint(signer)} {signer.subject.rfc4514_string()}"
-    return actor[:500]
+        return f"signer:{signer_id(signer)}"[:500]
+    host = request.client.host if request.client else "unknown"
+    return f"{caller.id}@{host}"[:500] if caller is not None else f"anonymous@{host}"

@@ -1,7 +1,11 @@
 """The service's configuration: one dataclass, filled by ``affidavit serve`` from flags and AFFIDAVIT_* vars.
 
 It round-trips through JSON so that uvicorn worker processes (which import the app by name) rebuild
-exactly the configuration the parent parsed.
+exactly the configuration the parent parsed, except for secrets: :data:`SECRET_FIELDS` are never
+written to that JSON (which travels in an environment variable, readable in ``/proc``). A worker reads
+them from the files named by ``admin_token_file`` / ``pcs_api_key_file`` (:func:`load_secrets`); the
+parent writes a secret that was given inline to a 0600 file in ``<data_dir>/secrets/`` for that
+(:func:`secrets_to_files`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ Mode = Literal["aad", "isolated"]
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 CONFIG_ENV = "AFFIDAVIT_SERVICE_CONFIG_JSON"
 DEFAULT_KEK_FILE = "key-encryption-key"
+# secret field -> the field naming the file it is read from
+SECRET_FIELDS = {"admin_token": "admin_token_file", "pcs_api_key": "pcs_api_key_file"}
+MAX_SECRET_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -34,13 +41,15 @@ class ServiceConfig:
     collateral_dir: Path | None = None  # offline files; without it, Intel PCS (or a PCCS) through a cache
     pcs_url: str | None = "https://api.trustedservices.intel.com"  # None: serve the collateral cache only
     pcs_api_key: str | None = None
+    pcs_api_key_file: Path | None = None  # the PCS API key is read from this file (preferred)
     pcs_update: Literal["standard", "early"] = "standard"
     collateral_grace_seconds: int = 0  # collateral past nextUpdate is accepted this long (and flagged)
     evidence_time: datetime | None = None  # fixed clock for evidence checks (tests, offline replay)
     workers: int = 1
     mode: Mode = "aad"
     policy_signer_certs: tuple[Path, ...] = ()
-    admin_token: str | None = None  # aad mode: generated and kept in data_dir when not given (and no OIDC)
+    admin_token: str | None = None  # generated and kept in data_dir when not given (and no OIDC)
+    admin_token_file: Path | None = None  # the admin token is read from this file (preferred)
     admin_oidc_issuer: str | None = None  # management JWTs from this OIDC issuer are accepted too
     admin_oidc_audience: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -88,6 +97,8 @@ class ServiceConfig:
     def to_json(self) -> str:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
+            if f.name in SECRET_FIELDS:
+                continue  # never serialised: workers read secrets from files (secrets_to_files)
             v = getattr(self, f.name)
             if isinstance(v, Path):
                 v = str(v)
@@ -102,7 +113,7 @@ class ServiceConfig:
     def from_json(cls, text: str) -> ServiceConfig:
         raw = json.loads(text)
         paths = {"data_dir", "tls_cert", "tls_key", "collateral_dir", "key_encryption_key_file",
-                 "pkcs11_pin_file"}
+                 "pkcs11_pin_file", *SECRET_FIELDS.values()}
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in raw:
@@ -116,6 +127,56 @@ class ServiceConfig:
                 v = datetime.fromisoformat(v)
             kwargs[f.name] = v
         return cls(**kwargs)
+
+
+def read_secret(path: Path, what: str) -> str:
+    """A secret from a file: its text without surrounding whitespace; refuses empty or huge files."""
+    from affidavit.service.errors import ServiceError
+
+    try:
+        data = path.read_bytes()[: MAX_SECRET_BYTES + 1]
+    except OSError as exc:
+        raise ServiceError(f"cannot read the {what} file {path}: {exc.strerror}",
+                           code="configuration") from None
+    text = data.decode("utf-8", "replace").strip()
+    if not text or len(data) > MAX_SECRET_BYTES or "\n" in text:
+        raise ServiceError(f"the {what} file {path} must hold one line of at most {MAX_SECRET_BYTES} bytes",
+                           code="configuration")
+    return text
+
+
+def load_secrets(config: ServiceConfig) -> ServiceConfig:
+    """``config`` with every secret that is named by a file read from it (given inline, it stays)."""
+    changes: dict[str, Any] = {}
+    for secret, file_field in SECRET_FIELDS.items():
+        path = getattr(config, file_field)
+        if getattr(config, secret) is None and path is not None:
+            changes[secret] = read_secret(Path(path), secret.replace("_", " "))
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def secrets_to_files(config: ServiceConfig) -> ServiceConfig:
+    """The configuration to hand to worker processes: each secret given inline is written to a 0600 file
+    in ``<data_dir>/secrets/`` (a 0700 directory) and named by its ``*_file`` field instead."""
+    import os
+
+    changes: dict[str, Any] = {}
+    for secret, file_field in SECRET_FIELDS.items():
+        value = getattr(config, secret)
+        if value is None:
+            continue
+        changes[secret] = None
+        if getattr(config, file_field) is None:
+            folder = config.data_dir / "secrets"
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+            path = folder / secret.replace("_", "-")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+            path.chmod(0o600)
+            changes[file_field] = path.resolve()
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def _url_host(host: str) -> str:

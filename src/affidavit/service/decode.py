@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
+from affidavit import strict_json
 from affidavit.service.errors import INVALID_PARAMETER, ServiceError
 
 API_VERSIONS = frozenset({"2020-10-01", "2022-08-01", "2025-06-01"})
@@ -75,7 +75,7 @@ def require_media(request: Request, *allowed: str) -> None:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
+        return strict_json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ServiceError("request body is not valid JSON") from None
 

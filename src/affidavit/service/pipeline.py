@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,11 +156,19 @@ class ClaimCache:
 
 
 def incoming_claim_list(
-    incoming: Mapping[str, Any], extra: Mapping[str, Any], cache: ClaimCache | None = None
+    incoming: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    cache: ClaimCache | None = None,
+    custom: Sequence[tuple[str, Any, str]] = (),
 ) -> list[Any]:
-    """The policy's incoming claims: scalars as typed claims, JSON objects as compact JSON text, lists
-    of scalars as one claim per element (so a policy can match a single advisory ID)."""
-    from affidavit.policy import claims_from_mapping
+    """The policy's incoming claims, the one place they are assembled for every attestation type.
+
+    ``incoming`` and ``extra`` are what the service established (issuer ``AttestationService``): scalars
+    as typed claims, JSON objects as compact JSON text, lists of scalars as one claim per element (so a
+    policy can match a single advisory ID). ``custom`` is what the client merely asserted, as
+    ``(name, value, value_type)``: those claims get issuer ``CustomClaim`` and a type behind
+    ``policy.CUSTOM_CLAIM_PREFIX``, so they never match a rule written for a service claim."""
+    from affidavit.policy import claims_from_mapping, custom_claim
 
     get = (cache or ClaimCache()).get
     claims: list[Any] = []
@@ -172,6 +180,7 @@ def incoming_claim_list(
                 claims.extend(get(name, v) for v in value)
             else:
                 claims.extend(claims_from_mapping({name: value}))
+    claims.extend(custom_claim(name, value, vtype) for name, value, vtype in custom)
     return claims
 
 

@@ -18,6 +18,7 @@ from affidavit.service.common import (
     attestation_type,
     require_admin,
     sign,
+    signer_id,
     state_of,
     token_error,
     token_response,
@@ -47,7 +48,14 @@ async def read_management_jws(request: Request, state: ServiceState, *, media: t
 
     In isolated mode the JWS must be signed by (or chain to) a registered policy-management certificate.
     """
-    from affidavit.tokens import TokenError, check_signer_trusted, parse_jws, signer_chain, verify_jws
+    from affidavit.tokens import (
+        TokenError,
+        check_jws_times,
+        check_signer_trusted,
+        parse_jws,
+        signer_chain,
+        verify_jws,
+    )
 
     require_media(request, *media)
     body = await read_body(request, state.config.max_body_bytes)
@@ -64,6 +72,7 @@ async def read_management_jws(request: Request, state: ServiceState, *, media: t
     try:
         jws = parse_jws(text)
         signer = verify_jws(jws, now=now)
+        check_jws_times(jws, now=now)  # exp/nbf/iat where the JWS carries them, 5 minutes of skew
         if state.config.mode == "isolated":
             if signer is None:
                 raise ServiceError(
@@ -105,7 +114,7 @@ async def set_policy(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    await require_admin(request, state)
+    caller = await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
     try:
@@ -120,7 +129,9 @@ async def set_policy(request: Request) -> Response:
         text,
         jws=jws.text,
         signer_cert_der=signer.public_bytes(Encoding.DER) if signer is not None else None,
-        actor=actor_of(request, signer),
+        actor=actor_of(request, signer, caller),
+        caller=caller.id,
+        signer=signer_id(signer),
     )
     state.forget_policy(att_type)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
@@ -133,10 +144,12 @@ async def reset_policy(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    await require_admin(request, state)
+    caller = await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     _jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
-    state.store.reset_policy(att_type, actor=actor_of(request, signer))
+    state.store.reset_policy(
+        att_type, actor=actor_of(request, signer, caller), caller=caller.id, signer=signer_id(signer)
+    )
     state.forget_policy(att_type)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_reset_claims())
@@ -200,6 +213,7 @@ async def policy_history(request: Request) -> Response:
             "hash": c.hash,
             "at": c.at.isoformat().replace("+00:00", "Z"),
             "actor": c.actor,
+            "caller": c.caller,
             "signer": _signer_of(c.jws),
             "text": c.text,
             "jws": c.jws,

@@ -55,7 +55,7 @@ class ServiceState:
       under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
     - ``shadow``: recent incoming claim sets per type for ``POST /policies/{type}:diff`` (opt-in).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
-      ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
+      ``auth.OidcVerifier``); every state has at least one, in both modes.
     """
 
     config: ServiceConfig
@@ -228,13 +228,15 @@ def _register_configured_hsm_key(
 
 
 def read_pem_certificates(path: Path) -> list[x509.Certificate]:
+    from affidavit import x509load
+
     try:
-        certs = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ServiceError(f"cannot read certificates from {path}: {exc}", code="configuration") from None
-    if not certs:
-        raise ServiceError(f"no certificate in {path}", code="configuration")
-    return certs
+    return x509load.load_pem_certificates(
+        data, lambda m: ServiceError(m, code="configuration"), f"certificates in {path}"
+    )
 
 
 def trust_anchors(config: ServiceConfig) -> Any:
@@ -291,10 +293,11 @@ def tpm_trust(config: ServiceConfig) -> Any:
 
 
 def admin_token_for(config: ServiceConfig) -> str | None:
-    """The management bearer token: configured, else (aad mode) generated once and kept in data_dir."""
+    """The management bearer token: configured, else (in either mode, when no OIDC issuer is configured)
+    generated once and kept in ``<data_dir>/admin-token`` (mode 0600). Management always needs one."""
     if config.admin_token:
         return config.admin_token
-    if config.mode != "aad" or config.admin_oidc_issuer:
+    if config.admin_oidc_issuer:
         return None
     path = config.data_dir / "admin-token"
     if path.exists():
@@ -337,9 +340,19 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     """Open the store, seed isolated-mode signers, and build the verifier and collateral provider."""
     from affidavit.evidence.sgx import DcapVerifier
     from affidavit.policy import PolicyCompiler
+    from affidavit.service.config import load_secrets
     from affidavit.store import open_store
 
+    config = load_secrets(config)  # secrets named by files (--admin-token-file, a worker's config)
+    if config.admin_oidc_issuer and not config.admin_oidc_audience:
+        raise ServiceError(
+            "--admin-oidc-issuer needs --admin-oidc-audience: without one, a token that issuer made for any "
+            "application would be an admin token", code="configuration")
     prepare_data_dir(config.data_dir)
+    admin_token = admin_token_for(config)
+    if admin_token is None and not config.admin_oidc_issuer:  # management must never be open
+        raise ServiceError("no management credential: give --admin-token-file or an OIDC issuer",
+                           code="configuration")
     store = open_store(config.store_url)
     try:
         kek, hsm = open_signing_keys(config, store, clock)
@@ -361,7 +374,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         compiler=PolicyCompiler(),
         verifier=verifier,
         collateral=None,
-        admin_token=admin_token_for(config),
+        admin_token=admin_token,
         clock=clock,
         kek=kek,
         hsm=hsm,
@@ -375,7 +388,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier
 
-        state.oidc = OidcVerifier(config.admin_oidc_issuer, config.admin_oidc_audience)
+        state.oidc = OidcVerifier(config.admin_oidc_issuer, str(config.admin_oidc_audience))
     if config.extra.get("shadow_samples"):
         from affidavit.service.shadow import ShadowSamples
 

@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from affidavit import strict_json
 from affidavit.jose import ALGORITHMS as JWS_ALGORITHMS
 from affidavit.jose import b64url, signature_ok
 from affidavit.service.decode import b64decode_lenient
@@ -104,7 +105,7 @@ def b64_decode(text: object, what: str) -> bytes:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = strict_json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TpmProtocolError(f"{what} is not JSON text") from None
     if not isinstance(obj, dict):
@@ -272,7 +273,7 @@ def _json_value(value: object, what: str) -> object:
         if not value.lstrip().startswith(("{", "[")):
             text = b64_decode(value, what).decode("utf-8", "replace")
         try:
-            return json.loads(text)
+            return strict_json.loads(text)
         except (ValueError, RecursionError):
             raise TpmProtocolError(f"{what} is not JSON") from None
     return value

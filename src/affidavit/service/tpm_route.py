@@ -3,8 +3,16 @@
 Keys: the ``service_context`` key is derived (HKDF) from a random secret of its own, kept in the
 database sealed under the key-encryption key like the signing keys (``store.TPM_CONTEXT_SECRET``), so
 every instance sharing the store can open every other's contexts, a signing-key rotation does not touch
-it, and it does not depend on a private key that may live in an HSM. A challenge is single-use within
-this process; across instances only its expiry (``CONTEXT_TTL_SECONDS``) bounds a replay.
+it, and it does not depend on a private key that may live in an HSM.
+
+Single use: a challenge answers one request across the whole service. The ledger is the store's
+``tpm_challenges`` table (``Store.consume_tpm_challenge``), shared by every worker and every server on
+the database, keyed by the challenge and kept until its context can no longer be opened
+(``CONTEXT_TTL_SECONDS`` plus ``LEDGER_SKEW`` for clocks that differ between servers); rows are dropped
+only once expired, so no flood of requests can evict a live one. A challenge is consumed only by a
+request whose signatures checked (the request JWS, then the TPM quote over the challenge): a forged
+request cannot burn the challenge of a legitimate one, and of two identical valid requests exactly one
+gets a report.
 
 AK trust: ``affidavit serve --tpm-aik-root PEM``, ``--tpm-aik-intermediate PEM`` (CA certificates) and
 ``--tpm-registered-ak PEM`` (AK public keys trusted without a certificate), each repeatable and also
@@ -28,8 +36,6 @@ a token never outlives the publication of its signing key.
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,24 +69,14 @@ from affidavit.service.tpm_protocol import (
 
 # Claims of verify_tpm's result that are JSON documents for policies, not token claims.
 JSON_CLAIMS = frozenset({"events", "bootEvents", "pcrs"})
-MAX_TRACKED_CHALLENGES = 100_000
+LEDGER_SKEW = 300  # seconds a used challenge is kept past its context's lifetime: servers' clocks differ
 
 
-class ChallengeLedger:
-    """Challenges already answered in this process, kept until their context would have expired."""
-
-    def __init__(self) -> None:
-        self._used: OrderedDict[bytes, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, challenge: bytes, now: float) -> None:
-        with self._lock:
-            while self._used and (next(iter(self._used.values())) < now
-                                  or len(self._used) >= MAX_TRACKED_CHALLENGES):
-                self._used.popitem(last=False)
-            if challenge in self._used:
-                raise TpmProtocolError("this challenge was already used; start again with an init message")
-            self._used[challenge] = now + CONTEXT_TTL_SECONDS
+def consume_challenge(state: ServiceState, challenge: bytes, now: float) -> None:
+    """Mark ``challenge`` answered in the store's ledger; a second use, anywhere, is refused."""
+    expires = int(now) + CONTEXT_TTL_SECONDS + LEDGER_SKEW
+    if not state.store.consume_tpm_challenge(challenge, expires_at=expires, now=int(now)):
+        raise TpmProtocolError("this challenge was already used; start again with an init message")
 
 
 def _sealers(state: ServiceState) -> list[ContextSealer]:
@@ -102,21 +98,10 @@ def _open_context(state: ServiceState, context: object, now: float) -> bytes:
     return sealer.open(context, now)
 
 
-def _ledger(request: Request) -> ChallengeLedger:
-    ledger = getattr(request.app.state, "affidavit_tpm_ledger", None)
-    if ledger is None:
-        ledger = ChallengeLedger()
-        request.app.state.affidavit_tpm_ledger = ledger
-    return ledger
-
-
 def _policy_incoming(claims: Mapping[str, Any], evidence: ClientEvidence) -> list[Any]:
-    from affidavit.policy import Claim
     from affidavit.service.pipeline import incoming_claim_list
 
-    incoming = incoming_claim_list(claims, {})
-    incoming.extend(Claim(name, value, vtype, "CustomClaim") for name, value, vtype in evidence.custom_claims)
-    return incoming
+    return incoming_claim_list(claims, {}, custom=evidence.custom_claims)
 
 
 def _lifetime_seconds(properties: Mapping[str, Any], ring: Any) -> int:
@@ -130,7 +115,7 @@ def _lifetime_seconds(properties: Mapping[str, Any], ring: Any) -> int:
     return min(seconds, int(cap.total_seconds())) if cap is not None else seconds
 
 
-def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: ChallengeLedger) -> str:
+def attest_report(state: ServiceState, message: Mapping[str, Any]) -> str:
     """Verify a signed request and return the report token (raises a layer's error otherwise)."""
     from affidavit.evidence.tpm import TpmEvidence
     from affidavit.policy import PROPERTY_DEFAULTS, configuration_properties, evaluate, policy_hash
@@ -147,7 +132,6 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
         b64_decode(rp_data, "rp_data")
     challenge = _open_context(state, att_data.get("service_context"), now.timestamp())
     check_request_challenge(att_data, challenge)
-    ledger.claim(challenge, now.timestamp())
     evidence = extract_evidence(att_data)
 
     choice = stored_policy_choice(state, "Tpm")
@@ -169,6 +153,7 @@ def attest_report(state: ServiceState, message: Mapping[str, Any], ledger: Chall
             require_valid_aik_cert=bool(config["require_valid_aik_cert"]),
             required_pcr_mask=int(config["required_pcr_mask"]),
         )
+    consume_challenge(state, challenge, now.timestamp())  # both signatures checked: now it is spent
 
     service_claims: dict[str, Any] = {"x-ms-attestation-type": "tpm", **result.claims}
     phash = policy_hash(choice.text)
@@ -215,10 +200,10 @@ def _aik_key(evidence: ClientEvidence) -> Any:
     return None if evidence.aik_pub is None else jwk_public_key(evidence.aik_pub, "aik_pub")
 
 
-def _handle(state: ServiceState, body: bytes, ledger: ChallengeLedger) -> dict[str, Any]:
+def _handle(state: ServiceState, body: bytes) -> dict[str, Any]:
     message = decode_envelope(body)
     if "request" in message:
-        return {"report": attest_report(state, message, ledger)}
+        return {"report": attest_report(state, message)}
     check_init(message)
     return challenge_message(_sealers(state)[0], state.clock().timestamp())
 
@@ -227,5 +212,5 @@ async def attest_tpm(request: Request) -> Response:
     state = state_of(request)
     check_api_version(request)
     body = await read_body(request, state.config.max_body_bytes)
-    answer = await run_in_threadpool(_handle, state, body, _ledger(request))
+    answer = await run_in_threadpool(_handle, state, body)
     return JSONResponse(encode_envelope(answer), media_type=JSON_MEDIA)

@@ -21,7 +21,10 @@ class StoredPolicy:
 @dataclass(frozen=True)
 class Change:
     """One row of the audit history. ``kind`` is ``policy``, ``certificate`` or ``key``; ``subject`` is the
-    attestation type, the certificate's SHA-1 thumbprint (upper-case hex) or the key id."""
+    attestation type, the certificate's SHA-1 thumbprint (upper-case hex) or the key id. ``caller`` is
+    the authenticated management caller (``service.auth.Caller.id``: ``admin-token``,
+    ``oidc:<iss>#<sub>``), ``signer`` the JWS signer (``<SHA-1 thumbprint> <subject>``); either is None
+    where it does not apply (an unsigned policy, a key rotation, rows written before schema 2)."""
 
     kind: str
     subject: str
@@ -29,6 +32,8 @@ class Change:
     hash: str | None
     actor: str
     at: datetime
+    caller: str | None = None
+    signer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class PolicyChange:
     text: str | None = None
     jws: str | None = None
     id: int = 0
+    caller: str | None = None
+    signer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE history ADD COLUMN text TEXT",
         "ALTER TABLE history ADD COLUMN jws TEXT",
     ),
+    (  # 4: who did it (the authenticated caller and, apart, the JWS signer); the TPM challenge ledger
+        "ALTER TABLE history ADD COLUMN caller TEXT",
+        "ALTER TABLE history ADD COLUMN signer TEXT",
+        """CREATE TABLE tpm_challenges (
+            challenge {blob} PRIMARY KEY,
+            expires_at BIGINT NOT NULL)""",
+        "CREATE INDEX tpm_challenges_expiry ON tpm_challenges (expires_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

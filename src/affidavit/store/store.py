@@ -29,6 +29,12 @@ from affidavit.store.model import (
 from affidavit.store.schema import migrate
 
 
+class LastCertificate(StoreError):
+    """A removal would leave no policy management certificate."""
+
+    code = "last_certificate"
+
+
 def _now(at: datetime | None) -> datetime:
     return at if at is not None else datetime.now(UTC)
 
@@ -65,18 +71,29 @@ class Store:
     # -- history -------------------------------------------------------------------------------------
 
     def _record(
-        self, cur: Cursor, kind: str, subject: str, action: str, hash_: str | None, actor: str, at: datetime,
-        text: str | None = None, jws: str | None = None,
+        self,
+        cur: Cursor,
+        kind: str,
+        subject: str,
+        action: str,
+        hash_: str | None,
+        actor: str,
+        at: datetime,
+        *,
+        text: str | None = None,
+        jws: str | None = None,
+        caller: str | None = None,
+        signer: str | None = None,
     ) -> None:
         cur.execute(
-            "INSERT INTO history (kind, subject, action, hash, actor, at, text, jws)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, subject, action, hash_, actor, to_db_time(at), text, jws),
+            "INSERT INTO history (kind, subject, action, hash, actor, at, text, jws, caller, signer)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, subject, action, hash_, actor, to_db_time(at), text, jws, caller, signer),
         )
 
     def history(self, kind: str | None = None, subject: str | None = None) -> list[Change]:
         """Audit rows, oldest first, optionally for one kind (and subject)."""
-        sql = "SELECT kind, subject, action, hash, actor, at FROM history"
+        sql = "SELECT kind, subject, action, hash, actor, at, caller, signer FROM history"
         where, params = [], []
         if kind is not None:
             where.append("kind = ?")
@@ -87,7 +104,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._db.query(sql + " ORDER BY id", params)
-        return [Change(r[0], r[1], r[2], r[3], r[4], from_db_time(r[5])) for r in rows]
+        return [Change(r[0], r[1], r[2], r[3], r[4], from_db_time(r[5]), r[6], r[7]) for r in rows]
 
     # -- policies ------------------------------------------------------------------------------------
 
@@ -110,6 +127,8 @@ class Store:
         signer_cert_der: bytes | None,
         actor: str,
         at: datetime | None = None,
+        caller: str | None = None,
+        signer: str | None = None,
     ) -> StoredPolicy:
         """Store ``text`` (already validated by the caller) with the JWS it came in, and log it."""
         when = _now(at)
@@ -123,15 +142,26 @@ class Store:
                      updated_at = excluded.updated_at""",
                 (att_type, text, jws, signer_cert_der, stored.hash, to_db_time(when)),
             )
-            self._record(cur, "policy", att_type, "set", stored.hash, actor, when, text, jws)
+            self._record(
+                cur, "policy", att_type, "set", stored.hash, actor, when,
+                text=text, jws=jws, caller=caller, signer=signer,
+            )
         return stored
 
-    def reset_policy(self, att_type: str, *, actor: str, at: datetime | None = None) -> bool:
+    def reset_policy(
+        self,
+        att_type: str,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        caller: str | None = None,
+        signer: str | None = None,
+    ) -> bool:
         """Return to the default policy; logged even when none was set. True if a policy was removed."""
         when = _now(at)
         with self._db.write() as cur:
             removed = cur.execute("DELETE FROM policies WHERE att_type = ?", (att_type,)) > 0
-            self._record(cur, "policy", att_type, "reset", None, actor, when)
+            self._record(cur, "policy", att_type, "reset", None, actor, when, caller=caller, signer=signer)
         return removed
 
     def policy_history(
@@ -140,7 +170,7 @@ class Store:
         """The policy changes of ``att_type``, oldest first, with their texts; only the newest ``limit``,
         and only those that set the policy of hash ``hash_`` when given."""
         sql = (
-            "SELECT id, action, hash, actor, at, text, jws FROM history"
+            "SELECT id, action, hash, actor, at, text, jws, caller, signer FROM history"
             " WHERE kind = 'policy' AND subject = ?"
         )
         params: list[Any] = [att_type]
@@ -152,7 +182,9 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         rows = self._db.query(sql, params)
         return [
-            PolicyChange(att_type, r[1], r[2], r[3], from_db_time(r[4]), r[5], r[6], int(r[0]))
+            PolicyChange(
+                att_type, r[1], r[2], r[3], from_db_time(r[4]), r[5], r[6], int(r[0]), r[7], r[8]
+            )
             for r in reversed(rows)
         ]
 
@@ -163,7 +195,15 @@ class Store:
         rows = self._db.query("SELECT der FROM certificates ORDER BY added_at, thumbprint")
         return [bytes(r[0]) for r in rows]
 
-    def add_certificate(self, der: bytes, *, actor: str, at: datetime | None = None) -> bool:
+    def add_certificate(
+        self,
+        der: bytes,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        caller: str | None = None,
+        signer: str | None = None,
+    ) -> bool:
         """Register a certificate; False (and no history row) when it is already present."""
         when = _now(at)
         tp = thumbprint(der)
@@ -175,18 +215,40 @@ class Store:
                 "INSERT INTO certificates (thumbprint, der, added_at) VALUES (?, ?, ?)",
                 (tp, bytes(der), to_db_time(when)),
             )
-            self._record(cur, "certificate", tp, "add", hashlib.sha256(der).hexdigest(), actor, when)
+            self._record(
+                cur, "certificate", tp, "add", hashlib.sha256(der).hexdigest(), actor, when,
+                caller=caller, signer=signer,
+            )
         return True
 
-    def remove_certificate(self, der: bytes, *, actor: str, at: datetime | None = None) -> bool:
-        """Unregister a certificate; False when it was not registered. Refusing to remove the last one
-        is the service's rule (maa-api §8), not the store's."""
+    def remove_certificate(
+        self,
+        der: bytes,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        keep_last: bool = False,
+        caller: str | None = None,
+        signer: str | None = None,
+    ) -> bool:
+        """Unregister a certificate; False when it was not registered. With ``keep_last`` (the service's
+        rule, maa-api §8) removing the last one raises :class:`LastCertificate`; the count is checked in
+        the same serialised transaction as the delete, so two concurrent removals (A removes B while B
+        removes A, on any number of servers sharing the database) can never leave none."""
         when = _now(at)
         tp = thumbprint(der)
         with self._db.write() as cur:
+            if keep_last:
+                cur.execute("SELECT thumbprint FROM certificates")
+                present = {r[0] for r in cur.fetchall()}
+                if present == {tp}:
+                    raise LastCertificate("the last policy management certificate cannot be removed")
             if cur.execute("DELETE FROM certificates WHERE thumbprint = ?", (tp,)) == 0:
                 return False
-            self._record(cur, "certificate", tp, "remove", hashlib.sha256(der).hexdigest(), actor, when)
+            self._record(
+                cur, "certificate", tp, "remove", hashlib.sha256(der).hexdigest(), actor, when,
+                caller=caller, signer=signer,
+            )
         return True
 
     def seed_certificates(self, ders: Sequence[bytes], *, actor: str, at: datetime | None = None) -> int:
@@ -207,6 +269,30 @@ class Store:
                 self._record(cur, "certificate", tp, "add", hashlib.sha256(der).hexdigest(), actor, when)
                 added += 1
         return added
+
+    # -- TPM challenges ------------------------------------------------------------------------------
+
+    def consume_tpm_challenge(self, challenge: bytes, *, expires_at: int, now: int) -> bool:
+        """Mark a TPM protocol challenge answered; False when it already was (a replay).
+
+        The ledger is shared by every worker and server on the database, keyed by the challenge and kept
+        until ``expires_at`` (epoch seconds, when its ``service_context`` stops opening): rows are only
+        ever dropped once expired, so no volume of requests can evict a live challenge. One serialised
+        transaction checks and inserts, so of two concurrent uses exactly one succeeds."""
+        key = bytes(challenge)
+        with self._db.write() as cur:
+            cur.execute("DELETE FROM tpm_challenges WHERE expires_at < ?", (int(now),))
+            cur.execute("SELECT 1 FROM tpm_challenges WHERE challenge = ?", (key,))
+            if cur.fetchall():
+                return False
+            cur.execute(
+                "INSERT INTO tpm_challenges (challenge, expires_at) VALUES (?, ?)", (key, int(expires_at))
+            )
+        return True
+
+    def tpm_challenges_held(self) -> int:
+        """How many answered challenges the ledger holds (expired ones included until the next use)."""
+        return int(self._db.query("SELECT COUNT(*) FROM tpm_challenges")[0][0])
 
     # -- signing keys --------------------------------------------------------------------------------
 

@@ -6,9 +6,11 @@ Pure: no I/O and no clock; callers pass ``now`` where time matters. Every failur
 from affidavit.tokens.b64 import b64std_decode, b64std_encode, b64url_decode, b64url_encode
 from affidavit.tokens.errors import TokenError
 from affidavit.tokens.jws import (
+    MANAGEMENT_SKEW,
     POLICY_CERTIFICATE_CLAIMS,
     Jws,
     certificate_from_jws,
+    check_jws_times,
     check_signer_trusted,
     check_validity,
     parse_jws,
@@ -65,7 +67,9 @@ __all__ = [
     "b64std_encode",
     "b64url_decode",
     "b64url_encode",
+    "MANAGEMENT_SKEW",
     "certificate_from_jws",
+    "check_jws_times",
     "certificate_jwk",
     "certificate_thumbprint",
     "certificates_modification_claims",

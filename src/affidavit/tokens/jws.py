@@ -10,9 +10,10 @@ envelope, an unknown algorithm, a bad signature or a signer outside its validity
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -20,6 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from affidavit import strict_json
 from affidavit.tokens.b64 import b64std_decode, b64url_decode
 from affidavit.tokens.errors import TokenError
 
@@ -60,15 +62,9 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        obj = strict_json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise TokenError(f"{what} is not valid JSON: {exc}", code="bad_json") from None
     if not isinstance(obj, dict):
@@ -108,11 +104,10 @@ def _x5c_list(value: Any, where: str) -> list[str]:
 
 def load_certificate(der_b64: str, what: str = "x5c certificate") -> x509.Certificate:
     """Parse one ``x5c`` entry (standard base64 of DER)."""
+    from affidavit import x509load
+
     der = b64std_decode(der_b64, what=what)
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise TokenError(f"{what} is not a DER certificate: {exc}", code="bad_certificate") from None
+    return x509load.load_der_certificate(der, lambda m: TokenError(m, code="bad_certificate"), what)
 
 
 def signer_chain(jws: Jws) -> list[x509.Certificate]:
@@ -169,6 +164,28 @@ def verify_jws(jws: Jws, *, now: datetime) -> x509.Certificate | None:
         raise TokenError("JWS signature does not verify", code="bad_signature") from None
     check_validity(signer, now)
     return signer
+
+
+MANAGEMENT_SKEW = timedelta(minutes=5)
+
+
+def check_jws_times(jws: Jws, *, now: datetime, skew: timedelta = MANAGEMENT_SKEW) -> None:
+    """Enforce ``exp``, ``nbf`` and ``iat`` where a management JWS carries them (with ``skew`` of clock
+    difference): the Azure SDK's signed policies carry none, so their absence is no error; freshness of
+    those rests on the authenticated caller (docs/service.md, "Security model")."""
+    payload = jws.payload or {}
+    at = now.timestamp()
+    margin = skew.total_seconds()
+    for name in ("exp", "nbf", "iat"):
+        if name not in payload:
+            continue
+        value = payload[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise TokenError(f"JWS claim {name!r} must be a number of seconds", code="bad_claim")
+        if name == "exp" and at > value + margin:
+            raise TokenError("the JWS has expired (exp)", code="jws_expired")
+        if name in ("nbf", "iat") and at + margin < value:
+            raise TokenError(f"the JWS is not valid yet ({name} in the future)", code="jws_not_yet_valid")
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

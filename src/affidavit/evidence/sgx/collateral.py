@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
+from affidavit import strict_json
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx.tcbinfo import EnclaveIdentity, TcbInfo, parse_enclave_identity, parse_tcb_info
 
@@ -41,13 +42,9 @@ def _bytes(value: Any, what: str) -> bytes:
 def parse_certificates(data: bytes | str, what: str) -> tuple[x509.Certificate, ...]:
     """A PEM chain (or one DER certificate) → certificates, in order."""
     raw = _bytes(data, what).rstrip(b"\0")
-    try:
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            certs = tuple(x509.load_pem_x509_certificates(raw))
-        else:
-            certs = (x509.load_der_x509_certificate(raw),)
-    except ValueError as exc:
-        raise _fail(f"{what}: not a valid certificate chain ({exc})") from None
+    from affidavit import x509load
+
+    certs = tuple(x509load.load_certificates(raw, _fail, f"{what} (certificate chain)"))
     if not certs:
         raise _fail(f"{what}: no certificates")
     return certs
@@ -85,7 +82,7 @@ def signed_json(body: bytes | str, key: str) -> tuple[bytes, bytes]:
     """
     raw = _bytes(body, f"{key} response body")
     try:
-        doc = json.loads(raw)
+        doc = strict_json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _fail(f"{key} response body is not JSON: {exc}") from None
     if (
@@ -224,7 +221,7 @@ def load_collateral(obj: dict[str, Any] | str | bytes) -> SgxCollateral:
         if len(obj) > 8 * MAX_DOCUMENT_SIZE:
             raise _fail("collateral JSON is too large")
         try:
-            obj = json.loads(obj)
+            obj = strict_json.loads(obj)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise _fail(f"collateral is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

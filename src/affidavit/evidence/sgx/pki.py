@@ -230,10 +230,11 @@ def _check_root(
 
 def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
     """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
-    try:
-        certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        raise fail("pck_chain_malformed", f"PCK certificate chain is not valid PEM/DER: {exc}") from None
+    from affidavit import x509load
+
+    certs = x509load.load_pem_certificates(
+        pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3
+    )
     if len(certs) != 3:
         raise fail("pck_chain_malformed", f"PCK certificate chain has {len(certs)} certificates, expected 3")
     return certs[0], certs[1], certs[2]

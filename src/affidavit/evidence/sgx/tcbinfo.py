@@ -6,11 +6,11 @@ by the verifier, never here. Hex fields become bytes, dates become aware datetim
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from affidavit import strict_json
 from affidavit.evidence import EvidenceError
 
 PLATFORM_STATUSES = frozenset(
@@ -156,7 +156,7 @@ class EnclaveIdentity:
 
 def _load_json(raw: bytes, what: str) -> Any:
     try:
-        return json.loads(raw)
+        return strict_json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _fail(f"{what} is not valid JSON: {exc}") from None
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from affidavit import x509load
 from affidavit.evidence import EvidenceError
 
 INTEL_ROOT_PEM = "intel_sgx_root_ca.pem"
@@ -47,7 +47,8 @@ class TrustAnchors:
         keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
         try:
             if b"-----BEGIN CERTIFICATE-----" in data:
-                pubs = [c.public_key() for c in x509.load_pem_x509_certificates(data)]
+                certs = x509load.load_pem_certificates(data, ValueError, "trust anchor")
+                pubs = [c.public_key() for c in certs]
             else:
                 pubs = [load_pem_public_key(data)]
         except (ValueError, TypeError) as exc:

@@ -12,6 +12,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from affidavit import x509load
 from affidavit.evidence.tpm.errors import TpmAkError
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -23,24 +24,14 @@ def spki_der(key: PublicKey) -> bytes:
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
-    """DER or PEM. Lenient on name lengths: the GCE AK certificate's issuer CN exceeds 64 characters."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if data.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_certificate(data)
-            return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise TpmAkError(f"the AK certificate cannot be parsed: {exc}") from None
+    """DER or PEM (the first certificate). Lenient on name lengths: the GCE AK certificate's issuer CN
+    exceeds 64 characters. Any parse failure is a :class:`TpmAkError` (``affidavit.x509load``)."""
+    return load_certificates(data, "the AK certificate")[0]
 
 
-def load_certificates(data: bytes) -> list[x509.Certificate]:
+def load_certificates(data: bytes, what: str = "AK certificates") -> list[x509.Certificate]:
     """Every certificate in a PEM bundle, or a single DER certificate."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return x509.load_pem_x509_certificates(data)
-    return [load_certificate(data)]
+    return x509load.load_certificates(data, TpmAkError, what)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""The one way to load X.509 certificates from untrusted bytes.
+
+``cryptography`` reports a bad certificate with several unrelated exception types: ``ValueError`` for
+most DER errors, ``cryptography.x509.InvalidVersion`` (not a ``ValueError``) for a bad version byte,
+``UnsupportedAlgorithm`` for an unknown key type, and some fields are only parsed when first read. Every
+loader here parses the certificate and touches the fields the verifiers read (names, validity, extensions,
+public key), and turns *any* failure into the caller's typed error via ``fail(message)``, so that a
+malformed certificate in a quote, a TPM request or a management JWS is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+from cryptography import x509
+
+Fail = Callable[[str], Exception]
+MAX_CERTIFICATES = 64  # per PEM bundle from untrusted input
+
+
+def _checked(cert: x509.Certificate) -> x509.Certificate:
+    """Force the lazily parsed fields, so that their errors surface here and not in a verifier."""
+    cert.subject, cert.issuer, cert.extensions  # noqa: B018
+    cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    cert.public_key()
+    return cert
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def load_der_certificate(data: bytes, fail: Fail, what: str = "certificate") -> x509.Certificate:
+    """One DER certificate; ``fail(message)`` is raised for anything that is not one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. over-long names: lenient, as real AK certificates need
+            return _checked(x509.load_der_x509_certificate(bytes(data)))
+    except Exception as exc:  # noqa: BLE001 -- every parser failure, whatever its type, is the caller's error
+        raise fail(f"{what} is not a valid DER certificate: {_reason(exc)}") from None
+
+
+def load_pem_certificates(
+    data: bytes, fail: Fail, what: str = "certificates", *, limit: int = MAX_CERTIFICATES
+) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (at least one, at most ``limit``)."""
+    raw = bytes(data)
+    if raw.count(b"-----BEGIN") > limit:
+        raise fail(f"{what}: more than {limit} certificates")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            certs = [_checked(c) for c in x509.load_pem_x509_certificates(raw)]
+    except Exception as exc:  # noqa: BLE001 -- as above
+        raise fail(f"{what} is not valid PEM certificates: {_reason(exc)}") from None
+    if not certs:
+        raise fail(f"{what}: no certificate")
+    return certs
+
+
+def load_certificates(data: bytes, fail: Fail, what: str = "certificates") -> list[x509.Certificate]:
+    """A PEM bundle, or one DER certificate."""
+    if bytes(data).lstrip().startswith(b"-----BEGIN"):
+        return load_pem_certificates(data, fail, what)
+    return [load_der_certificate(data, fail, what)]
+
+
+def load_certificate(data: bytes, fail: Fail, what: str = "certificate") -> x509.Certificate:
+    """Exactly one certificate, PEM or DER."""
+    certs = load_certificates(data, fail, what)
+    if len(certs) != 1:
+        raise fail(f"{what}: expected one certificate, got {len(certs)}")
+    return certs[0]

@@ -1,0 +1,127 @@
+"""Issue 10 point 7: NaN and Infinity are refused wherever tokens, claims and request bodies are read.
+
+``json.loads`` takes ``NaN``, ``Infinity`` and turns ``1e999`` into ``inf``; a relying party then accepted
+``exp: NaN`` (never "expired") and ``x-ms-sgx-svn: NaN``. Every reader now goes through
+``affidavit.strict_json.loads``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from affidavit import strict_json
+from affidavit.jose import b64url
+from affidavit.relying_party import Expectations, RelyingPartyError, verify_token
+from affidavit.service import ServiceConfig, create_app
+from affidavit.tokens import SigningKey, TokenError, parse_jws
+from tests.service.helpers import ADMIN_TOKEN, AsgiClient
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1E400"]
+KEY = SigningKey.generate("https://issuer.test", now=datetime.now(UTC))
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_loader_refuses_non_finite_numbers(number: str) -> None:
+    with pytest.raises(ValueError):
+        strict_json.loads(f'{{"a": [1, {number}]}}')
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+                    | st.floats(allow_nan=False, allow_infinity=False),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                               max_size=3),
+                    max_leaves=15))
+def test_loader_reads_every_finite_document(doc: object) -> None:
+    assert strict_json.loads(json.dumps(doc)) == doc
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_loader_result_is_always_finite(value: float) -> None:
+    try:
+        out = strict_json.loads(json.dumps(value))
+    except ValueError:
+        assert not math.isfinite(value)
+    else:
+        assert math.isfinite(out)
+
+
+def _signed(payload_text: str) -> str:
+    header = b64url(json.dumps({"alg": "RS256", "kid": KEY.kid, "typ": "JWT"}).encode())
+    body = b64url(payload_text.encode())
+    return f"{header}.{body}.{b64url(KEY.sign(f'{header}.{body}'.encode()))}"
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_relying_party_refuses_non_finite_exp(number: str) -> None:
+    now = int(time.time())
+    token = _signed(f'{{"iss": "https://issuer.test", "iat": {now}, "exp": {number}}}')
+    with pytest.raises(RelyingPartyError) as info:
+        verify_token(token, {KEY.kid: KEY.certificate.public_key()}, issuer="https://issuer.test", now=now)
+    assert info.value.code == "token_malformed"
+
+
+def test_relying_party_refuses_non_finite_svn() -> None:
+    now = int(time.time())
+    token = _signed(f'{{"iss": "https://issuer.test", "exp": {now + 60}, "x-ms-sgx-svn": NaN}}')
+    with pytest.raises(RelyingPartyError):
+        verify_token(token, {KEY.kid: KEY.certificate.public_key()}, issuer="https://issuer.test", now=now,
+                     expectations=Expectations(min_svn=1))
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_management_jws_refuses_non_finite_numbers(number: str) -> None:
+    body = b64url(f'{{"AttestationPolicy": "eA", "exp": {number}}}'.encode())
+    with pytest.raises(TokenError) as info:
+        parse_jws(f"eyJhbGciOiJub25lIn0.{body}.")
+    assert info.value.code == "bad_json"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> AsgiClient:
+    data: Path = tmp_path_factory.mktemp("strict-json")
+    return AsgiClient(create_app(ServiceConfig(data_dir=data, admin_token=ADMIN_TOKEN)))
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_attest_body_with_non_finite_number_is_400(client: AsgiClient, number: str) -> None:
+    body = f'{{"quote": "AAAA", "x": {number}}}'
+    r = client.post("/attest/SgxEnclave?api-version=2022-08-01", content=body,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_runtime_json_with_non_finite_number_is_400(client: AsgiClient, number: str) -> None:
+    runtime = b64url(f'{{"svn": {number}}}'.encode())
+    body = {"quote": "AAAA", "runtimeData": {"data": runtime, "dataType": "JSON"}}
+    r = client.post("/attest/SgxEnclave?api-version=2022-08-01", json=body)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_tpm_message_with_non_finite_number_is_400(client: AsgiClient, number: str) -> None:
+    inner = f'{{"payload": {{"type": "aikcert", "n": {number}}}}}'.encode()
+    r = client.post("/attest/Tpm?api-version=2022-08-01", json={"data": b64url(inner)})
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
+def test_jmespath_json_arguments_refuse_non_finite_numbers() -> None:
+    from affidavit.policy import Claim, PolicyEvaluationError, compile_policy, evaluate
+
+    policy = compile_policy(
+        'version=1.2; authorizationrules{ => permit(); };'
+        ' issuancerules{ c:[type=="doc"] => issue(type="x", value=JmesPath(c.value, "a")); };'
+    )
+    try:
+        outcome = evaluate(policy, [Claim("doc", '{"a": 1e999}')])
+    except PolicyEvaluationError:
+        return
+    assert "x" not in outcome.claims and not outcome.authorized
