@@ -20,6 +20,7 @@ from affidavit.policy.errors import PolicyParsingError
 from affidavit.policy.functions import FUNCTIONS
 from affidavit.policy.hashing import policy_hash
 from affidavit.policy.lexer import Positions, Token, parse_message, tokenize
+from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits
 from affidavit.policy.model import (
     Action,
     Call,
@@ -47,14 +48,23 @@ _ACTIONS = ("permit", "deny", "add", "issue", "issueproperty")
 _PROPS = ("type", "value", "valueType", "issuer")
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 KEYWORDS = frozenset(("version", "claim", "true", "false", *SECTIONS, *_ACTIONS, *_PROPS, *FUNCTIONS))
-MAX_CALL_DEPTH = 32
+MAX_CALL_DEPTH = DEFAULT_LIMITS.max_nesting
 _INT_MAX = (1 << 63) - 1
 _PY_TYPES: dict[str, type] = {"String": str, "Integer": int, "Boolean": bool}
 _CURLY = ("\u201c", "\u201d")
 
 
-def compile_policy(text: str | bytes, *, lenient: bool = False) -> CompiledPolicy:
-    """Parse and check a policy. Raises ``PolicyParsingError`` (and nothing else) on any bad input."""
+def compile_policy(
+    text: str | bytes, *, lenient: bool = False, limits: PolicyLimits | None = None
+) -> CompiledPolicy:
+    """Parse and check a policy. Raises ``PolicyParsingError`` on any bad input, and ``PolicyLimitError``
+    (a ``PolicyEvaluationError``) for text longer than ``limits.max_text_chars`` or function calls
+    nested deeper than ``limits.max_nesting``."""
+    limits = limits or DEFAULT_LIMITS
+    if isinstance(text, str | bytes | bytearray) and len(text) > limits.max_text_chars:
+        raise PolicyLimitError(
+            "max_text_chars", limits.max_text_chars, f"the policy has {len(text)} characters"
+        )
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -63,7 +73,7 @@ def compile_policy(text: str | bytes, *, lenient: bool = False) -> CompiledPolic
     if not isinstance(text, str):
         raise PolicyParsingError("the policy must be text")
     try:
-        return _Parser(text, lenient).parse()
+        return _Parser(text, lenient, limits.max_nesting).parse()
     except RecursionError:
         raise PolicyParsingError("the policy nests too deeply") from None
 
@@ -116,7 +126,8 @@ def _ordered(x: object, vals: Values, cmp: object) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, lenient: bool) -> None:
+    def __init__(self, text: str, lenient: bool, max_nesting: int = MAX_CALL_DEPTH) -> None:
+        self.max_nesting = max_nesting
         self.text = text
         self.lenient = lenient
         self.warnings: list[str] = []
@@ -377,8 +388,11 @@ class _Parser:
         if name is None:
             raise self.error(tok, f"unknown function '{tok.text}'; expecting one of " + ", ".join(FUNCTIONS))
         self.need_version("1.2", tok, f"function '{name}'")
-        if depth >= MAX_CALL_DEPTH:
-            raise self.error(tok, f"function calls nest deeper than {MAX_CALL_DEPTH}")
+        if depth >= self.max_nesting:
+            line, col = self.positions.line_col(tok.pos)
+            raise PolicyLimitError(
+                "max_nesting", self.max_nesting, f"function calls nest deeper (line {line}, column {col})"
+            )
         spec = FUNCTIONS[name]
         self.path.append(name)
         self.take()
