@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.policy import Claim, PolicyCompiler, PolicyEvaluationError, compile_policy, evaluate
+from affidavit.policy.compiler import compiled_size
 from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits
 from affidavit.policy.model import PropTest, Ref
 from affidavit.policy.parser import _make_check
@@ -85,6 +86,12 @@ def test_each_limit_is_refused_by_name() -> None:
     slow = "version=1.0; authorizationrules{" + 'c:[type=="a", value=="x"] => permit();' * 400 + "};"
     big = [Claim("a", str(i)) for i in range(10_000)]
     refused(slow, "max_seconds", big, max_seconds=0.05, max_comparisons=10**9)
+    # ... and of compiling: 80,000 rules (1 MiB) take seconds to parse.
+    huge = "version=1.0; authorizationrules{" + "\n".join(["=> permit();"] * 80_000) + "};"
+    start = time.perf_counter()
+    with pytest.raises(PolicyLimitError, match="max_seconds") as err:
+        compile_policy(huge, limits=PolicyLimits(max_seconds=0.1))
+    assert time.perf_counter() - start < 1.0 and "compiling" in err.value.message
 
 
 def test_defaults_are_documented_values() -> None:
@@ -113,3 +120,21 @@ def test_set_filters_agree_with_the_pairwise_checks(op: str, facts: list[object]
     cands = [("t", v, "AttestationService", False) for v in facts]
     vals = tuple(rhs)
     assert fast(cands, vals) == [f for f in cands if check(f, vals)]  # type: ignore[arg-type]
+
+
+def test_the_compiled_policy_cache_is_bounded_by_bytes_and_keeps_no_drafts() -> None:
+    texts = [f"{PERMIT} // {i:04d} " + "x" * 4000 for i in range(10)]
+    budget = 3 * compiled_size(texts[0])
+    compiler = PolicyCompiler(max_entries=1000, max_bytes=budget)
+    for text in texts:
+        compiler.compile(text)
+        assert compiler.cached_bytes <= budget
+    assert len(compiler) == 3  # the three most recent
+    assert compiler.compile(texts[-1]) is compiler.compile(texts[-1])
+    drafts = PolicyCompiler()
+    drafts.compile(texts[0], keep=False)
+    assert len(drafts) == 0 and drafts.cached_bytes == 0
+    # a policy larger than the whole budget is compiled but not kept
+    tiny = PolicyCompiler(max_bytes=1000)
+    tiny.compile(PERMIT)
+    assert len(tiny) == 0

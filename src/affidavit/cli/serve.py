@@ -79,6 +79,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-body-bytes", type=int, default=_env("max-body-bytes") or str(1024 * 1024))
     p.add_argument("--key-size", type=int, choices=(2048, 3072), default=_env("key-size") or "2048",
                    help="RSA size of newly generated token signing keys")
+    p.add_argument("--policy-limit", dest="policy_limits", action="append", metavar="NAME=VALUE",
+                   help="a policy evaluation limit (max_claims, max_comparisons, max_issued, max_nesting, "
+                        "max_text_chars, max_seconds; repeatable; the variable takes a comma-separated list)")
+    p.add_argument("--policy-cache-bytes", type=int, default=_env("policy-cache-bytes") or str(64 << 20),
+                   help="memory budget of the compiled-policy cache per worker (default 64 MiB)")
+    p.add_argument("--store-staleness", type=duration, default=_env("store-staleness") or "15m",
+                   help="while the database is unreachable, attest with the last good policies and keys "
+                        "this long (default 15m)")
+    p.add_argument("--header-timeout", type=float, default=_env("header-timeout") or "10",
+                   help="seconds a client has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=float, default=_env("body-timeout") or "30",
+                   help="seconds a client has to send a request's body after its headers (default 30)")
+    p.add_argument("--keepalive-timeout", type=float, default=_env("keepalive-timeout") or "5",
+                   help="seconds an idle keep-alive connection stays open (default 5)")
+    p.add_argument("--max-connections", type=int, default=_env("max-connections") or "1024",
+                   help="open connections per worker; more are refused with 503 (default 1024)")
+    p.add_argument("--max-concurrency", type=int, default=_env("max-concurrency") or "256",
+                   help="requests in progress per worker; more get 503 with Retry-After (default 256)")
     p.add_argument("--log-level", default=_env("log-level") or "info")
     p.set_defaults(func=run)
 
@@ -103,6 +121,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ServiceError("--tls-self-signed and --tls-cert exclude each other", code="configuration")
     if args.workers < 1 or args.max_body_bytes < 1024:
         raise ServiceError("--workers must be >= 1 and --max-body-bytes >= 1024", code="configuration")
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections", "max_concurrency",
+                 "policy_cache_bytes"):
+        if not getattr(args, name) > 0:
+            raise ServiceError(f"--{name.replace('_', '-')} must be positive", code="configuration")
     return ServiceConfig(
         host=args.host,
         port=args.port,
@@ -127,8 +149,43 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
+        policy_limits=_policy_limits(args.policy_limits),
+        policy_cache_bytes=args.policy_cache_bytes,
+        store_staleness_seconds=int(duration(args.store_staleness).total_seconds()),
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        max_concurrency=args.max_concurrency,
         extra=_tpm_trust(args),
     )
+
+
+def _policy_limits(values: list[str] | None) -> dict[str, float]:
+    """``NAME=VALUE`` pairs (flags, else ``AFFIDAVIT_POLICY_LIMIT``), checked against ``PolicyLimits``."""
+    from affidavit.policy.limits import PolicyLimits
+    from affidavit.service import ServiceError
+
+    items = values or [v for v in (_env("policy-limit") or "").split(",") if v.strip()]
+    known = PolicyLimits().as_dict()
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in known:
+            raise ServiceError(f"--policy-limit: unknown limit {name!r}; one of {', '.join(known)}",
+                               code="configuration")
+        try:
+            value: float = int(raw) if isinstance(known[name], int) else float(raw)
+        except ValueError:
+            raise ServiceError(f"--policy-limit {name}: {raw!r} is not a number",
+                               code="configuration") from None
+        out[name] = value
+    try:
+        PolicyLimits(**out)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ServiceError(f"--policy-limit: {exc}", code="configuration") from None
+    return out
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,10 +200,12 @@ def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import functools
 
     import uvicorn
 
     from affidavit.service.config import CONFIG_ENV
+    from affidavit.service.connections import BoundedHttpToolsProtocol
     from affidavit.service.state import build_state
     from affidavit.service.workers import reuse_port_supported, run_workers
 
@@ -175,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "timeout_keep_alive": config.keepalive_timeout,
+        "http": functools.partial(BoundedHttpToolsProtocol, limits=config.connection_limits),
     }
     if config.workers > 1 and reuse_port_supported():
         return run_workers(config.workers, config.host, config.port, options)

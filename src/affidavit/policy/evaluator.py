@@ -63,8 +63,8 @@ def evaluate(
     policy: CompiledPolicy, incoming: Sequence[Claim], *, limits: PolicyLimits | None = None
 ) -> PolicyOutcome:
     """Run ``policy`` over ``incoming``; raises only ``PolicyEvaluationError`` (for broken rules,
-    malformed claims, or a ``PolicyLimitError`` when ``limits`` are exceeded). A refusal is an outcome
-    with ``authorized=False``, not an exception."""
+    malformed claims, or a ``PolicyLimitError`` when ``limits``, by default the ones the policy was
+    compiled under, are exceeded). A refusal is an outcome with ``authorized=False``, not an exception."""
     if policy.empty:
         return PolicyOutcome(False, EMPTY_REASON)
     st = _start(policy, incoming, limits)
@@ -96,7 +96,7 @@ def _start(policy: CompiledPolicy, incoming: Sequence[Claim], limits: PolicyLimi
         claims = incoming if isinstance(incoming, list | tuple) else list(incoming)
     except TypeError:
         raise PolicyEvaluationError("incoming claims must be a sequence of Claim") from None
-    st = State(policy.jmes_cache, MAX_JMES_STEPS, limits)
+    st = State(policy.jmes_cache, MAX_JMES_STEPS, limits or policy.limits)
     if len(claims) > st.limits.max_claims:
         raise PolicyLimitError("max_claims", st.limits.max_claims, f"{len(claims)} incoming claims")
     facts: list[Fact] = st.facts

@@ -24,7 +24,7 @@ class PolicyLimits:
     max_issued: int = 10_000  # values issued to the token (issue), summed over all types
     max_nesting: int = 32  # depth of nested function calls in an expression
     max_text_chars: int = 1 << 20  # policy text length (a draft or a stored policy)
-    max_seconds: float = 1.0  # wall time of one evaluation
+    max_seconds: float = 1.0  # wall time of one evaluation, and of one compilation
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -49,3 +49,7 @@ class PolicyLimitError(PolicyEvaluationError):
     def at(self, where: str) -> PolicyLimitError:
         """The same refusal, located at a rule."""
         return PolicyLimitError(self.limit, self.value, self.what, where)
+
+
+def compile_too_slow(limit: float) -> PolicyLimitError:
+    return PolicyLimitError("max_seconds", limit, "compiling the policy took too long")

@@ -178,6 +178,8 @@ class CompiledPolicy:
     warnings: tuple[str, ...] = ()
     lenient: bool = False
     jmes_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the bounds it was compiled under, and evaluates under unless told otherwise
+    limits: PolicyLimits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
     # (configuration, authorization, issuance) rules, looked up once rather than on every evaluation
     by_section: tuple[tuple[Rule, ...], ...] = field(init=False, compare=False, repr=False)
 

@@ -15,12 +15,14 @@ hex numbers, block comments, ``.type``/``.issuer`` access, an identifier bound i
 
 from __future__ import annotations
 
+import time
+
 from affidavit.policy.claims import ISSUERS, VALUE_TYPES
 from affidavit.policy.errors import PolicyParsingError
 from affidavit.policy.functions import FUNCTIONS
 from affidavit.policy.hashing import policy_hash
 from affidavit.policy.lexer import Positions, Token, parse_message, tokenize
-from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits
+from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits, compile_too_slow
 from affidavit.policy.model import (
     Action,
     Call,
@@ -73,9 +75,12 @@ def compile_policy(
     if not isinstance(text, str):
         raise PolicyParsingError("the policy must be text")
     try:
-        return _Parser(text, lenient, limits.max_nesting).parse()
+        compiled = _Parser(text, lenient, limits).parse()
     except RecursionError:
         raise PolicyParsingError("the policy nests too deeply") from None
+    if limits is not DEFAULT_LIMITS:
+        object.__setattr__(compiled, "limits", limits)
+    return compiled
 
 
 def _fact_index(prop: str) -> int:
@@ -126,8 +131,10 @@ def _ordered(x: object, vals: Values, cmp: object) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, lenient: bool, max_nesting: int = MAX_CALL_DEPTH) -> None:
-        self.max_nesting = max_nesting
+    def __init__(self, text: str, lenient: bool, limits: PolicyLimits = DEFAULT_LIMITS) -> None:
+        self.max_nesting = limits.max_nesting
+        self.max_seconds = limits.max_seconds
+        self.deadline = time.monotonic() + limits.max_seconds
         self.text = text
         self.lenient = lenient
         self.warnings: list[str] = []
@@ -136,7 +143,7 @@ class _Parser:
             first = min(text.find(q) for q in _CURLY if q in text)
             self.warn(first, "curly double quote read as '\"'")
             text = text.replace(_CURLY[0], '"').replace(_CURLY[1], '"')
-        self.toks = tokenize(text)
+        self.toks = tokenize(text, self.deadline, self.max_seconds)
         self.i = 0
         self.path = ["policy"]
         self.version = "1.0"
@@ -242,6 +249,8 @@ class _Parser:
         while not self.is_op(self.peek(), "}"):
             if self.peek().kind == "eof":
                 raise self.mismatch(self.peek(), "'}'")
+            if not len(rules) & 255 and time.monotonic() > self.deadline:
+                raise compile_too_slow(self.max_seconds)
             self.path.append("rule")
             rules.append(self.parse_rule(name, len(rules) + 1))
             self.path.pop()

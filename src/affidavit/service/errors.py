@@ -24,6 +24,7 @@ INVALID_OPERATION = "InvalidOperation"
 POLICY_EVALUATION = "PolicyEvaluationError"
 POLICY_PARSING = "PolicyParsingError"
 UNAUTHORIZED = "Unauthorized"
+SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
 class ServiceError(AffidavitError):
@@ -83,6 +84,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         status, str(getattr(exc, "detail", "bad request"))
     )
     return error_response(status, code, message)
+
+
+async def handle_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away (or its body timed out, ``service.connections``) mid-request: nobody reads
+    this answer, and it is not a bug."""
+    return error_response(408, "RequestTimeout", "the request was not received in full")
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -266,7 +266,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     state = ServiceState(
         config=config,
         store=store,
-        compiler=PolicyCompiler(),
+        compiler=PolicyCompiler(max_bytes=config.policy_cache_bytes, limits=config.policy_limits_obj),
         verifier=verifier,
         collateral=None,
         admin_token=admin_token_for(config),
