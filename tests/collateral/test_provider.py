@@ -229,7 +229,7 @@ def test_grace_period_ends_as_configured(pcs: FakePcs, tmp_path: Path, anchors: 
         clock.now = TCB_NEXT_UPDATE + timedelta(days=3, seconds=1)
         with pytest.raises(CollateralError) as err:
             await p.get(AZURE_PLATFORM)
-        assert err.value.code == "collateral_expired"
+        assert err.value.code == "collateral_unavailable"  # upstream down: an outage, retryable
         assert "expired at" in err.value.message and "grace period" in err.value.message
         pcs.faults.clear()  # once PCS is back with a current document (here: none newer), still expired
         with pytest.raises(CollateralError):
@@ -249,7 +249,7 @@ def test_no_grace_means_expiry_at_next_update(
         clock.now = TCB_NEXT_UPDATE + timedelta(seconds=1)
         with pytest.raises(CollateralError) as err:
             await p.get(AZURE_PLATFORM)
-        assert err.value.code == "collateral_expired"
+        assert err.value.code == "collateral_unavailable"
         await p.aclose()
 
     run(go)

@@ -3,8 +3,8 @@
 The cache is bounded by the memory its entries take, not by their number: a compiled policy takes up
 to about ``BYTES_PER_CHAR`` bytes per character of its text (rules, closures, AST nodes; tracemalloc
 measured 6 to 54 MB for 1 MiB policies of different shapes, 54 for one-token rules), so 256 entries of
-1 MiB could be 16 GB while 256 of 2 KiB are 35 MB. Drafts (``keep=False``) are compiled for one evaluation and never stored, so a
-stream of distinct drafts cannot grow a worker.
+1 MiB could be 16 GB while 256 of 2 KiB are 35 MB. Drafts (``keep=False``) are compiled for one
+evaluation and never stored, so a stream of distinct drafts cannot grow a worker.
 """
 
 from __future__ import annotations
