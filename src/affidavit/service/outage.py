@@ -85,7 +85,7 @@ class StoreView(Generic[T]):
             self._start_refresh()
         if now - self._read_at > self.staleness and self._error is not None:
             raise StoreError(
-                f"the database has been unreachable for more than {self.staleness:.0f} s", code="unavailable"
+                f"the database has been unreachable for more than {self.staleness:g} s", code="unavailable"
             )
         return self._value
 
@@ -120,7 +120,7 @@ class StoreView(Generic[T]):
             self._error = exc
             self._monitor.failed(
                 self._what, exc, f"; attestations continue on the last good policies and keys for up to "
-                f"{self.staleness:.0f} s"
+                f"{self.staleness:g} s"
             )
         except Exception as exc:  # a bug in a read must not kill the refresher silently
             self._error = exc
