@@ -47,7 +47,7 @@ class ServiceConfig:
     # Bounds (docs/service.md, "Limits"): policy evaluation (PolicyLimits field -> value), the compiled-
     # policy cache, how long attestations run on the last good policies and keys while the database is
     # down, and per-worker connection limits.
-    policy_limits: dict[str, float] = field(default_factory=dict)
+    policy_limits: dict[str, float] = field(default_factory=dict, hash=False)
     policy_cache_bytes: int = 64 << 20
     store_staleness_seconds: int = 900
     header_timeout: float = 10.0
