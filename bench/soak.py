@@ -7,9 +7,9 @@ bomb), management calls (GET and PUT of a policy), and stalled connections (half
 open until the server cuts them). Every 30 s it prints the RSS of each worker and the counts so far, and
 it ends with one JSON line. A healthy run has flat worker memory and no 5xx.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--workers 2]
+    .venv/bin/python bench/soak.py [--minutes 10] [--workers 2]      (or: make soak)
 
-This is a benchmark, not a test: it is not run by ``make test`` (nor by ``make bench``: it takes minutes).
+This is a benchmark, not a test: neither ``make test`` nor ``make bench`` runs it (it takes minutes).
 """
 
 from __future__ import annotations
