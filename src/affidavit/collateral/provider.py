@@ -128,6 +128,8 @@ class CachingPcsProvider:
         self._failures: _Bounded[ItemKey, CollateralError] = _Bounded(MAX_FAILURES)
         self._assembled: OrderedDict[tuple[tuple[ItemKey, tuple[int, datetime]], ...], Any] = OrderedDict()
         self._refresher: asyncio.Task[None] | None = None
+        self._upstream_down = False  # logged once when upstream stops answering, once when it is back
+        self._grace_logged: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
 
     # --- the CollateralProvider protocol -------------------------------------------------------------
 
@@ -165,6 +167,9 @@ class CachingPcsProvider:
             failure = CollateralError(f"upstream has nothing newer than the expired {key}")
             self._failed_at[key], self._failures[key] = now, failure
         if now <= current.next_update + self.grace:
+            if self._grace_logged.get(key) == self._failed_at.get(key):
+                return current  # already said for this failure (one line per retry_interval, not per request)
+            self._grace_logged[key] = self._failed_at.get(key, now)
             log.warning(
                 "serving collateral %s past its nextUpdate %s (grace until %s): %s",
                 key,
@@ -206,9 +211,17 @@ class CachingPcsProvider:
             item = await self.client.item(key)
             await asyncio.to_thread(self.cache.offer, item, now)
         except CollateralError as exc:
-            log.warning("fetching collateral %s from %s failed: %s", key, self.client.config.base_url, exc)
             self._failed_at[key], self._failures[key] = now, exc
+            upstream = self.client.config.base_url
+            if exc.code != "collateral_unavailable":  # a bad or missing document: worth a line each time
+                log.warning("fetching collateral %s from %s failed: %s", key, upstream, exc)
+            elif not self._upstream_down:  # an outage: one line when it begins, not one per item or retry
+                self._upstream_down = True
+                log.warning("collateral upstream %s unreachable: %s", upstream, exc.message)
             raise
+        if self._upstream_down:
+            self._upstream_down = False
+            log.warning("collateral upstream %s reachable again", self.client.config.base_url)
         self._failed_at.pop(key, None)
         self._failures.pop(key, None)
 
@@ -224,7 +237,8 @@ class CachingPcsProvider:
             await self._fetch(key, now)
             return True
         except CollateralError as exc:
-            log.warning("background refresh of collateral %s failed: %s", key, exc)
+            if exc.code != "collateral_unavailable":  # an outage is logged by _fetch_and_store, once
+                log.warning("background refresh of collateral %s failed: %s", key, exc)
             return False
 
     async def refresh_due(self, now: datetime | None = None) -> int:
