@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 VECTORS ?= ../shared/vectors
 
-.PHONY: run demo test bench lint setup clean
+.PHONY: run demo test bench soak lint setup clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,10 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+soak: $(STAMP)  # 10 minutes of mixed traffic (bench/soak.py --minutes N for another length)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -125,3 +125,54 @@ def fresh_schema(server_url: str) -> str:
 def postgres_db(postgres_url: str) -> str:
     """A URL to an empty database of its own on the session's server."""
     return fresh_database(postgres_url)
+
+
+class RestartablePostgres:
+    """A throwaway PostgreSQL that a test can stop and start again on the same port and data (outages).
+
+    ``with RestartablePostgres() as pg: pg.url; pg.stop(); pg.start()``; stopped by pid at the end.
+    """
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="affidavit-pg-"))
+        self.data = self.tmp / "data"
+        self.port = 0
+        self.url = ""
+
+    def __enter__(self) -> RestartablePostgres:
+        run = _as_postgres()
+        if run:
+            shutil.chown(self.tmp, "postgres", "postgres")
+        subprocess.run(
+            run + [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "affidavit", "--auth=trust",
+                   "-E", "UTF8", "--no-sync", "--no-instructions"],
+            check=True, capture_output=True, timeout=120,
+        )
+        self.port = free_port()
+        self.url = f"postgresql://affidavit@127.0.0.1:{self.port}/postgres"
+        self.start()
+        return self
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+        subprocess.run(
+            _as_postgres() + [str(PG_BIN / "pg_ctl"), "start", "-D", str(self.data), "-o", options,
+                              "-l", str(self.tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
+            check=True, capture_output=True, timeout=START_TIMEOUT + 10,
+        )
+
+    def stop(self) -> None:
+        pidfile = self.data / "postmaster.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, signal.SIGINT)  # "fast" shutdown: connections are cut
+        if not _wait_gone(pid, 20):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+        pidfile.unlink(missing_ok=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -253,6 +253,8 @@ class _Issuer:
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = {"keys": []}
         self.jwks_hits = 0
+        self.jwks_fail = False  # answer /certs with 503
+        self.jwks_delay = 0.0  # seconds /certs takes
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -262,6 +264,10 @@ class _Issuer:
                     body = {"issuer": base, "jwks_uri": base + "/certs"}
                 elif self.path == "/certs":
                     issuer.jwks_hits += 1
+                    time.sleep(issuer.jwks_delay)
+                    if issuer.jwks_fail:
+                        self.send_error(503)
+                        return
                     body = issuer.jwks
                 else:
                     self.send_error(404)

@@ -420,8 +420,11 @@ def _check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
 class TokenVerifier:
     """Verifies tokens of one issuer, fetching its metadata and keys over HTTP(S) and caching them.
 
-    An unknown ``kid`` triggers one refetch of the JWKS, at most once per ``min_refetch_interval`` seconds, so
-    a key rotation is picked up at once while a flood of tokens with bogus kids cannot flood the issuer.
+    An unknown ``kid`` triggers one refetch of the JWKS, at most once per ``min_refetch_interval`` seconds
+    whether the last attempt succeeded or failed, so a key rotation is picked up at once while a flood of
+    tokens with bogus kids cannot flood the issuer (nor an issuer outage turn into one fetch per token).
+    Fetches are single-flight and never hold up a token whose ``kid`` is already known: the keys are
+    replaced as a whole once a fetch completes, and only callers that need the fetch wait for it.
     """
 
     def __init__(
@@ -442,10 +445,12 @@ class TokenVerifier:
         self.min_refetch_interval = min_refetch_interval
         self._clock = clock
         self._http = httpx.Client(verify=ssl_verify(verify), timeout=timeout, transport=transport)
-        self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one fetch at a time; readers of the keys never take it
         self._keys: dict[str, PublicKey] = {}
         self._jwks_uri: str | None = None
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch, successful or not
+        self._error: RelyingPartyError | None = None  # why the last fetch failed
 
     def close(self) -> None:
         self._http.close()
@@ -477,14 +482,32 @@ class TokenVerifier:
             if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
                 raise RelyingPartyError("OpenID metadata has no usable jwks_uri", code="metadata_unavailable")
             self._jwks_uri = uri
-        self._keys = keys_from_jwks(self._get_json(self._jwks_uri))
+        self._keys = keys_from_jwks(self._get_json(self._jwks_uri))  # replaced whole: readers need no lock
         self._fetched_at = self._clock()
 
-    def signing_keys(self) -> dict[str, PublicKey]:
-        with self._lock:
-            if self._fetched_at is None:
+    def _fetch(self, seen: float | None) -> None:
+        """Fetch the keys unless another caller did since this one looked (``seen`` = the attempt time it
+        saw) or the last attempt is younger than ``min_refetch_interval``. Records a failure, never
+        raises it (callers decide whether having no keys is an error)."""
+        with self._fetch_lock:
+            if self._attempted_at != seen:
+                return  # a fetch ran while this caller waited: use its outcome
+            now = self._clock()
+            if seen is not None and now - seen < self.min_refetch_interval:
+                return
+            self._attempted_at = now
+            try:
                 self._refresh()
-            return dict(self._keys)
+                self._error = None
+            except RelyingPartyError as exc:
+                self._error = exc
+
+    def signing_keys(self) -> dict[str, PublicKey]:
+        if self._fetched_at is None:
+            self._fetch(self._attempted_at)
+            if self._fetched_at is None:
+                raise self._error or RelyingPartyError("no keys fetched yet", code="metadata_unavailable")
+        return dict(self._keys)
 
     def verify(
         self, token: str, *, nonce: str | None = None, expectations: Expectations | None = None
@@ -492,11 +515,8 @@ class TokenVerifier:
         keys = self.signing_keys()
         kid = decode_unverified(token).header.get("kid")
         if isinstance(kid, str) and kid not in keys:
-            with self._lock:
-                assert self._fetched_at is not None
-                if self._clock() - self._fetched_at >= self.min_refetch_interval:
-                    self._refresh()
-                keys = dict(self._keys)
+            self._fetch(self._attempted_at)
+            keys = dict(self._keys)
         return verify_token(
             token,
             keys,

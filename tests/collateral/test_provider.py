@@ -229,7 +229,7 @@ def test_grace_period_ends_as_configured(pcs: FakePcs, tmp_path: Path, anchors: 
         clock.now = TCB_NEXT_UPDATE + timedelta(days=3, seconds=1)
         with pytest.raises(CollateralError) as err:
             await p.get(AZURE_PLATFORM)
-        assert err.value.code == "collateral_expired"
+        assert err.value.code == "collateral_unavailable"  # upstream down: an outage, retryable
         assert "expired at" in err.value.message and "grace period" in err.value.message
         pcs.faults.clear()  # once PCS is back with a current document (here: none newer), still expired
         with pytest.raises(CollateralError):
@@ -249,7 +249,7 @@ def test_no_grace_means_expiry_at_next_update(
         clock.now = TCB_NEXT_UPDATE + timedelta(seconds=1)
         with pytest.raises(CollateralError) as err:
             await p.get(AZURE_PLATFORM)
-        assert err.value.code == "collateral_expired"
+        assert err.value.code == "collateral_unavailable"
         await p.aclose()
 
     run(go)
@@ -319,3 +319,49 @@ def test_background_refresh_loop(
         await p.aclose()
 
     run(go)
+
+
+def test_an_upstream_outage_is_logged_once_per_transition(
+    pcs: FakePcs, tmp_path: Path, anchors: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    async def go() -> None:
+        p = provider(pcs, tmp_path, anchors, clock)  # retry_interval 0: every get tries upstream again
+        pcs.faults["*"] = "down"
+        for _ in range(5):
+            with pytest.raises(CollateralError) as err:
+                await p.get(AZURE_PLATFORM)
+            assert err.value.code == "collateral_unavailable"
+        pcs.faults.clear()
+        await p.get(AZURE_PLATFORM)
+        await p.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="affidavit.collateral.provider"):
+        run(go)
+    lines = [r.getMessage() for r in caplog.records if r.name == "affidavit.collateral.provider"]
+    assert sum("unreachable" in m for m in lines) == 1, lines
+    assert sum("reachable again" in m for m in lines) == 1, lines
+    assert len(lines) == 2, lines
+
+
+def test_serving_within_the_grace_is_logged_once_per_failed_fetch(
+    pcs: FakePcs, tmp_path: Path, anchors: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    async def go() -> None:
+        p = provider(pcs, tmp_path, anchors, clock, grace=timedelta(days=3),
+                     retry_interval=timedelta(hours=1))
+        await p.get(AZURE_PLATFORM)
+        pcs.faults["*"] = "down"
+        clock.now = TCB_NEXT_UPDATE + timedelta(days=1)
+        for _ in range(20):  # one failed fetch, then 19 requests served from the cache within the grace
+            await p.get(AZURE_PLATFORM)
+        await p.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="affidavit.collateral.provider"):
+        run(go)
+    lines = [r.getMessage() for r in caplog.records if r.name == "affidavit.collateral.provider"]
+    assert sum("past its nextUpdate" in m for m in lines) <= 4, lines  # at most once per item
+    assert sum("unreachable" in m for m in lines) == 1, lines

@@ -261,14 +261,6 @@ def test_pcrs_taint_follows_derived_values() -> None:
         ("version=1.2; authorizationrules{=> add(type=1, value=1);};", "type must be a string"),
         ("VERSION=1.0; authorizationrules{};", "expecting 'version'"),
         ("version=1.0; Authorizationrules{};", "expecting 'configurationrules'"),
-        (
-            'version=1.2; authorizationrules{=> add(type="a", value='
-            + "NegateBool(" * 40
-            + "true"
-            + ")" * 40
-            + ");};",
-            "nest deeper",
-        ),
     ],
 )
 def test_strict_parse_errors(text: str, words: str) -> None:
@@ -309,7 +301,7 @@ def authz_text(text: str, incoming: list[Claim]) -> bool:
 
 def test_claim_explosion_is_bounded() -> None:
     rules = '=> add(type="x", value=1);\n' + 'c:[type=="x"] => add(type="x", value=c.value);\n' * 25
-    with pytest.raises(PolicyEvaluationError, match="more than"):
+    with pytest.raises(PolicyEvaluationError, match="max_claims"):
         run_rules(rules)
 
 

@@ -112,6 +112,24 @@ def register(subparsers: Any) -> None:
     keys.add_argument("--key-reload-interval", type=duration, default=_env("key-reload-interval") or "30s",
                       help="how often the key ring is re-read from the database (default 30s); a rotation's "
                            "delay must exceed it plus the relying parties' JWKS refetch interval")
+    p.add_argument("--policy-limit", dest="policy_limits", action="append", metavar="NAME=VALUE",
+                   help="a policy evaluation limit (max_claims, max_comparisons, max_issued, max_nesting, "
+                        "max_text_chars, max_seconds; repeatable; the variable takes a comma-separated list)")
+    p.add_argument("--policy-cache-bytes", type=int, default=_env("policy-cache-bytes") or str(64 << 20),
+                   help="memory budget of the compiled-policy cache per worker (default 64 MiB)")
+    p.add_argument("--store-staleness", type=duration, default=_env("store-staleness") or "15m",
+                   help="while the database is unreachable, attest with the last good policies and keys "
+                        "this long (default 15m)")
+    p.add_argument("--header-timeout", type=float, default=_env("header-timeout") or "10",
+                   help="seconds a client has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=float, default=_env("body-timeout") or "30",
+                   help="seconds a client has to send a request's body after its headers (default 30)")
+    p.add_argument("--keepalive-timeout", type=float, default=_env("keepalive-timeout") or "5",
+                   help="seconds an idle keep-alive connection stays open (default 5)")
+    p.add_argument("--max-connections", type=int, default=_env("max-connections") or "1024",
+                   help="open connections per worker; more are refused with 503 (default 1024)")
+    p.add_argument("--max-concurrency", type=int, default=_env("max-concurrency") or "256",
+                   help="requests in progress per worker; more get 503 with Retry-After (default 256)")
     p.add_argument("--log-level", default=_env("log-level") or "info",
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="uvicorn's log level (info)")
@@ -144,6 +162,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ServiceError("--workers must be >= 1 and --max-body-bytes >= 1024", code="configuration")
     if not 0 <= args.shadow_samples <= 500:
         raise ServiceError("--shadow-samples must be 0..500", code="configuration")
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections", "max_concurrency",
+                 "policy_cache_bytes"):
+        if not getattr(args, name) > 0:
+            raise ServiceError(f"--{name.replace('_', '-')} must be positive", code="configuration")
     return ServiceConfig(
         host=args.host,
         port=args.port,
@@ -176,6 +198,14 @@ def config_from_args(args: argparse.Namespace) -> Any:
         pkcs11_module=args.pkcs11_module or None,
         pkcs11_pin_file=Path(args.pkcs11_pin_file) if args.pkcs11_pin_file else None,
         key_reload_seconds=_reload_seconds(args.key_reload_interval),
+        policy_limits=_policy_limits(args.policy_limits),
+        policy_cache_bytes=args.policy_cache_bytes,
+        store_staleness_seconds=int(duration(args.store_staleness).total_seconds()),
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        max_concurrency=args.max_concurrency,
         extra=_tpm_trust(args),
     )
 
@@ -187,6 +217,33 @@ def _reload_seconds(value: Any) -> float:
     if not 0.1 <= seconds <= 3600:
         raise ServiceError("--key-reload-interval must be between 0.1s and 1h", code="configuration")
     return float(seconds)
+
+
+def _policy_limits(values: list[str] | None) -> dict[str, float]:
+    """``NAME=VALUE`` pairs (flags, else ``AFFIDAVIT_POLICY_LIMIT``), checked against ``PolicyLimits``."""
+    from affidavit.policy.limits import PolicyLimits
+    from affidavit.service import ServiceError
+
+    items = values or [v for v in (_env("policy-limit") or "").split(",") if v.strip()]
+    known = PolicyLimits().as_dict()
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in known:
+            raise ServiceError(f"--policy-limit: unknown limit {name!r}; one of {', '.join(known)}",
+                               code="configuration")
+        try:
+            value: float = int(raw) if isinstance(known[name], int) else float(raw)
+        except ValueError:
+            raise ServiceError(f"--policy-limit {name}: {raw!r} is not a number",
+                               code="configuration") from None
+        out[name] = value
+    try:
+        PolicyLimits(**out)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ServiceError(f"--policy-limit: {exc}", code="configuration") from None
+    return out
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
@@ -203,10 +260,12 @@ def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import functools
 
     import uvicorn
 
     from affidavit.service.config import CONFIG_ENV, secrets_to_files
+    from affidavit.service.connections import BoundedHttpToolsProtocol
     from affidavit.service.state import build_state, prepare_data_dir
     from affidavit.service.workers import reuse_port_supported, run_workers
 
@@ -245,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "timeout_keep_alive": config.keepalive_timeout,
+        "http": functools.partial(BoundedHttpToolsProtocol, limits=config.connection_limits),
     }
     try:
         if config.workers > 1 and reuse_port_supported():

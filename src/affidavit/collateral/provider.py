@@ -5,8 +5,10 @@ Serving rules, item by item (root CA CRL, PCK CRL, QE identity, TCB Info):
 - missing (an FMSPC never seen) or past nextUpdate: fetched now, one upstream call per item however many
   requests wait for it;
 - upstream fails: the cached item is served while valid, and past nextUpdate only within ``grace``;
-  after that the request fails with a ``collateral_expired`` error. A failed item is not asked for
-  again for ``retry_interval``, so an outage does not make every request wait on upstream.
+  after that the request fails with ``collateral_unavailable`` (upstream unreachable: the service
+  answers 503 with Retry-After) or ``collateral_expired`` (upstream answered, with nothing newer). A
+  failed item is not asked for again for ``retry_interval`` (failures remembered: at most
+  ``MAX_FAILURES``), so an outage does not make every request wait on upstream.
 The clock is injectable and ``get`` takes ``now``, so every rule is testable at any time.
 """
 
@@ -18,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,6 +33,24 @@ from affidavit.collateral.pcs import INTEL_PCS_URL, PcsClient, PcsConfig
 log = logging.getLogger(__name__)
 
 _ASSEMBLED_MAX = 256
+MAX_FAILURES = 4096  # items whose last fetch failed, remembered for retry_interval
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[K, V]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 
 def anchor_keys(trust: Any = None) -> list[ec.EllipticCurvePublicKey]:
@@ -102,10 +122,14 @@ class CachingPcsProvider:
         self.client = client  # None: serve the cache (filled by `affidavit collateral import`) only
         self._inflight: dict[ItemKey, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._failed_at: dict[ItemKey, datetime] = {}
-        self._failures: dict[ItemKey, CollateralError] = {}
+        # negative cache: bounded (oldest forgotten first), and only ever holds platforms whose PCK chain
+        # verified (the service checks the chain before asking for collateral)
+        self._failed_at: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
+        self._failures: _Bounded[ItemKey, CollateralError] = _Bounded(MAX_FAILURES)
         self._assembled: OrderedDict[tuple[tuple[ItemKey, tuple[int, datetime]], ...], Any] = OrderedDict()
         self._refresher: asyncio.Task[None] | None = None
+        self._upstream_down = False  # logged once when upstream stops answering, once when it is back
+        self._grace_logged: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
 
     # --- the CollateralProvider protocol -------------------------------------------------------------
 
@@ -143,6 +167,9 @@ class CachingPcsProvider:
             failure = CollateralError(f"upstream has nothing newer than the expired {key}")
             self._failed_at[key], self._failures[key] = now, failure
         if now <= current.next_update + self.grace:
+            if self._grace_logged.get(key) == self._failed_at.get(key):
+                return current  # already said for this failure (one line per retry_interval, not per request)
+            self._grace_logged[key] = self._failed_at.get(key, now)
             log.warning(
                 "serving collateral %s past its nextUpdate %s (grace until %s): %s",
                 key,
@@ -154,7 +181,9 @@ class CachingPcsProvider:
         raise CollateralError(
             f"collateral {key} expired at {current.next_update:%Y-%m-%dT%H:%M:%SZ} and the grace period of "
             f"{self.grace} has ended; no fresh collateral could be fetched ({failure.message})",
-            code="collateral_expired",
+            # nothing valid cached and upstream unreachable: an outage (503), not a bad quote
+            code="collateral_unavailable" if failure.code == "collateral_unavailable"
+            else "collateral_expired",
         )
 
     def _may_attempt(self, key: ItemKey, now: datetime) -> bool:
@@ -182,9 +211,17 @@ class CachingPcsProvider:
             item = await self.client.item(key)
             await asyncio.to_thread(self.cache.offer, item, now)
         except CollateralError as exc:
-            log.warning("fetching collateral %s from %s failed: %s", key, self.client.config.base_url, exc)
             self._failed_at[key], self._failures[key] = now, exc
+            upstream = self.client.config.base_url
+            if exc.code != "collateral_unavailable":  # a bad or missing document: worth a line each time
+                log.warning("fetching collateral %s from %s failed: %s", key, upstream, exc)
+            elif not self._upstream_down:  # an outage: one line when it begins, not one per item or retry
+                self._upstream_down = True
+                log.warning("collateral upstream %s unreachable: %s", upstream, exc.message)
             raise
+        if self._upstream_down:
+            self._upstream_down = False
+            log.warning("collateral upstream %s reachable again", self.client.config.base_url)
         self._failed_at.pop(key, None)
         self._failures.pop(key, None)
 
@@ -200,7 +237,8 @@ class CachingPcsProvider:
             await self._fetch(key, now)
             return True
         except CollateralError as exc:
-            log.warning("background refresh of collateral %s failed: %s", key, exc)
+            if exc.code != "collateral_unavailable":  # an outage is logged by _fetch_and_store, once
+                log.warning("background refresh of collateral %s failed: %s", key, exc)
             return False
 
     async def refresh_due(self, now: datetime | None = None) -> int:

@@ -22,7 +22,8 @@ Choices where the doc is silent, all failing closed:
 - The empty policy (MAA's provisioned TPM default) denies with a message saying no policy is set.
 - ``add`` does not merge identical claims in the incoming set (a JSON array with duplicates yields
   several claims, as documented); only the token's claims collapse identical (type, value) pairs.
-- Claims are limited to ``MAX_CLAIMS`` per evaluation; more is an evaluation error.
+- Work is bounded by ``PolicyLimits`` (claims in the set, comparisons, issued values, wall time; see
+  ``affidavit.policy.limits``); exceeding one raises ``PolicyLimitError`` naming it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from typing import Any
 from affidavit.policy.claims import Claim, ClaimValue
 from affidavit.policy.errors import PolicyError, PolicyEvaluationError
 from affidavit.policy.functions import MAX_JMES_STEPS
-from affidavit.policy.model import MAX_CLAIMS, CompiledPolicy, Fact, Rule, State
-from affidavit.policy.runner import PROPERTY_DEFAULTS
+from affidavit.policy.limits import PolicyLimitError, PolicyLimits
+from affidavit.policy.model import CompiledPolicy, Fact, Rule, State
+from affidavit.policy.runner import PROPERTY_DEFAULTS, check_deadline
 
 __all__ = ["PROPERTY_DEFAULTS", "PolicyOutcome", "configuration_properties", "evaluate"]
 
@@ -57,12 +59,15 @@ class PolicyOutcome:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate(policy: CompiledPolicy, incoming: Sequence[Claim]) -> PolicyOutcome:
-    """Run ``policy`` over ``incoming``; raises only ``PolicyEvaluationError`` (for broken rules or
-    malformed claims). A refusal is an outcome with ``authorized=False``, not an exception."""
+def evaluate(
+    policy: CompiledPolicy, incoming: Sequence[Claim], *, limits: PolicyLimits | None = None
+) -> PolicyOutcome:
+    """Run ``policy`` over ``incoming``; raises only ``PolicyEvaluationError`` (for broken rules,
+    malformed claims, or a ``PolicyLimitError`` when ``limits``, by default the ones the policy was
+    compiled under, are exceeded). A refusal is an outcome with ``authorized=False``, not an exception."""
     if policy.empty:
         return PolicyOutcome(False, EMPTY_REASON)
-    st = _start(policy, incoming)
+    st = _start(policy, incoming, limits)
     config, authz, issuance = policy.by_section
     if config:
         _run(st, config)
@@ -75,23 +80,25 @@ def evaluate(policy: CompiledPolicy, incoming: Sequence[Claim]) -> PolicyOutcome
     return PolicyOutcome(True, PERMIT_REASON, _token_claims(st.outgoing), dict(st.properties))
 
 
-def configuration_properties(policy: CompiledPolicy, incoming: Sequence[Claim] = ()) -> dict[str, Any]:
+def configuration_properties(
+    policy: CompiledPolicy, incoming: Sequence[Claim] = (), *, limits: PolicyLimits | None = None
+) -> dict[str, Any]:
     """Only the configurationrules' properties: what the engine needs before it verifies evidence."""
     if policy.empty:
         return {}
-    st = _start(policy, incoming)
+    st = _start(policy, incoming, limits)
     _run(st, policy.by_section[0])
     return dict(st.properties)
 
 
-def _start(policy: CompiledPolicy, incoming: Sequence[Claim]) -> State:
+def _start(policy: CompiledPolicy, incoming: Sequence[Claim], limits: PolicyLimits | None) -> State:
     try:
         claims = incoming if isinstance(incoming, list | tuple) else list(incoming)
     except TypeError:
         raise PolicyEvaluationError("incoming claims must be a sequence of Claim") from None
-    if len(claims) > MAX_CLAIMS:
-        raise PolicyEvaluationError(f"more than {MAX_CLAIMS} incoming claims")
-    st = State(policy.jmes_cache, MAX_JMES_STEPS)
+    st = State(policy.jmes_cache, MAX_JMES_STEPS, limits or policy.limits)
+    if len(claims) > st.limits.max_claims:
+        raise PolicyLimitError("max_claims", st.limits.max_claims, f"{len(claims)} incoming claims")
     facts: list[Fact] = st.facts
     by_type = st.by_type
     value_types = _VALUE_TYPES
@@ -117,7 +124,10 @@ def _start(policy: CompiledPolicy, incoming: Sequence[Claim]) -> State:
 def _run(st: State, rules: tuple[Rule, ...], *, stop_on_deny: bool = False) -> None:
     for rule in rules:
         try:
+            check_deadline(st)
             rule.run(st)
+        except PolicyLimitError as exc:
+            raise exc.at(rule.where) from None
         except PolicyEvaluationError as exc:
             raise PolicyEvaluationError(f"{rule.where}: {exc.message}") from None
         except PolicyError:
@@ -129,18 +139,22 @@ def _run(st: State, rules: tuple[Rule, ...], *, stop_on_deny: bool = False) -> N
 
 
 def _token_claims(outgoing: list[tuple[str, ClaimValue]]) -> dict[str, Any]:
-    """Identical (type, value) pairs collapse; several values of one type become a list, in issue order."""
+    """Identical (type, value) pairs collapse; several values of one type become a list, in issue order.
+    Pairs are keyed by (type, value type, value) in a set, so de-duplication is linear (``true`` and
+    ``1`` stay distinct)."""
     out: dict[str, Any] = {}
-    several: set[str] = set()
+    seen: set[tuple[str, type, ClaimValue]] = set()
     for ctype, value in outgoing:
+        key = (ctype, type(value), value)
+        if key in seen:
+            continue
+        seen.add(key)
         if ctype not in out:
             out[ctype] = value
             continue
         current = out[ctype]
-        if ctype in several:
-            if not any(v == value and type(v) is type(value) for v in current):
-                current.append(value)
-        elif not (current == value and type(current) is type(value)):
+        if type(current) is list:
+            current.append(value)
+        else:
             out[ctype] = [current, value]
-            several.add(ctype)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from dataclasses import dataclass
 
 from affidavit.policy.errors import PolicyParsingError
@@ -66,15 +67,19 @@ def parse_message(symbol: str, line: int, column: int, failure: str, rule: str) 
     )
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str, deadline: float | None = None, max_seconds: float = 0.0) -> list[Token]:
     """All tokens; lexical errors become one "error" token (then EOF) so the parser reports problems in
-    source order."""
+    source order. Past the monotonic ``deadline`` it raises ``PolicyLimitError`` (``max_seconds``)."""
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyParsingError(f"policy text is longer than {MAX_POLICY_CHARS} characters")
     tokens: list[Token] = []
     pos, end = 0, len(text)
     match = _TOKEN_RE.match
     while pos < end:
+        if deadline is not None and not len(tokens) & 4095 and time.monotonic() > deadline:
+            from affidavit.policy.limits import compile_too_slow
+
+            raise compile_too_slow(max_seconds)
         m = match(text, pos)
         if m is None:
             ch = text[pos]

@@ -7,18 +7,20 @@ evaluates to ``(values, read_only)``; the flag carries the read-only taint of ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from affidavit.policy.claims import ClaimValue
+from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimits
 
 Values = tuple[ClaimValue, ...]
 # Internal claim form, kept as a tuple for speed: (type, value, issuer, read_only).
 Fact = tuple[str, ClaimValue, str, bool]
 Env = dict[str, tuple[Fact, ...]]
 
-MAX_CLAIMS = 100_000
+MAX_CLAIMS = 20_000  # the default of ``PolicyLimits.max_claims``
 
 
 class State:
@@ -34,9 +36,14 @@ class State:
         "json_cache",
         "jmes_cache",
         "jmes_steps",
+        "limits",
+        "budget",
+        "deadline",
     )
 
-    def __init__(self, jmes_cache: dict[str, Any], jmes_steps: int) -> None:
+    def __init__(
+        self, jmes_cache: dict[str, Any], jmes_steps: int, limits: PolicyLimits | None = None
+    ) -> None:
         self.facts: list[Fact] = []
         self.by_type: dict[str, list[Fact]] = {}
         self.outgoing: list[tuple[str, ClaimValue]] = []
@@ -46,6 +53,9 @@ class State:
         self.json_cache: dict[str, Any] = {}
         self.jmes_cache = jmes_cache
         self.jmes_steps = jmes_steps
+        self.limits: PolicyLimits = limits or DEFAULT_LIMITS  # a ``PolicyLimits``
+        self.budget: int = self.limits.max_comparisons  # comparisons left
+        self.deadline: float = time.monotonic() + self.limits.max_seconds
 
 
 class Expr:
@@ -168,6 +178,8 @@ class CompiledPolicy:
     warnings: tuple[str, ...] = ()
     lenient: bool = False
     jmes_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the bounds it was compiled under, and evaluates under unless told otherwise
+    limits: PolicyLimits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
     # (configuration, authorization, issuance) rules, looked up once rather than on every evaluation
     by_section: tuple[tuple[Rule, ...], ...] = field(init=False, compare=False, repr=False)
 

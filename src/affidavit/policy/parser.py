@@ -15,11 +15,14 @@ hex numbers, block comments, ``.type``/``.issuer`` access, an identifier bound i
 
 from __future__ import annotations
 
+import time
+
 from affidavit.policy.claims import ISSUERS, VALUE_TYPES
 from affidavit.policy.errors import PolicyParsingError
 from affidavit.policy.functions import FUNCTIONS
 from affidavit.policy.hashing import policy_hash
 from affidavit.policy.lexer import Positions, Token, parse_message, tokenize
+from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits, compile_too_slow
 from affidavit.policy.model import (
     Action,
     Call,
@@ -47,14 +50,23 @@ _ACTIONS = ("permit", "deny", "add", "issue", "issueproperty")
 _PROPS = ("type", "value", "valueType", "issuer")
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 KEYWORDS = frozenset(("version", "claim", "true", "false", *SECTIONS, *_ACTIONS, *_PROPS, *FUNCTIONS))
-MAX_CALL_DEPTH = 32
+MAX_CALL_DEPTH = DEFAULT_LIMITS.max_nesting
 _INT_MAX = (1 << 63) - 1
 _PY_TYPES: dict[str, type] = {"String": str, "Integer": int, "Boolean": bool}
 _CURLY = ("\u201c", "\u201d")
 
 
-def compile_policy(text: str | bytes, *, lenient: bool = False) -> CompiledPolicy:
-    """Parse and check a policy. Raises ``PolicyParsingError`` (and nothing else) on any bad input."""
+def compile_policy(
+    text: str | bytes, *, lenient: bool = False, limits: PolicyLimits | None = None
+) -> CompiledPolicy:
+    """Parse and check a policy. Raises ``PolicyParsingError`` on any bad input, and ``PolicyLimitError``
+    (a ``PolicyEvaluationError``) for text longer than ``limits.max_text_chars`` or function calls
+    nested deeper than ``limits.max_nesting``."""
+    limits = limits or DEFAULT_LIMITS
+    if isinstance(text, str | bytes | bytearray) and len(text) > limits.max_text_chars:
+        raise PolicyLimitError(
+            "max_text_chars", limits.max_text_chars, f"the policy has {len(text)} characters"
+        )
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -63,9 +75,12 @@ def compile_policy(text: str | bytes, *, lenient: bool = False) -> CompiledPolic
     if not isinstance(text, str):
         raise PolicyParsingError("the policy must be text")
     try:
-        return _Parser(text, lenient).parse()
+        compiled = _Parser(text, lenient, limits).parse()
     except RecursionError:
         raise PolicyParsingError("the policy nests too deeply") from None
+    if limits is not DEFAULT_LIMITS:
+        object.__setattr__(compiled, "limits", limits)
+    return compiled
 
 
 def _fact_index(prop: str) -> int:
@@ -116,7 +131,10 @@ def _ordered(x: object, vals: Values, cmp: object) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, lenient: bool) -> None:
+    def __init__(self, text: str, lenient: bool, limits: PolicyLimits = DEFAULT_LIMITS) -> None:
+        self.max_nesting = limits.max_nesting
+        self.max_seconds = limits.max_seconds
+        self.deadline = time.monotonic() + limits.max_seconds
         self.text = text
         self.lenient = lenient
         self.warnings: list[str] = []
@@ -125,7 +143,7 @@ class _Parser:
             first = min(text.find(q) for q in _CURLY if q in text)
             self.warn(first, "curly double quote read as '\"'")
             text = text.replace(_CURLY[0], '"').replace(_CURLY[1], '"')
-        self.toks = tokenize(text)
+        self.toks = tokenize(text, self.deadline, self.max_seconds)
         self.i = 0
         self.path = ["policy"]
         self.version = "1.0"
@@ -231,6 +249,8 @@ class _Parser:
         while not self.is_op(self.peek(), "}"):
             if self.peek().kind == "eof":
                 raise self.mismatch(self.peek(), "'}'")
+            if not len(rules) & 255 and time.monotonic() > self.deadline:
+                raise compile_too_slow(self.max_seconds)
             self.path.append("rule")
             rules.append(self.parse_rule(name, len(rules) + 1))
             self.path.pop()
@@ -377,8 +397,11 @@ class _Parser:
         if name is None:
             raise self.error(tok, f"unknown function '{tok.text}'; expecting one of " + ", ".join(FUNCTIONS))
         self.need_version("1.2", tok, f"function '{name}'")
-        if depth >= MAX_CALL_DEPTH:
-            raise self.error(tok, f"function calls nest deeper than {MAX_CALL_DEPTH}")
+        if depth >= self.max_nesting:
+            line, col = self.positions.line_col(tok.pos)
+            raise PolicyLimitError(
+                "max_nesting", self.max_nesting, f"function calls nest deeper (line {line}, column {col})"
+            )
         spec = FUNCTIONS[name]
         self.path.append(name)
         self.take()

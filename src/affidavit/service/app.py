@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,9 +18,11 @@ from affidavit.service.attest import attest_open_enclave, attest_sgx_enclave, at
 from affidavit.service.certificates import add_certificate, get_certificates, remove_certificate
 from affidavit.service.common import attestation_type
 from affidavit.service.config import CONFIG_ENV, ServiceConfig
+from affidavit.service.connections import ConcurrencyLimit
 from affidavit.service.errors import (
     SERVICE_VERSION,
     handle_affidavit_error,
+    handle_disconnect,
     handle_http_exception,
     handle_unexpected,
 )
@@ -119,11 +121,13 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         exception_handlers={
             AffidavitError: handle_affidavit_error,
             HTTPException: handle_http_exception,
+            ClientDisconnect: handle_disconnect,
             Exception: handle_unexpected,
         },
         lifespan=_lifespan(state),
     )
     app.state.affidavit = state
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency)
     app.add_middleware(ServiceVersionHeader)
     return app
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -88,12 +91,17 @@ async def attest_evidence(state: ServiceState, kind: EvidenceKind, req: AttestRe
         policy = PolicyChoice(text=req.draft_policy, draft=True)
     else:
         policy = stored_policy_choice(state, kind.policy_type)
-    compiled = state.compiler.compile(policy.text)
     ring = state.keyring()
-    claims = token_claims(
-        verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=req.nonce,
-        max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
-    )
+
+    def run_policy() -> dict[str, Any]:
+        # Off the event loop (a policy may take up to its max_seconds); drafts are compiled, not cached.
+        compiled = state.compiler.compile(policy.text, keep=not policy.draft)
+        return token_claims(
+            verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=req.nonce,
+            max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
+        )
+
+    claims = await run_in_threadpool(run_policy)
     if policy.draft:
         from affidavit.tokens import unsecured_jwt
 

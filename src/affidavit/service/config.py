@@ -62,7 +62,37 @@ class ServiceConfig:
     pkcs11_module: str | None = None
     pkcs11_pin_file: Path | None = None
     key_reload_seconds: float = 30.0
+    # Bounds (docs/service.md, "Limits"): policy evaluation (PolicyLimits field -> value), the compiled-
+    # policy cache, how long attestations run on the last good policies and keys while the database is
+    # down, and per-worker connection limits.
+    policy_limits: dict[str, float] = field(default_factory=dict, hash=False)
+    policy_cache_bytes: int = 64 << 20
+    store_staleness_seconds: int = 900
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 1024
+    max_concurrency: int = 256
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def policy_limits_obj(self) -> Any:
+        """The ``affidavit.policy.PolicyLimits`` in force (defaults, overridden by ``policy_limits``)."""
+        from affidavit.policy.limits import PolicyLimits
+
+        return PolicyLimits(**self.policy_limits)
+
+    @property
+    def connection_limits(self) -> Any:
+        from affidavit.service.connections import ConnectionLimits
+
+        return ConnectionLimits(
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+            max_concurrency=self.max_concurrency,
+        )
 
     @property
     def collateral_grace(self) -> timedelta:

@@ -25,6 +25,7 @@ INVALID_OPERATION = "InvalidOperation"
 POLICY_EVALUATION = "PolicyEvaluationError"
 POLICY_PARSING = "PolicyParsingError"
 UNAUTHORIZED = "Unauthorized"
+SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
 class ServiceError(AffidavitError):
@@ -65,7 +66,9 @@ def classify(exc: AffidavitError) -> tuple[int, str]:
     from affidavit.tokens import TokenError
 
     if isinstance(exc, StoreError):  # the database, not the request: a retryable outage
-        return 503, "ServiceUnavailable"
+        return 503, SERVICE_UNAVAILABLE
+    if isinstance(exc, CollateralError) and exc.code == "collateral_unavailable":  # upstream, not the quote
+        return 503, SERVICE_UNAVAILABLE
     if isinstance(exc, EvidenceError | CollateralError):
         return 400, INVALID_PARAMETER
     if isinstance(exc, PolicyParsingError):
@@ -77,9 +80,32 @@ def classify(exc: AffidavitError) -> tuple[int, str]:
     return 400, INVALID_PARAMETER
 
 
+# What clients are told of an outage: never the host, port or driver message (those go to the log).
+OUTAGE_MESSAGES = {
+    "database": "the service's database is unavailable; retry later",
+    "collateral": "Intel collateral for this platform cannot be fetched right now (the collateral service is "
+    "unreachable and nothing valid is cached); retry later",
+}
+RETRY_AFTER = {"database": "5", "collateral": "30"}
+
+
 async def handle_affidavit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AffidavitError)
     status, code = classify(exc)
+    if status == 503 and code == SERVICE_UNAVAILABLE and not isinstance(exc, ServiceError):
+        from affidavit.store import StoreError
+
+        what = "database" if isinstance(exc, StoreError) else "collateral"
+        if what == "database":  # one log line per outage (service.outage), not one per request
+            state = getattr(request.app.state, "affidavit", None)
+            outages = getattr(state, "outages", None)
+            if outages is not None:
+                outages.failed(what, exc, "; management calls answer 503")
+            else:
+                log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        response = error_response(status, code, OUTAGE_MESSAGES[what])
+        response.headers["retry-after"] = RETRY_AFTER[what]
+        return response
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(status, code, exc.message, getattr(exc, "details", None))
@@ -92,6 +118,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         status, str(getattr(exc, "detail", "bad request"))
     )
     return error_response(status, code, message)
+
+
+async def handle_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away (or its body timed out, ``service.connections``) mid-request: nobody reads
+    this answer, and it is not a bug."""
+    return error_response(408, "RequestTimeout", "the request was not received in full")
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

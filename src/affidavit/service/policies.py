@@ -10,6 +10,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -123,7 +124,8 @@ async def set_policy(request: Request) -> Response:
         raise token_error(exc) from None
     if text is None:
         raise ServiceError("the JWS carries no AttestationPolicy", code=INVALID_OPERATION)
-    state.compiler.compile(text)  # PolicyParsingError -> 400 before anything is stored
+    # PolicyParsingError -> 400 before anything is stored; compiled in a thread (up to max_seconds)
+    await run_in_threadpool(state.compiler.compile, text)
     state.store.set_policy(
         att_type,
         text,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +22,9 @@ from cryptography import x509
 
 from affidavit.service.config import ServiceConfig
 from affidavit.service.errors import ServiceError
+from affidavit.service.outage import OutageMonitor, StoreView
 from affidavit.service.pipeline import ClaimCache
 
-KEYRING_REFRESH = 30.0  # seconds
 POLICY_TTL = 1.0  # seconds a stored policy is reused; another server's change shows within it
 PLATFORM_CACHE = 4096  # PCK chains remembered
 
@@ -66,15 +65,15 @@ class ServiceState:
     admin_token: str | None
     clock: Callable[[], datetime] = utcnow
     oidc: Any = None
-    _keyring: Any = None
-    _keyring_at: float = field(default=0.0)
+    _keyring: Any = None  # a StoreView of the key ring
     kek: Any = None
     hsm: Any = None
     context_key: bytes = b""
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
     tpm_lock: threading.Lock = field(default_factory=threading.Lock)
-    _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _policies: dict[str, StoreView[Any]] = field(default_factory=dict)
+    outages: OutageMonitor = field(default_factory=OutageMonitor)
     shadow: Any = None  # a shadow.ShadowSamples with --shadow-samples, else None
 
     @cached_property
@@ -86,13 +85,12 @@ class ServiceState:
         return self.issuer + "/certs"
 
     def platform_of(self, quote: Any) -> Any:
-        """``evidence.sgx.platform_of`` memoized by PCK chain: parsing the PCK extension is the costliest
-        step of a lookup, and a fleet has few platforms. Unverified; the verifier checks the chain."""
+        """The quote's platform (FMSPC, CA, TEE) once its PCK chain verified to a configured trust anchor
+        (``DcapVerifier.platform``; an untrusted chain is refused before any collateral is looked up, so
+        a forged PKI cannot make the service fetch), memoized by PCK chain."""
         platform = self._platforms.get(quote.pck_chain_pem)
         if platform is None:
-            from affidavit.evidence.sgx import platform_of
-
-            platform = platform_of(quote)
+            platform = self.verifier.platform(quote)
             if len(self._platforms) >= PLATFORM_CACHE:
                 self._platforms.clear()
             self._platforms[quote.pck_chain_pem] = platform
@@ -106,15 +104,17 @@ class ServiceState:
         return TpmVerifier(tpm_trust(self.config))
 
     def stored_policy(self, att_type: str) -> Any:
-        """The stored policy of ``att_type`` (None: the default applies), re-read at most every
-        ``POLICY_TTL``: attestations are hot and policies change rarely. This server's own changes
-        call :meth:`forget_policy`, so they apply at once."""
-        now = time.monotonic()
-        hit = self._policies.get(att_type)
-        if hit is None or now - hit[0] > POLICY_TTL:
-            hit = (now, self.store.get_policy(att_type))
-            self._policies[att_type] = hit
-        return hit[1]
+        """The stored policy of ``att_type`` (None: the default applies), re-read in the background
+        every ``POLICY_TTL``: attestations are hot and policies change rarely. While the database is
+        unreachable the last one read is used for ``config.store_staleness_seconds``
+        (``service.outage``). This server's own changes call :meth:`forget_policy`, so they apply at
+        once."""
+        view = self._policies.get(att_type)
+        if view is None:
+            view = StoreView(lambda: self.store.get_policy(att_type), ttl=POLICY_TTL,
+                             staleness=self.config.store_staleness_seconds, monitor=self.outages)
+            self._policies[att_type] = view
+        return view.get()
 
     def forget_policy(self, att_type: str) -> None:
         self._policies.pop(att_type, None)
@@ -123,20 +123,36 @@ class ServiceState:
         return self.config.evidence_time or self.clock()
 
     def keyring(self) -> Any:
-        """The ring, reloaded every ``key_reload_seconds`` and the moment a next key takes over."""
-        ring = self._keyring
-        now = self.clock()
-        stale = ring is None or time.monotonic() - self._keyring_at > self.config.key_reload_seconds
-        if stale or (ring.valid_until is not None and now >= ring.valid_until):
+        """The key ring, re-read every ``key_reload_seconds`` in the background (kept through a database
+        outage for ``config.store_staleness_seconds``, like policies) and at once when a next key's time
+        to sign comes."""
+        if self._keyring is None:
             from affidavit.store import KeyMaker, load_or_create_keyring
 
             maker = KeyMaker(self.issuer, self.config.signing_algorithm, self.config.key_size, self.hsm)
-            self._keyring = load_or_create_keyring(
-                self.store, issuer=self.issuer, bits=self.config.key_size, now=now, kek=self.kek,
-                hsm=self.hsm, reuse=ring, maker=maker,
+
+            def read() -> Any:
+                previous = None if self._keyring is None else self._keyring.peek()
+                return load_or_create_keyring(
+                    self.store, issuer=self.issuer, bits=self.config.key_size, now=self.clock(), kek=self.kek,
+                    hsm=self.hsm, reuse=previous, maker=maker,
+                )
+
+            self._keyring = StoreView(
+                read,
+                ttl=self.config.key_reload_seconds,
+                staleness=self.config.store_staleness_seconds,
+                monitor=self.outages,
             )
-            self._keyring_at = time.monotonic()
-        return self._keyring
+        ring = self._keyring.get()
+        if ring.valid_until is not None and self.clock() >= ring.valid_until:
+            from affidavit.store import StoreError
+
+            try:
+                ring = self._keyring.refresh()
+            except StoreError:
+                pass  # the database is down: the ring in hand keeps signing (its key stays published)
+        return ring
 
     async def start(self) -> None:
         """Background work that needs the event loop (the PCS provider's refresh of expiring items)."""
@@ -371,7 +387,7 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
     state = ServiceState(
         config=config,
         store=store,
-        compiler=PolicyCompiler(),
+        compiler=PolicyCompiler(max_bytes=config.policy_cache_bytes, limits=config.policy_limits_obj),
         verifier=verifier,
         collateral=None,
         admin_token=admin_token,

@@ -6,21 +6,31 @@ serves while the others idle (measured with bench/attest.py: 2 workers, 1.0 core
 per worker bound with SO_REUSEPORT the kernel spreads new connections over the workers by their
 addresses, so every core serves.
 
-The supervisor is deliberately small: it starts the workers, forwards SIGTERM and SIGINT to them, and when
-one dies on its own it stops the others and exits non-zero, leaving restarts to the process manager
-(systemd, Kubernetes) that should be watching a service anyway.
+The supervisor is deliberately small: it starts the workers, forwards SIGTERM and SIGINT to them, and
+replaces a worker that dies on its own (the kernel's OOM killer, a crash) with a fresh one on the same
+port, so the others keep serving and the service never goes away. A worker that dies within
+``FAST_DEATH`` seconds of starting is replaced after a delay that doubles each time (up to
+``MAX_RESTART_DELAY``), so a worker that cannot start does not spin the CPU; after ``MAX_FAST_DEATHS``
+such deaths in a row the supervisor gives up and exits 1 for the process manager.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import socket
+import time
 from multiprocessing.connection import wait
 from typing import Any
 
 STOP_TIMEOUT = 15.0  # seconds a worker gets to finish after SIGTERM before it is killed
+FAST_DEATH = 10.0  # a worker dying sooner than this after its start is restarted with a growing delay
+MAX_RESTART_DELAY = 30.0
+MAX_FAST_DEATHS = 8
+
+log = logging.getLogger("affidavit.service")
 
 
 def reuse_port_supported() -> bool:
@@ -44,16 +54,25 @@ def _worker(host: str, port: int, uvicorn_options: dict[str, Any]) -> None:
 
 
 def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any]) -> int:
-    """Run ``count`` uvicorn workers on ``host:port`` until signalled; returns the command's exit code."""
+    """Run ``count`` uvicorn workers on ``host:port`` until signalled, replacing any that dies; returns
+    the command's exit code (0 after a signal, 1 when workers keep dying at start)."""
     _bind(host, port).close()  # fail here, once, with the OS's reason if the address is unusable
     ctx = multiprocessing.get_context("spawn")  # workers import the app afresh, as uvicorn's do
-    workers = [ctx.Process(target=_worker, args=(host, port, uvicorn_options)) for _ in range(count)]
+
+    def spawn() -> Any:
+        w = ctx.Process(target=_worker, args=(host, port, uvicorn_options))
+        w.start()
+        started[w.sentinel] = time.monotonic()
+        return w
+
+    workers: dict[int, Any] = {}  # sentinel -> process
+    started: dict[int, float] = {}
     stopping = False
 
     def stop(_signum: int = signal.SIGTERM, _frame: Any = None) -> None:
         nonlocal stopping
         stopping = True
-        for w in workers:
+        for w in list(workers.values()):
             if w.pid is not None and w.exitcode is None:
                 try:
                     os.kill(w.pid, signal.SIGTERM)
@@ -61,17 +80,34 @@ def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any
                     pass
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    crashed = False
+    fast_deaths = 0
+    gave_up = False
     try:
-        for w in workers:
-            w.start()
-        running = {w.sentinel for w in workers}
-        while running:
-            running -= set(wait(list(running)))
-            if running and not stopping:  # a worker ended on its own: take the rest down as well
-                crashed = True
-                stop()
-        for w in workers:
+        for _ in range(count):
+            w = spawn()
+            workers[w.sentinel] = w
+        while workers and not stopping:
+            for sentinel in wait(list(workers), timeout=1.0):
+                dead = workers.pop(sentinel)
+                dead.join()
+                lived = time.monotonic() - started.pop(sentinel, 0.0)
+                if stopping:
+                    continue
+                fast_deaths = fast_deaths + 1 if lived < FAST_DEATH else 0
+                if fast_deaths > MAX_FAST_DEATHS:
+                    log.error("worker %s died %d times right after starting; stopping", dead.pid, fast_deaths)
+                    gave_up = True
+                    stop()
+                    break
+                delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (fast_deaths - 1)) if fast_deaths else 0.0
+                log.error("worker %s exited with %s after %.0f s; starting a replacement%s", dead.pid,
+                          dead.exitcode, lived, f" in {delay:.1f} s" if delay else "")
+                if delay:
+                    time.sleep(delay)
+                if not stopping:
+                    w = spawn()
+                    workers[w.sentinel] = w
+        for w in workers.values():
             w.join(STOP_TIMEOUT)
             if w.exitcode is None:
                 w.kill()
@@ -79,4 +115,4 @@ def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 1 if crashed else 0
+    return 1 if gave_up else 0

@@ -156,6 +156,7 @@ class DcapVerifier:
         self._platform: _Lru = _Lru(cache_size)
         self._att_keys: _Lru = _Lru(cache_size)
         self._hashes: _Lru = _Lru(max(8, cache_size // 64))
+        self._bad_chains: _Lru = _Lru(cache_size)  # PCK chain PEM -> the EvidenceError it failed with
 
     def _verified_collateral(self, c: SgxCollateral, seen: Seen) -> VerifiedCollateral:
         vc = self._collateral.get(c.digest)
@@ -167,9 +168,25 @@ class DcapVerifier:
     def _verified_chain(self, pem: bytes, seen: Seen) -> VerifiedChain:
         chain = self._chains.get(pem)
         if chain is None:
-            chain = verify_pck_chain(pem, self.trust, seen)
+            failed = self._bad_chains.get(pem)
+            if failed is not None:
+                raise EvidenceError(failed.message, code=failed.code)
+            try:
+                chain = verify_pck_chain(pem, self.trust, seen)
+            except EvidenceError as exc:
+                self._bad_chains.put(pem, exc)
+                raise
             self._chains.put(pem, chain)
         return chain
+
+    def platform(self, quote: bytes | Quote) -> Platform:
+        """What collateral ``quote`` needs, read from its PCK certificate only once the PCK chain has
+        verified to one of this verifier's trust anchors (``pck_chain_untrusted`` otherwise): collateral
+        is never fetched for a platform whose quotes could not verify. Chains are cached as in
+        :meth:`verify`, failures too (bounded), so a flood of one bad chain costs one check."""
+        q = quote if isinstance(quote, Quote) else parse_quote(quote)
+        chain = self._verified_chain(q.pck_chain_pem, Seen())
+        return Platform(fmspc=chain.extension.fmspc.hex().upper(), ca=chain.ca, tee=q.tee)
 
     def _attestation_key(self, raw: bytes) -> ec.EllipticCurvePublicKey:
         key = self._att_keys.get(raw)
