@@ -174,4 +174,4 @@ def test_an_oidc_token_authenticates_and_is_the_recorded_caller(
         c = ["--url", server.url, "--oidc-token-file", str(token)]
         assert run("policy", "set", policy, *c, "--type", "TdxVm")[0] == 0
         (entry,) = json.loads(run("policy", "history", *c, "--type", "TdxVm", "--json")[1])["history"]
-        assert entry["actor"].startswith("oidc:operator-7@127.0.0.1") and entry["text"] == FIRST
+        assert entry["caller"] == f"oidc:{issuer.url}#operator-7" and entry["text"] == FIRST
