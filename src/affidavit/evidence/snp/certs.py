@@ -1,0 +1,277 @@
+"""AMD certificates: loading (DER or PEM, serial 0 tolerated), strict outer-structure checks, the VCEK/VLEK
+extensions (OID arc 1.3.6.1.4.1.3704.1, sev-snp.md §3.2) and the role of each certificate by its CN.
+
+`cryptography` does not check the unsigned parts of a certificate: the outer signatureAlgorithm must
+equal the one inside the TBS (RFC 5280 §4.1.1.2) and the signature BIT STRING must have no unused bits.
+A flipped byte there would otherwise leave a VCEK "valid"; the vectors' mutants include such bytes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID
+
+from affidavit.evidence import EvidenceError
+from affidavit.evidence.sgx import der
+from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED, SnpError
+from affidavit.evidence.snp.report import PRODUCTS
+
+AMD_ARC = "1.3.6.1.4.1.3704.1"
+OID_STRUCT_VERSION = AMD_ARC + ".1"
+OID_PRODUCT_NAME = AMD_ARC + ".2"
+OID_BL_SPL = AMD_ARC + ".3.1"
+OID_TEE_SPL = AMD_ARC + ".3.2"
+OID_SNP_SPL = AMD_ARC + ".3.3"
+OID_UCODE_SPL = AMD_ARC + ".3.8"
+OID_FMC_SPL = AMD_ARC + ".3.9"
+OID_HWID = AMD_ARC + ".4"
+OID_CSP_ID = AMD_ARC + ".5"
+SPL_OIDS = {OID_BL_SPL: "blSPL", OID_TEE_SPL: "teeSPL", OID_SNP_SPL: "snpSPL", OID_UCODE_SPL: "ucodeSPL",
+            OID_FMC_SPL: "fmcSPL"}
+
+MAX_CERTIFICATE_BYTES = 16 * 1024
+"""A single AMD certificate is 1.3-2.1 KB; anything larger is refused before parsing."""
+MAX_BUNDLE_CERTIFICATES = 16
+"""A VcekCertChain holds 3; the shipped trust 12 (ARK twice per product, ASK, ASVK)."""
+
+VCEK_CN, VLEK_CN = "SEV-VCEK", "SEV-VLEK"
+
+CertInput = bytes | str | x509.Certificate
+
+
+def _fail(message: str) -> SnpError:
+    return SnpError(message, code=CERTIFICATE_MALFORMED)
+
+
+def spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def cn(cert: x509.Certificate) -> str:
+    try:
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return ""
+    return str(attrs[0].value) if attrs else ""
+
+
+def issuer_cn(cert: x509.Certificate) -> str:
+    try:
+        attrs = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return ""
+    return str(attrs[0].value) if attrs else ""
+
+
+def _strict_outer(data: bytes) -> None:
+    """Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }: one TLV, outer
+    algorithm byte-equal to the TBS's, signature with zero unused bits."""
+    try:
+        tag, value = der.read_one(data, der.TAG_SEQUENCE)
+        parts = der.read_tlvs(value)
+        if len(parts) != 3 or parts[0][0] != der.TAG_SEQUENCE or parts[1][0] != der.TAG_SEQUENCE:
+            raise _fail("certificate is not SEQUENCE {tbs, algorithm, signature}")
+        if parts[2][0] != 0x03 or not parts[2][1] or parts[2][1][0] != 0:
+            raise _fail("certificate signature is not a BIT STRING with zero unused bits")
+        tbs = der.read_tlvs(parts[0][1])
+        idx = 1 if tbs and tbs[0][0] == 0xA0 else 0  # [0] version is optional
+        if len(tbs) < idx + 3 or tbs[idx + 1] != (der.TAG_SEQUENCE, parts[1][1]):
+            raise _fail("certificate signatureAlgorithm differs from the TBS signature field (RFC 5280 4.1.1.2)")
+    except SnpError:
+        raise
+    except EvidenceError as exc:
+        raise _fail(f"certificate DER: {exc.message}") from None
+
+
+def load_certificate(data: CertInput) -> x509.Certificate:
+    """One certificate from DER, PEM or a `cryptography` object (checked the same way)."""
+    if isinstance(data, x509.Certificate):
+        raw = data.public_bytes(Encoding.DER)
+    else:
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, bytes | bytearray):
+            raise _fail("certificate must be DER or PEM bytes")
+        raw = bytes(data)
+        if b"-----BEGIN" in raw:
+            certs = load_certificates(raw)
+            if len(certs) != 1:
+                raise _fail(f"expected one PEM certificate, found {len(certs)}")
+            return certs[0]
+    if len(raw) > MAX_CERTIFICATE_BYTES:
+        raise _fail(f"certificate larger than {MAX_CERTIFICATE_BYTES} bytes")
+    _strict_outer(raw)
+    try:
+        with warnings.catch_warnings():
+            # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(raw)
+            cert.serial_number  # noqa: B018 - force the lazy parse inside the filter
+    except ValueError as exc:
+        raise _fail(f"not a DER certificate: {exc}") from None
+    return cert
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    import base64
+    import binascii
+
+    text = data.replace(b"\r\n", b"\n")
+    blocks: list[bytes] = []
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    pos = 0
+    while True:
+        start = text.find(begin, pos)
+        if start < 0:
+            break
+        stop = text.find(end, start)
+        if stop < 0:
+            raise _fail("PEM certificate without END line")
+        body = b"".join(text[start + len(begin) : stop].split())
+        try:
+            blocks.append(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError):
+            raise _fail("PEM certificate body is not base64") from None
+        pos = stop + len(end)
+        if len(blocks) > MAX_BUNDLE_CERTIFICATES:
+            raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in a bundle")
+    return blocks
+
+
+def load_certificates(data: CertInput | Iterable[CertInput] | None) -> list[x509.Certificate]:
+    """Certificates from a PEM bundle, one DER certificate, a certificate, or a sequence of those."""
+    if data is None:
+        return []
+    if isinstance(data, x509.Certificate):
+        return [load_certificate(data)]
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, bytes | bytearray):
+        raw = bytes(data)
+        if b"-----BEGIN" in raw:
+            blocks = _pem_blocks(raw)
+            if not blocks:
+                raise _fail("no PEM certificate found")
+            return [load_certificate(b) for b in blocks]
+        return [load_certificate(raw)] if raw else []
+    out: list[x509.Certificate] = []
+    for item in data:
+        out.extend(load_certificates(item))
+        if len(out) > MAX_BUNDLE_CERTIFICATES:
+            raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates given")
+    return out
+
+
+def product_of_name(name: str) -> str | None:
+    """``ARK-Milan`` / ``SEV-Milan`` / ``SEV-VLEK-Milan`` / ``Milan-B0`` -> ``Milan``."""
+    for prefix in ("ARK-", "SEV-VLEK-", "SEV-"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    base = name.split("-", 1)[0]
+    return base if base in PRODUCTS else None
+
+
+@dataclass(frozen=True)
+class VekExtensions:
+    """The AMD extensions of a VCEK or VLEK. SPL values are decoded DER INTEGERs (never "the third
+    byte"); ``hw_id`` is the raw id (the OCTET STRING wrapper removed when present)."""
+
+    struct_version: int | None
+    product_name: str | None
+    spls: dict[str, int]
+    hw_id: bytes | None
+    csp_id: str | None
+
+
+def _integer(value: bytes, what: str) -> int:
+    try:
+        tlv = der.read_one(value, der.TAG_INTEGER)
+        number = der.decode_integer(tlv[1], what)
+    except EvidenceError as exc:
+        raise _fail(f"VEK extension {what}: {exc.message}") from None
+    if number < 0 or number > 255:
+        raise _fail(f"VEK extension {what} = {number} is not an SPL (0..255)")
+    return number
+
+
+def _ia5(value: bytes, what: str) -> str:
+    try:
+        tlv = der.read_one(value, 0x16)
+    except EvidenceError as exc:
+        raise _fail(f"VEK extension {what}: {exc.message}") from None
+    try:
+        return tlv[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise _fail(f"VEK extension {what} is not ASCII") from None
+
+
+def _hw_id(value: bytes) -> bytes:
+    """Raw in every real VCEK; accept the DER OCTET STRING form too (go-sev-guest, Trustee do)."""
+    if len(value) in (66, 10) and value[0] == der.TAG_OCTET_STRING and value[1] == len(value) - 2:
+        return value[2:]
+    return value
+
+
+def vek_extensions(cert: x509.Certificate) -> VekExtensions:
+    struct_version = product_name = csp_id = None
+    hw_id: bytes | None = None
+    spls: dict[str, int] = {}
+    try:
+        exts = list(cert.extensions)
+    except ValueError as exc:
+        raise _fail(f"VEK extensions: {exc}") from None
+    for ext in exts:
+        oid = ext.oid.dotted_string
+        if not oid.startswith(AMD_ARC + "."):
+            continue
+        raw = getattr(ext.value, "value", None)
+        if not isinstance(raw, bytes):
+            continue
+        if oid == OID_STRUCT_VERSION:
+            struct_version = _integer(raw, "structVersion")
+        elif oid == OID_PRODUCT_NAME:
+            product_name = _ia5(raw, "productName")
+        elif oid in SPL_OIDS:
+            spls[SPL_OIDS[oid]] = _integer(raw, SPL_OIDS[oid])
+        elif oid == OID_HWID:
+            hw_id = _hw_id(raw)
+        elif oid == OID_CSP_ID:
+            csp_id = _ia5(raw, "cspId")
+    return VekExtensions(struct_version, product_name, spls, hw_id, csp_id)
+
+
+def is_vek(cert: x509.Certificate) -> bool:
+    return cn(cert) in (VCEK_CN, VLEK_CN)
+
+
+def is_p384(cert: x509.Certificate) -> bool:
+    key = cert.public_key()
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1)
+
+
+def is_rsa(cert: x509.Certificate) -> bool:
+    return isinstance(cert.public_key(), rsa.RSAPublicKey)
+
+
+def split_chain(
+    certs: Sequence[x509.Certificate],
+) -> tuple[list[x509.Certificate], list[x509.Certificate], list[x509.Certificate]]:
+    """(VEKs, intermediates (ASK/ASVK), ARKs), identified by CN, not by position (sev-snp.md §5.2)."""
+    veks, inters, arks = [], [], []
+    for c in certs:
+        name = cn(c)
+        if name in (VCEK_CN, VLEK_CN):
+            veks.append(c)
+        elif name.startswith("ARK-"):
+            arks.append(c)
+        elif name.startswith("SEV-"):
+            inters.append(c)
+    return veks, inters, arks
