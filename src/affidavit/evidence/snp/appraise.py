@@ -54,7 +54,8 @@ class SnpOptions:
 def check_version(report: SnpReport, options: SnpOptions) -> None:
     if not options.min_version <= report.version <= options.max_version:
         raise SnpError(
-            f"SNP report version {report.version} outside the accepted {options.min_version}..{options.max_version}",
+            f"SNP report version {report.version} outside the accepted "
+            f"{options.min_version}..{options.max_version}",
             code=UNSUPPORTED_VERSION,
         )
 
@@ -75,7 +76,8 @@ def check_product(report: SnpReport, chain: VerifiedChain) -> None:
     named = report.cpuid_product
     if named is not None and named != chain.product:
         raise SnpError(
-            f"the report's CPUID names {named} but the certificates are {chain.product}'s", code=PRODUCT_MISMATCH
+            f"the report's CPUID names {named} but the certificates are {chain.product}'s",
+            code=PRODUCT_MISMATCH,
         )
     # productName's stepping is unreliable (sev-snp.md §6.6); its product line is not.
     if chain.extensions.product_name is not None:
@@ -103,7 +105,8 @@ def check_tcb(report: SnpReport, chain: VerifiedChain) -> TcbVersion:
         elif cert_value != value:
             problems.append(f"VEK {ext_name}={cert_value} but REPORTED_TCB.{field}={value}")
         elif cert_value > getattr(current, field):
-            problems.append(f"VEK {ext_name}={cert_value} above CURRENT_TCB.{field}={getattr(current, field)}")
+            now_value = getattr(current, field)
+            problems.append(f"VEK {ext_name}={cert_value} above CURRENT_TCB.{field}={now_value}")
     if problems:
         raise SnpError("; ".join(problems), code=TCB_MISMATCH)
     return reported
@@ -133,7 +136,9 @@ def check_options(report: SnpReport, chain: VerifiedChain, options: SnpOptions) 
     if report.migrate_ma and not options.allow_migration_agent:
         raise SnpError("the guest policy allows a migration agent (POLICY.MIGRATE_MA)", code=POLICY_VIOLATION)
     if options.vmpl is not None and report.vmpl != options.vmpl:
-        raise SnpError(f"report requested from VMPL {report.vmpl}, expected {options.vmpl}", code=POLICY_VIOLATION)
+        raise SnpError(
+            f"report requested from VMPL {report.vmpl}, expected {options.vmpl}", code=POLICY_VIOLATION
+        )
     if options.require_committed_tcb and report.committed_tcb_raw != report.current_tcb_raw:
         raise SnpError("COMMITTED_TCB differs from CURRENT_TCB (provisional firmware)", code=POLICY_VIOLATION)
 

@@ -171,7 +171,9 @@ def verify_chain(
         raise SnpError(f"no pinned ARK for {product}", code=CHAIN_UNTRUSTED)
     for sent in chain_arks:
         if product_of_name(cn(sent)) == product and spki(sent) != spki(ark):
-            raise SnpError(f"the {cn(sent)} sent with the evidence is not the pinned AMD root", code=CHAIN_UNTRUSTED)
+            raise SnpError(
+                f"the {cn(sent)} sent with the evidence is not the pinned AMD root", code=CHAIN_UNTRUSTED
+            )
     if intermediate.issuer != ark.subject or not _pss_signed_by(intermediate, ark):
         raise SnpError(f"{inter_name} is not signed by the pinned ARK-{product}", code=CHAIN_UNTRUSTED)
     if not _is_ca(ark) or not _pss_signed_by(ark, ark):

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from affidavit.evidence import EvidenceError
@@ -83,7 +82,7 @@ def _strict_outer(data: bytes) -> None:
         tbs = der.read_tlvs(parts[0][1])
         idx = 1 if tbs and tbs[0][0] == 0xA0 else 0  # [0] version is optional
         if len(tbs) < idx + 3 or tbs[idx + 1] != (der.TAG_SEQUENCE, parts[1][1]):
-            raise _fail("certificate signatureAlgorithm differs from the TBS signature field (RFC 5280 4.1.1.2)")
+            raise _fail("certificate signatureAlgorithm differs from the TBS one (RFC 5280 4.1.1.2)")
     except SnpError:
         raise
     except EvidenceError as exc:
@@ -110,12 +109,22 @@ def load_certificate(data: CertInput) -> x509.Certificate:
     _strict_outer(raw)
     try:
         with warnings.catch_warnings():
-            # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it.
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it (and
+            # about odd attribute lengths in hostile input): the checks here are what decides.
+            warnings.simplefilter("ignore")
             cert = x509.load_der_x509_certificate(raw)
-            cert.serial_number  # noqa: B018 - force the lazy parse inside the filter
-    except ValueError as exc:
-        raise _fail(f"not a DER certificate: {exc}") from None
+            # `cryptography` parses lazily: touch everything used later so a bad field fails here.
+            cert.serial_number  # noqa: B018
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+            cert.not_valid_before_utc  # noqa: B018
+            cert.not_valid_after_utc  # noqa: B018
+            cert.public_key()
+            list(cert.extensions)
+            cert.signature_algorithm_oid  # noqa: B018
+    except Exception as exc:  # noqa: BLE001 - cryptography raises ValueError, InvalidVersion,
+        # DuplicateExtension, UnsupportedAlgorithm ... for hostile DER; all of them mean "malformed".
+        raise _fail(f"not a usable DER certificate: {exc}") from None
     return cert
 
 

@@ -52,7 +52,9 @@ def platform_claims(report: SnpReport, product: str, signer: str) -> dict[str, A
         p + "reportid-ma": report.report_id_ma.hex(),
         p + "author-key-en": report.author_key_en,
         p + "current-version": f"{report.current_major}.{report.current_minor}.{report.current_build}",
-        p + "committed-version": f"{report.committed_major}.{report.committed_minor}.{report.committed_build}",
+        p + "committed-version": (
+            f"{report.committed_major}.{report.committed_minor}.{report.committed_build}"
+        ),
     }
     for which in ("current", "reported", "committed", "launch"):
         out[p + f"{which}-tcb"] = report.tcb(which, product).tcbm
