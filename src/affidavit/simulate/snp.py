@@ -31,7 +31,7 @@ from affidavit.evidence.snp.certs import (
     OID_TEE_SPL,
     OID_UCODE_SPL,
 )
-from affidavit.evidence.snp.report import GENOA, MILAN, REPORT_SIZE, SIGNED_SIZE, TURIN
+from affidavit.evidence.snp.report import GENOA, MILAN, REPORT_SIZE, SIGNED_SIZE, TURIN, TcbVersion
 from affidavit.evidence.snp.trust import AmdTrust
 
 ORGANIZATION = "Affidavit Simulated AMD PKI (not AMD)"
@@ -79,9 +79,9 @@ class Tcb:
     fmc: int = 0
 
     def encode(self, product: str) -> bytes:
-        if product == TURIN:
-            return bytes([self.fmc, self.bootloader, self.tee, self.snp, 0, 0, 0, self.microcode])
-        return bytes([self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode])
+        spls = {"blSPL": self.bootloader, "teeSPL": self.tee, "snpSPL": self.snp, "ucodeSPL": self.microcode,
+                "fmcSPL": self.fmc}
+        return TcbVersion.from_spls(product, spls).raw
 
 
 @dataclass(frozen=True)

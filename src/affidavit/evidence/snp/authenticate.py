@@ -76,7 +76,7 @@ class VerifiedChain:
     windows: tuple[Window, ...]
 
 
-def _pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+def pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     """``cert`` (or CRL) carries an AMD RSASSA-PSS SHA-384 salt-48 signature by ``issuer``'s key."""
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS:
         return False
@@ -151,7 +151,7 @@ def verify_chain(
     candidates: Sequence[x509.Certificate] = chain_inters or trust.intermediates
     intermediate = None
     for cand in candidates:
-        if cand.subject == leaf.issuer and _pss_signed_by(leaf, cand):
+        if cand.subject == leaf.issuer and pss_signed_by(leaf, cand):
             intermediate = cand
             break
     if intermediate is None:
@@ -174,9 +174,9 @@ def verify_chain(
             raise SnpError(
                 f"the {cn(sent)} sent with the evidence is not the pinned AMD root", code=CHAIN_UNTRUSTED
             )
-    if intermediate.issuer != ark.subject or not _pss_signed_by(intermediate, ark):
+    if intermediate.issuer != ark.subject or not pss_signed_by(intermediate, ark):
         raise SnpError(f"{inter_name} is not signed by the pinned ARK-{product}", code=CHAIN_UNTRUSTED)
-    if not _is_ca(ark) or not _pss_signed_by(ark, ark):
+    if not _is_ca(ark) or not pss_signed_by(ark, ark):
         raise SnpError(f"pinned ARK-{product} is not a self-signed CA", code=CHAIN_UNTRUSTED)
     key = leaf.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)  # is_p384 above
@@ -239,7 +239,7 @@ def check_crl_signatures(
     for crl in crls:
         for issuer in (chain.ark, chain.intermediate):
             if crl.issuer == issuer.subject:
-                if not _pss_signed_by(crl, issuer):
+                if not pss_signed_by(crl, issuer):
                     raise SnpError(f"CRL of {cn(issuer)} has a bad signature", code=CRL_INVALID)
                 paired.append((crl, issuer))
                 break

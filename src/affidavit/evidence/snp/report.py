@@ -78,6 +78,22 @@ class TcbVersion:
             return cls(bytes(raw), raw[1], raw[2], raw[3], raw[7], raw[0])
         return cls(bytes(raw), raw[0], raw[1], raw[6], raw[7], None)
 
+    @classmethod
+    def from_spls(cls, product: str, spls: dict[str, int]) -> TcbVersion:
+        """From SPL values by AMD's extension names (``blSPL`` ...; ``fmcSPL`` on Turin), laid out as
+        ``product``'s firmware does."""
+        bl, tee, snp, ucode = (spls.get(k, 0) for k in ("blSPL", "teeSPL", "snpSPL", "ucodeSPL"))
+        if product == TURIN:
+            raw = bytes([spls.get("fmcSPL", 0), bl, tee, snp, 0, 0, 0, ucode])
+        else:
+            raw = bytes([bl, tee, 0, 0, 0, 0, snp, ucode])
+        return cls.decode(raw, product)
+
+    @classmethod
+    def from_tcbm(cls, tcbm: str, product: str) -> TcbVersion:
+        """From THIM's ``tcbm`` (the u64 as big-endian hex)."""
+        return cls.decode(bytes.fromhex(tcbm)[::-1], product)
+
     @property
     def reserved_nonzero(self) -> bool:
         spans = (4, 5, 6) if self.fmc is not None else (2, 3, 4, 5)
