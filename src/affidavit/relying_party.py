@@ -183,7 +183,7 @@ class Expectations:
         if self.product_id is not None:
             _one_of("x-ms-sgx-product-id", need("x-ms-sgx-product-id"), frozenset({self.product_id}))
         if not self.allow_debug:
-            for name in ("x-ms-sgx-is-debuggable", "is-debuggable"):
+            for name in ("x-ms-sgx-is-debuggable", "is-debuggable", "x-ms-sevsnpvm-is-debuggable"):
                 if claims.get(name) is True:
                     raise ExpectationFailed(name, "false (debug enclaves are not trusted)", True)
             attrs = claims.get("tdx_td_attributes_debug")

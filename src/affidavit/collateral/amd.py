@@ -293,12 +293,13 @@ class KdsClient:
 
 @dataclass(frozen=True)
 class SnpCollateral:
-    """Certificates and CRL for one report: ``vek`` (DER, None for a VLEK: it must come with the
-    evidence), ``chain`` (PEM: ASK/ASVK then ARK) and ``crl`` (DER, None when unavailable)."""
+    """Certificates and CRLs for one report: ``vek`` (DER, None for a VLEK: it must come with the
+    evidence), ``chain`` (PEM: ASK/ASVK then ARK) and ``crl`` (DER CRLs: AMD's ARK CRL, and any
+    ASK/ASVK CRL an offline directory holds; empty when unavailable)."""
 
     vek: bytes | None
     chain: bytes
-    crl: bytes | None
+    crl: tuple[bytes, ...] = ()
 
 
 def _wanted(report: Any, product: str | None) -> tuple[str, str]:
@@ -370,14 +371,20 @@ class CachingKdsProvider:
             chain, crl = await asyncio.gather(chain_task, crl_task)
         return SnpCollateral(vek, chain.body.encode(), crl)
 
-    async def _crl(self, product: str, kind: str, now: datetime) -> bytes | None:
+    async def crl_for(
+        self, product: str, kind: str = "vcek", now: datetime | None = None
+    ) -> tuple[bytes, ...]:
+        """The product's CRL (for a report whose certificates came with the evidence), or ()."""
+        return await self._crl(product, kind, now or self._clock())
+
+    async def _crl(self, product: str, kind: str, now: datetime) -> tuple[bytes, ...]:
         try:
-            return bytes.fromhex((await self._serving._item(crl_key(product, kind), now)).body)
+            return (bytes.fromhex((await self._serving._item(crl_key(product, kind), now)).body),)
         except CollateralError as exc:
             if self.require_crl:
                 raise
             log.warning("no AMD CRL for %s/%s (%s); verifying without revocation data", product, kind, exc)
-            return None
+            return ()
 
     async def refresh_due(self, now: datetime | None = None) -> int:
         return await self._serving.refresh_due(now)
@@ -404,7 +411,7 @@ class AmdDirectoryProvider:
         self.default_product = default_product
         self.veks: dict[tuple[str, str, str], bytes] = {}  # (product, hwid hex, tcbm) -> DER
         self.chains: dict[tuple[str, str], bytes] = {}  # (product, vcek|vlek) -> PEM
-        self.crls: dict[tuple[str, str], bytes] = {}  # (product, vcek|vlek) -> DER
+        self.crls: dict[str, list[bytes]] = {}  # product -> DER CRLs (ARK's, ASK's, ASVK's)
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
             if f.stat().st_size <= _MAX_FILE_BYTES:
@@ -412,7 +419,7 @@ class AmdDirectoryProvider:
 
     def _index(self, data: bytes) -> None:
         snp = _snp()
-        from affidavit.evidence.snp.certs import cn, product_of_name, split_chain
+        from affidavit.evidence.snp.certs import cn, cn_of_name, product_of_name, split_chain
 
         try:
             certs = snp.load_certificates(data)
@@ -427,7 +434,7 @@ class AmdDirectoryProvider:
                     ext = snp.vek_extensions(vek)
                 except snp.SnpError:
                     continue
-                product = product_of_name(vek.issuer.rfc4514_string().split("CN=")[-1].split(",")[0])
+                product = product_of_name(cn_of_name(vek.issuer))
                 if product is None or ext.hw_id is None:
                     continue
                 tcb = _tcbm(product, ext.spls)
@@ -447,13 +454,23 @@ class AmdDirectoryProvider:
         except snp.SnpError:
             return
         for crl in crls:
-            names = [a.value for a in crl.issuer if a.oid.dotted_string == "2.5.4.3"]
-            product = product_of_name(str(names[0])) if names else None
-            if product:
-                # AMD publishes one ARK CRL per product under both paths; serve it for both kinds.
-                der = crl.public_bytes(Encoding.DER)
-                for kind in CHAIN_KINDS:
-                    self.crls.setdefault((product, kind), der)
+            product = product_of_name(cn_of_name(crl.issuer))
+            if product:  # the verifier pairs each CRL with its issuer in the chain and ignores none
+                self.crls.setdefault(product, []).append(crl.public_bytes(Encoding.DER))
+
+    async def crl_for(
+        self, product: str, kind: str = "vcek", now: datetime | None = None
+    ) -> tuple[bytes, ...]:
+        return self._crls_of(product, kind)
+
+    def _crls_of(self, product: str, kind: str) -> tuple[bytes, ...]:
+        """The product's CRLs issued by its ARK or by the ``kind`` chain's ASK/ASVK."""
+        from affidavit.evidence.snp.certs import cn_of_name
+
+        issuers = {f"ARK-{product}", f"SEV-VLEK-{product}" if kind == "vlek" else f"SEV-{product}"}
+        snp = _snp()
+        return tuple(der for der in self.crls.get(product, [])
+                     if cn_of_name(snp.load_crls(der)[0].issuer) in issuers)
 
     async def get_snp(self, report: Any, now: datetime | None = None) -> SnpCollateral:
         product, kind = _wanted(report, self.default_product)
@@ -470,7 +487,7 @@ class AmdDirectoryProvider:
                     f"no VCEK for this {product} chip at TCB {tcbm} in the AMD collateral directory",
                     code="collateral_not_found",
                 )
-        return SnpCollateral(vek, chain, self.crls.get((product, kind)))
+        return SnpCollateral(vek, chain, self._crls_of(product, kind))
 
 
 def _tcbm(product: str, spls: dict[str, int]) -> str:
@@ -479,6 +496,8 @@ def _tcbm(product: str, spls: dict[str, int]) -> str:
 
 def items_from_files(paths: Iterable[Path]) -> list[CollateralItem]:
     """Cache items from KDS files (for `affidavit collateral import`-style seeding)."""
+    from affidavit.evidence.snp.certs import cn_of_name
+
     items: list[CollateralItem] = []
     for path in paths:
         provider = AmdDirectoryProvider(path)
@@ -486,6 +505,9 @@ def items_from_files(paths: Iterable[Path]) -> list[CollateralItem]:
             items.append(vcek_item(vcek_key(product, bytes.fromhex(hw), tcbm), der))
         for (product, kind), pem in provider.chains.items():
             items.append(chain_item(chain_key(product, kind), pem))
-        for (product, kind), der in provider.crls.items():
-            items.append(crl_item_amd(crl_key(product, kind), der))
+        for product in provider.crls:
+            for kind in CHAIN_KINDS:
+                for der in provider._crls_of(product, kind):
+                    if cn_of_name(x509.load_der_x509_crl(der).issuer) == f"ARK-{product}":
+                        items.append(crl_item_amd(crl_key(product, kind), der))
     return items

@@ -22,7 +22,9 @@ Every failure is an `SnpError` (an `EvidenceError`) whose ``code`` is one of:
 ``snp_key_kind_mismatch``, ``snp_product_mismatch``, ``snp_product_unknown``,
 ``snp_certificate_not_valid``, ``snp_signature_invalid``, ``snp_tcb_mismatch``, ``snp_chip_id_mismatch``,
 ``snp_crl_invalid``, ``snp_crl_unavailable``, ``snp_revoked``, ``snp_policy_violation``,
-``snp_trust_invalid``.
+``snp_trust_invalid``, ``snp_endorsement_malformed`` (UVM endorsements, `uvm`).
+
+`maa` decodes MAA's SevSnpVm ``report`` document (``SnpReport``, ``VcekCertChain``, ``Endorsements``).
 """
 
 from affidavit.evidence.snp.appraise import SnpOptions

@@ -53,20 +53,20 @@ def spki(cert: x509.Certificate) -> bytes:
     return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-def cn(cert: x509.Certificate) -> str:
+def cn_of_name(name: x509.Name) -> str:
     try:
-        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     except ValueError:
         return ""
     return str(attrs[0].value) if attrs else ""
+
+
+def cn(cert: x509.Certificate) -> str:
+    return cn_of_name(cert.subject)
 
 
 def issuer_cn(cert: x509.Certificate) -> str:
-    try:
-        attrs = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
-        return ""
-    return str(attrs[0].value) if attrs else ""
+    return cn_of_name(cert.issuer)
 
 
 def _strict_outer(data: bytes) -> None:
