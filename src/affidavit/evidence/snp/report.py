@@ -8,6 +8,7 @@ authenticated; `affidavit.evidence.snp.authenticate` checks the signature and th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from affidavit.evidence.snp.errors import (
     REPORT_MALFORMED,
@@ -232,6 +233,55 @@ class SnpReport:
             "launch": self.launch_tcb_raw,
         }[which]
         return TcbVersion.decode(raw, product)
+
+
+    def to_dict(self, product: str | None = None) -> dict[str, Any]:
+        """Every field, for people and scripts; TCBs decoded with ``product``'s layout (default: the
+        CPUID's, else raw only)."""
+        product = product or self.cpuid_product
+
+        def tcb(raw: bytes) -> dict[str, Any]:
+            return TcbVersion.decode(raw, product).to_dict() if product else {"raw": raw.hex()}
+
+        out: dict[str, Any] = {
+            "version": self.version,
+            "product": product,
+            "guest_svn": self.guest_svn,
+            "policy": f"0x{self.policy:016x}",
+            "policy_abi": f"{self.abi_major}.{self.abi_minor}",
+            "policy_smt_allowed": self.smt_allowed,
+            "policy_migrate_ma_allowed": self.migrate_ma,
+            "policy_debug_allowed": self.debug,
+            "policy_single_socket_required": bool(self.policy & POLICY_SINGLE_SOCKET),
+            "family_id": self.family_id.hex(),
+            "image_id": self.image_id.hex(),
+            "vmpl": self.vmpl,
+            "signature_algo": self.signature_algo,
+            "platform_info": f"0x{self.platform_info:016x}",
+            "author_key_en": self.author_key_en,
+            "mask_chip_key": self.mask_chip_key,
+            "signing_key": self.signing_key_name,
+            "report_data": self.report_data.hex(),
+            "measurement": self.measurement.hex(),
+            "host_data": self.host_data.hex(),
+            "id_key_digest": self.id_key_digest.hex(),
+            "author_key_digest": self.author_key_digest.hex(),
+            "report_id": self.report_id.hex(),
+            "report_id_ma": self.report_id_ma.hex(),
+            "current_tcb": tcb(self.current_tcb_raw),
+            "reported_tcb": tcb(self.reported_tcb_raw),
+            "committed_tcb": tcb(self.committed_tcb_raw),
+            "launch_tcb": tcb(self.launch_tcb_raw),
+            "cpuid": None if self.cpuid_fam_id is None else
+            {"family": self.cpuid_fam_id, "model": self.cpuid_mod_id, "stepping": self.cpuid_step},
+            "chip_id": self.chip_id.hex(),
+            "current_version": f"{self.current_major}.{self.current_minor}.{self.current_build}",
+            "committed_version": f"{self.committed_major}.{self.committed_minor}.{self.committed_build}",
+        }
+        if self.launch_mit_vector is not None:
+            out["launch_mit_vector"] = f"0x{self.launch_mit_vector:016x}"
+            out["current_mit_vector"] = f"0x{self.current_mit_vector or 0:016x}"
+        return out
 
 
 def _zero(data: bytes, start: int, end: int, what: str) -> None:
