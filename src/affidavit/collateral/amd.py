@@ -419,7 +419,7 @@ class AmdDirectoryProvider:
 
     def _index(self, data: bytes) -> None:
         snp = _snp()
-        from affidavit.evidence.snp.certs import cn, cn_of_name, product_of_name, split_chain
+        from affidavit.evidence.snp.certs import cn, cn_of_name, issuer_cn, product_of_name, split_chain
 
         try:
             certs = snp.load_certificates(data)
@@ -434,7 +434,7 @@ class AmdDirectoryProvider:
                     ext = snp.vek_extensions(vek)
                 except snp.SnpError:
                     continue
-                product = product_of_name(cn_of_name(vek.issuer))
+                product = product_of_name(issuer_cn(vek))
                 if product is None or ext.hw_id is None:
                     continue
                 tcb = _tcbm(product, ext.spls)

@@ -73,3 +73,25 @@ def test_any_bytes_as_pem_or_crl(data: bytes, prefix: bytes) -> None:
         load_crls(prefix + data)
     except SnpError:
         pass
+
+
+@given(_edits())
+def test_edited_crl(edits: list[tuple[int, int]]) -> None:
+    crl = _sim_crl()
+    try:
+        load_crls(_apply(crl, edits))
+    except SnpError:
+        pass
+
+
+_CRL: list[bytes] = []
+
+
+def _sim_crl() -> bytes:
+    if not _CRL:
+        import datetime as dt
+
+        from affidavit.simulate.snp import SimulatedAmdPki
+
+        _CRL.append(SimulatedAmdPki.create("Milan", now=dt.datetime.now(dt.UTC)).crl([1, 2, 3]))
+    return _CRL[0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from affidavit.evidence.snp.authenticate import VerifiedChain
-from affidavit.evidence.snp.certs import product_of_name
 from affidavit.evidence.snp.errors import (
     CHIP_ID_MISMATCH,
     KEY_KIND_MISMATCH,
@@ -81,8 +80,7 @@ def check_product(report: SnpReport, chain: VerifiedChain) -> None:
         )
     # productName's stepping is unreliable (sev-snp.md §6.6); its product line is not.
     if chain.extensions.product_name is not None:
-        cert_product = product_of_name(chain.extensions.product_name)
-        if cert_product != chain.product:
+        if chain.vek_product != chain.product:
             raise SnpError(
                 f"VEK productName {chain.extensions.product_name!r} is not a {chain.product} part",
                 code=PRODUCT_MISMATCH,

@@ -25,6 +25,7 @@ from affidavit.evidence.snp.certs import (
     CertInput,
     VekExtensions,
     cn,
+    der_names,
     is_p384,
     issuer_cn,
     load_certificates,
@@ -74,6 +75,7 @@ class VerifiedChain:
     vek_key: ec.EllipticCurvePublicKey
     extensions: VekExtensions
     windows: tuple[Window, ...]
+    vek_product: str | None = None  # the product line of the VEK's productName extension
 
 
 def pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
@@ -96,18 +98,6 @@ def pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issue
     return True
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (x509.ExtensionNotFound, ValueError):
-        return False
-    return bool(bc.ca)
-
-
-def _window(role: str, cert: x509.Certificate) -> Window:
-    return Window(role, cn(cert), cert.not_valid_before_utc, cert.not_valid_after_utc)
-
-
 def verify_chain(
     vek: CertInput | None, chain: CertInput | Iterable[CertInput] | None, trust: AmdTrust
 ) -> VerifiedChain:
@@ -117,27 +107,37 @@ def verify_chain(
     certificates that came with the evidence (ASK/ASVK, ARK; a VEK in it is ignored when ``vek`` is
     given), identified by CN; when it holds no ASK/ASVK the trust's shipped intermediates are used. An
     ARK in ``chain`` must equal the pinned one (by key); the pinned one is what verifies."""
-    given = load_certificates(chain)
+    memo: dict[int, tuple[str, bytes, bytes]] = {}
+
+    def names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
+        """(CN, subject DER, issuer DER), once per certificate; the trust's own come precomputed."""
+        found = trust.names.get(id(cert)) or memo.get(id(cert))
+        if found is None:
+            found = memo[id(cert)] = der_names(cert)
+        return found
+
+    def split(certs: list[x509.Certificate]) -> tuple[list[x509.Certificate], ...]:
+        return split_chain(certs, lambda c: names(c)[0])
+
+    given = load_certificates(chain, trust.known)
     leaf = None
     if vek is not None:
-        sent = load_certificates(vek)
+        sent = load_certificates(vek, trust.known)
         if len(sent) == 1:
             leaf = sent[0]
         else:  # a bundle (THIM's vcekCert + certificateChain): the VEK and its CAs
-            veks = split_chain(sent)[0]
+            veks = split(sent)[0]
             if len(veks) != 1:
                 raise SnpError(f"expected one VCEK/VLEK in the VEK bundle, found {len(veks)}",
                                code=CERTIFICATE_MALFORMED)
             leaf = veks[0]
             given = [c for c in sent if c is not leaf] + given
-    chain_veks, chain_inters, chain_arks = split_chain(given)
-    if leaf is not None:
-        pass
-    elif chain_veks:
+    chain_veks, chain_inters, chain_arks = split(given)
+    if leaf is None:
+        if not chain_veks:
+            raise SnpError("no VCEK or VLEK certificate was given", code=VEK_MISSING)
         leaf = chain_veks[0]
-    else:
-        raise SnpError("no VCEK or VLEK certificate was given", code=VEK_MISSING)
-    name = cn(leaf)
+    name, _, leaf_issuer = names(leaf)
     if name not in (VCEK_CN, VLEK_CN):
         raise SnpError(f"VEK subject CN is {name!r}, not {VCEK_CN} or {VLEK_CN}", code=CHAIN_UNTRUSTED)
     if not is_p384(leaf):
@@ -151,7 +151,7 @@ def verify_chain(
     candidates: Sequence[x509.Certificate] = chain_inters or trust.intermediates
     intermediate = None
     for cand in candidates:
-        if cand.subject == leaf.issuer and pss_signed_by(leaf, cand):
+        if names(cand)[1] == leaf_issuer and pss_signed_by(leaf, cand):
             intermediate = cand
             break
     if intermediate is None:
@@ -159,29 +159,36 @@ def verify_chain(
             f"no ASK/ASVK among the CA certificates verifies the VEK (issuer CN {issuer_cn(leaf)})",
             code=CHAIN_UNTRUSTED,
         )
-    inter_name = cn(intermediate)
+    inter_name, _, inter_issuer = names(intermediate)
     kind = "VLEK" if inter_name.startswith("SEV-VLEK-") else "VCEK"
     if name != f"SEV-{kind}":
         raise SnpError(f"{name} is issued by {inter_name}, which signs only {kind}s", code=CHAIN_UNTRUSTED)
     product = product_of_name(inter_name)
-    if product is None or not _is_ca(intermediate):
+    if product is None or not trust.is_ca(intermediate):
         raise SnpError(f"{inter_name} is not an AMD ASK/ASVK", code=CHAIN_UNTRUSTED)
     ark = trust.ark_for(product)
     if ark is None:
         raise SnpError(f"no pinned ARK for {product}", code=CHAIN_UNTRUSTED)
-    for sent in chain_arks:
-        if product_of_name(cn(sent)) == product and spki(sent) != spki(ark):
-            raise SnpError(
-                f"the {cn(sent)} sent with the evidence is not the pinned AMD root", code=CHAIN_UNTRUSTED
-            )
-    if intermediate.issuer != ark.subject or not pss_signed_by(intermediate, ark):
+    for sent_ark in chain_arks:
+        sent_name = names(sent_ark)[0]
+        if sent_ark is not ark and product_of_name(sent_name) == product and spki(sent_ark) != spki(ark):
+            raise SnpError(f"the {sent_name} sent with the evidence is not the pinned AMD root",
+                           code=CHAIN_UNTRUSTED)
+    ark_name, ark_subject, _ = names(ark)
+    if inter_issuer != ark_subject or not pss_signed_by(intermediate, ark):
         raise SnpError(f"{inter_name} is not signed by the pinned ARK-{product}", code=CHAIN_UNTRUSTED)
-    if not _is_ca(ark) or not pss_signed_by(ark, ark):
-        raise SnpError(f"pinned ARK-{product} is not a self-signed CA", code=CHAIN_UNTRUSTED)
+    if not trust.is_ca(ark):  # its self-signature was checked when the trust was built (AmdTrust)
+        raise SnpError(f"pinned ARK-{product} is not a CA", code=CHAIN_UNTRUSTED)
     key = leaf.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)  # is_p384 above
-    windows = (_window("vek", leaf), _window("intermediate", intermediate), _window("ark", ark))
-    return VerifiedChain(product, kind, leaf, intermediate, ark, key, ext, windows)
+    windows = (
+        Window("vek", name, leaf.not_valid_before_utc, leaf.not_valid_after_utc),
+        Window("intermediate", inter_name, intermediate.not_valid_before_utc,
+               intermediate.not_valid_after_utc),
+        Window("ark", ark_name, ark.not_valid_before_utc, ark.not_valid_after_utc),
+    )
+    vek_product = product_of_name(ext.product_name) if ext.product_name is not None else None
+    return VerifiedChain(product, kind, leaf, intermediate, ark, key, ext, windows, vek_product)
 
 
 def check_validity(chain: VerifiedChain, now: datetime) -> None:
@@ -218,8 +225,15 @@ def load_crls(data: CrlInput | Iterable[CrlInput] | None) -> list[x509.Certifica
                 crls = [x509.load_pem_x509_crl(p) for p in parts]
             else:
                 crls = [x509.load_der_x509_crl(raw)]
-        except ValueError as exc:
-            raise SnpError(f"not a CRL: {exc}", code=CRL_INVALID) from None
+            for crl in crls:  # parsed lazily: touch what the checks read, so a bad field fails here
+                crl.issuer  # noqa: B018
+                crl.last_update_utc  # noqa: B018
+                crl.next_update_utc  # noqa: B018
+                crl.signature_algorithm_oid  # noqa: B018
+                list(crl)
+                list(crl.extensions)
+        except Exception as exc:  # noqa: BLE001 - ValueError, InvalidVersion, ...: all "not a CRL"
+            raise SnpError(f"not a usable CRL: {exc}", code=CRL_INVALID) from None
         if len(crls) > MAX_CRLS:
             raise SnpError(f"more than {MAX_CRLS} CRLs", code=CRL_INVALID)
         return crls

@@ -9,7 +9,7 @@ A flipped byte there would otherwise leave a VCEK "valid"; the vectors' mutants 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -62,11 +62,18 @@ def cn_of_name(name: x509.Name) -> str:
 
 
 def cn(cert: x509.Certificate) -> str:
-    return cn_of_name(cert.subject)
+    """The subject CN, "" when absent or malformed (cryptography parses names lazily)."""
+    try:
+        return cn_of_name(cert.subject)
+    except ValueError:
+        return ""
 
 
 def issuer_cn(cert: x509.Certificate) -> str:
-    return cn_of_name(cert.issuer)
+    try:
+        return cn_of_name(cert.issuer)
+    except ValueError:
+        return ""
 
 
 def _strict_outer(data: bytes) -> None:
@@ -89,7 +96,43 @@ def _strict_outer(data: bytes) -> None:
         raise _fail(f"certificate DER: {exc.message}") from None
 
 
-def load_certificate(data: CertInput) -> x509.Certificate:
+Known = dict[bytes, x509.Certificate] | None
+"""DER -> certificate already loaded and checked (the trust's own certificates), to skip re-parsing."""
+
+
+_CN_OID = b"\x55\x04\x03"
+_STRING_TAGS = (0x0C, 0x13, 0x16, 0x14, 0x1E)
+
+
+def der_names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
+    """(subject CN, subject DER, issuer DER) read from the certificate's DER with the strict reader:
+    what chain building compares, without building `x509.Name` objects (~50 us each)."""
+    try:
+        _, value = der.read_one(cert.public_bytes(Encoding.DER), der.TAG_SEQUENCE)
+        tbs = der.read_tlvs(der.read_tlvs(value)[0][1])
+        idx = 1 if tbs and tbs[0][0] == 0xA0 else 0
+        issuer, subject = tbs[idx + 2], tbs[idx + 4]
+        common = ""
+        for _tag, rdn in der.read_tlvs(subject[1]):
+            for _, atv in der.read_tlvs(rdn):
+                parts = der.read_tlvs(atv)
+                if len(parts) == 2 and parts[0] == (der.TAG_OID, _CN_OID) and parts[1][0] in _STRING_TAGS:
+                    common = parts[1][1].decode("utf-16-be" if parts[1][0] == 0x1E else "utf-8")
+    except (EvidenceError, IndexError, UnicodeDecodeError):
+        raise _fail("certificate names are malformed") from None
+    return common, _tlv(subject), _tlv(issuer)
+
+
+def _tlv(item: tuple[int, bytes]) -> bytes:
+    tag, value = item
+    n = len(value)
+    if n < 0x80:
+        return bytes([tag, n]) + value
+    size = (n.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | size]) + n.to_bytes(size, "big") + value
+
+
+def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
     """One certificate from DER, PEM or a `cryptography` object (checked the same way)."""
     if isinstance(data, x509.Certificate):
         raw = data.public_bytes(Encoding.DER)
@@ -100,10 +143,14 @@ def load_certificate(data: CertInput) -> x509.Certificate:
             raise _fail("certificate must be DER or PEM bytes")
         raw = bytes(data)
         if b"-----BEGIN" in raw:
-            certs = load_certificates(raw)
+            certs = load_certificates(raw, known)
             if len(certs) != 1:
                 raise _fail(f"expected one PEM certificate, found {len(certs)}")
             return certs[0]
+    if known is not None:
+        hit = known.get(raw)
+        if hit is not None:
+            return hit
     if len(raw) > MAX_CERTIFICATE_BYTES:
         raise _fail(f"certificate larger than {MAX_CERTIFICATE_BYTES} bytes")
     _strict_outer(raw)
@@ -115,8 +162,6 @@ def load_certificate(data: CertInput) -> x509.Certificate:
             cert = x509.load_der_x509_certificate(raw)
             # `cryptography` parses lazily: touch everything used later so a bad field fails here.
             cert.serial_number  # noqa: B018
-            cert.subject.rfc4514_string()
-            cert.issuer.rfc4514_string()
             cert.not_valid_before_utc  # noqa: B018
             cert.not_valid_after_utc  # noqa: B018
             cert.public_key()
@@ -154,12 +199,14 @@ def _pem_blocks(data: bytes) -> list[bytes]:
     return blocks
 
 
-def load_certificates(data: CertInput | Iterable[CertInput] | None) -> list[x509.Certificate]:
+def load_certificates(
+    data: CertInput | Iterable[CertInput] | None, known: Known = None
+) -> list[x509.Certificate]:
     """Certificates from a PEM bundle, one DER certificate, a certificate, or a sequence of those."""
     if data is None:
         return []
     if isinstance(data, x509.Certificate):
-        return [load_certificate(data)]
+        return [load_certificate(data, known)]
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, bytes | bytearray):
@@ -168,11 +215,11 @@ def load_certificates(data: CertInput | Iterable[CertInput] | None) -> list[x509
             blocks = _pem_blocks(raw)
             if not blocks:
                 raise _fail("no PEM certificate found")
-            return [load_certificate(b) for b in blocks]
-        return [load_certificate(raw)] if raw else []
+            return [load_certificate(b, known) for b in blocks]
+        return [load_certificate(raw, known)] if raw else []
     out: list[x509.Certificate] = []
     for item in data:
-        out.extend(load_certificates(item))
+        out.extend(load_certificates(item, known))
         if len(out) > MAX_BUNDLE_CERTIFICATES:
             raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates given")
     return out
@@ -201,6 +248,11 @@ class VekExtensions:
 
 
 def _integer(value: bytes, what: str) -> int:
+    # Fast path for the one- and two-byte INTEGERs every real VEK carries (02 01 xx, 02 02 00 xx).
+    if len(value) == 3 and value[0] == der.TAG_INTEGER and value[1] == 1 and value[2] < 0x80:
+        return value[2]
+    if len(value) == 4 and value[:3] == b"\x02\x02\x00" and value[3] >= 0x80:
+        return value[3]
     try:
         tlv = der.read_one(value, der.TAG_INTEGER)
         number = der.decode_integer(tlv[1], what)
@@ -271,12 +323,12 @@ def is_rsa(cert: x509.Certificate) -> bool:
 
 
 def split_chain(
-    certs: Sequence[x509.Certificate],
+    certs: Sequence[x509.Certificate], cn_of: Callable[[x509.Certificate], str] | None = None
 ) -> tuple[list[x509.Certificate], list[x509.Certificate], list[x509.Certificate]]:
     """(VEKs, intermediates (ASK/ASVK), ARKs), identified by CN, not by position (sev-snp.md §5.2)."""
     veks, inters, arks = [], [], []
     for c in certs:
-        name = cn(c)
+        name = (cn_of or cn)(c)
         if name in (VCEK_CN, VLEK_CN):
             veks.append(c)
         elif name.startswith("ARK-"):

@@ -285,7 +285,7 @@ class SnpReport:
 
 
 def _zero(data: bytes, start: int, end: int, what: str) -> None:
-    if any(data[start:end]):
+    if data[start:end].count(0) != end - start:
         raise SnpError(f"SNP report: reserved {what} (0x{start:03x}..0x{end - 1:03x}) is not zero")
 
 

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from affidavit.evidence.snp.certs import CertInput, cn, is_rsa, load_certificates, product_of_name, spki
+from affidavit.evidence.snp.certs import (
+    CertInput,
+    cn,
+    der_names,
+    is_rsa,
+    load_certificates,
+    product_of_name,
+    spki,
+)
 from affidavit.evidence.snp.errors import TRUST_INVALID, SnpError
 from affidavit.evidence.snp.report import PRODUCTS
 
@@ -28,6 +38,12 @@ class AmdTrust:
     arks: dict[str, x509.Certificate]
     intermediates: tuple[x509.Certificate, ...] = ()
 
+    @cached_property
+    def known(self) -> dict[bytes, x509.Certificate]:
+        """DER -> certificate for every certificate of this trust (loaded and checked once), so a chain
+        that repeats them (every VcekCertChain does) is not parsed again."""
+        return {c.public_bytes(Encoding.DER): c for c in (*self.arks.values(), *self.intermediates)}
+
     def __hash__(self) -> int:
         return hash(self.fingerprint)
 
@@ -35,6 +51,20 @@ class AmdTrust:
     def fingerprint(self) -> tuple[tuple[str, bytes], ...]:
         """A stable identity for caches: the pinned products and keys."""
         return tuple(sorted((p, spki(c)) for p, c in self.arks.items()))
+
+    @cached_property
+    def names(self) -> dict[int, tuple[str, bytes, bytes]]:
+        """id -> (CN, subject DER, issuer DER) of this trust's certificates, read once (they live as long
+        as the trust does, so their ids stay theirs)."""
+        return {id(c): der_names(c) for c in self.known.values()}
+
+    @cached_property
+    def _cas(self) -> frozenset[int]:
+        return frozenset(id(c) for c in self.known.values() if _basic_ca(c))
+
+    def is_ca(self, cert: x509.Certificate) -> bool:
+        """BasicConstraints CA (precomputed for this trust's own certificates)."""
+        return id(cert) in self._cas if id(cert) in self.names else _basic_ca(cert)
 
     @classmethod
     def amd(cls) -> AmdTrust:
@@ -63,8 +93,11 @@ class AmdTrust:
             if product is None or not is_rsa(cert):
                 raise SnpError(f"AMD trust roots: unexpected certificate {name!r}", code=TRUST_INVALID)
             if name.startswith("ARK-"):
-                if cert.subject != cert.issuer:
-                    raise SnpError(f"AMD trust roots: {name} is not self-signed", code=TRUST_INVALID)
+                from affidavit.evidence.snp.authenticate import pss_signed_by
+
+                if cert.subject != cert.issuer or not pss_signed_by(cert, cert):
+                    raise SnpError(f"AMD trust roots: {name} is not self-signed (RSA-PSS SHA-384)",
+                                   code=TRUST_INVALID)
                 if product in arks and spki(arks[product]) != spki(cert):
                     raise SnpError(f"AMD trust roots: two different ARKs for {product}", code=TRUST_INVALID)
                 arks[product] = cert
@@ -87,3 +120,10 @@ class AmdTrust:
     def ark_for(self, product: str) -> x509.Certificate | None:
         return self.arks.get(product)
 
+
+def _basic_ca(cert: x509.Certificate) -> bool:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return bool(bc.ca)

@@ -7,10 +7,12 @@ CRLs -> report signature -> signing key vs certificate kind, product, TCB, chip 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -45,11 +47,15 @@ class SnpResult:
 
     report: SnpReport
     claims: dict[str, Any]
-    platform_claims: dict[str, Any]
     product: str
     signing_key: str
     reported_tcb: TcbVersion
     chain: VerifiedChain = field(repr=False)
+
+    @cached_property
+    def platform_claims(self) -> dict[str, Any]:
+        """``x-affidavit-sevsnp-*`` (built on first use: the hot path of a service may not need them)."""
+        return platform_claims(self.report, self.product, self.signing_key)
 
     @property
     def report_data(self) -> bytes:
@@ -100,7 +106,6 @@ def _finish(
     return SnpResult(
         report=report,
         claims=maa_claims(report, reported),
-        platform_claims=platform_claims(report, chain.product, chain.kind),
         product=chain.product,
         signing_key=chain.kind,
         reported_tcb=reported,
@@ -144,17 +149,19 @@ class SnpVerifier:
     def __init__(self, trust: AmdTrust | None = None, *, cache_size: int = 1024) -> None:
         self.trust = trust or AmdTrust.amd()
         self._size = cache_size
-        self._chains: OrderedDict[bytes, VerifiedChain] = OrderedDict()
+        self._lock = threading.Lock()  # verify may run on several threads at once
+        self._chains: OrderedDict[tuple[bytes, ...], VerifiedChain] = OrderedDict()
         self._crls: OrderedDict[bytes, list[tuple[x509.CertificateRevocationList, x509.Certificate]]] = (
             OrderedDict()
         )
 
-    def _remember(self, cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
+    def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
         if len(cache) > self._size:
             cache.popitem(last=False)
 
     def chain(self, vek: CertInput | None, chain: CertInput | Iterable[CertInput] | None) -> VerifiedChain:
+        # Keyed by the exact bytes given (a dict hashes them once per call; no digest needed).
         parts: list[bytes] = [b"" if vek is None else _der(vek)]
         if chain is not None:
             if isinstance(chain, bytes | bytearray | str | x509.Certificate):
@@ -162,13 +169,13 @@ class SnpVerifier:
             else:
                 chain = list(chain)
                 parts.extend(_der(c) for c in chain)
-        key = hashlib.sha256(b"\0".join(hashlib.sha256(p).digest() for p in parts)).digest()
-        hit = self._chains.get(key)
+        key = tuple(parts)
+        with self._lock:
+            hit = self._chains.get(key)
         if hit is None:
             hit = verify_chain(vek, chain, self.trust)
-            self._remember(self._chains, key, hit)
-        else:
-            self._chains.move_to_end(key)
+            with self._lock:
+                self._remember(self._chains, key, hit)
         return hit
 
     def verify(
@@ -192,10 +199,12 @@ class SnpVerifier:
                 b"".join(c.public_bytes(Encoding.DER) for c in crls)
                 + verified.vek.fingerprint(hashes.SHA256())
             ).digest()
-            cached = self._crls.get(ckey)
+            with self._lock:
+                cached = self._crls.get(ckey)
             if cached is None:
                 cached = check_crl_signatures(verified, crls)
-                self._remember(self._crls, ckey, cached)
+                with self._lock:
+                    self._remember(self._crls, ckey, cached)
             paired = cached
         return _finish(parsed, verified, paired, now, options)
 
