@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx import der
+from affidavit.evidence.sgx.der import _span as span  # the strict TLV header reader, by offsets
 from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED, SnpError
 from affidavit.evidence.snp.report import PRODUCTS
 
@@ -62,33 +63,65 @@ def cn_of_name(name: x509.Name) -> str:
 
 
 def cn(cert: x509.Certificate) -> str:
-    """The subject CN, "" when absent or malformed (cryptography parses names lazily)."""
-    try:
-        return cn_of_name(cert.subject)
-    except ValueError:
-        return ""
+    """The subject CN, "" when absent or malformed (cryptography parses names lazily, and warns about
+    odd attribute lengths: hostile input is not worth a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return cn_of_name(cert.subject)
+        except ValueError:
+            return ""
 
 
 def issuer_cn(cert: x509.Certificate) -> str:
-    try:
-        return cn_of_name(cert.issuer)
-    except ValueError:
-        return ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return cn_of_name(cert.issuer)
+        except ValueError:
+            return ""
+
+
+_CN_OID = b"\x55\x04\x03"
+_STRING_TAGS = (0x0C, 0x13, 0x16, 0x14, 0x1E)
+
+
+def _tbs_fields(data: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+    """Walk ``Certificate ::= SEQUENCE {tbs, algorithm, signature}`` by offsets (no slicing of the big
+    parts): (end of the TBS, end of the certificate body, the TBS's first seven elements as (tag, header
+    start, value start, value end))."""
+    end = len(data)
+    tag, start, stop = span(data, 0, end)
+    if tag != der.TAG_SEQUENCE or stop != end:
+        raise _fail("certificate is not one DER SEQUENCE")
+    tag, tbs_start, tbs_stop = span(data, start, stop)
+    if tag != der.TAG_SEQUENCE:
+        raise _fail("certificate TBS is not a SEQUENCE")
+    fields = []
+    pos = tbs_start
+    while pos < tbs_stop and len(fields) < 7:
+        t, v0, v1 = span(data, pos, tbs_stop)
+        fields.append((t, pos, v0, v1))
+        pos = v1
+    return tbs_stop, stop, fields
 
 
 def _strict_outer(data: bytes) -> None:
     """Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }: one TLV, outer
-    algorithm byte-equal to the TBS's, signature with zero unused bits."""
+    algorithm byte-equal to the TBS's (RFC 5280 4.1.1.2), signature with zero unused bits."""
     try:
-        tag, value = der.read_one(data, der.TAG_SEQUENCE)
-        parts = der.read_tlvs(value)
-        if len(parts) != 3 or parts[0][0] != der.TAG_SEQUENCE or parts[1][0] != der.TAG_SEQUENCE:
-            raise _fail("certificate is not SEQUENCE {tbs, algorithm, signature}")
-        if parts[2][0] != 0x03 or not parts[2][1] or parts[2][1][0] != 0:
-            raise _fail("certificate signature is not a BIT STRING with zero unused bits")
-        tbs = der.read_tlvs(parts[0][1])
-        idx = 1 if tbs and tbs[0][0] == 0xA0 else 0  # [0] version is optional
-        if len(tbs) < idx + 3 or tbs[idx + 1] != (der.TAG_SEQUENCE, parts[1][1]):
+        tbs_stop, stop, fields = _tbs_fields(data)
+        tag, a0, a1 = span(data, tbs_stop, stop)
+        if tag != der.TAG_SEQUENCE:
+            raise _fail("certificate signatureAlgorithm is not a SEQUENCE")
+        tag, b0, b1 = span(data, a1, stop)
+        if tag != 0x03 or b1 != stop or b0 == b1 or data[b0] != 0:
+            raise _fail("certificate signature is not a final BIT STRING with zero unused bits")
+        idx = 1 if fields and fields[0][0] == 0xA0 else 0  # [0] version is optional
+        if len(fields) < idx + 5:
+            raise _fail("certificate TBS is too short")
+        _, h, _, v1 = fields[idx + 1]
+        if data[h:v1] != data[tbs_stop:a1]:
             raise _fail("certificate signatureAlgorithm differs from the TBS one (RFC 5280 4.1.1.2)")
     except SnpError:
         raise
@@ -100,36 +133,24 @@ Known = dict[bytes, x509.Certificate] | None
 """DER -> certificate already loaded and checked (the trust's own certificates), to skip re-parsing."""
 
 
-_CN_OID = b"\x55\x04\x03"
-_STRING_TAGS = (0x0C, 0x13, 0x16, 0x14, 0x1E)
-
-
 def der_names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
     """(subject CN, subject DER, issuer DER) read from the certificate's DER with the strict reader:
     what chain building compares, without building `x509.Name` objects (~50 us each)."""
+    data = cert.public_bytes(Encoding.DER)
     try:
-        _, value = der.read_one(cert.public_bytes(Encoding.DER), der.TAG_SEQUENCE)
-        tbs = der.read_tlvs(der.read_tlvs(value)[0][1])
-        idx = 1 if tbs and tbs[0][0] == 0xA0 else 0
-        issuer, subject = tbs[idx + 2], tbs[idx + 4]
+        _, _, fields = _tbs_fields(data)
+        idx = 1 if fields and fields[0][0] == 0xA0 else 0
+        _, ih, _, iv1 = fields[idx + 2]
+        _, sh, sv0, sv1 = fields[idx + 4]
         common = ""
-        for _tag, rdn in der.read_tlvs(subject[1]):
+        for _tag, rdn in der.read_tlvs(data[sv0:sv1]):
             for _, atv in der.read_tlvs(rdn):
                 parts = der.read_tlvs(atv)
                 if len(parts) == 2 and parts[0] == (der.TAG_OID, _CN_OID) and parts[1][0] in _STRING_TAGS:
                     common = parts[1][1].decode("utf-16-be" if parts[1][0] == 0x1E else "utf-8")
     except (EvidenceError, IndexError, UnicodeDecodeError):
         raise _fail("certificate names are malformed") from None
-    return common, _tlv(subject), _tlv(issuer)
-
-
-def _tlv(item: tuple[int, bytes]) -> bytes:
-    tag, value = item
-    n = len(value)
-    if n < 0x80:
-        return bytes([tag, n]) + value
-    size = (n.bit_length() + 7) // 8
-    return bytes([tag, 0x80 | size]) + n.to_bytes(size, "big") + value
+    return common, data[sh:sv1], data[ih:iv1]
 
 
 def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
