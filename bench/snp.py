@@ -8,7 +8,8 @@
   once, when the trust is built).
 
 Run: ``.venv/bin/python bench/snp.py [--seconds S]``. Targets: warm >= 0.8 of the P-384 rate, cold >= 0.8
-of its floor. Rates are best-of batches per CPU-second (the 2-core machine is shared). Ends with one JSON line.
+of its floor. Rates are best-of batches per CPU-second (the 2-core machine is shared). Ends with one
+JSON line.
 """
 
 from __future__ import annotations
