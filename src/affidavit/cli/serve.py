@@ -81,7 +81,7 @@ def register(subparsers: Any) -> None:
                    help="AMD KDS base URL for VCEKs, chains and CRLs (default AMD's; 'none': offline)")
     p.add_argument("--snp-product", choices=("Milan", "Genoa", "Turin"), default=_env("snp-product"),
                    help="the product of v2 SNP reports sent without a certificate chain")
-    p.add_argument("--snp-require-crl", action="store_true", default=bool(_env("snp-require-crl")),
+    p.add_argument("--snp-require-crl", action="store_true", default=_bool_env("snp-require-crl"),
                    help="refuse SNP reports when AMD's CRL cannot be had")
     p.add_argument("--admin-oidc-issuer", default=_env("admin-oidc-issuer"),
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
