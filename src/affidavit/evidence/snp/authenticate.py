@@ -119,10 +119,10 @@ def verify_chain(
     def split(certs: list[x509.Certificate]) -> tuple[list[x509.Certificate], ...]:
         return split_chain(certs, lambda c: names(c)[0])
 
-    given = load_certificates(chain, trust.known)
+    given = load_certificates(chain, trust.known, memo)
     leaf = None
     if vek is not None:
-        sent = load_certificates(vek, trust.known)
+        sent = load_certificates(vek, trust.known, memo)
         if len(sent) == 1:
             leaf = sent[0]
         else:  # a bundle (THIM's vcekCert + certificateChain): the VEK and its CAs

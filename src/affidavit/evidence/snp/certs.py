@@ -106,7 +106,7 @@ def _tbs_fields(data: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]]
     return tbs_stop, stop, fields
 
 
-def _strict_outer(data: bytes) -> None:
+def _strict_outer(data: bytes) -> list[tuple[int, int, int, int]]:
     """Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }: one TLV, outer
     algorithm byte-equal to the TBS's (RFC 5280 4.1.1.2), signature with zero unused bits."""
     try:
@@ -123,6 +123,7 @@ def _strict_outer(data: bytes) -> None:
         _, h, _, v1 = fields[idx + 1]
         if data[h:v1] != data[tbs_stop:a1]:
             raise _fail("certificate signatureAlgorithm differs from the TBS one (RFC 5280 4.1.1.2)")
+        return fields
     except SnpError:
         raise
     except EvidenceError as exc:
@@ -133,12 +134,23 @@ Known = dict[bytes, x509.Certificate] | None
 """DER -> certificate already loaded and checked (the trust's own certificates), to skip re-parsing."""
 
 
+Names = dict[int, tuple[str, bytes, bytes]] | None
+"""id(certificate) -> (subject CN, subject DER, issuer DER), filled by the loaders for chain building."""
+
+
 def der_names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
     """(subject CN, subject DER, issuer DER) read from the certificate's DER with the strict reader:
     what chain building compares, without building `x509.Name` objects (~50 us each)."""
     data = cert.public_bytes(Encoding.DER)
     try:
-        _, _, fields = _tbs_fields(data)
+        fields = _tbs_fields(data)[2]
+    except EvidenceError:
+        raise _fail("certificate names are malformed") from None
+    return _names_of(data, fields)
+
+
+def _names_of(data: bytes, fields: list[tuple[int, int, int, int]]) -> tuple[str, bytes, bytes]:
+    try:
         idx = 1 if fields and fields[0][0] == 0xA0 else 0
         _, ih, _, iv1 = fields[idx + 2]
         _, sh, sv0, sv1 = fields[idx + 4]
@@ -153,8 +165,9 @@ def der_names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
     return common, data[sh:sv1], data[ih:iv1]
 
 
-def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
-    """One certificate from DER, PEM or a `cryptography` object (checked the same way)."""
+def load_certificate(data: CertInput, known: Known = None, names: Names = None) -> x509.Certificate:
+    """One certificate from DER, PEM or a `cryptography` object (checked the same way). ``names``, when
+    given, receives ``id(cert) -> der_names(cert)``, read during the same strict walk."""
     if isinstance(data, x509.Certificate):
         raw = data.public_bytes(Encoding.DER)
     else:
@@ -164,7 +177,7 @@ def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
             raise _fail("certificate must be DER or PEM bytes")
         raw = bytes(data)
         if b"-----BEGIN" in raw:
-            certs = load_certificates(raw, known)
+            certs = load_certificates(raw, known, names)
             if len(certs) != 1:
                 raise _fail(f"expected one PEM certificate, found {len(certs)}")
             return certs[0]
@@ -174,7 +187,7 @@ def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
             return hit
     if len(raw) > MAX_CERTIFICATE_BYTES:
         raise _fail(f"certificate larger than {MAX_CERTIFICATE_BYTES} bytes")
-    _strict_outer(raw)
+    fields = _strict_outer(raw)
     try:
         with warnings.catch_warnings():
             # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it (and
@@ -191,56 +204,66 @@ def load_certificate(data: CertInput, known: Known = None) -> x509.Certificate:
     except Exception as exc:  # noqa: BLE001 - cryptography raises ValueError, InvalidVersion,
         # DuplicateExtension, UnsupportedAlgorithm ... for hostile DER; all of them mean "malformed".
         raise _fail(f"not a usable DER certificate: {exc}") from None
+    if names is not None:
+        names[id(cert)] = _names_of(raw, fields)
     return cert
 
 
-def _pem_blocks(data: bytes) -> list[bytes]:
-    import base64
-    import binascii
-
-    text = data.replace(b"\r\n", b"\n")
-    blocks: list[bytes] = []
+def _pem_bodies(data: bytes) -> list[bytes]:
+    """The base64 bodies (whitespace removed) of the PEM certificates in ``data``."""
+    bodies: list[bytes] = []
     begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
     pos = 0
     while True:
-        start = text.find(begin, pos)
+        start = data.find(begin, pos)
         if start < 0:
             break
-        stop = text.find(end, start)
+        stop = data.find(end, start)
         if stop < 0:
             raise _fail("PEM certificate without END line")
-        body = b"".join(text[start + len(begin) : stop].split())
-        try:
-            blocks.append(base64.b64decode(body, validate=True))
-        except (binascii.Error, ValueError):
-            raise _fail("PEM certificate body is not base64") from None
+        bodies.append(data[start + len(begin) : stop].translate(None, b" \t\r\n"))
         pos = stop + len(end)
-        if len(blocks) > MAX_BUNDLE_CERTIFICATES:
+        if len(bodies) > MAX_BUNDLE_CERTIFICATES:
             raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in a bundle")
-    return blocks
+    return bodies
+
+
+def _from_pem_body(body: bytes, known: Known, names: Names) -> x509.Certificate:
+    import base64
+    import binascii
+
+    if known is not None:
+        hit = known.get(body)  # the trust's certificates are also indexed by their base64 text
+        if hit is not None:
+            return hit
+    try:
+        der_bytes = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail("PEM certificate body is not base64") from None
+    return load_certificate(der_bytes, known, names)
 
 
 def load_certificates(
-    data: CertInput | Iterable[CertInput] | None, known: Known = None
+    data: CertInput | Iterable[CertInput] | None, known: Known = None, names: Names = None
 ) -> list[x509.Certificate]:
     """Certificates from a PEM bundle, one DER certificate, a certificate, or a sequence of those."""
     if data is None:
         return []
     if isinstance(data, x509.Certificate):
-        return [load_certificate(data, known)]
+        return [load_certificate(data, known, names)]
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, bytes | bytearray):
         raw = bytes(data)
         if b"-----BEGIN" in raw:
-            blocks = _pem_blocks(raw)
-            if not blocks:
+            bodies = _pem_bodies(raw)
+            if not bodies:
                 raise _fail("no PEM certificate found")
-            return [load_certificate(b, known) for b in blocks]
-        return [load_certificate(raw, known)] if raw else []
+            return [_from_pem_body(b, known, names) for b in bodies]
+        return [load_certificate(raw, known, names)] if raw else []
     out: list[x509.Certificate] = []
     for item in data:
-        out.extend(load_certificates(item, known))
+        out.extend(load_certificates(item, known, names))
         if len(out) > MAX_BUNDLE_CERTIFICATES:
             raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates given")
     return out

@@ -42,7 +42,14 @@ class AmdTrust:
     def known(self) -> dict[bytes, x509.Certificate]:
         """DER -> certificate for every certificate of this trust (loaded and checked once), so a chain
         that repeats them (every VcekCertChain does) is not parsed again."""
-        return {c.public_bytes(Encoding.DER): c for c in (*self.arks.values(), *self.intermediates)}
+        import base64
+
+        out: dict[bytes, x509.Certificate] = {}
+        for c in (*self.arks.values(), *self.intermediates):
+            der = c.public_bytes(Encoding.DER)
+            out[der] = c
+            out[base64.b64encode(der)] = c  # a PEM body, whitespace removed (never a DER certificate)
+        return out
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -56,11 +63,11 @@ class AmdTrust:
     def names(self) -> dict[int, tuple[str, bytes, bytes]]:
         """id -> (CN, subject DER, issuer DER) of this trust's certificates, read once (they live as long
         as the trust does, so their ids stay theirs)."""
-        return {id(c): der_names(c) for c in self.known.values()}
+        return {id(c): der_names(c) for c in set(self.known.values())}
 
     @cached_property
     def _cas(self) -> frozenset[int]:
-        return frozenset(id(c) for c in self.known.values() if _basic_ca(c))
+        return frozenset(id(c) for c in set(self.known.values()) if _basic_ca(c))
 
     def is_ca(self, cert: x509.Certificate) -> bool:
         """BasicConstraints CA (precomputed for this trust's own certificates)."""
