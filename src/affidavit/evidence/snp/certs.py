@@ -86,7 +86,7 @@ _CN_OID = b"\x55\x04\x03"
 _STRING_TAGS = (0x0C, 0x13, 0x16, 0x14, 0x1E)
 
 
-def _tbs_fields(data: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+def _tbs_fields(data: bytes, limit: int | None = 7) -> tuple[int, int, list[tuple[int, int, int, int]]]:
     """Walk ``Certificate ::= SEQUENCE {tbs, algorithm, signature}`` by offsets (no slicing of the big
     parts): (end of the TBS, end of the certificate body, the TBS's first seven elements as (tag, header
     start, value start, value end))."""
@@ -99,7 +99,7 @@ def _tbs_fields(data: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]]
         raise _fail("certificate TBS is not a SEQUENCE")
     fields = []
     pos = tbs_start
-    while pos < tbs_stop and len(fields) < 7:
+    while pos < tbs_stop and (limit is None or len(fields) < limit):
         t, v0, v1 = span(data, pos, tbs_stop)
         fields.append((t, pos, v0, v1))
         pos = v1
@@ -199,7 +199,6 @@ def load_certificate(data: CertInput, known: Known = None, names: Names = None) 
             cert.not_valid_before_utc  # noqa: B018
             cert.not_valid_after_utc  # noqa: B018
             cert.public_key()
-            list(cert.extensions)
             cert.signature_algorithm_oid  # noqa: B018
     except Exception as exc:  # noqa: BLE001 - cryptography raises ValueError, InvalidVersion,
         # DuplicateExtension, UnsupportedAlgorithm ... for hostile DER; all of them mean "malformed".
@@ -325,21 +324,52 @@ def _hw_id(value: bytes) -> bytes:
     return value
 
 
+_AMD_OID_PREFIX = b"\x2b\x06\x01\x04\x01\x9c\x78\x01"  # 1.3.6.1.4.1.3704.1
+_AMD_OIDS = {
+    b"\x01": OID_STRUCT_VERSION, b"\x02": OID_PRODUCT_NAME, b"\x03\x01": OID_BL_SPL, b"\x03\x02": OID_TEE_SPL,
+    b"\x03\x03": OID_SNP_SPL, b"\x03\x08": OID_UCODE_SPL, b"\x03\x09": OID_FMC_SPL, b"\x04": OID_HWID,
+    b"\x05": OID_CSP_ID,
+}
+
+
+def _amd_extensions(data: bytes) -> dict[str, bytes]:
+    """The AMD-arc extensions' values, read from the certificate DER: TBS ``[3] Extensions`` after the
+    SubjectPublicKeyInfo (and the optional unique ids). A duplicated extension is malformed (RFC 5280)."""
+    try:
+        _, _, fields = _tbs_fields(data, limit=None)
+        idx = 1 if fields and fields[0][0] == 0xA0 else 0
+        out: dict[str, bytes] = {}
+        seen: set[bytes] = set()
+        for tag, _, v0, v1 in fields[idx + 6 :]:
+            if tag != 0xA3:
+                continue
+            exts = der.read_one(data[v0:v1], der.TAG_SEQUENCE)[1]
+            for _, ext in der.read_tlvs(exts):
+                parts = der.read_tlvs(ext)
+                shape_ok = len(parts) in (2, 3) and parts[0][0] == der.TAG_OID
+                if not shape_ok or parts[-1][0] != der.TAG_OCTET_STRING:
+                    raise _fail("certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}")
+                oid = parts[0][1]
+                if oid in seen:
+                    raise _fail("certificate extension appears twice")
+                seen.add(oid)
+                if oid.startswith(_AMD_OID_PREFIX):
+                    name = _AMD_OIDS.get(oid[len(_AMD_OID_PREFIX) :])
+                    if name is not None:
+                        out[name] = parts[-1][1]
+        return out
+    except EvidenceError as exc:
+        if isinstance(exc, SnpError):
+            raise
+        raise _fail(f"certificate extensions: {exc.message}") from None
+
+
 def vek_extensions(cert: x509.Certificate) -> VekExtensions:
+    """The AMD extensions of a VCEK or VLEK, decoded from the DER (strictly; no X.509 library view)."""
     struct_version = product_name = csp_id = None
     hw_id: bytes | None = None
     spls: dict[str, int] = {}
-    try:
-        exts = list(cert.extensions)
-    except ValueError as exc:
-        raise _fail(f"VEK extensions: {exc}") from None
-    for ext in exts:
-        oid = ext.oid.dotted_string
-        if not oid.startswith(AMD_ARC + "."):
-            continue
-        raw = getattr(ext.value, "value", None)
-        if not isinstance(raw, bytes):
-            continue
+    for oid, raw in _amd_extensions(cert.public_bytes(Encoding.DER)).items():
         if oid == OID_STRUCT_VERSION:
             struct_version = _integer(raw, "structVersion")
         elif oid == OID_PRODUCT_NAME:

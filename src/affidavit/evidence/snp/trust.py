@@ -131,6 +131,6 @@ class AmdTrust:
 def _basic_ca(cert: x509.Certificate) -> bool:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (x509.ExtensionNotFound, ValueError):
+    except Exception:  # noqa: BLE001 - ExtensionNotFound, a malformed or duplicated extension: not a CA
         return False
     return bool(bc.ca)
