@@ -7,7 +7,9 @@ verification. An ES signature is the raw ``r || s`` of the curve's size.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +27,23 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 def b64url(data: bytes) -> str:
     """base64url without padding (RFC 7515 §2), as every JOSE segment and MAA byte claim is written."""
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
+
+
+_B64_ANY = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def b64decode_lenient(text: str) -> bytes:
+    """base64url or standard base64, padded or not (Go pads, msrest and Python clients do not): the one
+    decoder for MAA request fields. Raises ValueError."""
+    if not isinstance(text, str) or not _B64_ANY.fullmatch(text):
+        raise ValueError("not a base64 string")
+    core = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(core) % 4 == 1:
+        raise ValueError("not valid base64 (bad length)")
+    try:
+        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
 
 
 ALGORITHMS = frozenset(f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in HASHES)

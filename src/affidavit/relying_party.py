@@ -284,7 +284,7 @@ class Expectations:
             pid = frozenset({self.product_id})
             attempt("x-ms-sgx-product-id", lambda v: _one_of("x-ms-sgx-product-id", v, pid))
         if not self.allow_debug:
-            for name in ("x-ms-sgx-is-debuggable", "is-debuggable"):
+            for name in ("x-ms-sgx-is-debuggable", "is-debuggable", "x-ms-sevsnpvm-is-debuggable"):
                 if claims.get(name) is True:
                     out.append(ExpectationFailed(name, "false (debug enclaves are not trusted)", True))
             if claims.get("tdx_td_attributes_debug") is True:

@@ -27,7 +27,13 @@ def test_defaults_are_the_documented_texts() -> None:
     assert SGX_DEFAULT_2021 == (DATA / "d2.policy").read_bytes().decode()
     assert SGX_DEFAULT_LEGACY == (DATA / "d1.policy").read_bytes().decode()
     assert DEFAULT_POLICIES["Tpm"] == ""
-    assert set(DEFAULT_POLICIES) == {"SgxEnclave", "OpenEnclave", "Tpm", "TdxVm"}
+    assert set(DEFAULT_POLICIES) == {"SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm"}
+
+
+def test_sev_snp_default_has_maas_policy_hash() -> None:
+    """The x-ms-policy-hash of real MAA SevSnpVm tokens (2022 spec example, 2025 sharedweu)."""
+    assert DEFAULT_POLICIES["SevSnpVm"] == "version= 1.0;authorizationrules{=> permit();};"
+    assert policy_hash(DEFAULT_POLICIES["SevSnpVm"]) == "9NY0VnTQ-IiBriBplVUpFbczcDaEBUwsiFYAzHu_gco"
 
 
 def test_hash_is_unpadded_base64url_and_whitespace_sensitive() -> None:

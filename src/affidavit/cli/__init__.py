@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "serve",
     "attest",
     "quote",
+    "snp",
     "eventlog",
     "policy",
     "token",

@@ -40,6 +40,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             )
         _common(p)
         p.set_defaults(func=_attest_quote)
+    p = kinds.add_parser("snp", help="an AMD SEV-SNP report (POST /attest/SevSnpVm)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--report", dest="evidence_file",
+                     help="a report captured in a file (raw 1184 bytes, or MAA's report JSON)")
+    src.add_argument("--source", choices=("tsm",),
+                     help="a fresh report from the Linux configfs-tsm interface (provider sev_guest), "
+                          "with the VCEK/VLEK chain from its auxblob")
+    p.add_argument("--source-path", help="configfs-tsm report directory (default: the kernel's)")
+    p.add_argument("--chain", action="append", default=[], metavar="PEM",
+                   help="VCEK/VLEK (and ASK, ARK) certificates to send as VcekCertChain (repeatable)")
+    p.add_argument("--vmpl", type=int, help="request the report at this VMPL (configfs-tsm privlevel)")
+    _common(p)
+    p.set_defaults(func=_attest_snp)
     try:
         tpm = importlib.import_module("affidavit.client.tpm")
     except ModuleNotFoundError as exc:
@@ -112,6 +125,40 @@ def _attest_quote(args: argparse.Namespace) -> int:
             )
         else:
             result = client.attest_tdx(evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce)
+    return emit_token(result.token, args)
+
+
+def _attest_snp(args: argparse.Namespace) -> int:
+    from affidavit.client import ClientError
+    from affidavit.client.http import AttestationClient, RuntimeData
+    from affidavit.client.snp import snp_document
+    from affidavit.client.sources import report_data_for
+
+    runtime_bytes = _read(args.runtime_data or args.runtime_json)
+    runtime = (
+        None if runtime_bytes is None else RuntimeData(runtime_bytes, json=args.runtime_json is not None)
+    )
+    init_bytes = _read(args.init_time_data or args.init_time_json)
+    init = None if init_bytes is None else RuntimeData(init_bytes, json=args.init_time_json is not None)
+    chain = b"".join(Path(p).read_bytes() for p in args.chain) or None
+    tls: bool | str = False if args.insecure else (args.ca_file or True)
+    draft = Path(args.draft_policy).read_text() if args.draft_policy else None
+    try:
+        document = snp_document(
+            report_file=Path(args.evidence_file) if args.evidence_file else None,
+            tsm_root=Path(args.source_path or "/sys/kernel/config/tsm/report"),
+            report_data=report_data_for(runtime_bytes), chain_pem=chain, vmpl=args.vmpl,
+        )
+        with AttestationClient(args.url, verify=tls) as client:
+            result = client.attest_snp(
+                document, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
+            )
+    except ClientError as exc:
+        if args.json:
+            print_json({"error": exc.to_dict()})
+        else:
+            print(f"attestation refused: {exc}", file=sys.stderr)
+        return 1
     return emit_token(result.token, args)
 
 

@@ -83,6 +83,17 @@ def register(subparsers: Any) -> None:
                    help="PEM of an intermediate CA for TPM AIK certificates (repeatable)")
     p.add_argument("--tpm-registered-ak", dest="tpm_registered_aks", type=Path, action="append",
                    help="PEM public key of a TPM attestation key trusted without a certificate (repeatable)")
+    p.add_argument("--snp-trust-root", dest="snp_trust_roots", type=Path, action="append",
+                   help="PEM with AMD ARK (and ASK/ASVK) certificates pinned for SevSnpVm (repeatable; "
+                        "default: AMD's Milan, Genoa and Turin roots shipped with Affidavit)")
+    p.add_argument("--snp-collateral-dir", default=_env("snp-collateral-dir"),
+                   help="offline AMD KDS files (VCEKs, cert_chain, CRLs) instead of AMD KDS")
+    p.add_argument("--kds-url", default=_env("kds-url"),
+                   help="AMD KDS base URL for VCEKs, chains and CRLs (default AMD's; 'none': offline)")
+    p.add_argument("--snp-product", choices=("Milan", "Genoa", "Turin"), default=_env("snp-product"),
+                   help="the product of v2 SNP reports sent without a certificate chain")
+    p.add_argument("--snp-require-crl", action="store_true", default=_bool_env("snp-require-crl"),
+                   help="refuse SNP reports when AMD's CRL cannot be had")
     p.add_argument("--admin-oidc-issuer", default=_env("admin-oidc-issuer"),
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
     p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
@@ -206,7 +217,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         max_concurrency=args.max_concurrency,
-        extra=_tpm_trust(args),
+        extra={**_tpm_trust(args), **_snp_options(args)},
     )
 
 
@@ -244,6 +255,21 @@ def _policy_limits(values: list[str] | None) -> dict[str, float]:
     except ValueError as exc:
         raise ServiceError(f"--policy-limit: {exc}", code="configuration") from None
     return out
+
+
+def _snp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """SevSnpVm settings for ``affidavit.service.snp_route.build`` (read from ``ServiceConfig.extra``)."""
+    extra: dict[str, Any] = {}
+    roots = _paths(getattr(args, "snp_trust_roots", None), "snp-trust-root")
+    if roots:
+        extra["snp_trust_roots"] = [str(p) for p in roots]
+    for name in ("snp_collateral_dir", "kds_url", "snp_product"):
+        value = getattr(args, name, None)
+        if value:
+            extra["snp_kds_url" if name == "kds_url" else name] = str(value)
+    if getattr(args, "snp_require_crl", False):
+        extra["snp_require_crl"] = True
+    return extra
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:

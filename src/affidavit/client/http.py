@@ -128,6 +128,19 @@ class AttestationClient:
             self._token(self.post_json("/attest/TdxVm", body, api_version="2025-06-01"))
         )
 
+    def attest_snp(
+        self,
+        document: bytes,
+        *,
+        runtime_data: RuntimeData | None = None,
+        init_time_data: RuntimeData | None = None,
+        nonce: str | None = None,
+        draft_policy: str | None = None,
+    ) -> AttestationResponse:
+        """``/attest/SevSnpVm`` with MAA's ``report`` document (``evidence.snp.maa.build_document``)."""
+        body = self._body("report", document, runtime_data, init_time_data, nonce, draft_policy)
+        return AttestationResponse(self._token(self.post_json("/attest/SevSnpVm", body)))
+
     def tpm_exchange(self, message: dict[str, Any]) -> dict[str, Any]:
         """One round of MAA's TPM protocol: ``message`` goes out as ``{"data": b64url({"payload": ...})}``,
         and the answer's payload comes back."""

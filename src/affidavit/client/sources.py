@@ -95,6 +95,13 @@ class ConfigfsTsmSource:
     root: Path = Path("/sys/kernel/config/tsm/report")
 
     def get_quote(self, report_data: bytes) -> bytes:
+        return self.read(report_data)["outblob"]
+
+    def read(
+        self, report_data: bytes, *, extra: tuple[str, ...] = (), privlevel: int | None = None
+    ) -> dict[str, bytes]:
+        """One report: ``outblob`` and the ``extra`` attributes (SEV-SNP: ``auxblob``, the certificate
+        table), optionally at ``privlevel`` (the SNP VMPL to request the report from)."""
         _check_report_data(report_data)
         entry = Path(self.root) / f"affidavit-{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -104,9 +111,15 @@ class ConfigfsTsmSource:
                 f"cannot create a configfs-tsm report at {entry}: {exc.strerror or exc}", code="source_failed"
             ) from None
         try:
+            if privlevel is not None:
+                (entry / "privlevel").write_text(str(privlevel))
             (entry / "inblob").write_bytes(report_data)
             before = _read_generation(entry)
             quote = (entry / "outblob").read_bytes()
+            blobs = {"outblob": quote}
+            for name in extra:
+                path = entry / name
+                blobs[name] = path.read_bytes() if path.exists() else b""
             after = _read_generation(entry)
             if before != after:
                 raise ClientError(
@@ -115,7 +128,7 @@ class ConfigfsTsmSource:
                 )
             if not quote:
                 raise ClientError("configfs-tsm returned an empty outblob", code="source_failed")
-            return quote
+            return blobs
         except OSError as exc:
             raise ClientError(
                 f"configfs-tsm report at {entry}: {exc.strerror or exc}", code="source_failed"

@@ -12,9 +12,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from affidavit.collateral.amd import AMD_KINDS, verify_amd_item
 from affidavit.collateral.db import CollateralDb
 from affidavit.collateral.items import ROOT_CA_CRL_KEY, CollateralItem, CollateralSet, ItemKey
 from affidavit.collateral.verify import verify_item
@@ -31,17 +33,22 @@ class CachedItem:
 class CollateralCache:
     """Verified collateral items by key, persisted in a :class:`CollateralDb`."""
 
-    def __init__(self, db: CollateralDb, anchors: Sequence[ec.EllipticCurvePublicKey]) -> None:
+    def __init__(
+        self, db: CollateralDb, anchors: Sequence[ec.EllipticCurvePublicKey], *, amd_trust: Any = None
+    ) -> None:
         self.db = db
         self.anchors = tuple(anchors)
+        self.amd_trust = amd_trust  # an evidence.snp.AmdTrust for AMD items; None: AMD's shipped roots
         self._lock = threading.Lock()
         self._items: dict[ItemKey, CachedItem] = {
             item.key: CachedItem(item, stored) for item, stored in db.all()
         }
 
     @classmethod
-    def open(cls, url: str, anchors: Sequence[ec.EllipticCurvePublicKey]) -> CollateralCache:
-        return cls(CollateralDb(url), anchors)
+    def open(
+        cls, url: str, anchors: Sequence[ec.EllipticCurvePublicKey], *, amd_trust: Any = None
+    ) -> CollateralCache:
+        return cls(CollateralDb(url), anchors, amd_trust=amd_trust)
 
     def close(self) -> None:
         self.db.close()
@@ -55,6 +62,13 @@ class CollateralCache:
 
     def verify(self, item: CollateralItem, now: datetime) -> None:
         """Raise ``CollateralError`` unless ``item`` may enter the cache at ``now``."""
+        if item.key.kind in AMD_KINDS:
+            if self.amd_trust is None:
+                from affidavit.evidence.snp import AmdTrust
+
+                self.amd_trust = AmdTrust.amd()
+            verify_amd_item(item, self.amd_trust, now)
+            return
         root = None if item.key == ROOT_CA_CRL_KEY else self.get(ROOT_CA_CRL_KEY)
         verify_item(item, self.anchors, now, root)
 

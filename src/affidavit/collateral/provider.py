@@ -27,7 +27,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from affidavit.collateral import CollateralError
 from affidavit.collateral.cache import CollateralCache
-from affidavit.collateral.items import ROOT_CA_CRL_KEY, CollateralItem, CollateralSet, ItemKey, platform_keys
+from affidavit.collateral.items import (
+    KINDS,
+    ROOT_CA_CRL_KEY,
+    CollateralItem,
+    CollateralSet,
+    ItemKey,
+    platform_keys,
+)
 from affidavit.collateral.pcs import INTEL_PCS_URL, PcsClient, PcsConfig
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,7 @@ class CachingPcsProvider:
         clock: Callable[[], datetime] | None = None,
         client: PcsClient | None = None,
         cache: CollateralCache | None = None,
+        serves: Callable[[ItemKey], bool] | None = None,
     ) -> None:
         if grace < timedelta(0) or refresh_before < timedelta(0):
             raise CollateralError("grace and refresh_before must not be negative")
@@ -120,6 +128,9 @@ class CachingPcsProvider:
             )
             client = PcsClient(config)
         self.client = client  # None: serve the cache (filled by `affidavit collateral import`) only
+        # Which cached items this provider's client refreshes: Intel's kinds by default; the shared
+        # cache also holds AMD items (`collateral.amd.CachingKdsProvider` reuses this class with KDS).
+        self._serves = serves or (lambda key: key.kind in KINDS)
         self._inflight: dict[ItemKey, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         # negative cache: bounded (oldest forgotten first), and only ever holds platforms whose PCK chain
@@ -248,7 +259,9 @@ class CachingPcsProvider:
         """
         now = now or self._clock()
         due = sorted(
-            e.item.key for e in self.cache.entries() if now >= e.item.next_update - self.refresh_before
+            e.item.key
+            for e in self.cache.entries()
+            if now >= e.item.next_update - self.refresh_before and self._serves(e.item.key)
         )
         if self.client is None or not due:
             return 0

@@ -5,6 +5,7 @@
   OE default (D-2) is the same rules without the configuration section, so D-3 keeps both types alike.
 - ``Tpm``: the empty string, as MAA provisions it. ``compile_policy("")`` yields a policy that denies every
   attestation with a message saying no policy is set (MAA's behaviour for this case is undocumented).
+- ``SevSnpVm``: MAA's shared-instance text, byte-exact (`SNP_DEFAULT`).
 - ``TdxVm``: Affidavit's own default (MAA publishes none): permit every verified TD and issue its
   measurements under short names, in the style of the SGX default.
 """
@@ -77,6 +78,10 @@ TDX_DEFAULT = (
     "};"
 )
 
+SNP_DEFAULT = "version= 1.0;authorizationrules{=> permit();};"
+"""``SevSnpVm``: the text whose hash, ``9NY0VnTQ-IiBriBplVUpFbczcDaEBUwsiFYAzHu_gco``, is the
+``x-ms-policy-hash`` of real MAA SevSnpVm tokens (2022 spec example, 2025 sharedweu; sev-snp.md §5.7)."""
+
 PERMIT_ALL = "version=1.0; authorizationrules{=> permit();}; issuancerules{};"
 
 DEFAULT_POLICIES: dict[str, str] = {
@@ -84,4 +89,5 @@ DEFAULT_POLICIES: dict[str, str] = {
     "OpenEnclave": SGX_DEFAULT,
     "Tpm": "",
     "TdxVm": TDX_DEFAULT,
+    "SevSnpVm": SNP_DEFAULT,
 }

@@ -53,6 +53,9 @@ def _attest_routes() -> dict[str, Endpoint]:
     tpm = _tpm_endpoint()
     if tpm is not None:
         routes["Tpm"] = tpm
+    from affidavit.service.snp_route import attest_sev_snp_vm
+
+    routes["SevSnpVm"] = attest_sev_snp_vm
     return routes
 
 
