@@ -7,6 +7,8 @@
   attestation with a message saying no policy is set (MAA's behaviour for this case is undocumented).
 - ``TdxVm``: Affidavit's own default (MAA publishes none): permit every verified TD and issue its
   measurements under short names, in the style of the SGX default.
+- ``AzureGuest``: Affidavit's own permit-all (MAA publishes no text; its shared instances' hash
+  ``wm9mHlvT...`` will differ): the token carries every azurevm claim anyway.
 """
 
 from __future__ import annotations
@@ -84,4 +86,5 @@ DEFAULT_POLICIES: dict[str, str] = {
     "OpenEnclave": SGX_DEFAULT,
     "Tpm": "",
     "TdxVm": TDX_DEFAULT,
+    "AzureGuest": PERMIT_ALL,
 }

@@ -51,6 +51,9 @@ def _attest_routes() -> dict[str, Endpoint]:
     tpm = _tpm_endpoint()
     if tpm is not None:
         routes["Tpm"] = tpm
+    from affidavit.service.azure_guest import attest_azure_guest
+
+    routes["AzureGuest"] = attest_azure_guest
     return routes
 
 

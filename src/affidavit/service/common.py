@@ -19,7 +19,7 @@ from affidavit.service.errors import (
 )
 from affidavit.service.state import ServiceState
 
-ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm")
+ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "AzureGuest")
 _TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
 
 # TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
