@@ -159,3 +159,25 @@ def test_any_attestation_info_gets_a_200_or_a_400(client: AsgiClient, doc: Any, 
     body = request_body(doc) if wrap else doc
     r = client.post(URL, json=body)
     assert r.status_code in (200, 400), r.text
+
+
+def test_tdx_eat_profile_claims_read_the_same_through_tdxvm_and_azureguest(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    claims_bytes = vtpm.runtime_claims()
+    quote = sim_td.tdx_quote(mrtd=MRTD, report_data=report_data_for(claims_bytes))
+    svn = bytes(sim_td.tcb.tdx_svns)
+    from affidavit.jose import b64url
+
+    r = client.post("/attest/TdxVm?api-version=2022-08-01", json={"quote": b64url(quote)})
+    assert r.status_code == 200, r.text
+    platform = jwt_body(r.json()["token"])
+    info, enc = attestation_info(vtpm, claims_bytes, td_quote=quote)
+    guest = _unseal(client.post(URL, json=request_body(info)).json(), enc)["x-ms-isolation-tee"]
+    for claims in (platform, guest):
+        assert claims["eat_profile"] == "https://aka.ms/maa-eat-profile-tdxvm"
+        assert claims["dbgstat"] == "disabled-since-boot"
+        assert claims["intuse"] == "generic"
+        assert claims["tdx_seamsvn"] == svn[0] | svn[1] << 8
+    shared = {k for k in guest if k.startswith("tdx_")}
+    assert {k: platform[k] for k in shared} == {k: guest[k] for k in shared}
