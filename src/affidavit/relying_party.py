@@ -170,9 +170,10 @@ class Expectations:
 
     def check(self, claims: Mapping[str, Any]) -> None:
         def need(name: str) -> Any:
-            if name not in claims:
+            found, value = claim_at(claims, name)
+            if not found:
                 raise ExpectationFailed(name, "to be present", None)
-            return claims[name]
+            return value
 
         if self.mrsigner:
             _one_of("x-ms-sgx-mrsigner", need("x-ms-sgx-mrsigner"), self.mrsigner, lower=True)
@@ -189,6 +190,10 @@ class Expectations:
             attrs = claims.get("tdx_td_attributes_debug")
             if attrs is True:
                 raise ExpectationFailed("tdx_td_attributes_debug", "false (debug TDs are not trusted)", True)
+            for path in ("x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable",
+                         "x-ms-isolation-tee.tdx_td_attributes_debug"):
+                if claim_at(claims, path) == (True, True):
+                    raise ExpectationFailed(path, "false (debug CVMs are not trusted)", True)
         if self.tcb_statuses:
             _one_of("x-ms-sgx-tcb-status", need("x-ms-sgx-tcb-status"), self.tcb_statuses)
         if self.secure_boot is not None:
@@ -197,6 +202,19 @@ class Expectations:
             _one_of(name, need(name), allowed)
         for name, minimum in self.minimums.items():
             _at_least(name, need(name), minimum)
+
+
+def claim_at(claims: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """A claim by name, or a nested one by dotted path (``x-ms-isolation-tee.x-ms-sevsnpvm-vmpl``: the
+    AzureGuest hardware claims are an object). An exact top-level name wins over a path."""
+    if name in claims:
+        return True, claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
 
 
 def _one_of(name: str, actual: Any, allowed: Iterable[Any], *, lower: bool = False) -> None:
