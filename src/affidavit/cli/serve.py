@@ -72,6 +72,8 @@ def register(subparsers: Any) -> None:
                    help="PEM of an intermediate CA for TPM AIK certificates (repeatable)")
     p.add_argument("--tpm-registered-ak", dest="tpm_registered_aks", type=Path, action="append",
                    help="PEM public key of a TPM attestation key trusted without a certificate (repeatable)")
+    p.add_argument("--azure-cvm-baselines", default=_env("azure-cvm-baselines"),
+                   help="JSON file of Azure CVM baselines: x-ms-compliance-status of AzureGuest tokens")
     p.add_argument("--admin-oidc-issuer", default=_env("admin-oidc-issuer"),
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
     p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
@@ -127,7 +129,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
-        extra=_tpm_trust(args),
+        extra={**_tpm_trust(args), **({"azure_cvm_baselines": str(args.azure_cvm_baselines)}
+                                      if args.azure_cvm_baselines else {})},
     )
 
 

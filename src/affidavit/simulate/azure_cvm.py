@@ -35,6 +35,7 @@ from affidavit.jose import b64url
 AK_ATTRIBUTES = (
     OA_FIXED_TPM | OA_FIXED_PARENT | OA_SENSITIVE_DATA_ORIGIN | OA_USER_WITH_AUTH | OA_RESTRICTED | OA_SIGN
 )
+VM_ID = "6332533D-5649-4D02-8AA7-8F64B7C3EE21"
 ENC_ATTRIBUTES = OA_DECRYPT | OA_FIXED_TPM | OA_FIXED_PARENT | OA_SENSITIVE_DATA_ORIGIN | OA_NO_DA
 
 
@@ -126,25 +127,124 @@ class SoftVtpm:
         )
         return key, _tpm2b(public), info, self.sign(info)
 
-    def runtime_claims(
-        self, vm_id: str = "6332533D-5649-4D02-8AA7-8F64B7C3EE21", user_data: bytes = bytes(64)
-    ) -> bytes:
+    def runtime_claims(self, vm_id: str = VM_ID, user_data: bytes = bytes(64)) -> bytes:
         """The paravisor's runtime claims in its compact byte form."""
-        doc = {
-            "keys": [
-                jwk_of(self.ak.public_key(), "HCLAkPub", "sign"),
-                jwk_of(self.ek.public_key(), "HCLEkPub", "encrypt"),
-            ],
-            "vm-configuration": {
-                "console-enabled": True,
-                "secure-boot": True,
-                "tpm-enabled": True,
-                "tpm-persisted": True,
-                "vmUniqueId": vm_id,
-            },
-            "user-data": user_data.hex().upper(),
-        }
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return runtime_claims_for(
+            self.ak.public_key(), self.ek.public_key(), vm_id=vm_id, user_data=user_data
+        )
+
+
+def runtime_claims_for(
+    ak: rsa.RSAPublicKey,
+    ek: rsa.RSAPublicKey | None = None,
+    *,
+    vm_id: str = VM_ID,
+    user_data: bytes | None = bytes(64),
+) -> bytes:
+    """Runtime claims naming ``ak`` as HCLAkPub (and ``ek`` as HCLEkPub), compact as the paravisor writes."""
+    keys = [jwk_of(ak, "HCLAkPub", "sign")]
+    if ek is not None:
+        keys.append(jwk_of(ek, "HCLEkPub", "encrypt"))
+    doc: dict[str, Any] = {
+        "keys": keys,
+        "vm-configuration": {
+            "console-enabled": True,
+            "secure-boot": True,
+            "tpm-enabled": True,
+            "tpm-persisted": True,
+            "vmUniqueId": vm_id,
+        },
+    }
+    if user_data is not None:
+        doc["user-data"] = user_data.hex().upper()
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _pad(b: bytes, n: int) -> bytes:
+    return bytes(b).ljust(n, b"\0")[:n]
+
+
+def tdreport_bytes(
+    *,
+    mrtd: bytes,
+    report_data: bytes,
+    tee_tcb_svn: bytes,
+    mrseam: bytes,
+    xfam: int,
+    td_attributes: int,
+    rtmrs: tuple[bytes, ...] = (),
+    mr_config_id: bytes = b"",
+    mr_owner: bytes = b"",
+    mr_owner_config: bytes = b"",
+) -> bytes:
+    """A TDREPORT_STRUCT with consistent TEE_TCB_INFO / TDINFO hashes (the MAC is left zero: it is
+    CPU-local and never checked off the machine)."""
+    tcb_info = (
+        bytes.fromhex("ff01030000000000")
+        + _pad(tee_tcb_svn, 16)
+        + _pad(mrseam, 48)
+        + bytes(48)
+        + bytes(8)
+        + _pad(tee_tcb_svn, 16)
+    ).ljust(239, b"\0")
+    rt = b"".join(_pad(r, 48) for r in (list(rtmrs) + [b""] * 4)[:4])
+    tdinfo = (
+        td_attributes.to_bytes(8, "little")
+        + xfam.to_bytes(8, "little")
+        + _pad(mrtd, 48)
+        + _pad(mr_config_id, 48)
+        + _pad(mr_owner, 48)
+        + _pad(mr_owner_config, 48)
+        + rt
+    ).ljust(512, b"\0")
+    mac_struct = (
+        bytes([0x81, 0, 0, 0])
+        + bytes(12)
+        + bytes(16)
+        + hashlib.sha384(tcb_info).digest()
+        + hashlib.sha384(tdinfo).digest()
+        + _pad(report_data, 64)
+        + bytes(32)
+        + bytes(32)
+    )
+    return mac_struct + tcb_info + bytes(17) + tdinfo
+
+
+def hcl_report(hardware_report: bytes, claims: bytes, *, report_type: int = 4, buffer: int = 2048) -> bytes:
+    """The HCL report blob as the paravisor stores it in NV 0x01400001 (header v2, request data v1)."""
+    data_size = 20 + len(claims)
+    body = (
+        b"HCLA"
+        + struct.pack("<4I", 2, 1216 + data_size, 2, 0)
+        + bytes(12)
+        + _pad(hardware_report, 1184)
+        + struct.pack("<5I", data_size, 1, report_type, 1, len(claims))
+        + claims
+    )
+    if len(body) > buffer:
+        raise ValueError(f"the HCL report needs {len(body)} bytes, more than the {buffer}-byte buffer")
+    return body.ljust(buffer, b"\0")
+
+
+def td_quote_for(platform: Any, tdreport: bytes) -> bytes:
+    """What IMDS answers for a TDREPORT: a TD quote over its fields, from a ``SimulatedPlatform``."""
+    from affidavit.evidence.azure_cvm import parse_tdreport
+
+    td = parse_tdreport(tdreport)
+    return bytes(
+        platform.tdx_quote(
+            mrtd=td.mrtd,
+            rtmrs=td.rtmrs,
+            report_data=td.report_data,
+            td_attributes=int.from_bytes(td.td_attributes, "little"),
+            xfam=int.from_bytes(td.xfam, "little"),
+            mrseam=td.mrseam,
+            tee_tcb_svn=list(td.tee_tcb_svn),
+            mr_config_id=td.mr_config_id,
+            mr_owner=td.mr_owner,
+            mr_owner_config=td.mr_owner_config,
+        )
+    )
 
 
 def report_data_for(claims: bytes) -> bytes:
