@@ -9,6 +9,7 @@ this package never carries a second SNP implementation; ``snp_verifier_from_pack
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,8 @@ from affidavit.evidence.tpm import (
     verify_tpm,
 )
 from affidavit.evidence.tpm import constants as tpmc
+
+MAX_CACHED_KEYS = 4096
 
 
 class SnpReportVerifier(Protocol):
@@ -221,6 +224,24 @@ class AzureCvmVerifier:
         self.snp = snp
         self.dcap = dcap
         self.tpm = tpm
+        self._keys: dict[tuple[str, str], rsa.RSAPublicKey] = {}  # HCLAkPub (n, e) -> key: a VM's AK repeats
+        self._lock = threading.Lock()
+
+    def _ak_key(self, runtime: RuntimeClaims) -> rsa.RSAPublicKey:
+        jwk = runtime.keys.get("HCLAkPub")
+        ident = (str(jwk.get("n")), str(jwk.get("e"))) if jwk is not None else None
+        if ident is not None:
+            with self._lock:
+                key = self._keys.get(ident)
+            if key is not None:
+                return key
+        key = runtime.ak_key
+        if ident is not None:
+            with self._lock:
+                if len(self._keys) >= MAX_CACHED_KEYS:
+                    self._keys.clear()
+                self._keys[ident] = key
+        return key
 
     def verify(
         self,
@@ -235,9 +256,10 @@ class AzureCvmVerifier:
         hcl: HclReport | None = None
         claims_bytes = evidence.runtime_claims
         snp_report = evidence.snp_report
+        runtime: RuntimeClaims | None = None
         if evidence.hcl_report is not None:
             hcl = parse_hcl_report(evidence.hcl_report)
-            check_hcl_structure(hcl)
+            runtime = check_hcl_structure(hcl)
             if claims_bytes is not None and claims_bytes != hcl.claims:
                 raise HclFormatError("the runtime claims given are not the HCL report's")
             claims_bytes = hcl.claims
@@ -247,8 +269,9 @@ class AzureCvmVerifier:
                 snp_report = hcl.snp_report
         if claims_bytes is None:
             raise HclFormatError("no runtime claims (RunTimeData) were given")
-        runtime = parse_runtime_claims(claims_bytes)
-        ak = runtime.ak_key
+        if runtime is None:
+            runtime = parse_runtime_claims(claims_bytes)
+        ak = self._ak_key(runtime)
 
         dcap_result = None
         tdreport: TdReport | None = None
