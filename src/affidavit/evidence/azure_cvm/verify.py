@@ -62,13 +62,17 @@ class SnpReportVerifier(Protocol):
 
 
 def snp_verifier_from_package() -> SnpReportVerifier | None:
-    """An adapter over ``affidavit.evidence.snp`` (``parse_report`` + ``verify_report``), or None when
-    that package is not installed. This is the one place the two packages meet."""
+    """An adapter over ``affidavit.evidence.snp`` (``SnpVerifier(AmdTrust.amd()).verify``, API of
+    notes/snp-api.md), or None when that package is not installed. This is the one place the two
+    packages meet. The chain is split here: the VEK first, then the ASK/ARK given with it (none given:
+    the ASK shipped with the SNP package), so a VEK under another product's chain fails."""
     try:
         from affidavit.evidence import snp as amd  # type: ignore[attr-defined]
     except ImportError:
         return None
     from cryptography import x509
+
+    verifier = amd.SnpVerifier(amd.AmdTrust.amd())
 
     def verify(report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]:
         try:
@@ -78,7 +82,7 @@ def snp_verifier_from_package() -> SnpReportVerifier | None:
                 certs = [x509.load_der_x509_certificate(vcek_chain)]
         except ValueError:
             raise HclFormatError("the VCEK chain is not PEM or DER certificates") from None
-        result = amd.verify_report(amd.parse_report(report), certs[0], certs[1:], now=now)
+        result = verifier.verify(report, certs[0], certs[1:] or None, now)
         return dict(result.claims)
 
     return verify
