@@ -9,6 +9,7 @@ this package never carries a second SNP implementation; ``snp_verifier_from_pack
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from affidavit.evidence.tpm import (
 from affidavit.evidence.tpm import constants as tpmc
 
 MAX_CACHED_KEYS = 4096
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
 
 
 class SnpReportVerifier(Protocol):
@@ -70,20 +72,13 @@ def snp_verifier_from_package() -> SnpReportVerifier | None:
         from affidavit.evidence import snp as amd  # type: ignore[attr-defined]
     except ImportError:
         return None
-    from cryptography import x509
-
     verifier = amd.SnpVerifier(amd.AmdTrust.amd())
 
     def verify(report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]:
-        try:
-            if vcek_chain.lstrip().startswith(b"-----BEGIN"):
-                certs = x509.load_pem_x509_certificates(vcek_chain)
-            else:
-                certs = [x509.load_der_x509_certificate(vcek_chain)]
-        except ValueError:
-            raise HclFormatError("the VCEK chain is not PEM or DER certificates") from None
-        result = verifier.verify(report, certs[0], certs[1:] or None, now)
-        return dict(result.claims)
+        # Split by PEM armour only: certificate parsing (hostile DER) is the SNP package's.
+        blocks = _PEM_BLOCK.findall(vcek_chain)
+        vek, chain = (blocks[0], b"".join(blocks[1:]) or None) if blocks else (vcek_chain, None)
+        return dict(verifier.verify(report, vek, chain, now).claims)
 
     return verify
 
