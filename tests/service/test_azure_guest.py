@@ -68,7 +68,7 @@ def test_tdx_guest_token_is_sealed_and_carries_azurevm_claims(
     }
     assert len(base64.b64decode(sealed["AuthenticationData"])) == 16
     claims = _unseal(r.json(), enc)
-    assert claims["x-ms-attestation-type"] == "azurevm"
+    assert claims["x-ms-attestation-type"] == "azurevm" and claims["x-ms-ver"] == "1.0"
     assert claims["x-ms-azurevm-attested-pcrs"] == list(range(8))
     assert claims["x-ms-azurevm-ostype"] == "Linux" and claims["x-ms-azurevm-osversion-major"] == 24
     assert claims["x-ms-azurevm-vmid"] == "6332533D-5649-4D02-8AA7-8F64B7C3EE21"

@@ -325,6 +325,7 @@ async def attest_azure_guest(request: Request) -> Response:
     body = await read_body(request, state.config.max_body_bytes)
     req = parse_attestation_info(body)
     claims, enc_key = await verify_guest(state, req)
+    claims = {"x-ms-ver": "1.0", **claims}
     policy = stored_policy_choice(state, POLICY_TYPE)
     compiled = state.compiler.compile(policy.text)
     ring = state.keyring()

@@ -67,7 +67,7 @@ def unseal_token(token: str, decrypt_key: Callable[[bytes], bytes]) -> str:
         raise TokenError("sealed token too large", code="malformed_jws")
     try:
         envelope = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise TokenError("sealed token is not base64url JSON", code="bad_json") from None
     params = envelope.get("EncryptionParams") if isinstance(envelope, dict) else None
     iv = _field(params, "Iv")
