@@ -35,8 +35,11 @@ def client(tmp_path_factory: pytest.TempPathFactory, inputs: Inputs) -> Iterator
     data: Path = tmp_path_factory.mktemp("azure-guest")
     baselines = [{"tee": "tdxvm", "tdx_mrtd": [MRTD.hex()], "minimum": {}}]
     config = ServiceConfig(
-        data_dir=data, admin_token="x", collateral_dir=inputs.collateral_dir,
-        trust_roots=(inputs.intel_root, inputs.sim_root), evidence_time=EVIDENCE_TIME,
+        data_dir=data,
+        admin_token="x",
+        collateral_dir=inputs.collateral_dir,
+        trust_roots=(inputs.intel_root, inputs.sim_root),
+        evidence_time=EVIDENCE_TIME,
         extra={"azure_cvm_baselines": baselines},
     )
     c = AsgiClient(create_app(config))
@@ -63,8 +66,11 @@ def test_tdx_guest_token_is_sealed_and_carries_azurevm_claims(
     assert r.status_code == 200, r.text
     sealed = json.loads(base64.urlsafe_b64decode(r.json()["token"] + "=="))
     assert sealed["EncryptionParams"] == {
-        "BlockMode": "ChainingModeGCM", "BlockPadding": "PKCS7", "Cipher": "AES",
-        "Iv": sealed["EncryptionParams"]["Iv"], "KeySizeInBits": 256,
+        "BlockMode": "ChainingModeGCM",
+        "BlockPadding": "PKCS7",
+        "Cipher": "AES",
+        "Iv": sealed["EncryptionParams"]["Iv"],
+        "KeySizeInBits": 256,
     }
     assert len(base64.b64decode(sealed["AuthenticationData"])) == 16
     claims = _unseal(r.json(), enc)
@@ -112,9 +118,16 @@ def _flip_b64(text: str, pos: int = 40) -> str:
 
 @pytest.mark.parametrize(
     "field",
-    ["TpmInfo.PcrQuote", "TpmInfo.PcrSignature", "TpmInfo.EncKeyPub", "TpmInfo.EncKeyCertifyInfo",
-     "TpmInfo.EncKeyCertifyInfoSignature", "TpmInfo.AikPub", "IsolationInfo.Evidence.RunTimeData",
-     "IsolationInfo.Evidence.Proof"],
+    [
+        "TpmInfo.PcrQuote",
+        "TpmInfo.PcrSignature",
+        "TpmInfo.EncKeyPub",
+        "TpmInfo.EncKeyCertifyInfo",
+        "TpmInfo.EncKeyCertifyInfoSignature",
+        "TpmInfo.AikPub",
+        "IsolationInfo.Evidence.RunTimeData",
+        "IsolationInfo.Evidence.Proof",
+    ],
 )
 def test_a_flipped_byte_in_signed_evidence_is_rejected(
     client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform, field: str
@@ -150,8 +163,15 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
-_TOP = ["AttestationProtocolVersion", "OSType", "OSVersionMajor", "TcgLogs", "ClientPayload", "TpmInfo",
-        "IsolationInfo"]
+_TOP = [
+    "AttestationProtocolVersion",
+    "OSType",
+    "OSVersionMajor",
+    "TcgLogs",
+    "ClientPayload",
+    "TpmInfo",
+    "IsolationInfo",
+]
 
 
 @given(st.one_of(_json, st.dictionaries(st.sampled_from(_TOP), _json)), st.booleans())
@@ -181,3 +201,50 @@ def test_tdx_eat_profile_claims_read_the_same_through_tdxvm_and_azureguest(
         assert claims["tdx_seamsvn"] == svn[0] | svn[1] << 8
     shared = {k for k in guest if k.startswith("tdx_")}
     assert {k: platform[k] for k in shared} == {k: guest[k] for k in shared}
+
+
+def test_snp_guest_token(tmp_path: Path) -> None:
+    """SevSnp through the SNP package's verifier with the simulated AMD PKI (both from wip/snp)."""
+    snp = pytest.importorskip(
+        "affidavit.simulate.snp", reason="affidavit.simulate.snp is built on branch wip/snp"
+    )
+    pki = snp.SimulatedAmdPki.create(now=EVIDENCE_TIME)
+    vek = pki.vcek(now=EVIDENCE_TIME)
+    (tmp_path / "ark.pem").write_bytes(pki.ark_pem)
+    measurement = bytes(range(48)).hex()
+    baselines = [
+        {
+            "tee": "sevsnpvm",
+            "x-ms-sevsnpvm-launchmeasurement": [measurement],
+            "minimum": {"x-ms-sevsnpvm-bootloader-svn": 3},
+        }
+    ]
+    config = ServiceConfig(
+        data_dir=tmp_path / "data",
+        admin_token="x",
+        evidence_time=EVIDENCE_TIME,
+        extra={"snp_trust_roots": [str(tmp_path / "ark.pem")], "azure_cvm_baselines": baselines},
+    )
+    c = AsgiClient(create_app(config))
+    try:
+        vtpm = SoftVtpm()
+        claims_bytes = vtpm.runtime_claims()
+        report = vek.report(report_data=report_data_for(claims_bytes))
+        proof = {
+            "SnpReport": base64.urlsafe_b64encode(report).rstrip(b"=").decode(),
+            "VcekCertChain": base64.b64encode(vek.chain_pem).decode(),
+        }
+        info, enc = attestation_info(vtpm, claims_bytes, snp_proof=proof)
+        r = c.post(URL, json=request_body(info))
+        assert r.status_code == 200, r.text
+        tee = _unseal(r.json(), enc)["x-ms-isolation-tee"]
+        assert tee["x-ms-attestation-type"] == "sevsnpvm"
+        assert tee["x-ms-sevsnpvm-launchmeasurement"] == measurement
+        assert tee["x-ms-compliance-status"] == "azure-compliant-cvm"
+        bad = vek.report(report_data=report_data_for(claims_bytes), vmpl=2)
+        proof["SnpReport"] = base64.urlsafe_b64encode(bad).rstrip(b"=").decode()
+        info, _ = attestation_info(vtpm, claims_bytes, snp_proof=proof)
+        r = c.post(URL, json=request_body(info))
+        assert r.status_code == 400 and "VMPL" in r.json()["error"]["message"]
+    finally:
+        c.close()

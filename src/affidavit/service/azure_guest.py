@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from affidavit.errors import AffidavitError
 from affidavit.service.common import sign, state_of, token_response
 from affidavit.service.decode import (
     b64decode_lenient,
@@ -222,14 +223,29 @@ def load_baselines(value: object) -> tuple[Mapping[str, Any], ...]:
     return check_baselines(value)
 
 
+def _snp_trust(extra: Mapping[str, Any]) -> Any:
+    """The SEV-SNP roots ``/attest/SevSnpVm`` uses (``snp_trust_roots``: PEM files), when configured."""
+    roots = extra.get("snp_trust_roots")
+    if not roots:
+        return None
+    try:
+        from affidavit.evidence.snp import AmdTrust  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    paths = [roots] if isinstance(roots, str | Path) else list(roots)
+    try:
+        return AmdTrust.from_pem(b"".join(Path(p).read_bytes() for p in paths))
+    except (OSError, AffidavitError) as exc:
+        raise ServiceError(f"cannot read the SEV-SNP trust roots: {exc}", status=500) from None
+
+
 def _cvm_verifier(state: ServiceState) -> Any:
     from affidavit.evidence.azure_cvm import AzureCvmVerifier, snp_verifier_from_package
 
     verifier = getattr(state, "_azure_cvm_verifier", None)
     if verifier is None:
-        verifier = AzureCvmVerifier(
-            snp=snp_verifier_from_package(), dcap=state.verifier, tpm=state.tpm_verifier
-        )
+        snp = snp_verifier_from_package(_snp_trust(state.config.extra))
+        verifier = AzureCvmVerifier(snp=snp, dcap=state.verifier, tpm=state.tpm_verifier)
         state._azure_cvm_verifier = verifier  # type: ignore[attr-defined]
         state._azure_cvm_baselines = load_baselines(  # type: ignore[attr-defined]
             state.config.extra.get("azure_cvm_baselines")
