@@ -248,3 +248,43 @@ def test_snp_guest_token(tmp_path: Path) -> None:
         assert r.status_code == 400 and "VMPL" in r.json()["error"]["message"]
     finally:
         c.close()
+
+
+SKR_POLICY = """version=1.0;
+authorizationrules {
+    c:[type=="x-ms-isolation-tee.x-ms-compliance-status", value=="azure-compliant-cvm"] => permit();
+};
+issuancerules {
+    c:[type=="x-ms-azurevm-vmid"] => issue(type="vmid", value=c.value);
+};"""
+
+
+def test_a_stored_policy_reads_nested_claims(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    from tests.service.helpers import unsigned_policy
+
+    headers = {"Authorization": "Bearer x", "Content-Type": "text/plain"}
+    r = client.request(
+        "PUT",
+        "/policies/AzureGuest?api-version=2020-10-01",
+        content=unsigned_policy(SKR_POLICY),
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    try:
+        info, enc = _tdx_info(vtpm, sim_td)
+        r = client.post(URL, json=request_body(info))
+        assert r.status_code == 200, r.text
+        claims = _unseal(r.json(), enc)
+        assert claims["x-ms-policy"] == {"vmid": claims["x-ms-azurevm-vmid"]}
+        info, _ = _tdx_info(vtpm, sim_td, mrtd=b"\x43" * 48)  # outside the baselines: not compliant
+        r = client.post(URL, json=request_body(info))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "PolicyEvaluationError"
+    finally:
+        client.request(
+            "POST",
+            "/policies/AzureGuest:reset?api-version=2020-10-01",
+            content="eyJhbGciOiJub25lIn0..",
+            headers=headers,
+        )
