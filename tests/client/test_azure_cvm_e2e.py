@@ -185,6 +185,78 @@ def test_cli_attests_a_tdx_cvm_through_swtpm(setup: Setup) -> None:
 
 
 @pytest.mark.slow
+def test_snp_client_path_through_swtpm_and_a_thim_stand_in(setup: Setup) -> None:
+    """The client's SevSnp branch (THIM chain, Proof) against the service in process; needs wip/snp."""
+    snp = pytest.importorskip(
+        "affidavit.simulate.snp", reason="affidavit.simulate.snp is built on branch wip/snp"
+    )
+    from affidavit.client.azure_cvm import VtpmGuest, build_attestation_info
+    from affidavit.service import ServiceConfig, create_app
+    from affidavit.tokens.sealed import unseal_token
+    from tests.service.helpers import AsgiClient
+
+    pki = snp.SimulatedAmdPki.create(now=EVIDENCE_TIME)
+    vek = pki.vcek(now=EVIDENCE_TIME)
+    tools = TpmTools(setup.tpm.tcti)
+    ak = parse_public(tools.read_public(0x81000003)).public_key
+    claims = runtime_claims_for(ak, vm_id=VM_ID)  # type: ignore[arg-type]
+    blob = hcl_report(vek.report(report_data=report_data_for(claims)), claims, report_type=2)
+    thim = {"vcekCert": vek.pem.decode(), "certificateChain": pki.cert_chain_vcek.decode()}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Thim", (_Thim,), {"answer": thim}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (setup.work / "ark.pem").write_bytes(pki.ark_pem)
+    app = create_app(
+        ServiceConfig(
+            data_dir=setup.work / "snp-service",
+            admin_token="x",
+            extra={"snp_trust_roots": [str(setup.work / "ark.pem")]},
+        )
+    )
+    client = AsgiClient(app)
+    try:
+        work = setup.work / "snp-client"
+        work.mkdir()
+        guest = VtpmGuest(tools, work)
+        host, port = server.server_address[:2]
+        info, key = build_attestation_info(
+            hcl=blob,
+            guest=guest,
+            pcrs=list(range(8)),
+            imds_url=f"http://{host}:{port}",
+            tcg_log=None,
+            client_payload={},
+            os_fields=("Linux", "Ubuntu", 24, 4, "NotApplication"),
+        )
+        r = client.post(
+            "/attest/AzureGuest?api-version=2020-10-01",
+            json={"AttestationInfo": base64.urlsafe_b64encode(json.dumps(info).encode()).decode()},
+        )
+        assert r.status_code == 200, r.text
+        token = unseal_token(r.json()["token"], lambda ct: guest.decrypt(key, list(range(8)), ct))
+        tee = jwt_body(token)["x-ms-isolation-tee"]
+        assert tee["x-ms-attestation-type"] == "sevsnpvm" and tee["x-ms-sevsnpvm-vmpl"] == 0
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+
+
+class _Thim(BaseHTTPRequestHandler):
+    answer: dict[str, str]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = json.dumps(self.answer).encode()
+        self.send_response(200 if self.path == "/metadata/THIM/amd/certification" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
 def test_a_changed_pcr_breaks_the_quote_binding(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     """After a PCR extend the replayed log no longer matches the quote: the service refuses it."""
     from affidavit.cli import main
