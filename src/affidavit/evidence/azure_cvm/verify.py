@@ -46,7 +46,6 @@ from affidavit.evidence.tpm import (
     TpmTrust,
     TpmVerifier,
     parse_attest,
-    parse_public,
     verify_tpm,
 )
 from affidavit.evidence.tpm import constants as tpmc
@@ -163,10 +162,6 @@ def verify_vtpm(
     """The vTPM quote with the HCL-attested AK: signature, nonce (None: not checked, as MAA's clients
     send an empty one and freshness comes from the sealed response), selection == ``pcr_set``, PCR
     digest and, with a log, its replay."""
-    if vtpm.ak_public is not None:
-        tpm_ak = parse_public(vtpm.ak_public)
-        if not _same_rsa(tpm_ak.public_key, ak):
-            raise AkMismatchError("AikPub is not the HCLAkPub key of the runtime claims")
     attest = parse_attest(vtpm.message)
     selected = [sel for sel in attest.pcr_select if sel.pcrs]
     if len(selected) != 1 or selected[0].hash_alg != tpmc.ALG_SHA256:
@@ -187,8 +182,12 @@ def verify_vtpm(
     expected = attest.extra_data if nonce is None else nonce
     options: dict[str, Any] = {"require_valid_aik_cert": False, "required_pcr_mask": mask}
     if tpm is not None:
-        return tpm.verify(evidence, expected, now, **options)
-    return verify_tpm(evidence, expected, TpmTrust(), now, **options)
+        result = tpm.verify(evidence, expected, now, **options)
+    else:
+        result = verify_tpm(evidence, expected, TpmTrust(), now, **options)
+    if not _same_rsa(result.ak.public_key, ak):  # the quote's key (AikPub, parsed once) must be HCLAkPub
+        raise AkMismatchError("AikPub is not the HCLAkPub key of the runtime claims")
+    return result
 
 
 def _compare_tdreport(td: TdReport, body: Any) -> None:
