@@ -74,3 +74,33 @@ def test_a_debuggable_cvm_fails_unless_allowed(azurevm: dict[str, Any]) -> None:
     with pytest.raises(ExpectationFailed):
         _verify(debug, Expectations())
     _verify(debug, Expectations(allow_debug=True))
+
+
+@pytest.mark.parametrize("name", ["azurevm_2025-01-12", "azurevm_2024-12-20"])
+def test_real_maa_azurevm_tokens_verify_with_nested_expectations(vectors: Path, name: str) -> None:
+    """The real MAA tokens, with MAA's own key: signature, window, issuer and a nested expectation."""
+    d = vectors / "azure-cvm/maa-tokens-azurevm"
+    token = (d / f"{name}.jwt").read_text().strip()
+    jwk = json.loads((d / "maa_signing_key_sharedeus2.jwk.json").read_text())
+    claims = json.loads((d / f"{name}.decoded.json").read_text())
+    claims = claims.get("payload", claims)
+    expect = parse_expectations(
+        ["x-ms-isolation-tee.x-ms-attestation-type=sevsnpvm", "x-ms-isolation-tee.x-ms-sevsnpvm-vmpl=0"],
+        allow_debug=False,
+    )
+    result = verify_token(
+        token,
+        keys_from_jwks({"keys": [jwk]}),
+        issuer=claims["iss"],
+        now=claims["iat"] + 60,
+        expectations=expect,
+    )
+    assert result.claims["x-ms-attestation-type"] == "azurevm"
+    with pytest.raises(ExpectationFailed):
+        verify_token(
+            token,
+            keys_from_jwks({"keys": [jwk]}),
+            issuer=claims["iss"],
+            now=claims["iat"] + 60,
+            expectations=parse_expectations(["x-ms-isolation-tee.x-ms-sevsnpvm-vmpl=1"], allow_debug=False),
+        )

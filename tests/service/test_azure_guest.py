@@ -18,6 +18,7 @@ from affidavit.service import ServiceConfig, create_app
 from affidavit.simulate import SimulatedPlatform
 from affidavit.simulate.azure_cvm import SoftVtpm, attestation_info, report_data_for, request_body
 from affidavit.tokens.sealed import unseal_token
+from tests.conftest import VECTORS
 from tests.service.conftest import EVIDENCE_TIME, Inputs
 from tests.service.helpers import AsgiClient, jwt_body
 
@@ -85,6 +86,10 @@ def test_tdx_guest_token_is_sealed_and_carries_azurevm_claims(
     assert tee["x-ms-runtime"]["keys"][0]["kid"] == "HCLAkPub"
     runtime = claims["x-ms-runtime"]
     assert runtime["client-payload"] == {"nonce": "MTIzNA==", "empty": ""}
+    maa = json.loads((VECTORS / "azure-cvm/maa-tokens-azurevm/expected.json").read_text())["tokens"][0]
+    assert set(maa["top_level_claims"]) <= set(claims)  # every claim a real MAA azurevm token carries
+    assert set(maa["x_ms_runtime"]) == set(runtime)
+    assert set(maa["runtime_claims"]) <= set(tee["x-ms-runtime"])
     (key,) = runtime["keys"]
     assert key["kid"] == "TpmEphemeralEncryptionKey" and key["key_ops"] == ["encrypt"]
     n = enc.public_key().public_numbers().n
@@ -241,6 +246,8 @@ def test_snp_guest_token(tmp_path: Path) -> None:
         assert tee["x-ms-attestation-type"] == "sevsnpvm"
         assert tee["x-ms-sevsnpvm-launchmeasurement"] == measurement
         assert tee["x-ms-compliance-status"] == "azure-compliant-cvm"
+        maa = json.loads((VECTORS / "azure-cvm/maa-tokens-azurevm/expected.json").read_text())["tokens"][0]
+        assert set(maa["isolation_tee_claims"]) <= set(tee)
         bad = vek.report(report_data=report_data_for(claims_bytes), vmpl=2)
         proof["SnpReport"] = base64.urlsafe_b64encode(bad).rstrip(b"=").decode()
         info, _ = attestation_info(vtpm, claims_bytes, snp_proof=proof)
