@@ -295,3 +295,29 @@ def test_a_stored_policy_reads_nested_claims(
             content="eyJhbGciOiJub25lIn0..",
             headers=headers,
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"tee": "nope"}]', "tee"),
+        ("not json", "cannot read"),
+        ('[{"tee": "tdxvm", "tdx_mrtd": "ab"}]', "list"),
+    ],
+)
+def test_a_bad_baselines_file_stops_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    from affidavit.cli import main
+
+    (tmp_path / "baselines.json").write_text(text)
+    argv = [
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--azure-cvm-baselines",
+        str(tmp_path / "baselines.json"),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -129,9 +129,18 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
-        extra={**_tpm_trust(args), **({"azure_cvm_baselines": str(args.azure_cvm_baselines)}
-                                      if args.azure_cvm_baselines else {})},
+        extra={**_tpm_trust(args), **_azure_cvm(args)},
     )
+
+
+def _azure_cvm(args: argparse.Namespace) -> dict[str, Any]:
+    """``--azure-cvm-baselines``, checked now so that a bad file stops the start, not the first request."""
+    if not args.azure_cvm_baselines:
+        return {}
+    from affidavit.service.azure_guest import load_baselines
+
+    load_baselines(str(args.azure_cvm_baselines))
+    return {"azure_cvm_baselines": str(args.azure_cvm_baselines)}
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:
