@@ -192,9 +192,9 @@ class ClaimTest:
     value: str | tuple[str, ...]
 
     def failure(self, claims: Mapping[str, Any]) -> ExpectationFailed | None:
-        if self.claim not in claims:
+        found, actual = claim_at(claims, self.claim)
+        if not found:
             return ExpectationFailed(self.claim, "to be present", None)
-        actual = claims[self.claim]
         if self.op in ("<", "<=", ">", ">="):
             limit = _number(self.value)
             ok = limit is not None and not isinstance(actual, bool) and isinstance(actual, int | float) and {
@@ -264,11 +264,12 @@ class Expectations:
         out: list[ExpectationFailed] = []
 
         def attempt(name: str, check: Callable[[Any], None]) -> None:
-            if name not in claims:
+            found, value = claim_at(claims, name)
+            if not found:
                 out.append(ExpectationFailed(name, "to be present", None))
                 return
             try:
-                check(claims[name])
+                check(value)
             except ExpectationFailed as exc:
                 out.append(exc)
 
@@ -291,6 +292,10 @@ class Expectations:
                 out.append(
                     ExpectationFailed("tdx_td_attributes_debug", "false (debug TDs are not trusted)", True)
                 )
+            for path in ("x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable",
+                         "x-ms-isolation-tee.tdx_td_attributes_debug"):
+                if claim_at(claims, path) == (True, True):
+                    out.append(ExpectationFailed(path, "false (debug CVMs are not trusted)", True))
         if self.tcb_statuses:
             attempt("x-ms-sgx-tcb-status",
                     lambda v: _one_of("x-ms-sgx-tcb-status", v, self.tcb_statuses))
@@ -311,6 +316,19 @@ class Expectations:
         failed = self.failures(claims)
         if failed:
             raise ExpectationFailed.combined(failed)
+
+
+def claim_at(claims: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """A claim by name, or a nested one by dotted path (``x-ms-isolation-tee.x-ms-sevsnpvm-vmpl``: the
+    AzureGuest hardware claims are an object). An exact top-level name wins over a path."""
+    if name in claims:
+        return True, claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
 
 
 def _one_of(name: str, actual: Any, allowed: Iterable[Any], *, lower: bool = False) -> None:

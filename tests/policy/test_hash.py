@@ -27,7 +27,8 @@ def test_defaults_are_the_documented_texts() -> None:
     assert SGX_DEFAULT_2021 == (DATA / "d2.policy").read_bytes().decode()
     assert SGX_DEFAULT_LEGACY == (DATA / "d1.policy").read_bytes().decode()
     assert DEFAULT_POLICIES["Tpm"] == ""
-    assert set(DEFAULT_POLICIES) == {"SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm"}
+    assert set(DEFAULT_POLICIES) == {"SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm", "AzureGuest"}
+    assert policy_hash(DEFAULT_POLICIES["AzureGuest"]) == "z0FRjKS0ssQTNur1V6BV8WIrh9M3fzgTo0EfHRvapWU"
 
 
 def test_sev_snp_default_has_maas_policy_hash() -> None:

@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = kinds.add_parser("tpm", help="a TPM quote and boot log (MAA's TPM protocol, POST /attest/Tpm)")
         tpm.add_arguments(p)
         p.set_defaults(func=tpm.run)
+    from affidavit.client import azure_cvm
+
+    p = kinds.add_parser("azure-cvm", help="an Azure CVM through its vTPM (POST /attest/AzureGuest)")
+    azure_cvm.add_arguments(p)
+    p.set_defaults(func=azure_cvm.run)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

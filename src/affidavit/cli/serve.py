@@ -94,6 +94,8 @@ def register(subparsers: Any) -> None:
                    help="the product of v2 SNP reports sent without a certificate chain")
     p.add_argument("--snp-require-crl", action="store_true", default=_bool_env("snp-require-crl"),
                    help="refuse SNP reports when AMD's CRL cannot be had")
+    p.add_argument("--azure-cvm-baselines", default=_env("azure-cvm-baselines"),
+                   help="JSON file of Azure CVM baselines: x-ms-compliance-status of AzureGuest tokens")
     p.add_argument("--admin-oidc-issuer", default=_env("admin-oidc-issuer"),
                    help="also accept management JWTs signed by this OIDC issuer (keys from its jwks_uri)")
     p.add_argument("--admin-oidc-audience", default=_env("admin-oidc-audience"),
@@ -217,7 +219,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         max_concurrency=args.max_concurrency,
-        extra={**_tpm_trust(args), **_snp_options(args)},
+        extra={**_tpm_trust(args), **_snp_options(args), **_azure_cvm(args)},
     )
 
 
@@ -270,6 +272,16 @@ def _snp_options(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "snp_require_crl", False):
         extra["snp_require_crl"] = True
     return extra
+
+
+def _azure_cvm(args: argparse.Namespace) -> dict[str, Any]:
+    """``--azure-cvm-baselines``, checked now so that a bad file stops the start, not the first request."""
+    if not args.azure_cvm_baselines:
+        return {}
+    from affidavit.service.azure_guest import load_baselines
+
+    load_baselines(str(args.azure_cvm_baselines))
+    return {"azure_cvm_baselines": str(args.azure_cvm_baselines)}
 
 
 def _tpm_trust(args: argparse.Namespace) -> dict[str, Any]:

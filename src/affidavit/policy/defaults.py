@@ -8,6 +8,8 @@
 - ``SevSnpVm``: MAA's shared-instance text, byte-exact (`SNP_DEFAULT`).
 - ``TdxVm``: Affidavit's own default (MAA publishes none): permit every verified TD and issue its
   measurements under short names, in the style of the SGX default.
+- ``AzureGuest``: Affidavit's own permit-all (MAA publishes no text; its shared instances' hash
+  ``wm9mHlvT...`` will differ): the token carries every azurevm claim anyway.
 """
 
 from __future__ import annotations
@@ -90,4 +92,5 @@ DEFAULT_POLICIES: dict[str, str] = {
     "Tpm": "",
     "TdxVm": TDX_DEFAULT,
     "SevSnpVm": SNP_DEFAULT,
+    "AzureGuest": PERMIT_ALL,
 }

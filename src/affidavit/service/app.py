@@ -56,6 +56,10 @@ def _attest_routes() -> dict[str, Endpoint]:
     from affidavit.service.snp_route import attest_sev_snp_vm
 
     routes["SevSnpVm"] = attest_sev_snp_vm
+
+    from affidavit.service.azure_guest import attest_azure_guest
+
+    routes["AzureGuest"] = attest_azure_guest
     return routes
 
 

@@ -20,7 +20,7 @@ from affidavit.service.errors import (
 )
 from affidavit.service.state import ServiceState
 
-ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm")
+ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm", "AzureGuest")
 _TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
 
 # TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation

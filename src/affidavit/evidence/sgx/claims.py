@@ -17,6 +17,7 @@ TD_ATTR_SEPT_VE_DISABLE = 1 << 28
 TD_ATTR_PKS = 1 << 30
 TD_ATTR_KL = 1 << 31
 TD_ATTR_PERFMON = 1 << 63
+TDX_EAT_PROFILE = "https://aka.ms/maa-eat-profile-tdxvm"
 
 
 def sgx_claims(body: SgxReportBody) -> dict[str, Any]:
@@ -60,6 +61,12 @@ def tdx_claims(body: TdReportBody) -> dict[str, Any]:
         "tdx_td_attributes_perfmon": bool(attrs & TD_ATTR_PERFMON),
         "tdx_tee_tcb_svn": body.tee_tcb_svn.hex(),
         "tdx_xfam": body.xfam.hex(),
+        # MAA's TDX EAT profile (azure-cvm.md §6.9): the profile, EAT dbgstat/intuse, and the TDX module's
+        # SVN as the u16 of TEE_TCB_SVN[0:2] (equal to byte 0 in MAA's sample; which one is unconfirmed).
+        "eat_profile": TDX_EAT_PROFILE,
+        "dbgstat": "enabled" if attrs & TD_ATTR_DEBUG else "disabled-since-boot",
+        "intuse": "generic",
+        "tdx_seamsvn": int.from_bytes(body.tee_tcb_svn[0:2], "little"),
     }
     if body.is_td15:
         claims["tdx_tee_tcb_svn2"] = body.raw[584:600].hex()
