@@ -80,6 +80,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--key-size", type=int, choices=(2048, 3072), default=_env("key-size") or "2048",
                    help="RSA size of newly generated token signing keys")
     p.add_argument("--log-level", default=_env("log-level") or "info")
+    p.add_argument("--log-format", choices=("json", "text"), default=_env("log-format") or "json",
+                   help="one JSON object a line (default) or text; access and audit lines either way")
+    p.add_argument("--metrics-token", default=_env("metrics-token"),
+                   help="bearer token GET /metrics requires (default: none, /metrics is open)")
+    p.add_argument("--allow-loopback-issuer", action="store_true", default=_bool_env("allow-loopback-issuer"),
+                   help="start even though the issuer is a loopback URL and the listener is not")
     p.set_defaults(func=run)
 
 
@@ -127,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         admin_oidc_audience=args.admin_oidc_audience,
         max_body_bytes=args.max_body_bytes,
         key_size=args.key_size,
+        metrics_token=args.metrics_token,
         extra=_tpm_trust(args),
     )
 
@@ -147,10 +154,15 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from affidavit.service.config import CONFIG_ENV
+    from affidavit.service.logs import log_config
+    from affidavit.service.multiproc import multiprocess_directory, remove_multiprocess_directory
     from affidavit.service.state import build_state
     from affidavit.service.workers import reuse_port_supported, run_workers
 
     config = config_from_args(args)
+    from affidavit.service.issuer import check_public_issuer
+
+    check_public_issuer(config, allow_loopback=args.allow_loopback_issuer)
     if config.tls_self_signed:
         from affidavit.service.tls import ensure_self_signed
 
@@ -172,14 +184,19 @@ def run(args: argparse.Namespace) -> int:
         "ssl_certfile": str(config.tls_cert) if config.tls_cert else None,
         "ssl_keyfile": str(config.tls_key) if config.tls_key else None,
         "log_level": args.log_level,
-        "access_log": False,
+        "log_config": log_config(args.log_format, args.log_level),
+        "access_log": False,  # the app writes its own (affidavit.access), with request ids
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
-    if config.workers > 1 and reuse_port_supported():
-        return run_workers(config.workers, config.host, config.port, options)
-    uvicorn.run(**options, workers=config.workers)
-    return 0
+    metrics_dir = multiprocess_directory()  # before any worker imports prometheus_client
+    try:
+        if config.workers > 1 and reuse_port_supported():
+            return run_workers(config.workers, config.host, config.port, options)
+        uvicorn.run(**options, workers=config.workers)
+        return 0
+    finally:
+        remove_multiprocess_directory(metrics_dir)
 
 
 def _banner(config: Any, admin_token: str | None) -> None:

@@ -106,6 +106,13 @@ class CachingPcsProvider:
         self._failures: dict[ItemKey, CollateralError] = {}
         self._assembled: OrderedDict[tuple[tuple[ItemKey, tuple[int, datetime]], ...], Any] = OrderedDict()
         self._refresher: asyncio.Task[None] | None = None
+        # Told "hit", "miss", "stale" (served past nextUpdate within grace) and "upstream_error", for the
+        # service's metrics; the provider itself keeps no counts.
+        self.on_event: Callable[[str], None] | None = None
+
+    def _note(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     # --- the CollateralProvider protocol -------------------------------------------------------------
 
@@ -124,7 +131,9 @@ class CachingPcsProvider:
         if cached is not None and now <= cached.next_update:
             if now >= cached.next_update - self.refresh_before and self._may_attempt(key, now):
                 self._refresh_in_background(key, now)
+            self._note("hit")
             return cached
+        self._note("miss")
         failure = self._failures.get(key)
         if self._may_attempt(key, now):
             try:
@@ -150,6 +159,7 @@ class CachingPcsProvider:
                 (current.next_update + self.grace).isoformat(),
                 failure.message,
             )
+            self._note("stale")
             return current
         raise CollateralError(
             f"collateral {key} expired at {current.next_update:%Y-%m-%dT%H:%M:%SZ} and the grace period of "
@@ -183,6 +193,7 @@ class CachingPcsProvider:
             await asyncio.to_thread(self.cache.offer, item, now)
         except CollateralError as exc:
             log.warning("fetching collateral %s from %s failed: %s", key, self.client.config.base_url, exc)
+            self._note("upstream_error")
             self._failed_at[key], self._failures[key] = now, exc
             raise
         self._failed_at.pop(key, None)

@@ -9,7 +9,9 @@ from starlette.responses import Response
 from affidavit.service.common import actor_of, require_admin, sign, state_of, token_error, token_response
 from affidavit.service.decode import check_api_version
 from affidavit.service.errors import INVALID_OPERATION, ServiceError
+from affidavit.service.observe import audit_change
 from affidavit.service.policies import read_management_jws
+from affidavit.store import thumbprint
 
 
 async def get_certificates(request: Request) -> Response:
@@ -58,12 +60,14 @@ async def _modify(request: Request, *, add: bool) -> Response:
     if add:
         if der not in registered:
             state.store.add_certificate(der, actor=actor_of(request, signer))
+            audit_change(request, state, "certificate.add", signer=signer, subject=thumbprint(der))
     elif der in registered:
         if len(registered) == 1:
             raise ServiceError(
                 "the last policy management certificate cannot be removed", code=INVALID_OPERATION
             )
         state.store.remove_certificate(der, actor=actor_of(request, signer))
+        audit_change(request, state, "certificate.remove", signer=signer, subject=thumbprint(der))
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(certificates_modification_claims(cert, present=add))
     return token_response(sign(state, claims))

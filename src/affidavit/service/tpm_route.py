@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from affidavit.service.common import state_of
 from affidavit.service.decode import check_api_version, read_body
 from affidavit.service.errors import JSON_MEDIA, POLICY_EVALUATION, ServiceError
+from affidavit.service.observe import note
 from affidavit.service.state import ServiceState
 from affidavit.service.tpm_protocol import (
     CONTEXT_TTL_SECONDS,
@@ -227,4 +228,6 @@ async def attest_tpm(request: Request) -> Response:
     check_api_version(request)
     body = await read_body(request, state.config.max_body_bytes)
     answer = await run_in_threadpool(_handle, state, body, _ledger(request))
+    if "report" not in answer:
+        note(request, outcome="challenge")  # the first round: metrics count it apart from attestations
     return JSONResponse(encode_envelope(answer), media_type=JSON_MEDIA)
