@@ -395,3 +395,67 @@ def test_serve_refuses_before_binding(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "loopback URL" in err and "--allow-loopback-issuer" in err and "Traceback" not in err
     assert not (tmp_path / "affidavit.db").exists()
+
+
+# -- responses in one write (what lets a load balancer hide a killed replica, tests/service/test_ha.py) ---
+
+
+def test_coalescing_transport_sends_a_response_in_one_write() -> None:
+    import asyncio
+
+    from affidavit.service.transport import CoalescingTransport
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    async def go() -> Recorder:
+        raw = Recorder()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"{}")
+        assert raw.writes == [] and transport.get_write_buffer_size() == 40
+        await asyncio.sleep(0)
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        transport.write(b"last")
+        transport.close()  # flushes before closing
+        return raw
+
+    raw = asyncio.run(go())
+    assert raw.writes[-1] == b"last" and raw.closed
+
+
+def test_serve_runs_uvicorn_with_the_coalescing_protocol(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from affidavit.service.config import CONFIG_ENV
+
+    for variable in (CONFIG_ENV, "PROMETHEUS_MULTIPROC_DIR"):  # serve sets them; restored afterwards
+        monkeypatch.setenv(variable, "")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda **options: seen.update(options))
+    assert main(["serve", "--data-dir", str(tmp_path), "--pcs-url", "none", "--log-format", "text"]) == 0
+    assert seen["http"] == "affidavit.service.transport:CoalescingHttpToolsProtocol"
+    assert seen["access_log"] is False and seen["log_config"]["formatters"]["affidavit"]["()"].endswith(
+        "TextFormatter"
+    )
+    import uvicorn
+
+    config = uvicorn.Config(app="affidavit.service.app:app_from_environment", http=seen["http"])
+    config.load()
+    from affidavit.service.transport import CoalescingHttpToolsProtocol
+
+    assert config.http_protocol_class is CoalescingHttpToolsProtocol

@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "log_config": log_config(args.log_format, args.log_level),
         "access_log": False,  # the app writes its own (affidavit.access), with request ids
+        "http": "affidavit.service.transport:CoalescingHttpToolsProtocol",  # a response in one write
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
