@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1; do
+for pkg in python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1 haproxy; do
     have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

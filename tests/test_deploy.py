@@ -249,3 +249,26 @@ def test_license_is_apache_2() -> None:
     assert text.lstrip().startswith("Apache License")
     assert "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
     assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text()
+
+
+# -- alert rules -----------------------------------------------------------------------------------------
+
+
+def test_alert_rules_use_only_exported_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    import affidavit.service.metrics  # noqa: F401 -- registers the families
+
+    exported = {"up", "affidavit_signing_key_age_seconds", "affidavit_signing_keys_published"}
+    for family in REGISTRY.collect():
+        suffixes = ("_bucket", "_count", "_sum") if family.type == "histogram" else ("_total",)
+        exported |= {family.name} | {family.name + suffix for suffix in suffixes}
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "affidavit-rules.yaml").read_text())
+    (group,) = rules["groups"]
+    names = set()
+    for rule in group["rules"]:
+        assert rule["alert"].startswith("Affidavit") and rule["annotations"]["summary"]
+        for name in re.findall(r"\b((?:affidavit_|up\b)[a-z0-9_]*)", rule["expr"]):
+            names.add(name)
+            assert name in exported, f"{rule['alert']}: {name} is not exported"
+    assert len(names) >= 8

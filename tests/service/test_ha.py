@@ -36,7 +36,7 @@ POLICY = (
 POLICY_DEADLINE = 2.0  # seconds every replica gets to enforce a new policy
 LOAD_THREADS = 3
 CERTS_INTERVAL = 0.2  # how often the relying-party side fetches every replica's /certs
-ROTATION_WINDOW = 40.0  # seconds of load after a rotation: the key reload interval (30 s) and margin
+ROTATION_WINDOW = 35.0  # seconds of load after a rotation: the key reload interval (30 s) and margin
 
 pytestmark = [
     pytest.mark.slow,
@@ -338,6 +338,7 @@ def test_replica_killed_and_policy_changed_under_load(cluster: Cluster, sim: Sim
     reason="needs publish-before-use key rotation (issue 12, engineer 'keys'): here `keys rotate` makes the "
     "new key current at once, so a replica that reloads its key ring first signs with a kid the other "
     "replicas' /certs do not list until their own reload (up to 30 s later)",
+    raises=AssertionError,
     strict=False,
 )
 def test_replica_killed_key_rotated_and_policy_changed_under_load(
