@@ -193,7 +193,9 @@ def main() -> int:
                "--trust-root", str(tmp / "root.pem"), "--workers", str(args.workers),
                "--log-level", "warning"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+        with open(tmp / "server.log", "wb") as log:  # the access log: a line per request
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                    start_new_session=True)
         wait_ready(port, proc)
         lat, errors, elapsed, server_cpu = asyncio.run(
             drive(port, reqs, args.clients, args.seconds, proc.pid)

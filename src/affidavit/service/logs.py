@@ -72,8 +72,24 @@ def scrub(text: str) -> str:
     return text
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """RFC 3339 UTC with milliseconds; the part up to the second is formatted once a second."""
+    global _second
+    whole = int(record.created)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((record.created - whole) * 1000):03d}Z"
+
+
+def lean_records() -> None:
+    """Skip what LogRecord gathers and no formatter here prints (thread, process names): the access log
+    writes a record per request. The standard switches of the logging module, set in service processes."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 class JsonFormatter(logging.Formatter):
@@ -144,7 +160,13 @@ audit_log = logging.getLogger(AUDIT_LOGGER)
 def log_access(fields: Mapping[str, Any]) -> None:
     status = int(fields.get("status") or 0)
     level = logging.ERROR if status >= 500 else logging.INFO
-    access_log.log(level, "request", extra={"fields": dict(fields)})
+    if not access_log.isEnabledFor(level):
+        return
+    # Built directly: Logger.log would also walk the stack for the caller's file and line, which no
+    # formatter here prints, for every request.
+    record = logging.LogRecord(ACCESS_LOGGER, level, "", 0, "request", None, None)
+    record.fields = dict(fields)
+    access_log.handle(record)
 
 
 def audit(

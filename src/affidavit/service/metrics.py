@@ -139,18 +139,30 @@ def render(state: Any) -> bytes:
 
 # -- recording -------------------------------------------------------------------------------------------
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the label sets are few and ``labels()`` costs a lock and
+    several lookups per call, on every request."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
 
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    _child(HTTP_REQUESTS, route, method, str(status)).inc()
+    _child(HTTP_DURATION, route, method).observe(seconds)
 
 
 def record_attestation(att_type: str, outcome: str, error_code: str, seconds: float) -> None:
-    ATTESTATIONS.labels(att_type, outcome, error_code).inc()
-    ATTESTATION_DURATION.labels(att_type).observe(seconds)
+    _child(ATTESTATIONS, att_type, outcome, error_code).inc()
+    _child(ATTESTATION_DURATION, att_type).observe(seconds)
     result = {"permitted": "permit", "denied": "deny"}.get(outcome)
     if result is not None:
-        POLICY_EVALUATIONS.labels(att_type, result).inc()
+        _child(POLICY_EVALUATIONS, att_type, result).inc()
 
 
 def collateral_event(event: str) -> None:
@@ -158,7 +170,7 @@ def collateral_event(event: str) -> None:
     if event == "upstream_error":
         COLLATERAL_UPSTREAM_ERRORS.inc()
     elif event in ("hit", "miss", "stale"):
-        COLLATERAL_LOOKUPS.labels(event).inc()
+        _child(COLLATERAL_LOOKUPS, event).inc()
 
 
 def database_error(source: str) -> None:

@@ -13,6 +13,7 @@ error, and :func:`note` lets any handler add a field.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -67,6 +68,12 @@ def request_id(request: Request) -> str | None:
     return obs.request_id if obs is not None else None
 
 
+# Generated ids: a random per-process prefix and a counter (32 hex digits, unique across a fleet without
+# a random draw per request).
+_ID_PREFIX = secrets.token_hex(10)
+_ids = itertools.count(1)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
@@ -74,7 +81,7 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(text):
                 return text
             break
-    return secrets.token_hex(16)
+    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFF:012x}"
 
 
 def _route(scope: Scope) -> str:

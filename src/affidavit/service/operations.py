@@ -62,6 +62,7 @@ def install(app: Starlette, state: Any) -> None:
     """Access log, request ids and metrics around every request; this process's secrets registered for
     redaction; the collateral provider's cache events counted."""
     logs.register_secrets([*logs.config_secrets(state.config), state.admin_token])
+    logs.lean_records()
     provider = state.collateral
     if provider is not None and hasattr(provider, "cache"):
         provider.on_event = metrics.collateral_event
