@@ -140,7 +140,7 @@ def test_generated_requests_never_5xx(api_schema: Any, path: str, method: str, m
     checks = _checks() if mode == "positive" else _checks()[:1]
 
     @given(case=strategy)
-    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, checks=checks)
 
