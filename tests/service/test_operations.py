@@ -245,6 +245,22 @@ def test_metric_names_follow_prometheus_conventions(fleet: Server) -> None:
             assert name.endswith("_seconds"), name
 
 
+def test_tpm_challenge_round_is_counted_apart(app_state: tuple[AsgiClient, Any]) -> None:
+    """The TPM protocol's first round is not an attestation: it counts as outcome ``challenge``."""
+    client, _state = app_state
+    init = {"data": b64url(b'{"payload": {"type": "aikcert"}}')}
+    before = _process_samples(client)
+    assert client.post("/attest/Tpm", json=init).status_code == 200
+    assert client.post("/attest/tpm", json={"data": "!"}).status_code == 400
+    after = _process_samples(client)
+    name = "affidavit_attestations_total"
+    assert delta(after, before, name, type="Tpm", outcome="challenge", error_code="") == 1
+    errors = [(dict(k), v - before.get((n, k), 0)) for (n, k), v in after.items()
+              if n == name and dict(k)["type"] == "Tpm" and dict(k)["outcome"] == "error"]
+    assert sum(v for _, v in errors) == 1 and errors[0][0]["error_code"] not in ("", "500")
+    assert delta(after, before, "affidavit_policy_evaluations_total", type="Tpm", result="permit") == 0
+
+
 def test_collateral_cache_metrics(tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform) -> None:
     """Misses fetch from (a stand-in for) PCS, hits come from the cache, failures count upstream errors."""
     from tests.collateral.fake_pcs import FakePcs
@@ -459,3 +475,29 @@ def test_serve_runs_uvicorn_with_the_coalescing_protocol(
     from affidavit.service.transport import CoalescingHttpToolsProtocol
 
     assert config.http_protocol_class is CoalescingHttpToolsProtocol
+
+
+def test_audit_lines_for_certificate_changes(isolated_server: Server, signers: Any) -> None:
+    """Isolated mode: adding and removing a policy-management certificate, signed by a registered one."""
+    from affidavit.store import thumbprint
+    from tests.service.helpers import certificate_payload, make_signer, sign_jws
+
+    newcomer = make_signer("Affidavit audit test signer")
+    with isolated_server.client() as client:
+        for action in ("add", "remove"):
+            body = json.dumps(sign_jws(certificate_payload(newcomer), signers.admin))
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}",
+                       "X-Request-Id": f"audit-cert-{action}"}
+            r = client.post(f"/certificates:{action}", params=API, content=body, headers=headers)
+            assert r.status_code == 200, r.text
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    expected_subject = thumbprint(newcomer.cert.public_bytes(Encoding.DER))
+    admin_thumbprint = thumbprint(signers.admin.cert.public_bytes(Encoding.DER))
+    for action in ("add", "remove"):
+        line = wait_for_line(isolated_server, lambda d, a=action: d.get("request_id") == f"audit-cert-{a}"
+                             and d.get("logger") == AUDIT)
+        assert line["action"] == f"certificate.{action}" and line["subject"] == expected_subject
+        assert line["signer"].startswith(admin_thumbprint)
+        assert "Affidavit test policy signer" in line["signer"]
+        assert line["caller"] == "admin-token@127.0.0.1"
