@@ -135,7 +135,7 @@ def test_readyz_follows_the_database_and_the_staleness_hook(
     before = _process_samples(client)
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["database"] == {"status": "unavailable", "error": "database error: connection refused"}
+    assert r.json()["database"] == {"status": "unavailable", "error": "the database does not answer"}
     assert delta(_process_samples(client), before, "affidavit_database_errors_total", source="readiness") == 1
     # The store's outage behaviour reports how stale its caches are; within the allowance: still ready.
     monkeypatch.setattr(state, "database_staleness", lambda: (12.5, 60.0), raising=False)
@@ -143,6 +143,30 @@ def test_readyz_follows_the_database_and_the_staleness_hook(
     assert r.status_code == 200 and r.json()["database"]["status"] == "stale"
     monkeypatch.setattr(state, "database_staleness", lambda: (90.0, 60.0), raising=False)
     assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.slow
+def test_readyz_on_a_real_postgresql_outage(tmp_path: Path, inputs: Inputs) -> None:
+    """A PostgreSQL of its own, stopped under the app: /readyz turns 503 at once, /healthz stays 200."""
+    from tests.pg import postgres_server
+
+    with postgres_server() as url:
+        config = ServiceConfig(
+            data_dir=tmp_path, database_url=url, collateral_dir=inputs.collateral_dir,
+            trust_roots=(inputs.intel_root, inputs.sim_root), evidence_time=EVIDENCE_TIME,
+            admin_token=ADMIN_TOKEN,
+        )
+        client = AsgiClient(create_app(config))
+        r = client.get("/readyz")
+        assert r.status_code == 200 and r.json()["database"] == {"status": "ok"}
+    before = _process_samples(client)
+    started = time.monotonic()
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json()["database"]["status"] == "unavailable"
+    assert time.monotonic() - started < 2.5
+    assert client.get("/healthz").status_code == 200
+    assert delta(_process_samples(client), before, "affidavit_database_errors_total", source="readiness") == 1
+    client.close()
 
 
 def test_readyz_times_out_on_a_hung_database(
