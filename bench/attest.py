@@ -217,8 +217,9 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
                "--trust-root", str(tmp / "root.pem"), "--workers", str(args.workers),
                "--signing-algorithm", algorithm, "--log-level", "warning"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        with open(tmp / "server.log", "wb") as log:  # the access log: a line per request
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                    start_new_session=True)
         wait_ready(port, proc)
         lat, errors, elapsed, server_cpu = asyncio.run(
             drive(port, reqs, args.clients, args.seconds, proc.pid)

@@ -3,7 +3,7 @@
 # so a warm machine pays nothing and a fresh one needs no manual step.
 # With --runtime: only what the service itself needs to run (`make run`).
 set -euo pipefail
-packages=(python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1)
+packages=(python3-venv swtpm swtpm-tools tpm2-tools libtss2-dev softhsm2 postgresql libefivar1 haproxy)
 if [ "${1:-}" = "--runtime" ]; then
     packages=(python3-venv)
 fi

@@ -143,6 +143,12 @@ def register(subparsers: Any) -> None:
                    help="open connections per worker; more are refused with 503 (default 1024)")
     p.add_argument("--max-concurrency", type=int, default=_env("max-concurrency") or "256",
                    help="requests in progress per worker; more get 503 with Retry-After (default 256)")
+    p.add_argument("--log-format", choices=("json", "text"), default=_env("log-format") or "json",
+                   help="one JSON object a line (default) or text; access and audit lines either way")
+    p.add_argument("--metrics-token", default=_env("metrics-token"),
+                   help="bearer token GET /metrics requires (default: none, /metrics is open)")
+    p.add_argument("--allow-loopback-issuer", action="store_true", default=_bool_env("allow-loopback-issuer"),
+                   help="start even though the issuer is a loopback URL and the listener is not")
     p.add_argument("--log-level", default=_env("log-level") or "info",
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="uvicorn's log level (info)")
@@ -219,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         max_concurrency=args.max_concurrency,
+        metrics_token=args.metrics_token,
         extra={**_tpm_trust(args), **_snp_options(args), **_azure_cvm(args)},
     )
 
@@ -303,13 +310,18 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from affidavit.service.config import CONFIG_ENV, secrets_to_files
-    from affidavit.service.connections import BoundedHttpToolsProtocol
+    from affidavit.service.logs import log_config
+    from affidavit.service.multiproc import multiprocess_directory, remove_multiprocess_directory
     from affidavit.service.state import build_state, prepare_data_dir
+    from affidavit.service.transport import CoalescingHttpToolsProtocol
     from affidavit.service.workers import reuse_port_supported, run_workers
 
     os.umask(0o077)  # everything the service writes (data dir, database, -wal/-shm, keys) is private
     config = config_from_args(args)
     prepare_data_dir(config.data_dir)
+    from affidavit.service.issuer import check_public_issuer
+
+    check_public_issuer(config, allow_loopback=args.allow_loopback_issuer)
     if config.tls_self_signed:
         from affidavit.service.tls import ensure_self_signed
 
@@ -339,12 +351,15 @@ def run(args: argparse.Namespace) -> int:
         "ssl_certfile": str(config.tls_cert) if config.tls_cert else None,
         "ssl_keyfile": str(config.tls_key) if config.tls_key else None,
         "log_level": args.log_level,
-        "access_log": False,
+        "log_config": log_config(args.log_format, args.log_level),
+        "access_log": False,  # the app writes its own (affidavit.access), with request ids
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "timeout_keep_alive": config.keepalive_timeout,
-        "http": functools.partial(BoundedHttpToolsProtocol, limits=config.connection_limits),
+        # read timeouts and the connection cap; each response in one write (service.transport)
+        "http": functools.partial(CoalescingHttpToolsProtocol, limits=config.connection_limits),
     }
+    metrics_dir = multiprocess_directory()  # before any worker imports prometheus_client
     try:
         if config.workers > 1 and reuse_port_supported():
             _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
@@ -361,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
         return 0 if server.started else 1
     finally:
+        remove_multiprocess_directory(metrics_dir)
         for path in copies:  # the copies of inline secrets live only as long as the service
             if path is not None:
                 path.unlink(missing_ok=True)

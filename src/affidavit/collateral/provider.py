@@ -141,6 +141,13 @@ class CachingPcsProvider:
         self._refresher: asyncio.Task[None] | None = None
         self._upstream_down = False  # logged once when upstream stops answering, once when it is back
         self._grace_logged: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
+        # Told "hit", "miss", "stale" (served past nextUpdate within grace) and "upstream_error", for the
+        # service's metrics; the provider itself keeps no counts.
+        self.on_event: Callable[[str], None] | None = None
+
+    def _note(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     # --- the CollateralProvider protocol -------------------------------------------------------------
 
@@ -159,7 +166,9 @@ class CachingPcsProvider:
         if cached is not None and now <= cached.next_update:
             if now >= cached.next_update - self.refresh_before and self._may_attempt(key, now):
                 self._refresh_in_background(key, now)
+            self._note("hit")
             return cached
+        self._note("miss")
         failure = self._failures.get(key)
         if self._may_attempt(key, now):
             try:
@@ -188,6 +197,7 @@ class CachingPcsProvider:
                 (current.next_update + self.grace).isoformat(),
                 failure.message,
             )
+            self._note("stale")
             return current
         raise CollateralError(
             f"collateral {key} expired at {current.next_update:%Y-%m-%dT%H:%M:%SZ} and the grace period of "
@@ -222,6 +232,7 @@ class CachingPcsProvider:
             item = await self.client.item(key)
             await asyncio.to_thread(self.cache.offer, item, now)
         except CollateralError as exc:
+            self._note("upstream_error")
             self._failed_at[key], self._failures[key] = now, exc
             upstream = self.client.config.base_url
             if exc.code != "collateral_unavailable":  # a bad or missing document: worth a line each time

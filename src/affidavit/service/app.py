@@ -27,6 +27,8 @@ from affidavit.service.errors import (
     handle_unexpected,
 )
 from affidavit.service.metadata import certs, openid_metadata
+from affidavit.service.observe import observed_handlers
+from affidavit.service.operations import install, operational_routes
 from affidavit.service.policies import diff_policy, get_policy, policy_history, reset_policy, set_policy
 from affidavit.service.state import ServiceState, build_state
 
@@ -122,20 +124,22 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         Route("/certificates", get_certificates, methods=["GET"]),
         Route("/certificates:add", add_certificate, methods=["POST"]),
         Route("/certificates:remove", remove_certificate, methods=["POST"]),
+        *operational_routes(),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={
+        exception_handlers=observed_handlers({
             AffidavitError: handle_affidavit_error,
             HTTPException: handle_http_exception,
             ClientDisconnect: handle_disconnect,
             Exception: handle_unexpected,
-        },
+        }),
         lifespan=_lifespan(state),
     )
     app.state.affidavit = state
     app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency)
     app.add_middleware(ServiceVersionHeader)
+    install(app, state)  # access log, request ids, metrics: outermost
     return app
 
 

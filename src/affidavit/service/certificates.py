@@ -17,7 +17,9 @@ from affidavit.service.common import (
 )
 from affidavit.service.decode import check_api_version
 from affidavit.service.errors import INVALID_OPERATION, ServiceError
+from affidavit.service.observe import audit_change
 from affidavit.service.policies import read_management_jws
+from affidavit.store import thumbprint
 
 
 async def get_certificates(request: Request) -> Response:
@@ -64,16 +66,19 @@ async def _modify(request: Request, *, add: bool) -> Response:
     der = cert.public_bytes(Encoding.DER)
     who = {"actor": actor_of(request, signer, caller), "caller": caller.id, "signer": signer_id(signer)}
     if add:
-        state.store.add_certificate(der, **who)  # a no-op (no history row) when already registered
+        if state.store.add_certificate(der, **who):  # False (no history row) when already registered
+            audit_change(request, state, "certificate.add", signer=signer, subject=thumbprint(der))
     else:
         from affidavit.store.store import LastCertificate
 
         try:  # the last-one check and the removal are one transaction (two servers, two workers)
-            state.store.remove_certificate(der, keep_last=True, **who)
+            removed = state.store.remove_certificate(der, keep_last=True, **who)
         except LastCertificate:
             raise ServiceError(
                 "the last policy management certificate cannot be removed", code=INVALID_OPERATION
             ) from None
+        if removed:
+            audit_change(request, state, "certificate.remove", signer=signer, subject=thumbprint(der))
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(certificates_modification_claims(cert, present=add))
     return token_response(sign(state, claims))

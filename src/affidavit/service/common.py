@@ -58,10 +58,13 @@ async def require_admin(request: Request, state: ServiceState) -> Caller:
     if scheme.lower() != "bearer" or not token:
         raise ServiceError("missing bearer token", code=UNAUTHORIZED, status=401)
     if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
-        return Caller(ADMIN_TOKEN_CALLER, "admin-token", address)
-    if oidc is not None:
-        return oidc.caller(await oidc.verify(token), address)  # type: ignore[no-any-return]
-    raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+        caller = Caller(ADMIN_TOKEN_CALLER, "admin-token", address)
+    elif oidc is not None:
+        caller = oidc.caller(await oidc.verify(token), address)
+    else:
+        raise ServiceError("invalid bearer token", code=UNAUTHORIZED, status=401)
+    request.state.caller = caller.id  # for the audit line (service.observe)
+    return caller  # type: ignore[no-any-return]
 
 
 def signer_id(signer: x509.Certificate | None) -> str | None:

@@ -36,6 +36,7 @@ class ServiceConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_self_signed: bool = False
+    metrics_token: str | None = None  # bearer token /metrics requires; None: open (bind it privately)
     issuer: str | None = None  # default: scheme://host:port
     trust_roots: tuple[Path, ...] = ()  # PEM files; empty means the Intel SGX Root CA
     collateral_dir: Path | None = None  # offline files; without it, Intel PCS (or a PCCS) through a cache

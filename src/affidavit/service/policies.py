@@ -26,6 +26,7 @@ from affidavit.service.common import (
 )
 from affidavit.service.decode import check_api_version, read_body, require_media
 from affidavit.service.errors import INVALID_OPERATION, ServiceError
+from affidavit.service.observe import audit_change
 from affidavit.service.pipeline import PolicyChoice
 from affidavit.service.state import ServiceState
 
@@ -126,7 +127,8 @@ async def set_policy(request: Request) -> Response:
         raise ServiceError("the JWS carries no AttestationPolicy", code=INVALID_OPERATION)
     # PolicyParsingError -> 400 before anything is stored; compiled in a thread (up to max_seconds)
     await run_in_threadpool(state.compiler.compile, text)
-    state.store.set_policy(
+    previous = state.store.get_policy(att_type)
+    stored = state.store.set_policy(
         att_type,
         text,
         jws=jws.text,
@@ -136,6 +138,8 @@ async def set_policy(request: Request) -> Response:
         signer=signer_id(signer),
     )
     state.forget_policy(att_type)
+    audit_change(request, state, "policy.set", signer=signer, attestation_type=att_type,
+                 old=previous, new=stored)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_set_claims(jws.text, signer))
     return token_response(sign(state, claims))
@@ -149,10 +153,13 @@ async def reset_policy(request: Request) -> Response:
     caller = await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     _jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
+    previous = state.store.get_policy(att_type)
     state.store.reset_policy(
         att_type, actor=actor_of(request, signer, caller), caller=caller.id, signer=signer_id(signer)
     )
     state.forget_policy(att_type)
+    audit_change(request, state, "policy.reset", signer=signer, attestation_type=att_type,
+                 old=previous, new=None)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_reset_claims())
     if signer is not None:

@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from affidavit.service.common import state_of
 from affidavit.service.decode import check_api_version, read_body
 from affidavit.service.errors import JSON_MEDIA, ServiceError
+from affidavit.service.observe import note
 from affidavit.service.state import ServiceState
 from affidavit.service.tpm_protocol import (
     CONTEXT_TTL_SECONDS,
@@ -213,4 +214,6 @@ async def attest_tpm(request: Request) -> Response:
     check_api_version(request)
     body = await read_body(request, state.config.max_body_bytes)
     answer = await run_in_threadpool(_handle, state, body)
+    if "report" not in answer:
+        note(request, outcome="challenge")  # the first round: metrics count it apart from attestations
     return JSONResponse(encode_envelope(answer), media_type=JSON_MEDIA)

@@ -62,6 +62,10 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def ping(self) -> None:
+        """One trivial query (readiness probes); raises StoreError when the database does not answer."""
+        self._db.query("SELECT 1")
+
     def __enter__(self) -> Store:
         return self
 
