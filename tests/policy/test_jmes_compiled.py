@@ -197,3 +197,37 @@ def test_policy_results_are_the_same_as_before() -> None:
     assert json.loads(outcome.claims["tags"]) == [
         {"EVENT_CODEINTEGRITY": True, "EVENT_BITLOCKER_UNLOCK": {"Value": 0}}
     ]
+
+
+def _compliance_cases() -> list[Any]:
+    """The jmespath project's compliance suite (tests/compliance/*.json), when a copy is given: it is not
+    shipped in any package, so it is read from AFFIDAVIT_JMESPATH_COMPLIANCE or the shared vectors."""
+    import os
+    from pathlib import Path
+
+    from tests.conftest import VECTORS
+
+    where = Path(os.environ.get("AFFIDAVIT_JMESPATH_COMPLIANCE", VECTORS / "jmespath-compliance"))
+    cases = []
+    for path in sorted(where.glob("*.json")) if where.is_dir() else []:
+        for group in json.loads(path.read_text()):
+            for case in group["cases"]:
+                if "result" in case or "error" in case:
+                    cases.append(pytest.param(group["given"], case, id=f"{path.stem}:{case['expression']}"))
+    return cases or [pytest.param(None, None, marks=pytest.mark.skip(reason="no JMESPath compliance suite"))]
+
+
+@pytest.mark.parametrize("given, case", _compliance_cases())
+def test_jmespath_compliance(given: Any, case: dict[str, Any]) -> None:
+    expression = case["expression"]
+    try:
+        parsed = jmespath.compile(expression).parsed
+    except ValueError:  # jmespath's errors are ValueErrors, as its own compliance runner takes them
+        assert "error" in case, expression
+        return
+    run = Run(1_000_000, 100_000, _FUNCTIONS)
+    if "result" in case:
+        assert compile_ast(parsed)(given, run) == case["result"], expression
+    else:
+        with pytest.raises(ValueError):
+            compile_ast(parsed)(given, run)
