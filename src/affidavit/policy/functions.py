@@ -23,10 +23,10 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 import jmespath.functions
-import jmespath.visitor
 
 from affidavit import strict_json
 from affidavit.policy.errors import PolicyEvaluationError
+from affidavit.policy.jmes_compiled import BudgetExceeded, Run, compile_ast
 from affidavit.policy.model import FunctionImpl, State, Values
 
 MAX_JSON_CHARS = 16 << 20
@@ -40,10 +40,6 @@ MAX_CACHED_QUERIES = 256
 _EMPTY: Values = ()
 
 
-class _BudgetExceeded(Exception):
-    pass
-
-
 def _dump(value: Any) -> str:
     """Compact JSON, refusing values whose expansion is too large (JMESPath results share sub-objects,
     so a short query can describe an exponentially large document)."""
@@ -53,14 +49,14 @@ def _dump(value: Any) -> str:
         v = stack.pop()
         budget -= 1
         if budget < 0:
-            raise _BudgetExceeded
+            raise BudgetExceeded
         if isinstance(v, dict):
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if len(text) > MAX_JSON_CHARS:
-        raise _BudgetExceeded
+        raise BudgetExceeded
     return text
 
 
@@ -74,29 +70,7 @@ class _MaaFunctions(jmespath.functions.Functions):
         return arg if isinstance(arg, str) else _dump(arg)
 
 
-_OPTIONS = jmespath.Options(custom_functions=_MaaFunctions())
-
-
-class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):
-    """Counts node visits and refuses oversized intermediate lists, so no query can hang or eat memory."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__(_OPTIONS)
-        self.steps = steps
-
-    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
-        # Inlines jmespath's Visitor.visit: this runs once per node per element, the hot loop of a query.
-        self.steps -= 1
-        if self.steps < 0:
-            raise _BudgetExceeded
-        method = self._method_cache.get(node["type"])
-        if method is None:
-            method = getattr(self, "visit_" + node["type"], self.default_visit)
-            self._method_cache[node["type"]] = method
-        result = method(node, *args, **kwargs)
-        if type(result) is list and len(result) > MAX_JMES_LIST:
-            raise _BudgetExceeded
-        return result
+_FUNCTIONS = _MaaFunctions()
 
 
 def load_json(st: State, text: str, fname: str) -> Any:
@@ -119,6 +93,8 @@ def _short(exc: BaseException) -> str:
 
 
 def _compile_query(st: State, query: str) -> Any:
+    """The query compiled to closures (jmes_compiled), cached on the policy; a bad query is cached as its
+    error message, so it is refused without being parsed again."""
     cache = st.jmes_cache
     hit = cache.get(query)
     if hit is None:
@@ -126,12 +102,14 @@ def _compile_query(st: State, query: str) -> Any:
             hit = f"JmesPath: query longer than {MAX_QUERY_CHARS} characters"
         else:
             try:
-                hit = jmespath.compile(query)
+                hit = compile_ast(jmespath.compile(query).parsed)
             except jmespath.exceptions.JMESPathError as exc:
                 hit = f"JmesPath: invalid query {query!r}: {_short(exc)}"
             except (RecursionError, ValueError, TypeError, IndexError, KeyError, Warning) as exc:
                 # Warning: jmespath warns on deprecated literals; under `-W error` that is raised.
                 hit = f"JmesPath: invalid query {query!r} ({type(exc).__name__})"
+            except NotImplementedError as exc:
+                hit = f"JmesPath: invalid query {query!r} (unknown node {exc})"
         if len(cache) >= MAX_CACHED_QUERIES:
             cache.clear()
         cache[query] = hit
@@ -143,11 +121,11 @@ def _compile_query(st: State, query: str) -> Any:
 def jmes_search(st: State, document: str, query: str) -> str:
     compiled = _compile_query(st, query)
     data = load_json(st, document, "JmesPath")
-    interpreter = _BoundedInterpreter(st.jmes_steps)
+    run = Run(st.jmes_steps, MAX_JMES_LIST, _FUNCTIONS)
     try:
-        result = interpreter.visit(compiled.parsed, data)
-        return _dump(result)
-    except _BudgetExceeded:
+        result = compiled(data, run)
+        text = _dump(result)
+    except BudgetExceeded:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} exceeds the evaluation limits") from None
     except RecursionError:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} nests too deeply") from None
@@ -156,7 +134,12 @@ def jmes_search(st: State, document: str, query: str) -> str:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, Warning) as exc:
         raise PolicyEvaluationError(f"JmesPath: query {query!r} failed ({type(exc).__name__})") from None
     finally:
-        st.jmes_steps = interpreter.steps
+        st.jmes_steps = run.steps
+    # Policies feed results to further JmesPath and JsonToClaimValue calls; the object that produced the
+    # text is what parsing it would give, so the next call need not parse it again.
+    if type(result) is dict or type(result) is list:
+        st.json_cache.setdefault(text, result)
+    return text
 
 
 _NOTHING = object()

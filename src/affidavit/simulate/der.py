@@ -6,6 +6,8 @@ INTEGER, OCTET STRING, ENUMERATED and BOOLEAN values.
 
 from __future__ import annotations
 
+import functools
+
 
 def _length(n: int) -> bytes:
     if n < 0x80:
@@ -22,6 +24,7 @@ def sequence(*items: bytes) -> bytes:
     return tlv(0x30, b"".join(items))
 
 
+@functools.lru_cache(maxsize=256)
 def oid(dotted: str) -> bytes:
     arcs = [int(a) for a in dotted.split(".")]
     if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39):

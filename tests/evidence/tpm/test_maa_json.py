@@ -89,3 +89,29 @@ def test_windows_claims_from_maa_events() -> None:
     assert all(v is True for v in values["EVENT_CODEINTEGRITY"]) == claims["CodeIntegrityEnabled"]
     assert (True in values["EVENT_TESTSIGNING"]) == claims["TestSigningEnabled"]
     assert values["EVENT_VSM_IDK_INFO"] and claims["VSMEnabled"]
+
+
+def _all_logs() -> list[str]:
+    from tests.evidence.tpm.vectors import summary
+
+    return sorted(summary(VECTORS)) if (VECTORS / "tpm").is_dir() else []
+
+
+@pytest.mark.parametrize("key", _all_logs())
+def test_cached_claims_equal_uncached_claims_on_every_real_log(key: str) -> None:
+    """The per-event caches (JSON parts, SIPA pairs) never change a claim, warm or cold."""
+    from affidavit.evidence.tpm import analyze_log
+    from affidavit.evidence.tpm.claims import derive_claims
+    from tests.evidence.tpm.vectors import log_bytes
+
+    data = log_bytes(VECTORS, key)
+    try:
+        plain = analyze_log(data)
+    except Exception:  # noqa: BLE001 - logs the parser refuses are covered elsewhere
+        return
+    quoted = {bank: dict(values) for bank, values in plain.replayed.items()}
+    covered = frozenset(i for values in quoted.values() for i in values)
+    expected = derive_claims(plain, quoted, covered)
+    cache = EventCache()
+    for _ in range(2):
+        assert derive_claims(analyze_log(data, cache), quoted, covered, cache) == expected

@@ -14,6 +14,7 @@ rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an un
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx import der
 from affidavit.evidence.sgx.collateral import SgxCollateral
@@ -37,19 +39,33 @@ def fail(code: str, message: str) -> EvidenceError:
     return EvidenceError(message, code=code)
 
 
-def raw_ecdsa_ok(key: ec.EllipticCurvePublicKey, sig: bytes, data: bytes) -> bool:
-    """Check a raw r||s P-256 signature."""
+def ecdsa_ok(key: ec.EllipticCurvePublicKey, der_signature: bytes, data: bytes) -> bool:
+    """The one place DCAP checks an ECDSA-SHA256 signature (so tests and benchmarks can count them)."""
+    try:
+        key.verify(der_signature, data, ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def raw_ecdsa_ok(
+    key: ec.EllipticCurvePublicKey,
+    sig: bytes,
+    data: bytes,
+    seen: tuple[Seen, bytes] | None = None,
+) -> bool:
+    """Check a raw r||s P-256 signature; with ``seen`` = (memo, the key's SPKI), each distinct signature
+    once."""
     if len(sig) != 64:
         return False
     r = int.from_bytes(sig[:32], "big")
     s = int.from_bytes(sig[32:], "big")
     if not r or not s:
         return False
-    try:
-        key.verify(utils.encode_dss_signature(r, s), data, ECDSA_SHA256)
-    except InvalidSignature:
-        return False
-    return True
+    der_sig = utils.encode_dss_signature(r, s)
+    if seen is not None:
+        return seen[0].verify(key, seen[1], der_sig, data)
+    return ecdsa_ok(key, der_sig, data)
 
 
 def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePublicKey:
@@ -63,25 +79,32 @@ def p256_key(cert: x509.Certificate, what: str, code: str) -> ec.EllipticCurvePu
 
 
 class Seen:
-    """Work done once per verification pass. The PCK CA appears in the PCK chain and the PCK CRL issuer
-    chain, the TCB signer in the TCB Info and QE identity chains, the root in all four.
+    """Signatures verified and certificates read, remembered across one verification pass or, held by a
+    `DcapVerifier`, across all its quotes. The PCK CA appears in every PCK chain of its kind and in the
+    PCK CRL issuer chain, the TCB signer in every TCB Info and QE identity chain, the root everywhere; a
+    verifier that remembers them pays only for what is new to it (a new platform: its PCK certificate,
+    QE report and quote; a new FMSPC: its TCB Info).
 
-    ``signatures``: verified certificate signatures as (TBS, signature, signer SPKI). Names and keys are
-    remembered by certificate, looked up by signature and confirmed by equality, so a different
-    certificate is always read afresh.
+    ``signatures``: verified signatures as (SHA-256 of the signed bytes, signature, signer SPKI): a hit
+    needs the same bytes signed by the same key with the same signature. Names and keys are remembered by
+    certificate, looked up by signature and confirmed by equality, so a different certificate is always
+    read afresh. ``limit``: entries per table (None: unbounded, for one pass).
     """
 
-    def __init__(self) -> None:
-        self.signatures: set[tuple[bytes, bytes, bytes]] = set()
-        self._names: dict[bytes, tuple[x509.Certificate, Names]] = {}
-        self._keys: dict[bytes, tuple[x509.Certificate, tuple[ec.EllipticCurvePublicKey, bytes]]] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        size = limit if limit is not None else 1 << 62
+        self.signatures: BoundedDict[tuple[bytes, bytes, bytes], bool] = BoundedDict(size)
+        self._names: BoundedDict[bytes, tuple[x509.Certificate, Names]] = BoundedDict(size)
+        self._keys: BoundedDict[bytes, tuple[x509.Certificate, tuple[ec.EllipticCurvePublicKey, bytes]]] = (
+            BoundedDict(size)
+        )
 
     def names(self, cert: x509.Certificate, code: str, what: str) -> Names:
         hit = self._names.get(cert.signature)
         if hit is not None and (hit[0] is cert or hit[0] == cert):
             return hit[1]
         names = cert_names(cert, code, what)
-        self._names[cert.signature] = (cert, names)
+        self._names.put(cert.signature, (cert, names))
         return names
 
     def key(self, cert: x509.Certificate, what: str, code: str) -> tuple[ec.EllipticCurvePublicKey, bytes]:
@@ -91,8 +114,20 @@ class Seen:
             return hit[1]
         key = p256_key(cert, what, code)
         found = (key, spki(key))
-        self._keys[cert.signature] = (cert, found)
+        self._keys.put(cert.signature, (cert, found))
         return found
+
+    def verify(
+        self, key: ec.EllipticCurvePublicKey, key_spki: bytes, signature: bytes, signed: bytes
+    ) -> bool:
+        """An ECDSA-SHA256 (DER) signature by ``key``, each distinct one checked once."""
+        memo = (hashlib.sha256(signed).digest(), signature, key_spki)
+        if memo in self.signatures:
+            return True
+        if not ecdsa_ok(key, signature, signed):
+            return False
+        self.signatures.put(memo, True)
+        return True
 
 
 def signed_by(
@@ -106,17 +141,9 @@ def signed_by(
     distinct signature checked once per ``seen``."""
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
-    signature = cert.signature
-    memo = (tbs, signature, key_spki)
-    if seen is not None and memo in seen.signatures:
-        return True
-    try:
-        key.verify(signature, tbs, ECDSA_SHA256)
-    except InvalidSignature:
-        return False
     if seen is not None:
-        seen.signatures.add(memo)
-    return True
+        return seen.verify(key, key_spki, cert.signature, tbs)
+    return ecdsa_ok(key, cert.signature, tbs)
 
 
 def crl_tbs(crl_der: bytes, what: str) -> bytes:
@@ -128,15 +155,17 @@ def crl_tbs(crl_der: bytes, what: str) -> bytes:
         raise fail("collateral_malformed", f"{what} does not decode: {exc.message}") from None
 
 
-def crl_signed_by(crl: x509.CertificateRevocationList, tbs: bytes, key: ec.EllipticCurvePublicKey) -> bool:
+def crl_signed_by(
+    crl: x509.CertificateRevocationList,
+    tbs: bytes,
+    key: ec.EllipticCurvePublicKey,
+    key_spki: bytes,
+    seen: Seen,
+) -> bool:
     """An ECDSA-SHA256 CRL signature over ``tbs`` (`crl_tbs`)."""
     if crl.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
-    try:
-        key.verify(crl.signature, tbs, ECDSA_SHA256)
-    except InvalidSignature:
-        return False
-    return True
+    return seen.verify(key, key_spki, crl.signature, tbs)
 
 
 @dataclass(frozen=True)
@@ -372,10 +401,14 @@ def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> Ver
     root_tbs = crl_tbs(c.der["root_ca_crl"], "Root CA CRL")
     pck_tbs = crl_tbs(c.der["pck_crl"], "PCK CRL")
     root_crl_issuer = crl_issuer(root_tbs, "collateral_malformed", "Root CA CRL")
-    if root_crl_issuer != tcb.root_names.subject or not crl_signed_by(c.root_ca_crl, root_tbs, root_key):
+    if root_crl_issuer != tcb.root_names.subject or not crl_signed_by(
+        c.root_ca_crl, root_tbs, root_key, root_spki, seen
+    ):
         raise fail("crl_invalid", "Root CA CRL is not signed by the trusted root")
     pck_crl_issuer = crl_issuer(pck_tbs, "collateral_malformed", "PCK CRL")
-    if pck_crl_issuer != crl.signer_names.subject or not crl_signed_by(c.pck_crl, pck_tbs, crl.key):
+    if pck_crl_issuer != crl.signer_names.subject or not crl_signed_by(
+        c.pck_crl, pck_tbs, crl.key, crl.key_spki, seen
+    ):
         raise fail("crl_invalid", "PCK CRL is not signed by its issuer chain's CA")
     tcb_signer, qe_signer, crl_signer = tcb.signer, qe.signer, crl.signer
     tcb_key, qe_key = tcb.key, qe.key
@@ -386,9 +419,9 @@ def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> Ver
     ):
         if revoked(c.root_ca_crl, cert.serial_number):
             raise fail("collateral_revoked", f"{what} certificate is revoked by the Root CA CRL")
-    if not raw_ecdsa_ok(tcb_key, c.tcb_info_signature, c.tcb_info_json):
+    if not raw_ecdsa_ok(tcb_key, c.tcb_info_signature, c.tcb_info_json, (seen, tcb.key_spki)):
         raise fail("collateral_signature_invalid", "TCB Info signature does not verify")
-    if not raw_ecdsa_ok(qe_key, c.qe_identity_signature, c.qe_identity_json):
+    if not raw_ecdsa_ok(qe_key, c.qe_identity_signature, c.qe_identity_json, (seen, qe.key_spki)):
         raise fail("collateral_signature_invalid", "QE identity signature does not verify")
     parts = [
         _crl_window(c.root_ca_crl, "Root CA CRL"),

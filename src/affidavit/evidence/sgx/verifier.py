@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx.claims import body_claims
 from affidavit.evidence.sgx.collateral import SgxCollateral
@@ -131,32 +132,24 @@ class DcapResult:
         }
 
 
-class _Lru(dict):  # type: ignore[type-arg]
-    """A dict that forgets its oldest entries beyond ``limit`` (bounds memory under hostile input)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self) >= self.limit:
-            for k in list(self)[: max(1, self.limit // 8)]:
-                self.pop(k, None)
-        self[key] = value
-
-
 class DcapVerifier:
     """Verifies DCAP quotes against one set of trust anchors, caching what repeats."""
 
-    def __init__(self, trust: TrustAnchors | None = None, *, cache_size: int = 4096) -> None:
+    def __init__(self, trust: TrustAnchors | None = None, *, cache_size: int = 16384) -> None:
+        """``cache_size``: platforms remembered (PCK chains, QE report outcomes, attestation keys); a
+        tenth as many collateral sets (one per FMSPC and TEE in use). Keys are digests, so an entry costs
+        its verified objects only: about 3 KiB per platform."""
         self.trust = trust if trust is not None else TrustAnchors.intel()
-        self._collateral: _Lru = _Lru(max(8, cache_size // 64))
-        self._chains: _Lru = _Lru(cache_size)
-        self._pairs: _Lru = _Lru(cache_size)
-        self._platform: _Lru = _Lru(cache_size)
-        self._att_keys: _Lru = _Lru(cache_size)
-        self._hashes: _Lru = _Lru(max(8, cache_size // 64))
-        self._bad_chains: _Lru = _Lru(cache_size)  # PCK chain PEM -> the EvidenceError it failed with
+        collateral_sets = max(16, cache_size // 10)
+        self._collateral: BoundedDict[bytes, VerifiedCollateral] = BoundedDict(collateral_sets)
+        self._chains: BoundedDict[bytes, VerifiedChain] = BoundedDict(cache_size)
+        self._pairs: BoundedDict[tuple[bytes, bytes], bool] = BoundedDict(cache_size)
+        self._platform: BoundedDict[bytes, TcbOutcome] = BoundedDict(cache_size)
+        self._att_keys: BoundedDict[bytes, ec.EllipticCurvePublicKey] = BoundedDict(cache_size)
+        self._hashes: BoundedDict[bytes, dict[str, str]] = BoundedDict(collateral_sets)
+        self._bad_chains: BoundedDict[bytes, EvidenceError] = BoundedDict(cache_size)  # PEM digest -> failure
+        # Signatures of the CA certificates, CRLs and collateral documents that platforms share.
+        self._seen = Seen(limit=cache_size)
 
     def _verified_collateral(self, c: SgxCollateral, seen: Seen) -> VerifiedCollateral:
         vc = self._collateral.get(c.digest)
@@ -165,18 +158,18 @@ class DcapVerifier:
             self._collateral.put(c.digest, vc)
         return vc
 
-    def _verified_chain(self, pem: bytes, seen: Seen) -> VerifiedChain:
-        chain = self._chains.get(pem)
+    def _verified_chain(self, pem: bytes, pem_id: bytes, seen: Seen) -> VerifiedChain:
+        chain = self._chains.get(pem_id)
         if chain is None:
-            failed = self._bad_chains.get(pem)
+            failed = self._bad_chains.get(pem_id)
             if failed is not None:
                 raise EvidenceError(failed.message, code=failed.code)
             try:
                 chain = verify_pck_chain(pem, self.trust, seen)
             except EvidenceError as exc:
-                self._bad_chains.put(pem, exc)
+                self._bad_chains.put(pem_id, exc)
                 raise
-            self._chains.put(pem, chain)
+            self._chains.put(pem_id, chain)
         return chain
 
     def platform(self, quote: bytes | Quote) -> Platform:
@@ -185,7 +178,8 @@ class DcapVerifier:
         is never fetched for a platform whose quotes could not verify. Chains are cached as in
         :meth:`verify`, failures too (bounded), so a flood of one bad chain costs one check."""
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
-        chain = self._verified_chain(q.pck_chain_pem, Seen())
+        pem = q.pck_chain_pem
+        chain = self._verified_chain(pem, hashlib.sha256(pem).digest(), self._seen)
         return Platform(fmspc=chain.extension.fmspc.hex().upper(), ca=chain.ca, tee=q.tee)
 
     def _attestation_key(self, raw: bytes) -> ec.EllipticCurvePublicKey:
@@ -201,13 +195,13 @@ class DcapVerifier:
         return key
 
     def _platform_checks(
-        self, q: Quote, chain: VerifiedChain, vc: VerifiedCollateral, collateral: SgxCollateral
+        self, q: Quote, pem_id: bytes, chain: VerifiedChain, vc: VerifiedCollateral, collateral: SgxCollateral
     ) -> IdentityTcbLevel | None:
         """Checks that depend only on the platform's chain, QE report and TCB (cached by the caller).
 
         Returns the TDX module's TCB level (None for SGX and module version 0).
         """
-        pair = (collateral.digest, q.pck_chain_pem)
+        pair = (collateral.digest, pem_id)
         if pair not in self._pairs:
             check_chain_against(chain, vc)
             self._pairs.put(pair, True)
@@ -243,17 +237,20 @@ class DcapVerifier:
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
         pem = q.pck_chain_pem
+        pem_id = hashlib.sha256(pem).digest()
         # B. PCK chain, C/D. collateral (signatures once per set), then validity at `now` on every call.
-        seen = Seen()  # the PCK CA certificate is in the PCK chain and the PCK CRL chain
-        chain = self._verified_chain(pem, seen)
+        seen = self._seen
+        chain = self._verified_chain(pem, pem_id, seen)
         vc = self._verified_collateral(collateral, seen)
         # Only time checks see the grace: every cache below holds time-independent results.
         expired = check_time(now, chain.window, vc.window, grace=collateral_grace)
         body = q.body
         tcb_bytes = body.raw[:120] + body.raw[584:600] if isinstance(body, TdReportBody) else b""
-        memo_key = (collateral.digest, pem, q.tee, q.qe_report.raw, q.qe_report_signature, tcb_bytes)
+        # Fixed-size parts (the TEE name is three letters), so the concatenation is unambiguous.
+        parts = (collateral.digest, pem_id, q.tee.encode(), q.qe_report.raw, q.qe_report_signature, tcb_bytes)
+        memo_key = hashlib.sha256(b"".join(parts)).digest()
         outcome: TcbOutcome | None = self._platform.get(memo_key)
-        module_level = self._platform_checks(q, chain, vc, collateral) if outcome is None else None
+        module_level = self._platform_checks(q, pem_id, chain, vc, collateral) if outcome is None else None
         # E. The binding of the attestation key and the quote signature: per quote, never cached.
         bound = hashlib.sha256(q.attestation_key + q.qe_auth_data).digest()
         if q.qe_report.raw[320:352] != bound:

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from affidavit.evidence.tpm import constants as c
-from affidavit.evidence.tpm import sipa, uefi
+from affidavit.evidence.tpm import uefi
 from affidavit.evidence.tpm.analysis import LogAnalysis
 from affidavit.evidence.tpm.coverage import NOT_EXTENDED, VERIFIED
 from affidavit.evidence.tpm.eventlog import Event
-from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json
+from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json, sipa_pairs
 from affidavit.evidence.tpm.replay import PcrValues
 
 SIPA_PCRS = frozenset({12, 13, 14})
@@ -53,6 +53,19 @@ def _dma_protection_disabled(e: Event) -> bool:
     return e.type == c.EV_EFI_ACTION and e.data.rstrip(b"\x00") == b"DMA Protection Disabled"
 
 
+# The SIPA tags the claims below read; a Windows log carries thousands of others.
+_SIPA_CLAIM_SOURCES = frozenset(
+    {
+        "EVENT_BOOTDEBUGGING",
+        "EVENT_SAFEMODE",
+        "EVENT_WINPE",
+        "EVENT_HYPERVISOR_IOMMU_POLICY",
+        "EVENT_VBS_VSM_REQUIRED",
+        "EVENT_VSM_IDK_INFO",
+    }
+)
+
+
 def derive_claims(
     analysis: LogAnalysis | None,
     quoted: PcrValues,
@@ -80,12 +93,14 @@ def derive_claims(
         claims["secureBootEnabled"] = sb
 
     sipa_values: dict[str, list[Any]] = {}
+    windows = False
     for e, status in trusted:
         if e.type == c.EV_EVENT_TAG and status == VERIFIED:
-            tree = sipa.decode(e.data)
-            for name, value in sipa.walk(tree):
-                sipa_values.setdefault(name, []).append(value)
-    windows = bool(sipa_values)
+            pairs = cache.sipa_pairs(e.data) if cache is not None else sipa_pairs(e.data)
+            windows = windows or bool(pairs)
+            for name, value in pairs:
+                if name in _SIPA_CLAIM_SOURCES:
+                    sipa_values.setdefault(name, []).append(value)
     sipa_bound = SIPA_PCRS <= covered
     uefi_debug = any(_debug_mode_action(e) for e, _ in trusted)
 

@@ -160,6 +160,11 @@ def _event_tag(e: Event) -> dict[str, Any] | None:
     return sipa.decode(e.data)
 
 
+def sipa_pairs(data: bytes) -> tuple[tuple[str, Any], ...]:
+    """Every (name, value) of an EV_EVENT_TAG payload's SIPA tree (none when it does not decode)."""
+    return tuple(sipa.walk(sipa.decode(data)))
+
+
 _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
     c.EV_EFI_VARIABLE_DRIVER_CONFIG: _driver_config,
     c.EV_EFI_VARIABLE_BOOT: _variable_boot,
@@ -190,6 +195,7 @@ class EventCache:
         self.max_entries = max_entries
         self._status: dict[tuple[Any, ...], str] = {}
         self._json: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._sipa: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
 
     def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
         if len(table) >= self.max_entries:
@@ -202,6 +208,16 @@ class EventCache:
         if hit is None:
             hit = check_event(e)
             self._put(self._status, key, hit)
+        return hit
+
+    def sipa_pairs(self, data: bytes) -> tuple[tuple[str, Any], ...]:
+        """``sipa_pairs(data)``, remembered: Windows logs carry hundreds of SIPA tags, most of them the
+        same across boots and machines."""
+        key = (data,)
+        hit = self._sipa.get(key)
+        if hit is None:
+            hit = sipa_pairs(data)
+            self._put(self._sipa, key, hit)
         return hit
 
     def static(self, e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
