@@ -22,7 +22,7 @@ def test_next_key_takes_over_at_its_time(tmp_path: Path) -> None:
     try:
         first = state.keyring().current.kid
         rotate_keyring(state.store, state.issuer, now=T0, kek=state.kek, delay=timedelta(minutes=10))
-        state._keyring_at = float("-inf")  # reload due: the next key is published, not used
+        state._keyring.refresh()  # a reload (in the background in service): the next key is published, unused
         ring = state.keyring()
         (upcoming,) = ring.next
         assert ring.current.kid == first and [k.kid for k in ring.published(T0)] == [first, upcoming.key.kid]

@@ -152,8 +152,11 @@ def test_two_servers_removing_each_other_leave_one_signer(tmp_path: Path) -> Non
     """A removes B on one server while B removes A on another, sharing one database (point 3)."""
     a, b = make_signer("A"), make_signer("B")
     db = f"sqlite:///{tmp_path / 'shared.db'}"
-    one = _isolated(tmp_path / "one", (a, b), database_url=db, admin_token="tok")
-    two = _isolated(tmp_path / "two", (a, b), database_url=db, admin_token="tok")
+    kek = tmp_path / "kek"  # servers sharing a database share its key-encryption key
+    kek.write_text("00" * 32)
+    shared = {"database_url": db, "admin_token": "tok", "key_encryption_key_file": kek}
+    one = _isolated(tmp_path / "one", (a, b), **shared)
+    two = _isolated(tmp_path / "two", (a, b), **shared)
     # Widen the window between a handler's checks and its removal, as load on a real server would.
     for _client, state in (one, two):
         original = state.store.list_certificates

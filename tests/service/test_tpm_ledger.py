@@ -84,8 +84,10 @@ def test_a_request_replayed_to_another_replica_is_refused(
 ) -> None:
     db = fresh_database(postgres_url)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with _server(tmp_path / "a", tpm, "--database-url", db) as a, \
-            _server(tmp_path / "b", tpm, "--database-url", db) as b:
+    kek = tmp_path / "kek"  # replicas on one database share its key-encryption key
+    kek.write_text("00" * 32)
+    shared = ("--database-url", db, "--key-encryption-key-file", str(kek))
+    with _server(tmp_path / "a", tpm, *shared) as a, _server(tmp_path / "b", tpm, *shared) as b:
         a.put_policy("Tpm", POLICY)
         _challenge, context, jws = _request(a, tpm, key)
         assert _post(b, {"request": jws})[0] == 200  # a context sealed by a opens on b: one store, one key

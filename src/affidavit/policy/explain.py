@@ -29,8 +29,9 @@ from affidavit.policy.evaluator import (
     _start,
     _token_claims,
 )
+from affidavit.policy.limits import PolicyLimitError, PolicyLimits
 from affidavit.policy.model import Call, CompiledPolicy, Condition, Env, Expr, Literal, Ref, Rule, State
-from affidavit.policy.runner import condition_matcher
+from affidavit.policy.runner import check_deadline, condition_matcher
 
 MAX_VALUES_SHOWN = 5  # values of one claim type listed per condition
 MAX_VALUE_CHARS = 64  # each cut to this length
@@ -195,19 +196,29 @@ def _trace_rule(st: State, rule: Rule, reveal: bool) -> RuleTrace:
     return RuleTrace(rule.section, rule.index, rule.line, rule.column, rule.action.kind, fired, tuple(traces))
 
 
-def explain(policy: CompiledPolicy, incoming: Sequence[Claim], *, reveal_policy: bool = False) -> Explanation:
-    """Evaluate ``policy`` as :func:`affidavit.policy.evaluate` does and trace every rule it runs."""
+def explain(
+    policy: CompiledPolicy,
+    incoming: Sequence[Claim],
+    *,
+    reveal_policy: bool = False,
+    limits: PolicyLimits | None = None,
+) -> Explanation:
+    """Evaluate ``policy`` as :func:`affidavit.policy.evaluate` does (the same limits) and trace every rule
+    it runs."""
     if policy.empty:
         return Explanation(PolicyOutcome(False, EMPTY_REASON))
-    st = _start(policy, incoming)
+    st = _start(policy, incoming, limits)
     traces: list[RuleTrace] = []
     config, authz, issuance = policy.by_section
 
     def run(rules: tuple[Rule, ...], stop_on_deny: bool = False) -> None:
         for rule in rules:
             try:
+                check_deadline(st)
                 traces.append(_trace_rule(st, rule, reveal_policy))
                 rule.run(st)
+            except PolicyLimitError as exc:
+                raise exc.at(rule.where) from None
             except PolicyEvaluationError as exc:
                 raise PolicyEvaluationError(f"{rule.where}: {exc.message}") from None
             except PolicyError:
