@@ -19,9 +19,6 @@ from affidavit.service.errors import (
 )
 from affidavit.service.state import ServiceState
 
-ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm")
-_TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
-
 # TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
 # (maa-api §7.2: "InvalidOperation, or InvalidParameter for a bad chain").
 _CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid"})
@@ -32,14 +29,14 @@ def state_of(request: Request) -> ServiceState:
 
 
 def attestation_type(name: str) -> str:
-    """The canonical attestation type for a path segment (case-insensitive, as the SDK's enum)."""
-    canonical = _TYPES_BY_LOWER.get(name.lower())
-    if canonical is None:
-        raise ServiceError(
-            f"unknown attestation type {name!r}; expected one of {', '.join(ATTESTATION_TYPES)}",
-            code=INVALID_PARAMETER,
-        )
-    return canonical
+    """The canonical attestation type for a path segment (case-insensitive, as the SDK's enum), from the
+    registry (``affidavit.attestation_types``)."""
+    from affidavit.attestation_types import UnknownAttestationType, lookup
+
+    try:
+        return lookup(name).name
+    except UnknownAttestationType as exc:
+        raise ServiceError(str(exc), code=INVALID_PARAMETER) from None
 
 
 async def require_admin(request: Request, state: ServiceState) -> None:

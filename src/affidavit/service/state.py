@@ -70,6 +70,8 @@ class ServiceState:
     claims: ClaimCache = field(default_factory=ClaimCache)
     tpm_lock: threading.Lock = field(default_factory=threading.Lock)
     _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _verifiers: dict[str, Any] = field(default_factory=dict)
+    _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def issuer(self) -> str:
@@ -98,6 +100,34 @@ class ServiceState:
         from affidavit.evidence.tpm import TpmVerifier
 
         return TpmVerifier(tpm_trust(self.config))
+
+    def evidence_verifier(self, att_type: str) -> Any:
+        """The ``evidence.contract.EvidenceVerifier`` of a registered type, built once per worker by the
+        factory its ``attestation_types`` entry names."""
+        verifier = self._verifiers.get(att_type)
+        if verifier is None:
+            import importlib
+
+            from affidavit.attestation_types import lookup
+
+            module, _, attr = lookup(att_type).verifier.partition(":")
+            verifier = getattr(importlib.import_module(module), attr)(self)
+            self._verifiers[att_type] = verifier
+        return verifier
+
+    def verify_properties(self, compiled: Any) -> dict[str, Any]:
+        """``PROPERTY_DEFAULTS`` overlaid with a policy's configuration-rule properties (what steers
+        verification), memoized by policy hash: the rules run without incoming claims."""
+        key = getattr(compiled, "hash", "")
+        props = self._verify_properties.get(key)
+        if props is None:
+            from affidavit.policy import PROPERTY_DEFAULTS, configuration_properties
+
+            props = {**PROPERTY_DEFAULTS, **configuration_properties(compiled)}
+            if len(self._verify_properties) >= 1024:
+                self._verify_properties.clear()
+            self._verify_properties[key] = props
+        return props
 
     def stored_policy(self, att_type: str) -> Any:
         """The stored policy of ``att_type`` (None: the default applies), re-read at most every
@@ -278,6 +308,10 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         state.close()
         raise
     state.collateral = collateral_provider(config, state)
+    from affidavit.attestation_types import all_types
+
+    for entry in all_types():  # a factory path that does not resolve stops the start, not a request
+        state.evidence_verifier(entry.name)
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier
 
