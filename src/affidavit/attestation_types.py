@@ -77,9 +77,10 @@ class AttestationType:
       - ``token_minutes``: the lifetime when the policy sets no ``report_validity_in_minutes``.
       - ``claims_supported``: the names OpenID metadata advertises for this type.
     Client and CLI
-      - ``api_version``: what the client sends; ``cli_name`` / ``cli_help``: ``affidavit attest
-        <cli_name>`` (None: no command); ``client_sources``: where the CLI may get evidence
-        (``file``, ``gramine``, ``tsm``; ``tpm`` for the TPM protocol's own arguments).
+      - ``api_version``: what the client sends (None: the client's configured default);
+        ``cli_name`` / ``cli_help``: ``affidavit attest <cli_name>`` (None: no command);
+        ``client_sources``: where the CLI may get evidence (``file``, ``gramine``, ``tsm``; ``tpm`` for
+        the TPM protocol's own arguments).
     """
 
     name: str
@@ -97,7 +98,7 @@ class AttestationType:
     policy_claims_top_level: bool = True
     token_minutes: int = 8 * 60
     claims_supported: tuple[str, ...] = ()
-    api_version: str = "2022-08-01"
+    api_version: str | None = None
     cli_name: str | None = None
     cli_help: str = ""
     client_sources: tuple[str, ...] = ("file",)
@@ -159,7 +160,6 @@ TPM = AttestationType(
     request_shape=TPM_SHAPE,
     policy_claims_top_level=False,
     token_minutes=24 * 60,  # MAA's TPM default (policy.PROPERTY_DEFAULTS)
-    api_version="2020-10-01",
     cli_name="tpm",
     cli_help="a TPM quote and boot log (MAA's TPM protocol, POST /attest/Tpm)",
     client_sources=("tpm",),

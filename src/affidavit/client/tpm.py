@@ -14,7 +14,6 @@ Evidence comes from tpm2-tools (``affidavit.client.tpm_tools``) against ``/dev/t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from affidavit.client import ClientError
-from affidavit.client.http import AttestationClient, b64url_decode
+from affidavit.client.http import b64url_decode
 from affidavit.jose import b64url
 
 DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
@@ -166,70 +165,3 @@ def read_event_log(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ClientError(f"cannot read the event log {path}: {exc.strerror}", code="bad_argument") from None
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``affidavit attest tpm``."""
-    parser.add_argument("--url", required=True, help="service base URL, e.g. https://127.0.0.1:8443")
-    parser.add_argument(
-        "--tcti",
-        default=DEFAULT_TCTI,
-        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
-        "a simulator: swtpm:host=127.0.0.1,port=2321)",
-    )
-    parser.add_argument(
-        "--eventlog", type=Path, default=DEFAULT_EVENTLOG, help=f"TCG event log (default {DEFAULT_EVENTLOG})"
-    )
-    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
-    parser.add_argument(
-        "--ak-cert", type=Path, help="AK certificate (PEM or DER) issued by a CA the service trusts"
-    )
-    parser.add_argument(
-        "--ak-handle",
-        default="0x81000100",
-        help="persistent handle of the AK; created under the EK and persisted there when "
-        "absent (default 0x81000100)",
-    )
-    parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
-    parser.add_argument("--rp-data", help="relying-party data (text) echoed in the token as rp_data/nonce")
-    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
-    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path,
-                        help="CA bundle for the service's TLS certificate")
-    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: the token and its (unverified) claims, or the error")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Collect evidence, attest, and print (or write) the token; errors surface as ClientError."""
-    from affidavit.client.tpm_tools import TpmTools, parse_handle, parse_pcr_list
-
-    tools = TpmTools(args.tcti)
-    handle = parse_handle(args.ak_handle)
-    ak_public = tools.ensure_ak(handle)
-    cert = load_certificate(args.ak_cert) if args.ak_cert else None
-    log = None if args.no_eventlog else read_event_log(args.eventlog)
-    indexes = parse_pcr_list(args.pcrs)
-    source = TpmEvidenceSource(
-        ak=AkMaterial(ak_public, cert),
-        quoter=lambda data: tools.quote(handle, indexes, data),
-        event_log=log,
-    )
-    verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
-    rp = args.rp_data.encode("utf-8") if args.rp_data else None
-    try:
-        with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
-            token = client.attest_tpm(source, rp_data=rp).token
-    except ClientError as exc:
-        if not args.json:
-            raise
-        from affidavit.cli.output import print_json
-
-        print_json({"error": exc.to_dict()})
-        return 1
-    from affidavit.cli.attest import emit_token
-
-    return emit_token(token, args)

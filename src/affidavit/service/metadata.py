@@ -11,10 +11,12 @@ from affidavit.service.errors import JSON_MEDIA
 
 
 async def openid_metadata(request: Request) -> Response:
+    from affidavit.attestation_types import claims_supported
     from affidavit.tokens import openid_configuration
 
     check_api_version(request)
-    return JSONResponse(openid_configuration(state_of(request).issuer), media_type=JSON_MEDIA)
+    document = openid_configuration(state_of(request).issuer, claims_supported())
+    return JSONResponse(document, media_type=JSON_MEDIA)
 
 
 async def certs(request: Request) -> Response:
