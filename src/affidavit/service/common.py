@@ -19,10 +19,6 @@ from affidavit.service.errors import (
 )
 from affidavit.service.state import ServiceState
 
-# TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
-# (maa-api §7.2: "InvalidOperation, or InvalidParameter for a bad chain").
-_CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid"})
-
 
 def state_of(request: Request) -> ServiceState:
     return request.app.state.affidavit  # type: ignore[no-any-return]
@@ -59,10 +55,13 @@ async def require_admin(request: Request, state: ServiceState) -> None:
 
 
 def token_error(exc: Exception) -> ServiceError:
-    """A ``TokenError`` from a management JWS as the MAA error a client gets."""
-    code = getattr(exc, "code", "")
-    maa = INVALID_PARAMETER if code in _CHAIN_CODES else INVALID_OPERATION
-    return ServiceError(getattr(exc, "message", str(exc)), code=maa)
+    """A ``TokenError`` from a management JWS as the MAA error a client gets (``errors.classify``)."""
+    from affidavit.errors import AffidavitError
+    from affidavit.service.errors import as_service_error
+
+    if isinstance(exc, AffidavitError):
+        return as_service_error(exc)
+    return ServiceError(str(exc), code=INVALID_OPERATION)
 
 
 def sign(state: ServiceState, claims: Mapping[str, Any]) -> str:

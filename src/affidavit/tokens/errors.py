@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from affidavit.errors import AffidavitError
 
-# Codes whose cause is the signer's certificate or signature rather than the envelope's shape. MAA answers
-# those with ``InvalidParameter`` ("bad certificate chain") and everything else with ``InvalidOperation``.
-_SIGNER_CODES = frozenset(
-    {"bad_signature", "bad_certificate", "signer_expired", "signer_not_yet_valid", "untrusted_signer"}
-)
-
 
 class TokenError(AffidavitError):
     """A JWT/JWS could not be built, parsed or verified.
@@ -22,8 +16,4 @@ class TokenError(AffidavitError):
     """
 
     code = "token_error"
-
-    @property
-    def maa_code(self) -> str:
-        """The MAA error code the service should answer with (both on HTTP 400)."""
-        return "InvalidParameter" if self.code in _SIGNER_CODES else "InvalidOperation"
+    # The HTTP status and MAA code each code answers with: ``affidavit.service.errors`` (the error table).
