@@ -8,7 +8,6 @@ data carry a ``dataType``. Connection errors, timeouts and the statuses a server
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -19,7 +18,8 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from affidavit.client import ClientError, ServiceRejected
-from affidavit.jose import b64url
+from affidavit.jose import JoseError, b64url
+from affidavit.jose import b64url_decode as jose_b64url_decode
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 def b64url_decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError):
+        return jose_b64url_decode(text, what="the service's base64url")
+    except JoseError:
         raise ClientError("the service sent malformed base64url", code="bad_response") from None
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from affidavit import jose
 from affidavit.client import ClientError
 from affidavit.client.http import b64url_decode
 from affidavit.jose import b64url
@@ -34,18 +35,11 @@ DEFAULT_TCTI = "device:/dev/tpmrm0"
 API_VERSION = "2020-10-01"
 
 
-def _uint(n: int) -> bytes:
-    return n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
-
-
 def rsa_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
-    numbers = key.public_numbers()
-    return {"e": b64url(_uint(numbers.e)), "kty": "RSA", "n": b64url(_uint(numbers.n))}
+    return jose.public_jwk(key)
 
 
-def canonical_jwk(jwk: Mapping[str, Any]) -> str:
-    """The JWK text hashed into the quote (must match the service's ``canonical_jwk``)."""
-    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+canonical_jwk = jose.canonical_jwk  # the text hashed into the quote (the service hashes the same)
 
 
 def quote_binding(jwk: Mapping[str, Any], challenge: bytes) -> bytes:
@@ -57,18 +51,10 @@ def sign_request(
     payload: Mapping[str, Any], key: rsa.RSAPrivateKey, *, alg: str = "PS256", typ: str = "attReq"
 ) -> str:
     """A compact JWS over ``payload`` (PS256 as MAA specifies, or RS256)."""
-    header = b64url(json.dumps({"alg": alg, "typ": typ}, separators=(",", ":")).encode("ascii"))
-    body = b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
-    signing_input = f"{header}.{body}".encode("ascii")
-    if alg == "PS256":
-        pad: padding.AsymmetricPadding = padding.PSS(
-            mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH
-        )
-    elif alg == "RS256":
-        pad = padding.PKCS1v15()
-    else:
+    if alg not in ("PS256", "RS256"):
         raise ClientError(f"unsupported request signing algorithm {alg}", code="bad_argument")
-    return f"{header}.{body}.{b64url(key.sign(signing_input, pad, hashes.SHA256()))}"
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return jose.sign_compact({"alg": alg, "typ": typ}, body, key)
 
 
 # ---------------------------------------------------------------------------------------------- evidence

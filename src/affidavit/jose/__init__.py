@@ -1,57 +1,56 @@
-"""JOSE helpers shared by every layer: base64url, and JWS signature checks (relying party, TPM requests).
+"""The one JOSE package: base64url, strict JSON, JWK, compact JWS, signature checks.
 
-RFC 7518 algorithms RS*, PS* and ES* (256/384/512). PSS accepts any salt length on verification: clients
-differ (hash length per RFC 7518, maximum per Windows' defaults) and the salt length adds no security to
-verification. An ES signature is the raw ``r || s`` of the curve's size.
+One strictness for every layer: duplicate JSON members and ``NaN`` refused (:mod:`.strict_json`), an
+``alg`` allow-list per use (:mod:`.jws`), RSA keys 2048..8192 bits and EC on P-256/384/521 (:mod:`.jwk`).
+Errors are :class:`JoseError` with stable codes; each user re-raises them as its own layer's error.
+MAA's non-standard policy JWS shapes (``RSA256``, ``jwk.x5c``) are handled at their edge
+(``affidavit.tokens.jws``). Why not PyJWT, joserfc or jwcrypto: ``docs/architecture.md`` ("JOSE").
 """
 
-from __future__ import annotations
+from affidavit.jose.b64 import b64std_decode, b64std_encode, b64url, b64url_decode
+from affidavit.jose.errors import JoseError
+from affidavit.jose.jwk import (
+    PublicKey,
+    canonical_jwk,
+    check_key,
+    public_jwk,
+    public_key_from_jwk,
+    public_members,
+)
+from affidavit.jose.jws import (
+    POLICY_ALGS,
+    TOKEN_ALGS,
+    TPM_REQUEST_ALGS,
+    CompactJws,
+    parse_compact,
+    sign_compact,
+    verify_signature,
+)
+from affidavit.jose.strict_json import loads, loads_object
+from affidavit.jose.verify import ALGORITHMS, HASHES, signature_ok
 
-import binascii
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "256": hashes.SHA256,
-    "384": hashes.SHA384,
-    "512": hashes.SHA512,
-}
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 §2), as every JOSE segment and MAA byte claim is written."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
-
-
-ALGORITHMS = frozenset(f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in HASHES)
-
-
-def signature_ok(alg: str, key: object, signing_input: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is ``alg``'s signature of ``signing_input`` by ``key``; False otherwise,
-    including an algorithm that does not fit the key or is not one of :data:`ALGORITHMS`."""
-    if alg not in ALGORITHMS:
-        return False
-    family, hash_cls = alg[:2], HASHES[alg[2:]]
-    try:
-        if family in ("RS", "PS") and isinstance(key, rsa.RSAPublicKey):
-            pad: padding.AsymmetricPadding = (
-                padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.AUTO)
-                if family == "PS"
-                else padding.PKCS1v15()
-            )
-            key.verify(signature, signing_input, pad, hash_cls())
-            return True
-        if family == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
-            size = (key.curve.key_size + 7) // 8
-            if len(signature) != 2 * size:
-                return False
-            r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_cls()))
-            return True
-    except InvalidSignature:
-        return False
-    return False
+__all__ = [
+    "ALGORITHMS",
+    "HASHES",
+    "POLICY_ALGS",
+    "TOKEN_ALGS",
+    "TPM_REQUEST_ALGS",
+    "CompactJws",
+    "JoseError",
+    "PublicKey",
+    "b64std_decode",
+    "b64std_encode",
+    "b64url",
+    "b64url_decode",
+    "canonical_jwk",
+    "check_key",
+    "loads",
+    "loads_object",
+    "parse_compact",
+    "public_jwk",
+    "public_key_from_jwk",
+    "public_members",
+    "sign_compact",
+    "signature_ok",
+    "verify_signature",
+]

@@ -57,12 +57,20 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from affidavit.jose import ALGORITHMS as JWS_ALGORITHMS
-from affidavit.jose import b64url, signature_ok
+from affidavit.jose import (
+    TPM_REQUEST_ALGS,
+    JoseError,
+    PublicKey,
+    b64url,
+    canonical_jwk,
+    parse_compact,
+    public_key_from_jwk,
+    verify_signature,
+)
+from affidavit.jose.jwk import PUBLIC_MEMBERS, public_members
 from affidavit.service.decode import b64decode_lenient
 from affidavit.service.errors import ServiceError
 
@@ -208,50 +216,16 @@ def check_init(message: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- JWS / JWK
 
 
-def jwk_public_key(jwk: object, what: str = "jwk") -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    """An RSA or EC (P-256/384/521) public key from a JWK object."""
-    if not isinstance(jwk, dict):
-        raise TpmProtocolError(f"{what} must be a JWK object")
-    kty = jwk.get("kty")
-    if kty == "RSA":
-        n = int.from_bytes(b64_decode(jwk.get("n"), f"{what}.n"), "big")
-        e = int.from_bytes(b64_decode(jwk.get("e"), f"{what}.e"), "big")
-        if not 2048 <= n.bit_length() <= 8192 or e < 3 or e % 2 == 0 or e.bit_length() > 64:
-            raise TpmProtocolError(f"{what} is not an acceptable RSA key (2048 to 8192 bits)")
-        try:
-            return rsa.RSAPublicNumbers(e, n).public_key()
-        except ValueError:
-            raise TpmProtocolError(f"{what} is not a valid RSA key") from None
-    if kty == "EC":
-        curves: dict[str, ec.EllipticCurve] = {
-            "P-256": ec.SECP256R1(),
-            "P-384": ec.SECP384R1(),
-            "P-521": ec.SECP521R1(),
-        }
-        crv = jwk.get("crv")
-        curve = curves.get(crv) if isinstance(crv, str) else None
-        if curve is None:
-            raise TpmProtocolError(f"{what} has an unsupported curve")
-        x = int.from_bytes(b64_decode(jwk.get("x"), f"{what}.x"), "big")
-        y = int.from_bytes(b64_decode(jwk.get("y"), f"{what}.y"), "big")
-        try:
-            return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
-        except ValueError:
-            raise TpmProtocolError(f"{what} is not a point on its curve") from None
-    raise TpmProtocolError(f"{what} has unsupported kty {kty!r}")
+def jwk_public_key(jwk: object, what: str = "jwk") -> PublicKey:
+    """An RSA (2048..8192 bits) or EC (P-256/384/521) public key from a JWK object (``affidavit.jose``)."""
+    try:
+        return public_key_from_jwk(jwk, what)
+    except JoseError as exc:
+        raise TpmProtocolError(exc.message) from None
 
 
-PUBLIC_JWK_MEMBERS = ("kty", "n", "e", "crv", "x", "y", "kid", "alg", "use")
-
-
-def public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
-    """Only a JWK's public members: what a token may repeat (a client might send its private ``d``)."""
-    return {k: jwk[k] for k in PUBLIC_JWK_MEMBERS if k in jwk}
-
-
-def canonical_jwk(jwk: Mapping[str, Any]) -> str:
-    """The JWK text hashed into the quote for ``tpm_quote`` binding: compact JSON, sorted keys."""
-    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+PUBLIC_JWK_MEMBERS = PUBLIC_MEMBERS
+public_jwk = public_members
 
 
 @dataclass(frozen=True)
@@ -283,16 +257,19 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     jws = message.get("request")
     if not isinstance(jws, str):
         raise TpmProtocolError('expected {"request": "<JWS>"} or {"type": "aikcert"}')
-    parts = jws.split(".")
-    if len(parts) != 3:
-        raise TpmProtocolError("request is not a compact JWS")
-    header = _json_object(b64_decode(parts[0], "JWS header"), "JWS header")
+    try:
+        compact = parse_compact(jws, "request JWS")
+        payload = compact.payload_object("request JWS payload")
+    except JoseError as exc:
+        raise TpmProtocolError(exc.message) from None
+    header = compact.header
     alg, typ = header.get("alg"), header.get("typ")
-    if alg not in JWS_ALGORITHMS:
+    if alg not in TPM_REQUEST_ALGS:
         raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted (PS256 or RS256 expected)")
     if typ is not None and typ not in ("attReq", "attReqV2", "JWT"):
         raise TpmProtocolError(f"request JWS typ {typ!r} is not attReq")
-    payload = _json_object(b64_decode(parts[1], "JWS payload"), "JWS payload")
+    if payload is None:
+        raise TpmProtocolError("request JWS payload is empty")
     att_type = payload.get("att_type", "basic")
     att_data = payload.get("att_data")
     if att_type == "vbs":
@@ -312,11 +289,12 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     if jwk is None:
         raise TpmProtocolError("the request carries neither request_key nor attest_key")
     key = jwk_public_key(jwk, "request key")
-    signed = f"{parts[0]}.{parts[1]}".encode("ascii")
-    if not signature_ok(str(alg), key, signed, b64_decode(parts[2], "JWS signature")):
+    try:
+        verify_signature(compact, key, TPM_REQUEST_ALGS)
+    except JoseError:
         raise TpmProtocolError(
             f"the request's {alg} signature does not verify with its request key (or does not fit it)"
-        )
+        ) from None
     return SignedRequest(header, att_type, att_data, dict(jwk), request_key)  # type: ignore[arg-type]
 
 

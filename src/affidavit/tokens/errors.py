@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from affidavit.errors import AffidavitError
+from affidavit.jose import JoseError
 
 
 class TokenError(AffidavitError):
@@ -17,3 +21,12 @@ class TokenError(AffidavitError):
 
     code = "token_error"
     # The HTTP status and MAA code each code answers with: ``affidavit.service.errors`` (the error table).
+
+
+@contextmanager
+def from_jose(**codes: str) -> Iterator[None]:
+    """Re-raise a ``JoseError`` as a ``TokenError`` with the same code (or ``codes[jose_code]``)."""
+    try:
+        yield
+    except JoseError as exc:
+        raise TokenError(exc.message, code=codes.get(exc.code, exc.code)) from None
