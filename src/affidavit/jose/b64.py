@@ -15,6 +15,7 @@ from affidavit.jose.errors import JoseError
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _B64STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64ANY = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
 
 
 def b64url(data: bytes) -> str:
@@ -48,3 +49,17 @@ def b64std_decode(text: object, *, what: str = "value") -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise JoseError(f"{what} is not standard base64: {exc}", code="bad_base64") from None
+
+
+def b64decode_lenient(text: object, what: str) -> bytes:
+    """base64url or standard base64, padded or not: what MAA's clients send in request *fields* (msrest
+    sends url-safe without padding, Windows standard base64). Never for JOSE segments."""
+    if not isinstance(text, str) or not _B64ANY.fullmatch(text):
+        raise JoseError(f"{what} is not a base64 string", code="bad_base64")
+    core = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(core) % 4 == 1:
+        raise JoseError(f"{what} is not valid base64 (bad length)", code="bad_base64")
+    try:
+        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise JoseError(f"{what} is not valid base64", code="bad_base64") from None

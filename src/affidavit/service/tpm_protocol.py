@@ -50,9 +50,8 @@ import hashlib
 import hmac
 import json
 import os
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -60,6 +59,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from affidavit.evidence.tpm.request import (  # noqa: F401 -- re-exported: the protocol's evidence
+    PCP_MAGIC_V1,
+    PCP_MAGIC_V2,
+    ClientEvidence,
+    extract_evidence,
+    parse_pcp_claim,
+)
 from affidavit.jose import (
     TPM_REQUEST_ALGS,
     JoseError,
@@ -79,8 +85,6 @@ CONTEXT_TTL_SECONDS = 300
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _CONTEXT_INFO = b"affidavit tpm service_context v1"
 
-# TPM_ALG_ID of the PCR banks a client may send.
-BANK_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
 _BINDING_HASHES = {
     "sha-256": "sha256",
     "sha256": "sha256",
@@ -316,227 +320,7 @@ def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ TPM evidence
-
-
-@dataclass(frozen=True)
-class ClientEvidence:
-    """The TPM evidence of one request as the client sent it: decoded, not yet verified."""
-
-    quote: bytes
-    signature: bytes
-    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
-    event_log: bytes | None
-    aik_cert: bytes | None
-    aik_pub: bytes | dict[str, Any] | None
-    custom_claims: tuple[tuple[str, Any, str], ...] = field(default=())
-
-    def pcr_map(self) -> dict[int, dict[int, bytes]]:
-        return {alg: dict(values) for alg, values in self.pcrs}
-
-
-def _decode_pcrs(value: object) -> tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]:
-    if not isinstance(value, list) or not value or len(value) > 16:
-        raise TpmProtocolError("pcrs must be a non-empty list of banks")
-    banks = []
-    seen: set[int] = set()
-    for bank in value:
-        if not isinstance(bank, dict):
-            raise TpmProtocolError("each pcrs entry must be an object")
-        alg = bank.get("algorithm")
-        if not isinstance(alg, int) or isinstance(alg, bool) or alg not in BANK_SIZES or alg in seen:
-            raise TpmProtocolError(f"pcrs bank algorithm {alg!r} is unknown or repeated")
-        seen.add(alg)
-        values = bank.get("values")
-        if not isinstance(values, list) or len(values) > 24:
-            raise TpmProtocolError("pcrs values must be a list of at most 24 entries")
-        out: dict[int, bytes] = {}
-        for item in values:
-            index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 24 or index in out:
-                raise TpmProtocolError("pcrs value index is out of range or repeated")
-            digest = b64_decode(item.get("digest"), f"PCR {index} digest")
-            if len(digest) != BANK_SIZES[alg]:
-                raise TpmProtocolError(f"PCR {index} digest has the wrong size for bank {alg:#06x}")
-            out[index] = digest
-        banks.append((alg, tuple(sorted(out.items()))))
-    return tuple(banks)
-
-
-PCP_MAGIC_V1 = 0x53444150  # 'SDAP' as an MSVC multi-character constant, stored little-endian
-PCP_MAGIC_V2 = 0x32444150  # '2DAP'
-_PCP_HEADER = struct.Struct("<7I")
-_RSASSA, _RSAPSS, _ALG_NULL, _ALG_SHA1 = 0x0014, 0x0016, 0x0010, 0x0004
-
-
-@dataclass(frozen=True)
-class PcpClaim:
-    """A Windows platform claim, its signature rebuilt as a TPMT_SIGNATURE."""
-
-    quote: bytes
-    signature: bytes
-    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
-    log: bytes
-
-
-def _signature_scheme(aik_pub: object) -> tuple[int, int]:
-    """(sigAlg, hashAlg) the AK signs quotes with: its fixed scheme, else PCPTool's RSASSA-SHA1."""
-    if isinstance(aik_pub, bytes):
-        from affidavit.evidence import EvidenceError
-        from affidavit.evidence.tpm import parse_public
-
-        try:
-            public = parse_public(aik_pub)
-        except EvidenceError as exc:
-            raise TpmProtocolError(f"aik_pub: {exc.message}") from None
-        if public.scheme in (_RSASSA, _RSAPSS) and public.scheme_hash != _ALG_NULL:
-            return public.scheme, public.scheme_hash
-    return _RSASSA, _ALG_SHA1
-
-
-def parse_pcp_claim(blob: bytes, aik_pub: object = None) -> PcpClaim:
-    """Split a ``PCP_PLATFORM_ATTESTATION_BLOB`` ('SDAP'/'2DAP'); strict about every size."""
-    if len(blob) < _PCP_HEADER.size:
-        raise TpmProtocolError("current_claim platform blob is shorter than its header")
-    magic, platform, header_size, cb_pcrs, cb_quote, cb_sig, cb_log = _PCP_HEADER.unpack_from(blob)
-    if magic not in (PCP_MAGIC_V1, PCP_MAGIC_V2):
-        raise TpmProtocolError("current_claim is not a platform attestation blob")
-    if platform != 2:
-        raise TpmProtocolError(f"current_claim is for TPM version {platform}; only TPM 2.0 is supported")
-    bank = _ALG_SHA1
-    if magic == PCP_MAGIC_V2:
-        if header_size < _PCP_HEADER.size + 4 or len(blob) < _PCP_HEADER.size + 4:
-            raise TpmProtocolError("current_claim '2DAP' header is truncated")
-        (bank,) = struct.unpack_from("<I", blob, _PCP_HEADER.size)
-    elif header_size < _PCP_HEADER.size:
-        raise TpmProtocolError("current_claim header size is too small")
-    size = BANK_SIZES.get(bank)
-    if size is None:
-        raise TpmProtocolError(f"current_claim PCR bank {bank:#x} is not supported")
-    if cb_pcrs != 24 * size:
-        raise TpmProtocolError(f"current_claim holds {cb_pcrs} bytes of PCRs, expected 24 x {size}")
-    if header_size + cb_pcrs + cb_quote + cb_sig + cb_log != len(blob):
-        raise TpmProtocolError("current_claim sizes do not add up to its length")
-    if not 0 < cb_sig <= 1024 or cb_quote == 0:
-        raise TpmProtocolError("current_claim carries no quote or an implausible signature")
-    pos = header_size
-    pcrs = tuple((i, blob[pos + i * size : pos + (i + 1) * size]) for i in range(24))
-    pos += cb_pcrs
-    quote = blob[pos : pos + cb_quote]
-    pos += cb_quote
-    raw_sig = blob[pos : pos + cb_sig]
-    log = blob[pos + cb_sig :]
-    sig_alg, hash_alg = _signature_scheme(aik_pub)
-    signature = struct.pack(">HHH", sig_alg, hash_alg, len(raw_sig)) + raw_sig
-    return PcpClaim(quote, signature, ((bank, pcrs),), log)
-
-
-def _decode_cert(value: object) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
-        body = "".join(line for line in value.strip().splitlines() if not line.startswith("-----"))
-        return b64_decode(body, "aik_cert")
-    return b64_decode(value, "aik_cert")
-
-
-def _decode_aik_pub(value: object) -> bytes | dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        parsed = _json_value(value, "aik_pub")
-        if not isinstance(parsed, dict):
-            raise TpmProtocolError("aik_pub must be a JWK object or base64url TPM2B_PUBLIC")
-        return parsed
-    return b64_decode(value, "aik_pub")
-
-
-def _decode_custom_claims(value: object) -> tuple[tuple[str, Any, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > 64:
-        raise TpmProtocolError("custom_claims must be a list of at most 64 {name, value, value_type}")
-    out = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-            raise TpmProtocolError("each custom claim needs a name")
-        vtype = item.get("value_type", "String")
-        val = item.get("value")
-        if vtype == "Integer" and isinstance(val, int) and not isinstance(val, bool):
-            pass
-        elif vtype == "Boolean" and isinstance(val, bool):
-            pass
-        elif vtype == "String" and isinstance(val, str):
-            pass
-        else:
-            raise TpmProtocolError(
-                f"custom claim {item['name']!r}: value does not match value_type {vtype!r}"
-            )
-        out.append((item["name"], val, vtype))
-    return tuple(out)
-
-
-def _tcg_log(logs: object) -> bytes | None:
-    if logs is None:
-        return None
-    if not isinstance(logs, list):
-        raise TpmProtocolError("logs must be a list of {type, log}")
-    found = None
-    for entry in logs:
-        if not isinstance(entry, dict):
-            raise TpmProtocolError("each logs entry must be an object")
-        if entry.get("type", "TCG") == "TCG":
-            if found is not None:
-                raise TpmProtocolError("more than one TCG log")
-            found = b64_decode(entry.get("log"), "TCG log")
-    return found
-
-
-def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
-    """The TPM evidence of ``att_data``, in either the v1 or the v2 shape (see the module docstring)."""
-    tpm = att_data.get("tpm_att_data")
-    if not isinstance(tpm, dict):
-        raise TpmProtocolError("att_data.tpm_att_data is missing")
-    if "current_attestation" in tpm:
-        cur = tpm["current_attestation"]
-        if not isinstance(cur, dict):
-            raise TpmProtocolError("current_attestation must be an object")
-        log = _tcg_log(cur.get("logs"))
-        claim = cur
-        aik_cert, aik_pub = cur.get("aik_cert"), cur.get("aik_pub")
-    elif "current_claim" in tpm:
-        raw_log = tpm.get("srtm_boot_log")
-        log = None if raw_log is None else b64_decode(raw_log, "srtm_boot_log")
-        aik_cert, aik_pub = tpm.get("aik_cert"), tpm.get("aik_pub")
-        current = tpm["current_claim"]
-        if isinstance(current, str) and not current.lstrip().startswith("{"):
-            blob = b64_decode(current, "current_claim")
-            if blob[:4] in (b"PADS", b"PAD2"):
-                pub = _decode_aik_pub(aik_pub)
-                pcp = parse_pcp_claim(blob, pub)
-                return ClientEvidence(
-                    quote=pcp.quote,
-                    signature=pcp.signature,
-                    pcrs=pcp.pcrs,
-                    event_log=log if log is not None else (pcp.log or None),
-                    aik_cert=_decode_cert(aik_cert),
-                    aik_pub=pub,
-                    custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
-                )
-        claim_obj = _json_value(current, "current_claim")
-        if not isinstance(claim_obj, dict):
-            raise TpmProtocolError("current_claim must be a platform claim or JSON {quote, signature, pcrs}")
-        claim = claim_obj
-    else:
-        raise TpmProtocolError("tpm_att_data has neither current_claim nor current_attestation")
-    return ClientEvidence(
-        quote=b64_decode(claim.get("quote"), "quote"),
-        signature=b64_decode(claim.get("signature"), "signature"),
-        pcrs=_decode_pcrs(claim.get("pcrs")),
-        event_log=log,
-        aik_cert=_decode_cert(aik_cert),
-        aik_pub=_decode_aik_pub(aik_pub),
-        custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
-    )
+# The decoders of the evidence inside ``att_data`` live in the evidence layer (``evidence.tpm.request``).
 
 
 def check_request_challenge(att_data: Mapping[str, Any], challenge: bytes) -> None:
