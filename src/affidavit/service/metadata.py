@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,4 +25,5 @@ async def certs(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    return JSONResponse(jwks(state.keyring().published(state.clock())), media_type=JSON_MEDIA)
+    ring = await run_in_threadpool(state.keyring)  # a stale ring is re-read from the store
+    return JSONResponse(jwks(ring.published(state.clock())), media_type=JSON_MEDIA)

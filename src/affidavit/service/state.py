@@ -7,9 +7,10 @@ same database is picked up without a restart.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from cryptography import x509
 from affidavit.service.config import ServiceConfig
 from affidavit.service.errors import ServiceError
 from affidavit.service.pipeline import ClaimCache
+
+log = logging.getLogger("affidavit.service")
 
 KEYRING_REFRESH = 30.0  # seconds
 POLICY_TTL = 1.0  # seconds a stored policy is reused; another server's change shows within it
@@ -50,8 +53,9 @@ class ServiceState:
     - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
     - ``stored_policy(type)``: the stored policy, cached for ``POLICY_TTL``; ``forget_policy(type)``.
     - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
-      (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
-      under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
+      (:func:`tpm_trust`), holding verified AK chains and per-event results across requests (thread-safe:
+      request threads share it).
+    - ``evidence_verifier(type)``: the registered type's ``evidence.contract.EvidenceVerifier``.
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
       ``auth.OidcVerifier``); aad mode always has one, isolated mode when configured.
     """
@@ -68,9 +72,9 @@ class ServiceState:
     _keyring_at: float = field(default=0.0)
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
-    tpm_lock: threading.Lock = field(default_factory=threading.Lock)
     _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _verifiers: dict[str, Any] = field(default_factory=dict)
+    _refresher: Any = None
     _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
@@ -147,22 +151,43 @@ class ServiceState:
         return self.config.evidence_time or self.clock()
 
     def keyring(self) -> Any:
+        """The key ring, re-read from the store when older than ``KEYRING_REFRESH``. A started state
+        (``start()``) re-reads it in the background every half of that, in a worker thread, so request
+        handlers on the event loop never wait for the database."""
         if self._keyring is None or time.monotonic() - self._keyring_at > KEYRING_REFRESH:
-            from affidavit.store import load_or_create_keyring
-
-            self._keyring = load_or_create_keyring(
-                self.store, issuer=self.issuer, bits=self.config.key_size, now=self.clock()
-            )
-            self._keyring_at = time.monotonic()
+            self.reload_keyring()
         return self._keyring
 
+    def reload_keyring(self) -> None:
+        from affidavit.store import load_or_create_keyring
+
+        self._keyring = load_or_create_keyring(
+            self.store, issuer=self.issuer, bits=self.config.key_size, now=self.clock()
+        )
+        self._keyring_at = time.monotonic()
+
+    async def _refresh_keyring(self) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        while True:
+            await asyncio.sleep(KEYRING_REFRESH / 2)
+            try:
+                await run_in_threadpool(self.reload_keyring)
+            except Exception as exc:  # noqa: BLE001 -- a store outage: keep serving the ring we have
+                log.warning("key ring refresh failed (the current ring stays in use): %s", exc)
+
     async def start(self) -> None:
-        """Background work that needs the event loop (the PCS provider's refresh of expiring items)."""
+        """Background work that needs the event loop: the PCS provider's refresh of expiring items, the
+        key ring's refresh."""
         start = getattr(self.collateral, "start", None)
         if start is not None:
             start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_keyring())
 
     async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         aclose = getattr(self.collateral, "aclose", None)
         if aclose is not None:
             await aclose()

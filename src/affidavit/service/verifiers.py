@@ -56,4 +56,4 @@ def tdx_vm(state: ServiceState) -> DcapEvidenceVerifier:
 def tpm(state: ServiceState) -> TpmEvidenceVerifier:
     from affidavit.evidence.tpm.attest import TpmEvidenceVerifier
 
-    return TpmEvidenceVerifier(state.tpm_verifier, state.tpm_lock)
+    return TpmEvidenceVerifier(state.tpm_verifier)

@@ -151,5 +151,7 @@ class ChainCache:
             load_certificate(cert_der), trust, now, [load_certificate(d) for d in intermediates_der]
         )
         if len(self._windows) >= self.max_entries:
-            self._windows.pop(next(iter(self._windows)))
+            from affidavit.evidence.tpm.maa_json import evict_oldest
+
+            evict_oldest(self._windows)
         self._windows[key] = window

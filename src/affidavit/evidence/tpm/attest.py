@@ -6,7 +6,6 @@ policy only; the client's ``custom_claims`` are ``CustomClaim`` incoming claims.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +32,8 @@ class TpmEvidenceVerifier:
     """``EvidenceVerifier[ParsedTpm, None]``: the TPM protocol's ``att_data`` (``EvidenceInput.document``),
     bound to the challenge's qualifying data (``EvidenceInput.nonce``)."""
 
-    def __init__(self, verifier: TpmVerifier, lock: threading.Lock) -> None:
-        self._verifier = verifier
-        self._lock = lock  # the verifier's caches are plain dicts
+    def __init__(self, verifier: TpmVerifier) -> None:
+        self._verifier = verifier  # shared by request threads: its bounded caches are thread-safe
 
     def parse(self, submitted: EvidenceInput) -> ParsedTpm:
         if submitted.document is None or submitted.nonce is None:
@@ -66,14 +64,13 @@ class TpmEvidenceVerifier:
             event_log=ev.event_log,
         )
         props: Mapping[str, Any] = options.properties
-        with self._lock:
-            result = self._verifier.verify(
-                tpm_evidence,
-                parsed.nonce,
-                now,
-                require_valid_aik_cert=bool(props.get("require_valid_aik_cert", True)),
-                required_pcr_mask=int(props.get("required_pcr_mask", 0xFFFFFF)),
-            )
+        result = self._verifier.verify(
+            tpm_evidence,
+            parsed.nonce,
+            now,
+            require_valid_aik_cert=bool(props.get("require_valid_aik_cert", True)),
+            required_pcr_mask=int(props.get("required_pcr_mask", 0xFFFFFF)),
+        )
         claims = {k: v for k, v in result.claims.items() if k not in TPM_JSON_CLAIMS}
         documents = {k: v for k, v in result.claims.items() if k in TPM_JSON_CLAIMS}
         return VerifiedEvidence(

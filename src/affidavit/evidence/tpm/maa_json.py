@@ -176,6 +176,16 @@ _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
 }
 
 
+def evict_oldest(table: dict[Any, Any]) -> None:
+    """Drop the oldest entry of a bounded cache; safe when threads share it (another thread may have
+    emptied or changed it in between: then there is nothing to do). Reads and writes of a dict are atomic,
+    so a shared cache at worst computes an entry twice."""
+    try:
+        table.pop(next(iter(table)), None)
+    except (StopIteration, RuntimeError):
+        pass
+
+
 class EventCache:
     """Caller-owned memo of per-event work that is a pure function of an event's type, digests and
     data: its coverage status (``coverage.check_event``) and the data-derived part of its JSON
@@ -193,7 +203,7 @@ class EventCache:
 
     def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
         if len(table) >= self.max_entries:
-            table.pop(next(iter(table)))
+            evict_oldest(table)
         table[key] = value
 
     def status(self, e: Event) -> str:

@@ -220,7 +220,8 @@ def verify_tpm(
 
 class TpmVerifier:
     """``verify_tpm`` with a trust configuration and a ``TpmCache`` it owns (per-event checks and JSON,
-    verified AK certificate chains)."""
+    verified AK certificate chains). Thread-safe: threads may share one (its caches are bounded dicts
+    whose eviction tolerates concurrent use; at worst an entry is computed twice)."""
 
     def __init__(self, trust: TpmTrust, max_cache_entries: int = 16384) -> None:
         self.trust = trust
