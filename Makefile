@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VECTORS ?= ../shared/vectors
 
-.PHONY: run demo test bench lint setup clean
+.PHONY: run demo test test-fast bench lint setup clean
 
 setup: $(STAMP)
 
@@ -27,11 +27,21 @@ run: $(STAMP)
 demo: $(STAMP)
 	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m affidavit.demo
 
+# ruff, the layers contract (import-linter, pyproject [tool.importlinter]) and mypy (strict on the core).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
+# The whole suite with the coverage of the library (in-process code; servers in subprocesses are not traced).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov=affidavit --cov-report=
+	@$(BIN)/coverage report --format=total | xargs printf 'coverage of src/affidavit: %s%%\n'
+
+# The suite without the slow system tests (live servers in subprocesses, swtpm, PostgreSQL, exhaustive walks).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
