@@ -22,8 +22,9 @@ import httpx
 
 from affidavit import jose
 from affidavit.errors import AffidavitError
-from affidavit.jose import PublicKey
 from affidavit.ssl_verify import VerifyArg, ssl_verify
+
+PublicKey = jose.PublicKey
 
 
 class RelyingPartyError(AffidavitError):

@@ -70,7 +70,7 @@ def _resolve(path: str) -> type[AffidavitError]:
     import importlib
 
     module, _, name = path.partition(":")
-    cls = getattr(importlib.import_module(module), name)
+    cls: type[AffidavitError] = getattr(importlib.import_module(module), name)
     assert issubclass(cls, AffidavitError)
     return cls
 

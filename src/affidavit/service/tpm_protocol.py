@@ -299,7 +299,8 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
         raise TpmProtocolError(
             f"the request's {alg} signature does not verify with its request key (or does not fit it)"
         ) from None
-    return SignedRequest(header, att_type, att_data, dict(jwk), request_key)  # type: ignore[arg-type]
+    assert isinstance(jwk, dict)  # jwk_public_key accepted it
+    return SignedRequest(header, att_type, att_data, dict(jwk), request_key)
 
 
 def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:

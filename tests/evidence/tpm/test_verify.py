@@ -320,7 +320,7 @@ def test_bounded_cache_eviction_is_thread_safe() -> None:
             t.join()
     finally:
         sys.setswitchinterval(interval)
-    assert errors == [] and len(table) <= 4
+    assert errors == [] and len(table) <= 1 + 4  # the bound, plus at most one in flight per thread
 
 
 def test_one_verifier_serves_threads_without_a_lock(vectors: Path) -> None:

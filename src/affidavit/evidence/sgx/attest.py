@@ -16,7 +16,7 @@ from typing import Protocol
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.contract import EvidenceInput, VerifiedEvidence, VerifyOptions
 from affidavit.evidence.sgx.collateral import SgxCollateral
-from affidavit.evidence.sgx.quote import Quote, parse_quote
+from affidavit.evidence.sgx.quote import Quote, TdReportBody, parse_quote
 from affidavit.evidence.sgx.verifier import DcapResult, DcapVerifier, Platform, platform_of
 
 
@@ -94,5 +94,5 @@ class DcapEvidenceVerifier:
 def config_id(result: DcapResult) -> bytes | None:
     """The enclave's CONFIGID (SGX) or the TD's MRCONFIGID: what initTimeData binds to; None when zero."""
     body = result.quote.body
-    raw = bytes(getattr(body, "mr_config_id", None) or getattr(body, "config_id", b""))
+    raw = body.mr_config_id if isinstance(body, TdReportBody) else body.config_id
     return raw if any(raw) else None

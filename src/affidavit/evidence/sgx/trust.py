@@ -46,6 +46,7 @@ class TrustAnchors:
             data = data.encode()
         keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
         try:
+            pubs: list[object]
             if b"-----BEGIN CERTIFICATE-----" in data:
                 pubs = [c.public_key() for c in x509.load_pem_x509_certificates(data)]
             else:

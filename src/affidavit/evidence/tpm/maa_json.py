@@ -176,14 +176,17 @@ _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
 }
 
 
-def evict_oldest(table: dict[Any, Any]) -> None:
-    """Drop the oldest entry of a bounded cache; safe when threads share it (another thread may have
-    emptied or changed it in between: then there is nothing to do). Reads and writes of a dict are atomic,
-    so a shared cache at worst computes an entry twice."""
-    try:
-        table.pop(next(iter(table)), None)
-    except (StopIteration, RuntimeError):
-        pass
+def evict_to(table: dict[Any, Any], size: int) -> None:
+    """Drop the oldest entries of a bounded cache until at most ``size`` remain; safe when threads share
+    it (another thread may change it in between: the loop re-reads the length). Reads and writes of a
+    dict are atomic, so a shared cache at worst computes an entry twice and briefly holds one entry more
+    per thread."""
+    size = max(size, 0)
+    while len(table) > size:
+        try:
+            table.pop(next(iter(table)), None)
+        except (StopIteration, RuntimeError):
+            continue
 
 
 class EventCache:
@@ -202,8 +205,7 @@ class EventCache:
         self._json: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
-        if len(table) >= self.max_entries:
-            evict_oldest(table)
+        evict_to(table, self.max_entries - 1)
         table[key] = value
 
     def status(self, e: Event) -> str:

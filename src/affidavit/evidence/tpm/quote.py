@@ -86,7 +86,7 @@ def pcr_digest(selection: tuple[PcrSelection, ...], pcrs: PcrValues, hash_alg: i
             if len(value) != size:
                 raise TpmPcrError(f"PCR {sel.bank}:{i} value is {len(value)} bytes, not {size}")
             h.update(value)
-    return h.digest()
+    return bytes(h.digest())
 
 
 def check_pcr_digest(attest: Attest, sig: Signature, pcrs: PcrValues) -> PcrValues:

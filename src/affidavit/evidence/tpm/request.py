@@ -45,7 +45,7 @@ class ClientEvidence:
     aik_pub: bytes | dict[str, Any] | None
     custom_claims: tuple[tuple[str, Any, str], ...] = field(default=())
 
-    def pcr_map(self) -> dict[int, dict[int, bytes]]:
+    def pcr_map(self) -> dict[str | int, Mapping[int, bytes]]:
         return {alg: dict(values) for alg, values in self.pcrs}
 
 

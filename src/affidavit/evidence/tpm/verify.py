@@ -185,7 +185,7 @@ def verify_tpm(
     """
     cert = load_certificate(evidence.ak_certificate) if evidence.ak_certificate else None
     ak = _resolve_ak(evidence, cert)
-    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, cache and cache.chains)
+    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, cache.chains if cache else None)
     given = _normalise_pcrs(evidence.pcrs)
     quoted: PcrValues = {}
     first: Attest | None = None
@@ -209,9 +209,9 @@ def verify_tpm(
     analysis: LogAnalysis | None = None
     covered: frozenset[int] = frozenset()
     if evidence.event_log is not None:
-        analysis = analyze_log(evidence.event_log, cache and cache.events)
+        analysis = analyze_log(evidence.event_log, cache.events if cache else None)
         covered = _check_log(analysis, quoted)
-    claims = derive_claims(analysis, quoted, covered, cache and cache.events)
+    claims = derive_claims(analysis, quoted, covered, cache.events if cache else None)
     claims["aikValidated"] = validated
     claims["aikPubHash"] = key_sha256_b64(ak.public_key)
     claims["tpmVersion"] = 2
