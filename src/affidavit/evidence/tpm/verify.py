@@ -185,7 +185,8 @@ def verify_tpm(
     """
     cert = load_certificate(evidence.ak_certificate) if evidence.ak_certificate else None
     ak = _resolve_ak(evidence, cert)
-    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, cache.chains if cache else None)
+    chains = cache.chains if cache else None
+    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, chains)
     given = _normalise_pcrs(evidence.pcrs)
     quoted: PcrValues = {}
     first: Attest | None = None
