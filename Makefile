@@ -25,11 +25,11 @@ run: $(STAMP)
 # enclave, swtpm with a real boot log, the relying party, and refusals. Stops everything it started;
 # exit status 0 only if every step gave its expected outcome. Vectors: AFFIDAVIT_VECTORS or $(VECTORS).
 demo: $(STAMP)
-	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m affidavit.demo
+	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m demo.tour
 
 # ruff, the layers contract (import-linter, pyproject [tool.importlinter]) and mypy (strict on the core).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench demo
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
@@ -40,7 +40,7 @@ test: lint
 
 # The suite without the slow system tests (live servers in subprocesses, swtpm, PostgreSQL, exhaustive walks).
 test-fast: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench demo
 	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
