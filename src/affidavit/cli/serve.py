@@ -151,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
     from affidavit.service.workers import reuse_port_supported, run_workers
 
     config = config_from_args(args)
+    listener = None
+    if config.port == 0:  # the OS picks the port; the banner says which (tests read it: no port race)
+        from affidavit.service.workers import bind
+
+        listener = bind(config.host, 0, reuse_port=config.workers > 1 and reuse_port_supported())
+        config = dataclasses.replace(config, port=listener.getsockname()[1])
     if config.tls_self_signed:
         from affidavit.service.tls import ensure_self_signed
 
@@ -177,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if config.workers > 1 and reuse_port_supported():
-        return run_workers(config.workers, config.host, config.port, options)
+        return run_workers(config.workers, config.host, config.port, options)  # listener keeps the port
+    if listener is not None:
+        uvicorn.Server(uvicorn.Config(**options, workers=config.workers)).run(sockets=[listener])
+        return 0
     uvicorn.run(**options, workers=config.workers)
     return 0
 
