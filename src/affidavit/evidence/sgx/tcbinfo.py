@@ -14,18 +14,19 @@ from typing import Any
 
 from affidavit.evidence import EvidenceError
 
-PLATFORM_STATUSES = frozenset(
-    {
-        "UpToDate",
-        "SWHardeningNeeded",
-        "ConfigurationNeeded",
-        "ConfigurationAndSWHardeningNeeded",
-        "OutOfDate",
-        "OutOfDateConfigurationNeeded",
-        "Revoked",
-    }
+# Intel's TCB statuses (TCB Info levels; Enclave Identity levels), best first: the one list.
+TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
 )
-IDENTITY_STATUSES = frozenset({"UpToDate", "OutOfDate", "Revoked"})
+ENCLAVE_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
+PLATFORM_STATUSES = frozenset(TCB_STATUSES)
+IDENTITY_STATUSES = frozenset(ENCLAVE_STATUSES)
 
 
 def _fail(message: str) -> EvidenceError:
