@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from affidavit.service.config import ServiceConfig
+
+if TYPE_CHECKING:
+    from affidavit.evidence.contract import EvidenceVerifier
+    from affidavit.evidence.sgx import DcapVerifier
+    from affidavit.policy import PolicyCompiler
+    from affidavit.service.auth import OidcVerifier
+    from affidavit.store import Store
+    from affidavit.tokens import KeyRing
 from affidavit.service.errors import ServiceError
 from affidavit.service.pipeline import ClaimCache
 
@@ -61,20 +69,20 @@ class ServiceState:
     """
 
     config: ServiceConfig
-    store: Any
-    compiler: Any
-    verifier: Any
-    collateral: Any
+    store: Store
+    compiler: PolicyCompiler
+    verifier: DcapVerifier
+    collateral: Any  # a collateral.CollateralProvider (None only while build_state wires it)
     admin_token: str | None
     clock: Callable[[], datetime] = utcnow
-    oidc: Any = None
-    _keyring: Any = None
+    oidc: OidcVerifier | None = None
+    _keyring: KeyRing | None = None
     _keyring_at: float = field(default=0.0)
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
     _policies: dict[str, tuple[float, Any]] = field(default_factory=dict)
-    _verifiers: dict[str, Any] = field(default_factory=dict)
-    _refresher: Any = None
+    _verifiers: dict[str, EvidenceVerifier[Any, Any]] = field(default_factory=dict)
+    _refresher: asyncio.Task[None] | None = None
     _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
