@@ -4,8 +4,9 @@ An attestation type (``affidavit.attestation_types``) names a factory that build
 :class:`EvidenceVerifier` once per worker. The service's pipeline (``affidavit.service.pipeline``) then,
 for every request:
 
-1. ``parse(EvidenceInput)`` -- untrusted bytes to the verifier's own parsed form (cheap, pure; raises an
-   ``EvidenceError`` subclass with a stable code);
+1. ``parse(EvidenceInput)`` -- untrusted bytes to the verifier's own parsed form (pure; raises an
+   ``EvidenceError`` subclass with a stable code). It runs on the event loop, so it must stay cheap
+   (decoding only; signature and chain checks belong in ``verify``);
 2. ``await collateral(parsed)`` -- the only step that may do I/O (Intel PCS, AMD KDS, a directory); a type
    that needs none returns ``None``;
 3. ``verify(parsed, collateral, now, options)`` -- pure and CPU-bound; the pipeline runs it in a worker

@@ -6,8 +6,8 @@ bindings, build the incoming claims, evaluate the policy, assemble the token cla
 and sign. What differs between types is data in their ``attestation_types.AttestationType`` entry; what
 differs between wire protocols is the request shape that builds the ``AttestationInput``.
 
-Nothing here blocks the event loop: the store read, compilation, parsing, verification, evaluation and
-signing run in a worker thread; only the collateral fetch (``verifier.collateral``) awaits on the loop.
+Nothing here blocks the event loop: the store read, compilation, verification, evaluation and signing run
+in one worker-thread call; parsing (cheap by contract) and the collateral fetch run on the loop.
 """
 
 from __future__ import annotations
@@ -227,20 +227,16 @@ def token_claims(
     return claims
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    policy: PolicyChoice
-    compiled: Any
-    options: VerifyOptions
-    parsed: Any
-
-
-def _prepare(
+def _decide(
     state: ServiceState,
     entry: AttestationType,
     verifier: EvidenceVerifier[Any, Any],
     submitted: AttestationInput,
-) -> _Prepared:
+    parsed: Any,
+    collateral: Any,
+) -> str:
+    """Everything after the collateral fetch, in one worker-thread call: the policy (store read, compile),
+    verification, claims, evaluation and the signature."""
     from affidavit.service.policies import stored_policy_choice
 
     if submitted.draft_policy is not None:
@@ -251,25 +247,14 @@ def _prepare(
     options = VerifyOptions(
         properties=state.verify_properties(compiled), collateral_grace=state.config.collateral_grace
     )
-    return _Prepared(policy, compiled, options, verifier.parse(submitted.evidence))
-
-
-def _finish(
-    state: ServiceState,
-    entry: AttestationType,
-    verifier: EvidenceVerifier[Any, Any],
-    submitted: AttestationInput,
-    prepared: _Prepared,
-    collateral: Any,
-) -> str:
-    verified = verifier.verify(prepared.parsed, collateral, state.evidence_clock(), prepared.options)
+    verified = verifier.verify(parsed, collateral, state.evidence_clock(), options)
     ring = state.keyring()
     claims = token_claims(
-        entry, verified, submitted, prepared.policy, prepared.compiled,
+        entry, verified, submitted, policy, compiled,
         issuer=state.issuer, now=state.clock(),
         max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
     )
-    if prepared.policy.draft:
+    if policy.draft:
         from affidavit.tokens import unsecured_jwt
 
         return str(unsecured_jwt(claims, jku=state.jku, kid=ring.current.kid))
@@ -279,8 +264,11 @@ def _finish(
 
 
 async def issue(state: ServiceState, entry: AttestationType, submitted: AttestationInput) -> str:
-    """The signed (or, for a draft policy, unsecured) token for one attestation of type ``entry``."""
+    """The signed (or, for a draft policy, unsecured) token for one attestation of type ``entry``.
+
+    ``parse`` (cheap by contract) and the collateral fetch run on the event loop; the rest is one worker-
+    thread call (one hand-off per request: each costs CPU)."""
     verifier = state.evidence_verifier(entry.name)
-    prepared = await run_in_threadpool(_prepare, state, entry, verifier, submitted)
-    collateral = await verifier.collateral(prepared.parsed)
-    return await run_in_threadpool(_finish, state, entry, verifier, submitted, prepared, collateral)
+    parsed = verifier.parse(submitted.evidence)
+    collateral = await verifier.collateral(parsed)
+    return await run_in_threadpool(_decide, state, entry, verifier, submitted, parsed, collateral)
