@@ -224,3 +224,17 @@ def test_every_builtin_factory_resolves() -> None:
     for entry in attestation_types.all_types():
         module, _, attr = entry.verifier.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), entry.name
+
+
+def test_builtins_keep_their_defaults_and_metadata() -> None:
+    """Moving the lists into the registry changed nothing a client sees for the four built-in types."""
+    from affidavit.policy import DEFAULT_POLICIES
+
+    for name in ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm"):
+        assert lookup(name).default_policy == DEFAULT_POLICIES[name]
+    toy = {"x-ms-toy-measurement", "toy-measurement"}  # the module's toy may be registered meanwhile
+    assert tuple(c for c in attestation_types.claims_supported() if c not in toy) == (
+        "cnf", "nonce", "x-ms-ver", "x-ms-attestation-type", "x-ms-policy-hash", "x-ms-policy-signer",
+        "x-ms-sgx-is-debuggable", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner", "x-ms-sgx-svn", "x-ms-sgx-ehd",
+        "x-ms-sgx-collateral", "is-debuggable", "sgx-mrsigner", "sgx-mrenclave", "product-id", "svn", "tee",
+    )
