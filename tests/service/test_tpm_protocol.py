@@ -347,3 +347,14 @@ def test_tokens_repeat_only_public_jwk_members(key: rsa.RSAPrivateKey) -> None:
     jwk = rsa_jwk(key.public_key())
     leaked = {**jwk, "d": "secret", "p": "x", "q": "y", "dp": "z", "kid": "k1"}
     assert public_jwk(leaked) == {**jwk, "kid": "k1"}
+
+
+def test_request_key_text_with_a_duplicate_member_is_refused(key: rsa.RSAPrivateKey) -> None:
+    """The request key sent as JSON text is read with the one strict JSON reader (affidavit.jose)."""
+    jwk = rsa_jwk(key.public_key())
+    other = rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    text = '{"kty":"RSA","e":"' + jwk["e"] + '","n":"' + other["n"] + '","n":"' + jwk["n"] + '"}'
+    att = _att_data(jwk, "c", bind=False)
+    att["attest_key"] = text
+    with pytest.raises(TpmProtocolError, match="not JSON"):
+        verify_request({"request": sign_request({"att_type": "basic", "att_data": att}, key)})

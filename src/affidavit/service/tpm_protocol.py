@@ -72,6 +72,7 @@ from affidavit.jose import (
     PublicKey,
     b64url,
     canonical_jwk,
+    loads,
     parse_compact,
     public_key_from_jwk,
     verify_signature,
@@ -244,14 +245,15 @@ class SignedRequest:
 
 
 def _json_value(value: object, what: str) -> object:
-    """A JSON member sent either inline or as (base64url of) JSON text."""
+    """A JSON member sent either inline or as (base64url of) JSON text; strict JSON (``jose.loads``: a
+    duplicate member in the request key is refused, as everywhere else)."""
     if isinstance(value, str):
         text = value
         if not value.lstrip().startswith(("{", "[")):
             text = b64_decode(value, what).decode("utf-8", "replace")
         try:
-            return json.loads(text)
-        except (ValueError, RecursionError):
+            return loads(text, what)
+        except JoseError:
             raise TpmProtocolError(f"{what} is not JSON") from None
     return value
 
