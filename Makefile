@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 VECTORS ?= ../shared/vectors
 
-.PHONY: run demo test bench soak lint setup clean
+.PHONY: run demo test test-fast bench soak lint setup clean
 
 setup: $(STAMP)
 
@@ -40,13 +40,23 @@ run: $(RUNTIME_STAMP)
 # enclave, swtpm with a real boot log, the relying party, and refusals. Stops everything it started;
 # exit status 0 only if every step gave its expected outcome. Vectors: AFFIDAVIT_VECTORS or $(VECTORS).
 demo: $(STAMP)
-	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m affidavit.demo
+	AFFIDAVIT_VECTORS="$${AFFIDAVIT_VECTORS:-$(VECTORS)}" $(BIN)/python -m demo.tour
 
+# ruff, the layers contract (import-linter, pyproject [tool.importlinter]) and mypy (strict on the core).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench demo
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
+# The whole suite with the coverage of the library (in-process code; servers in subprocesses are not traced).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov=affidavit --cov-report=
+	@$(BIN)/coverage report --format=total | xargs printf 'coverage of src/affidavit: %s%%\n'
+
+# The suite without the slow system tests (live servers in subprocesses, swtpm, PostgreSQL, exhaustive walks).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests bench demo
+	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
 	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real vectors live, free ports."""
+"""Shared test fixtures: where the real vectors live, free ports, which tests are slow."""
 
 from __future__ import annotations
 
@@ -31,3 +31,26 @@ settings.register_profile(
     "affidavit", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "affidavit"))
+
+
+# The slow system tests (servers in subprocesses, several workers, PostgreSQL, swtpm, the demo program):
+# `make test-fast` leaves them out (`-m "not slow"`); `make test` and CI run them. Listed here, in one
+# place, by node id prefix.
+SLOW_TESTS = (
+    "tests/cli/test_serve.py",
+    "tests/client/test_tpm_e2e.py",
+    "tests/service/test_oidc.py::test_sdk_with_oidc_bearer",
+    "tests/service/test_sdk.py",
+    "tests/service/test_service.py::test_several_workers_share_the_key",
+    "tests/service/test_service.py::test_postgres_two_servers_one_database",
+    "tests/service/test_workers.py",
+    "tests/store/test_keys_and_certs.py::test_servers_starting_together_in_separate_processes_share_one_key",
+    "tests/test_workflow_e2e.py::test_the_demo_program_runs_to_completion_and_stops_everything",
+    "tests/test_workflow_e2e.py::test_ctrl_c_stops_the_service_and_swtpm",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)

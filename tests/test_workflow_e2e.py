@@ -1,7 +1,7 @@
 """The whole workflow end to end: the demo's own step functions against a live service, outcome by outcome.
 
-The steps are imported from ``affidavit.demo`` (so the demo and this test cannot drift apart); each test
-asserts what the step must have produced. Two more tests run ``python -m affidavit.demo`` itself: once to
+The steps are imported from ``demo.tour`` (so the demo and this test cannot drift apart); each test
+asserts what the step must have produced. Two more tests run ``python -m demo.tour`` itself: once to
 completion, once interrupted with SIGINT, and check that it stopped everything it started.
 """
 
@@ -19,9 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from affidavit.client import ServiceRejected
-from affidavit.demo import (
+from demo.tour import (
     DemoContext,
     Narrator,
     SgxEvidence,
@@ -39,6 +37,8 @@ from affidavit.demo import (
     refuse_tampered_quote,
     verify_sgx_token,
 )
+
+from affidavit.client import ServiceRejected
 from affidavit.evidence.sgx import parse_quote
 from affidavit.evidence.tpm import parse_event_log
 from affidavit.relying_party import ExpectationFailed, Expectations, RelyingPartyError
@@ -188,7 +188,7 @@ def _pids(output: str) -> list[int]:
 
 def test_the_demo_program_runs_to_completion_and_stops_everything(vectors: Path) -> None:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "affidavit.demo"], env=_demo_env(vectors), cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "demo.tour"], env=_demo_env(vectors), cwd=ROOT,
                           capture_output=True, text=True, timeout=DEMO_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert time.monotonic() - started < DEMO_TIMEOUT
@@ -198,7 +198,7 @@ def test_the_demo_program_runs_to_completion_and_stops_everything(vectors: Path)
 
 
 def test_ctrl_c_stops_the_service_and_swtpm(vectors: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "affidavit.demo"], env=_demo_env(vectors), cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "demo.tour"], env=_demo_env(vectors), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     seen = ""

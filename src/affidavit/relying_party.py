@@ -12,8 +12,6 @@ listed in a JWKS whose keys carry ``x5c`` (MAA) or ``n``/``e``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import threading
@@ -23,17 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from affidavit import strict_json, x509load
+from affidavit import jose, strict_json
 from affidavit.errors import AffidavitError
-from affidavit.jose import ALGORITHMS, signature_ok
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-
-_CURVES: dict[Any, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
-
+PublicKey = jose.PublicKey
 
 
 class RelyingPartyError(AffidavitError):
@@ -76,26 +69,14 @@ def _shown(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# -- encoding helpers -------------------------------------------------------------------------------------
+# -- the JOSE package, failing as RelyingPartyError --------------------------------------------------------
 
 
 def b64url_decode(text: str) -> bytes:
-    if not isinstance(text, str) or any(c in text for c in "+/=\n\r "):
-        raise RelyingPartyError("not canonical base64url", code="token_malformed")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise RelyingPartyError(f"bad base64url: {exc}", code="token_malformed") from None
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = strict_json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise RelyingPartyError(f"token {what} is not JSON", code="token_malformed") from None
-    if not isinstance(obj, dict):
-        raise RelyingPartyError(f"token {what} is not a JSON object", code="token_malformed")
-    return obj
+        return jose.b64url_decode(text, what="token segment")
+    except jose.JoseError as exc:
+        raise RelyingPartyError(exc.message, code="token_malformed") from None
 
 
 @dataclass(frozen=True)
@@ -107,34 +88,22 @@ class DecodedToken:
 
 
 def decode_unverified(token: str) -> DecodedToken:
-    """Split and decode a compact JWT without checking anything but its shape."""
-    token = token.strip()
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise RelyingPartyError("a JWT has three dot-separated parts", code="token_malformed")
-    header = _json_object(b64url_decode(parts[0]), "header")
-    claims = _json_object(b64url_decode(parts[1]), "payload") if parts[1] else {}
-    return DecodedToken(header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), b64url_decode(parts[2]))
+    """Split and decode a compact JWT without checking anything but its shape (the JOSE package's one
+    parser: duplicate members refused)."""
+    try:
+        jws = jose.parse_compact(token, "token")
+        claims = jws.payload_object("token payload") or {}
+    except jose.JoseError as exc:
+        raise RelyingPartyError(exc.message, code="token_malformed") from None
+    return DecodedToken(jws.header, claims, jws.signing_input, jws.signature)
 
 
 # -- keys -------------------------------------------------------------------------------------------------
 
 
-def _b64_std_decode(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise RelyingPartyError("JWKS x5c entry is not standard base64", code="jwks_invalid") from None
-
-
-def _b64url_int(text: Any) -> int:
-    if not isinstance(text, str) or not text:
-        raise RelyingPartyError("JWKS key lacks n/e", code="jwks_invalid")
-    return int.from_bytes(b64url_decode(text), "big")
-
-
 def keys_from_jwks(jwks: Any) -> dict[str, PublicKey]:
-    """Map kid -> public key. Keys without kid or with unusable material are skipped, not trusted."""
+    """Map kid -> public key. Keys without kid or with unusable material (including RSA under 2048 bits)
+    are skipped, not trusted."""
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
         raise RelyingPartyError("JWKS document has no 'keys' list", code="jwks_invalid")
     out: dict[str, PublicKey] = {}
@@ -142,36 +111,24 @@ def keys_from_jwks(jwks: Any) -> dict[str, PublicKey]:
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
             continue
         try:
-            out[entry["kid"]] = _key_from_jwk(entry)
-        except (RelyingPartyError, ValueError):
+            out[entry["kid"]] = jose.public_key_from_jwk(entry, "JWKS key", use_x5c=True)
+        except jose.JoseError:
             continue
     return out
 
 
-def _key_from_jwk(entry: Mapping[str, Any]) -> PublicKey:
-    x5c = entry.get("x5c")
-    if isinstance(x5c, list) and x5c and isinstance(x5c[0], str):
-        cert = x509load.load_der_certificate(
-            _b64_std_decode(x5c[0]), lambda m: RelyingPartyError(m, code="jwks_invalid"), "JWKS x5c"
-        )
-        key = cert.public_key()
-        if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            return key
-        raise RelyingPartyError("unsupported key type in x5c", code="jwks_invalid")
-    if entry.get("kty") == "RSA":
-        return rsa.RSAPublicNumbers(_b64url_int(entry.get("e")), _b64url_int(entry.get("n"))).public_key()
-    curve = _CURVES.get(entry.get("crv")) if entry.get("kty") == "EC" else None
-    if curve is not None:
-        x, y = _b64url_int(entry.get("x")), _b64url_int(entry.get("y"))
-        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
-    raise RelyingPartyError("JWKS key has neither x5c, RSA n/e nor EC x/y", code="jwks_invalid")
-
-
 def _check_signature(decoded: DecodedToken, key: PublicKey) -> bool:
     alg = decoded.header.get("alg")
-    if not isinstance(alg, str) or alg not in ALGORITHMS:
+    if not isinstance(alg, str) or alg not in jose.TOKEN_ALGS:
         raise RelyingPartyError(f"signature algorithm {alg!r} is not accepted", code="alg_not_allowed")
-    return signature_ok(alg, key, decoded.signing_input, decoded.signature)
+    jws = jose.CompactJws("", decoded.header, b"", decoded.signing_input, decoded.signature)
+    try:
+        jose.verify_signature(jws, key, jose.TOKEN_ALGS)
+    except jose.JoseError as exc:
+        if exc.code == "unsupported_alg":
+            raise RelyingPartyError(exc.message, code="alg_not_allowed") from None
+        return False
+    return True
 
 
 # -- expectations -----------------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """The parser itself: every flag and argument has help text, key sizes agree between commands, URLs are
-checked, and read-only commands create no files."""
+checked, read-only commands create no files; shared argument types (durations)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from affidavit.cli import build_parser
-from affidavit.cli.arguments import RSA_KEY_SIZES, service_url
+from affidavit.cli import build_parser, main
+from affidavit.cli.arguments import RSA_KEY_SIZES, duration, service_url
 from affidavit.tokens.keys import ALLOWED_BITS
 from tests.cli.conftest import Run
 
@@ -71,3 +74,32 @@ def test_read_only_commands_create_no_files(
         status, out, err = run(*argv)
         assert status == 1 and "no database at var/affidavit.db" in out + err
     assert os.listdir(tmp_path) == []  # no var/, no affidavit.db
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("90", 90), ("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), (" 1.5H ", 5400)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "d", "-1h", "abc", "inf", "nan", "1e300d", "12w"])
+def test_bad_durations_are_argument_errors(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration(text)
+
+
+@given(st.text(max_size=20))
+def test_any_text_is_a_duration_or_an_argument_error(text: str) -> None:
+    try:
+        assert duration(text) >= timedelta(0)
+    except argparse.ArgumentTypeError:
+        pass
+
+
+def test_serve_and_quote_take_the_grace_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["serve", "--collateral-grace", "7d", "--pcs-update", "early"])
+    assert (args.collateral_grace, args.pcs_update) == (timedelta(days=7), "early")
+    assert main(["serve", "--collateral-grace", "soon"]) == 2  # a usage error: one line, exit 2
+    assert "not a duration" in capsys.readouterr().err

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from affidavit.cli.attest import add_tpm_arguments as add_arguments
+from affidavit.cli.attest import run_tpm as run
 from affidavit.client import ServiceRejected
-from affidavit.client.tpm import add_arguments, run
 from affidavit.evidence.tpm import parse_event_log
 from affidavit.simulate.swtpm import AkCertificateAuthority, Swtpm
 from tests.service.helpers import Server, booted_tpm, jwt_body, tpm_server

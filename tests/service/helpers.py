@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -37,7 +38,7 @@ from affidavit.simulate.swtpm import (
     replay_event_log,
     running_swtpm,
 )
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 
 ADMIN_TOKEN = "test-admin-token"
 START_TIMEOUT = 60.0
@@ -94,14 +95,19 @@ def make_signer(cn: str, *, not_before: datetime | None = None, not_after: datet
     return Signer(key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert, key)
 
 
+BANNER_PORT = re.compile(r"Affidavit attestation service \(\w+ mode\) at https?://[^\s:/]+:(\d+)")
+
+
 @dataclass
 class Server:
-    """``affidavit serve`` in a subprocess on a free loopback port, stopped by its process id."""
+    """``affidavit serve`` in a subprocess, stopped by its process id. It binds port 0 (the OS picks a free
+    port and the server keeps it: no window in which another process can take it) and the port is read
+    from its banner; a fixed ``port`` may be given instead."""
 
     data_dir: Path
     args: Sequence[str] = ()
     tls: bool = True
-    port: int = field(default_factory=free_port)
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra environment (AFFIDAVIT_* variables)
@@ -119,7 +125,8 @@ class Server:
         return httpx.Client(base_url=self.url, verify=verify, timeout=30, **kwargs)
 
     def start(self) -> Server:
-        cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        fixed = self.port
+        cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1", "--port", str(fixed),
                "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args]
         if self.tls:
             cmd.append("--tls-self-signed")
@@ -128,12 +135,19 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
         env["PYTHONPATH"] = str(ROOT / "src")
         env.update(self.env)
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log()}")
+            if fixed == 0:
+                found = BANNER_PORT.search(self.log_path.read_bytes()[start:].decode("utf-8", "replace"))
+                if found is None:
+                    time.sleep(0.05)
+                    continue
+                self.port = int(found.group(1))
             try:
                 with self.client() as c:
                     if c.get("/.well-known/openid-configuration").status_code == 200:

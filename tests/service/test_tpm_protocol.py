@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from affidavit.client.http import envelope
 from affidavit.client.tpm import canonical_jwk as client_canonical_jwk
 from affidavit.client.tpm import quote_binding, rsa_jwk, sign_request
+from affidavit.evidence.tpm import TpmError
 from affidavit.jose import b64url
 from affidavit.service.tpm_protocol import (
     CHALLENGE_BYTES,
@@ -248,7 +249,7 @@ def test_evidence_v2_shape() -> None:
 def test_evidence_rejects_malformed_pcrs_and_missing_parts(mutate) -> None:  # type: ignore[no-untyped-def]
     claim = _claim()
     mutate(claim)
-    with pytest.raises(TpmProtocolError):
+    with pytest.raises(TpmError):
         extract_evidence({"tpm_att_data": {"current_claim": claim}})
 
 
@@ -263,7 +264,7 @@ _json_values = st.recursive(
 def test_extract_evidence_never_raises_anything_else(att: dict) -> None:
     try:
         extract_evidence(att)
-    except TpmProtocolError:
+    except TpmError:
         pass
 
 
@@ -328,7 +329,7 @@ def test_windows_platform_claim_rebuilds_the_real_quote_and_signature(vectors: P
 def test_platform_claim_rejects_inconsistent_blobs(mutate) -> None:  # type: ignore[no-untyped-def]
     blob = pcp_blob([bytes(20)] * 24, b"\xffTCG" + bytes(10), bytes(256), b"")
     parse_pcp_claim(blob)
-    with pytest.raises(TpmProtocolError):
+    with pytest.raises(TpmError):
         parse_pcp_claim(mutate(blob))
 
 
@@ -336,7 +337,7 @@ def test_platform_claim_rejects_inconsistent_blobs(mutate) -> None:  # type: ign
 def test_parse_pcp_claim_never_raises_anything_else(tail: bytes, magic: int) -> None:
     try:
         parse_pcp_claim(struct.pack("<2I", magic, 2) + tail, tail[:40] or None)
-    except TpmProtocolError:
+    except TpmError:
         pass
 
 
@@ -346,3 +347,14 @@ def test_tokens_repeat_only_public_jwk_members(key: rsa.RSAPrivateKey) -> None:
     jwk = rsa_jwk(key.public_key())
     leaked = {**jwk, "d": "secret", "p": "x", "q": "y", "dp": "z", "kid": "k1"}
     assert public_jwk(leaked) == {**jwk, "kid": "k1"}
+
+
+def test_request_key_text_with_a_duplicate_member_is_refused(key: rsa.RSAPrivateKey) -> None:
+    """The request key sent as JSON text is read with the one strict JSON reader (affidavit.jose)."""
+    jwk = rsa_jwk(key.public_key())
+    other = rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    text = '{"kty":"RSA","e":"' + jwk["e"] + '","n":"' + other["n"] + '","n":"' + jwk["n"] + '"}'
+    att = _att_data(jwk, "c", bind=False)
+    att["attest_key"] = text
+    with pytest.raises(TpmProtocolError, match="not JSON"):
+        verify_request({"request": sign_request({"att_type": "basic", "att_data": att}, key)})

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from affidavit.simulate import SimulatedPlatform, TdReportBody, der
 from affidavit.simulate.pck_extension import SGX_EXTENSION_OID
 from affidavit.simulate.quote import INTEL_QE_VENDOR_ID
-
-from .conftest import NOW
+from tests.simulated_platforms import NOW
 
 
 def _verify_raw(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> None:

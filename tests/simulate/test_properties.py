@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from affidavit.evidence.sgx import DcapVerifier, SgxCollateral
 from affidavit.simulate import SimulatedPlatform
-
-from .conftest import NOW
+from tests.simulated_platforms import NOW
 
 
 def _bytes(size: int) -> st.SearchStrategy[bytes]:

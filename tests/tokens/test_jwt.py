@@ -101,7 +101,9 @@ def test_unserializable_claims_are_a_token_error(signing_key: SigningKey) -> Non
 
 
 def test_openid_configuration() -> None:
-    doc = openid_configuration(ISSUER + "/")
+    from affidavit.attestation_types import claims_supported
+
+    doc = openid_configuration(ISSUER + "/", claims_supported())
     assert doc["issuer"] == ISSUER
     assert doc["jwks_uri"] == ISSUER + "/certs"
     assert doc["response_types_supported"] == ["token", "none"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,36 +10,53 @@ from typing import Any
 from affidavit.cli.arguments import check_writable, read_input, read_text_input, service_url, write_output
 from affidavit.cli.output import print_json
 
-# Where each kind's fresh quotes can come from: Gramine's /dev/attestation gives SGX quotes, the
-# configfs-tsm interface TDX quotes; an Open Enclave report is always a file.
-_SOURCES = {"sgx": ("gramine",), "openenclave": (), "tdx": ("tsm",)}
+# Where fresh quotes can come from (an entry's ``client_sources``): Gramine's /dev/attestation gives SGX
+# quotes, the configfs-tsm interface TDX quotes; an Open Enclave report is always a file.
+QUOTE_SOURCES = ("gramine", "tsm")
 _SOURCE_HELP = {"gramine": "Gramine's /dev/attestation", "tsm": "the Linux configfs-tsm interface"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """One ``affidavit attest <cli_name>`` per registered type (``affidavit.attestation_types``)."""
+    from affidavit.attestation_types import MAA_SHAPE, all_types
+
     group = sub.add_parser("attest", help="send evidence to an attestation service and get a token")
     kinds = group.add_subparsers(dest="attest_kind", metavar="KIND", required=True)
-    for kind, help_text in (
-        ("sgx", "an SGX DCAP quote (POST /attest/SgxEnclave)"),
-        ("openenclave", "an Open Enclave report (POST /attest/OpenEnclave)"),
-        ("tdx", "a TDX quote (POST /attest/TdxVm)"),
-    ):
-        p = kinds.add_parser(kind, help=help_text)
+    for entry in all_types():
+        if entry.cli_name is None:
+            continue
+        p = kinds.add_parser(entry.cli_name, help=entry.cli_help)
+        own = _OWN_COMMANDS.get(entry.cli_name)
+        if own is not None:
+            own(p)
+            continue
+        if "tpm" in entry.client_sources:
+            add_tpm_arguments(p)
+            p.set_defaults(func=run_tpm)
+            continue
+        if entry.request_shape != MAA_SHAPE:
+            continue
+        sources = tuple(s for s in entry.client_sources if s in QUOTE_SOURCES)
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--quote", "--report", dest="evidence_file", help="evidence captured in a file")
-        sources = _SOURCES[kind]
         if sources:
             src.add_argument(
                 "--source",
                 choices=sources,
                 help="collect a fresh quote from " + " or ".join(_SOURCE_HELP[s] for s in sources),
             )
-            p.add_argument(
-                "--source-path", help="where the source interface lives (default: the kernel's path)"
-            )
+            p.add_argument("--source-path", help="where the source interface lives (default: the kernel's)")
         _common(p)
-        p.set_defaults(func=_attest_quote)
-    p = kinds.add_parser("snp", help="an AMD SEV-SNP report (POST /attest/SevSnpVm)")
+        p.set_defaults(func=_attest_quote, attestation_type=entry.name)
+    from affidavit.client import azure_cvm
+
+    p = kinds.add_parser("azure-cvm", help="an Azure CVM through its vTPM (POST /attest/AzureGuest)")
+    azure_cvm.add_arguments(p)
+    p.set_defaults(func=azure_cvm.run)
+
+
+def _add_snp(p: argparse.ArgumentParser) -> None:
+    """``affidavit attest snp``: a report file or configfs-tsm, plus the VCEK/VLEK chain and the VMPL."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--report", dest="evidence_file",
                      help="a report captured in a file (raw 1184 bytes, or MAA's report JSON)")
@@ -53,20 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--vmpl", type=int, help="request the report at this VMPL (configfs-tsm privlevel)")
     _common(p)
     p.set_defaults(func=_attest_snp)
-    try:
-        tpm = importlib.import_module("affidavit.client.tpm")
-    except ModuleNotFoundError as exc:
-        if exc.name != "affidavit.client.tpm":
-            raise
-    else:
-        p = kinds.add_parser("tpm", help="a TPM quote and boot log (MAA's TPM protocol, POST /attest/Tpm)")
-        tpm.add_arguments(p)
-        p.set_defaults(func=tpm.run)
-    from affidavit.client import azure_cvm
 
-    p = kinds.add_parser("azure-cvm", help="an Azure CVM through its vTPM (POST /attest/AzureGuest)")
-    azure_cvm.add_arguments(p)
-    p.set_defaults(func=azure_cvm.run)
+
+# Registered types whose command needs more than the generic --quote/--source (by ``cli_name``).
+_OWN_COMMANDS = {"snp": _add_snp}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -111,7 +117,7 @@ def _attest_quote(args: argparse.Namespace) -> int:
     if args.evidence_file:
         read_input(args.evidence_file, "evidence file")  # named here when it is missing
         source = FileSource(Path(args.evidence_file))
-    elif args.source == "gramine":
+    elif getattr(args, "source", None) == "gramine":
         source = GramineSource(Path(args.source_path or "/dev/attestation"))
     else:
         source = ConfigfsTsmSource(Path(args.source_path or "/sys/kernel/config/tsm/report"))
@@ -120,16 +126,10 @@ def _attest_quote(args: argparse.Namespace) -> int:
     tls: bool | str = False if args.insecure else (args.ca_file or True)
     draft = read_text_input(args.draft_policy, "draft policy") if args.draft_policy else None
     with AttestationClient(args.url, verify=tls) as client:
-        if args.attest_kind == "sgx":
-            result = client.attest_sgx(
-                evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
-            )
-        elif args.attest_kind == "openenclave":
-            result = client.attest_open_enclave(
-                evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
-            )
-        else:
-            result = client.attest_tdx(evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce)
+        result = client.attest(
+            args.attestation_type, evidence, runtime_data=runtime, init_time_data=init, nonce=args.nonce,
+            draft_policy=draft,
+        )
     return emit_token(result.token, args)
 
 
@@ -185,3 +185,73 @@ def emit_token(token: str, args: Any) -> int:
     else:
         print(f"token written to {out}", file=sys.stderr)
     return 0
+
+
+# ------------------------------------------------------------------------------------------ attest tpm
+
+
+def add_tpm_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``affidavit attest tpm``."""
+    from affidavit.client.tpm import DEFAULT_EVENTLOG, DEFAULT_TCTI
+
+    parser.add_argument("--url", required=True, type=service_url,
+                        help="service base URL, e.g. https://127.0.0.1:8443")
+    parser.add_argument(
+        "--tcti",
+        default=DEFAULT_TCTI,
+        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
+        "a simulator: swtpm:host=127.0.0.1,port=2321)",
+    )
+    parser.add_argument(
+        "--eventlog", type=Path, default=DEFAULT_EVENTLOG, help=f"TCG event log (default {DEFAULT_EVENTLOG})"
+    )
+    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
+    parser.add_argument(
+        "--ak-cert", type=Path, help="AK certificate (PEM or DER) issued by a CA the service trusts"
+    )
+    parser.add_argument(
+        "--ak-handle",
+        default="0x81000100",
+        help="persistent handle of the AK; created under the EK and persisted there when "
+        "absent (default 0x81000100)",
+    )
+    parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
+    parser.add_argument("--rp-data", help="relying-party data (text) echoed in the token as rp_data/nonce")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
+    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path,
+                        help="CA bundle for the service's TLS certificate")
+    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: the token and its (unverified) claims, or the error")
+
+
+def run_tpm(args: argparse.Namespace) -> int:
+    """Collect evidence, attest, and print (or write) the token; errors surface as ClientError (and reach
+    the one error path, ``cli.errors``)."""
+    from affidavit.client.http import AttestationClient
+    from affidavit.client.tpm import (
+        API_VERSION,
+        AkMaterial,
+        TpmEvidenceSource,
+        load_certificate,
+        read_event_log,
+    )
+    from affidavit.client.tpm_tools import TpmTools, parse_handle, parse_pcr_list
+
+    check_writable(args.out, "--out")  # before the attestation, so that no token is lost
+    cert = load_certificate(args.ak_cert) if args.ak_cert else None  # files first: name what is missing
+    log = None if args.no_eventlog else read_event_log(args.eventlog)
+    indexes = parse_pcr_list(args.pcrs)
+    handle = parse_handle(args.ak_handle)
+    tools = TpmTools(args.tcti)
+    ak_public = tools.ensure_ak(handle)
+    source = TpmEvidenceSource(
+        ak=AkMaterial(ak_public, cert),
+        quoter=lambda data: tools.quote(handle, indexes, data),
+        event_log=log,
+    )
+    verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
+    rp = args.rp_data.encode("utf-8") if args.rp_data else None
+    with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
+        token = client.attest_tpm(source, rp_data=rp).token
+    return emit_token(token, args)

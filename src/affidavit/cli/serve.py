@@ -319,6 +319,15 @@ def run(args: argparse.Namespace) -> int:
     os.umask(0o077)  # everything the service writes (data dir, database, -wal/-shm, keys) is private
     config = config_from_args(args)
     prepare_data_dir(config.data_dir)
+    listener = None
+    if config.port == 0:  # the OS picks the port; the banner says which (tests read it: no port race)
+        if config.workers > 1 and reuse_port_supported():
+            from affidavit.service.workers import bind
+
+            listener = bind(config.host, 0)  # bound, not listening: holds the port for the workers
+        else:
+            listener = _bind(config.host, 0)
+        config = dataclasses.replace(config, port=listener.getsockname()[1])
     from affidavit.service.issuer import check_public_issuer
 
     check_public_issuer(config, allow_loopback=args.allow_loopback_issuer)
@@ -362,15 +371,17 @@ def run(args: argparse.Namespace) -> int:
     metrics_dir = multiprocess_directory()  # before any worker imports prometheus_client
     try:
         if config.workers > 1 and reuse_port_supported():
-            _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
+            if listener is None:
+                _bind(config.host, config.port, reuse_port=True).close()  # the address is usable: announce it
             _banner(config, admin_token)
-            return run_workers(config.workers, config.host, config.port, options)
-        if config.workers > 1:
+            return run_workers(config.workers, config.host, config.port, options)  # listener keeps the port
+        if config.workers > 1 and listener is None:
             _bind(config.host, config.port).close()
             _banner(config, admin_token)
             uvicorn.run(**options, workers=config.workers)
             return 0
-        sock = _bind(config.host, config.port)  # bound before the banner, so the URL it prints is ours
+        # bound before the banner, so the URL it prints is ours
+        sock = listener if listener is not None else _bind(config.host, config.port)
         _banner(config, admin_token)
         server = uvicorn.Server(uvicorn.Config(**options))
         server.run(sockets=[sock])

@@ -8,7 +8,6 @@ data carry a ``dataType``. Connection errors, timeouts and the statuses a server
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from affidavit import strict_json
 from affidavit.client import ClientError, ServiceRejected
-from affidavit.jose import b64url
+from affidavit.jose import JoseError, b64url
+from affidavit.jose import b64url_decode as jose_b64url_decode
 from affidavit.ssl_verify import VerifyArg, ssl_verify
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 def b64url_decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError):
+        return jose_b64url_decode(text, what="the service's base64url")
+    except JoseError:
         raise ClientError("the service sent malformed base64url", code="bad_response") from None
 
 
@@ -91,6 +91,30 @@ class AttestationClient:
 
     # -- the attest calls ------------------------------------------------------------------------------
 
+    def attest(
+        self,
+        attestation_type: str,
+        evidence: bytes,
+        *,
+        runtime_data: RuntimeData | None = None,
+        init_time_data: RuntimeData | None = None,
+        nonce: str | None = None,
+        draft_policy: str | None = None,
+    ) -> AttestationResponse:
+        """One MAA-shaped attest call for any registered type (``affidavit.attestation_types``): its path,
+        evidence member and api-version come from the registry."""
+        from affidavit.attestation_types import MAA_SHAPE, UnknownAttestationType, lookup
+
+        try:
+            entry = lookup(attestation_type)
+        except UnknownAttestationType as exc:
+            raise ClientError(str(exc), code="bad_argument") from None
+        if entry.request_shape != MAA_SHAPE:
+            raise ClientError(f"{entry.name} uses its own protocol, not attest()", code="bad_argument")
+        body = self._body(entry.evidence_field, evidence, runtime_data, init_time_data, nonce, draft_policy)
+        answer = self.post_json(entry.path, body, api_version=entry.api_version)
+        return AttestationResponse(self._token(answer))
+
     def attest_sgx(
         self,
         quote: bytes,
@@ -100,8 +124,8 @@ class AttestationClient:
         nonce: str | None = None,
         draft_policy: str | None = None,
     ) -> AttestationResponse:
-        body = self._body("quote", quote, runtime_data, init_time_data, nonce, draft_policy)
-        return AttestationResponse(self._token(self.post_json("/attest/SgxEnclave", body)))
+        return self.attest("SgxEnclave", quote, runtime_data=runtime_data, init_time_data=init_time_data,
+                           nonce=nonce, draft_policy=draft_policy)
 
     def attest_open_enclave(
         self,
@@ -112,8 +136,8 @@ class AttestationClient:
         nonce: str | None = None,
         draft_policy: str | None = None,
     ) -> AttestationResponse:
-        body = self._body("report", report, runtime_data, init_time_data, nonce, draft_policy)
-        return AttestationResponse(self._token(self.post_json("/attest/OpenEnclave", body)))
+        return self.attest("OpenEnclave", report, runtime_data=runtime_data, init_time_data=init_time_data,
+                           nonce=nonce, draft_policy=draft_policy)
 
     def attest_tdx(
         self,
@@ -122,11 +146,10 @@ class AttestationClient:
         runtime_data: RuntimeData | None = None,
         init_time_data: RuntimeData | None = None,
         nonce: str | None = None,
+        draft_policy: str | None = None,
     ) -> AttestationResponse:
-        body = self._body("quote", quote, runtime_data, init_time_data, nonce, None)
-        return AttestationResponse(
-            self._token(self.post_json("/attest/TdxVm", body, api_version="2025-06-01"))
-        )
+        return self.attest("TdxVm", quote, runtime_data=runtime_data, init_time_data=init_time_data,
+                           nonce=nonce, draft_policy=draft_policy)
 
     def attest_snp(
         self,
@@ -144,7 +167,9 @@ class AttestationClient:
     def tpm_exchange(self, message: dict[str, Any]) -> dict[str, Any]:
         """One round of MAA's TPM protocol: ``message`` goes out as ``{"data": b64url({"payload": ...})}``,
         and the answer's payload comes back."""
-        return open_envelope(self.post_json("/attest/Tpm", envelope(message)))
+        from affidavit.attestation_types import TPM
+
+        return open_envelope(self.post_json(TPM.path, envelope(message)))
 
     def attest_tpm(
         self,

@@ -14,7 +14,6 @@ Evidence comes from tpm2-tools (``affidavit.client.tpm_tools``) against ``/dev/t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -23,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from affidavit import jose
 from affidavit.client import ClientError
-from affidavit.client.http import AttestationClient, b64url_decode
+from affidavit.client.http import b64url_decode
 from affidavit.jose import b64url
 
 DEFAULT_EVENTLOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
@@ -35,18 +35,11 @@ DEFAULT_TCTI = "device:/dev/tpmrm0"
 API_VERSION = "2020-10-01"
 
 
-def _uint(n: int) -> bytes:
-    return n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
-
-
 def rsa_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
-    numbers = key.public_numbers()
-    return {"e": b64url(_uint(numbers.e)), "kty": "RSA", "n": b64url(_uint(numbers.n))}
+    return jose.public_jwk(key)
 
 
-def canonical_jwk(jwk: Mapping[str, Any]) -> str:
-    """The JWK text hashed into the quote (must match the service's ``canonical_jwk``)."""
-    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+canonical_jwk = jose.canonical_jwk  # the text hashed into the quote (the service hashes the same)
 
 
 def quote_binding(jwk: Mapping[str, Any], challenge: bytes) -> bytes:
@@ -58,18 +51,10 @@ def sign_request(
     payload: Mapping[str, Any], key: rsa.RSAPrivateKey, *, alg: str = "PS256", typ: str = "attReq"
 ) -> str:
     """A compact JWS over ``payload`` (PS256 as MAA specifies, or RS256)."""
-    header = b64url(json.dumps({"alg": alg, "typ": typ}, separators=(",", ":")).encode("ascii"))
-    body = b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
-    signing_input = f"{header}.{body}".encode("ascii")
-    if alg == "PS256":
-        pad: padding.AsymmetricPadding = padding.PSS(
-            mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH
-        )
-    elif alg == "RS256":
-        pad = padding.PKCS1v15()
-    else:
+    if alg not in ("PS256", "RS256"):
         raise ClientError(f"unsupported request signing algorithm {alg}", code="bad_argument")
-    return f"{header}.{body}.{b64url(key.sign(signing_input, pad, hashes.SHA256()))}"
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return jose.sign_compact({"alg": alg, "typ": typ}, body, key)
 
 
 # ---------------------------------------------------------------------------------------------- evidence
@@ -166,67 +151,3 @@ def read_event_log(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ClientError(f"cannot read the event log {path}: {exc.strerror}", code="bad_argument") from None
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``affidavit attest tpm``."""
-    from affidavit.cli.arguments import service_url
-
-    parser.add_argument("--url", required=True, type=service_url,
-                        help="service base URL, e.g. https://127.0.0.1:8443")
-    parser.add_argument(
-        "--tcti",
-        default=DEFAULT_TCTI,
-        help=f"TPM access (tpm2-tools TCTI string; default {DEFAULT_TCTI}; "
-        "a simulator: swtpm:host=127.0.0.1,port=2321)",
-    )
-    parser.add_argument(
-        "--eventlog", type=Path, default=DEFAULT_EVENTLOG, help=f"TCG event log (default {DEFAULT_EVENTLOG})"
-    )
-    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
-    parser.add_argument(
-        "--ak-cert", type=Path, help="AK certificate (PEM or DER) issued by a CA the service trusts"
-    )
-    parser.add_argument(
-        "--ak-handle",
-        default="0x81000100",
-        help="persistent handle of the AK; created under the EK and persisted there when "
-        "absent (default 0x81000100)",
-    )
-    parser.add_argument("--pcrs", default="0-23", help="PCRs to quote on every active bank (default 0-23)")
-    parser.add_argument("--rp-data", help="relying-party data (text) echoed in the token as rp_data/nonce")
-    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
-    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path,
-                        help="CA bundle for the service's TLS certificate")
-    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: the token and its (unverified) claims, or the error")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Collect evidence, attest, and print (or write) the token; errors surface as ClientError."""
-    from affidavit.cli.arguments import check_writable
-    from affidavit.client.tpm_tools import TpmTools, parse_handle, parse_pcr_list
-
-    check_writable(args.out, "--out")  # before the attestation, so that no token is lost
-    cert = load_certificate(args.ak_cert) if args.ak_cert else None  # files first: name what is missing
-    log = None if args.no_eventlog else read_event_log(args.eventlog)
-    indexes = parse_pcr_list(args.pcrs)
-    handle = parse_handle(args.ak_handle)
-    tools = TpmTools(args.tcti)
-    ak_public = tools.ensure_ak(handle)
-    source = TpmEvidenceSource(
-        ak=AkMaterial(ak_public, cert),
-        quoter=lambda data: tools.quote(handle, indexes, data),
-        event_log=log,
-    )
-    verify: bool | str = False if args.insecure else (str(args.ca_file) if args.ca_file else True)
-    rp = args.rp_data.encode("utf-8") if args.rp_data else None
-    with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
-        token = client.attest_tpm(source, rp_data=rp).token
-    from affidavit.cli.attest import emit_token
-
-    return emit_token(token, args)

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from affidavit.collateral import CollateralError
+from affidavit.collateral.items import parse_time
+from affidavit.evidence.sgx.names import pck_ca_kind
 
 if TYPE_CHECKING:
     from affidavit.evidence.sgx import Platform
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 _REQUIRED_KEYS = frozenset(
     {"pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info", "tcb_info_signature", "qe_identity"}
 )
-_CA_BY_ISSUER = {"Intel SGX PCK Processor CA": "processor", "Intel SGX PCK Platform CA": "platform"}
 _MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
@@ -49,7 +50,10 @@ class CollateralFile:
 
 
 def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    try:
+        return parse_time(text, "date")
+    except CollateralError as exc:
+        raise ValueError(exc.message) from None  # index_file: not a collateral file
 
 
 def _crl_window(hex_der: str) -> tuple[datetime, datetime, str | None]:
@@ -71,7 +75,7 @@ def index_file(path: Path) -> CollateralFile | None:
         qe = json.loads(obj["qe_identity"])
         pck_from, pck_to, issuer = _crl_window(obj["pck_crl"])
         root_from, root_to, _ = _crl_window(obj["root_ca_crl"])
-        ca = _CA_BY_ISSUER.get(issuer or "")
+        ca = pck_ca_kind(issuer or "")
         if ca is None:
             return None
         tee = "tdx" if str(tcb.get("id", "SGX")).upper() == "TDX" else "sgx"

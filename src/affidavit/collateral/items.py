@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from affidavit import strict_json
 from affidavit.collateral import CollateralError
 from affidavit.evidence.sgx.collateral import OFFLINE_KEYS
+from affidavit.evidence.sgx.names import pck_ca_kind
 
 TCB_INFO = "tcb_info"
 QE_IDENTITY = "qe_identity"
@@ -27,7 +28,6 @@ KINDS = (ROOT_CA_CRL, PCK_CRL, QE_IDENTITY, TCB_INFO)
 
 TEES = ("sgx", "tdx")
 CAS = ("processor", "platform")
-_CA_BY_ISSUER_CN = {"Intel SGX PCK Processor CA": "processor", "Intel SGX PCK Platform CA": "platform"}
 _QE_TEE = {"QE": "sgx", "TD_QE": "tdx"}
 
 
@@ -154,7 +154,7 @@ def crl_item(kind: str, der: bytes, chain: str) -> CollateralItem:
     if next_update is None:
         raise invalid(f"{kind} has no nextUpdate")
     if kind == PCK_CRL:
-        ca = _CA_BY_ISSUER_CN.get(issuer[0] if issuer else "")
+        ca = pck_ca_kind(issuer[0] if issuer else "")
         if ca is None:
             raise invalid("pck_crl is not issued by an Intel SGX PCK Processor or Platform CA")
         key = pck_crl_key(ca)

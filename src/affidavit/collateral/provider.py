@@ -223,7 +223,7 @@ class CachingPcsProvider:
                 )
             task = asyncio.get_running_loop().create_task(self._fetch_and_store(key, now))
             self._inflight[key] = task
-            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))
+            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))  # type: ignore[misc]
         await asyncio.shield(task)
 
     async def _fetch_and_store(self, key: ItemKey, now: datetime) -> None:

@@ -103,7 +103,7 @@ def tokenize(text: str, deadline: float | None = None, max_seconds: float = 0.0)
                 body = _ESCAPE_RE.sub(r"\1", body)
             tokens.append(Token("string", body, pos))
         elif kind in ("number", "ident", "op"):
-            tokens.append(Token(kind, m.group(), pos))  # type: ignore[arg-type]
+            tokens.append(Token(kind, m.group(), pos))
         pos = m.end()
     tokens.append(Token("eof", "<EOF>", end if not tokens or tokens[-1].kind != "error" else tokens[-1].pos))
     return tokens

@@ -14,7 +14,7 @@ every request reaches ``request.app.state.affidavit``, a :class:`ServiceState` w
 - ``keyring()``: the current ``affidavit.tokens.KeyRing`` (``.current`` signs);
 - ``compiler``: an ``affidavit.policy.PolicyCompiler`` (``.compile(text)``, cached by hash);
 - ``verifier``, ``collateral``: the DCAP verifier and the collateral provider;
-- ``tpm_verifier``: the TPM verifier over the configured AK trust, used under ``tpm_lock``;
+- ``tpm_verifier``: the TPM verifier over the configured AK trust, shared by request threads;
 - ``clock()`` (real time) and ``evidence_clock()`` (``--evidence-time`` or real time);
 - ``issuer`` and ``jku`` (``issuer + "/certs"``); ``admin_token``.
 

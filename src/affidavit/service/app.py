@@ -13,10 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from affidavit.attestation_types import MAA_SHAPE, TPM_SHAPE, AttestationType, UnknownAttestationType, lookup
 from affidavit.errors import AffidavitError
-from affidavit.service.attest import attest_open_enclave, attest_sgx_enclave, attest_tdx_vm, attest_unknown
+from affidavit.service.attest import attest_maa, attest_unknown
 from affidavit.service.certificates import add_certificate, get_certificates, remove_certificate
-from affidavit.service.common import attestation_type
 from affidavit.service.config import CONFIG_ENV, ServiceConfig
 from affidavit.service.connections import ConcurrencyLimit
 from affidavit.service.errors import (
@@ -32,37 +32,30 @@ from affidavit.service.operations import install, operational_routes
 from affidavit.service.policies import diff_policy, get_policy, policy_history, reset_policy, set_policy
 from affidavit.service.state import ServiceState, build_state
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+ShapeHandler = Callable[[Request, AttestationType], Awaitable[Response]]
 
 
-def _tpm_endpoint() -> Endpoint | None:
-    """``affidavit.service.tpm_route.attest_tpm`` when the TPM protocol is installed."""
-    try:
-        from affidavit.service.tpm_route import attest_tpm
-    except ModuleNotFoundError as exc:
-        if exc.name == "affidavit.service.tpm_route":
-            return None
-        raise
-    return attest_tpm  # type: ignore[no-any-return]
+def _attest_tpm(request: Request, entry: AttestationType) -> Awaitable[Response]:
+    from affidavit.service.tpm_route import attest_tpm
+
+    return attest_tpm(request, entry)
 
 
-def _attest_routes() -> dict[str, Endpoint]:
-    routes: dict[str, Endpoint] = {
-        "SgxEnclave": attest_sgx_enclave,
-        "OpenEnclave": attest_open_enclave,
-        "TdxVm": attest_tdx_vm,
-    }
-    tpm = _tpm_endpoint()
-    if tpm is not None:
-        routes["Tpm"] = tpm
-    from affidavit.service.snp_route import attest_sev_snp_vm
+# The request shapes (``AttestationType.request_shape``): how a wire protocol reaches the pipeline.
+SHAPES: dict[str, ShapeHandler] = {MAA_SHAPE: attest_maa, TPM_SHAPE: _attest_tpm}
 
-    routes["SevSnpVm"] = attest_sev_snp_vm
 
-    from affidavit.service.azure_guest import attest_azure_guest
+def _legacy_route(name: str) -> Callable[[Request], Awaitable[Response]] | None:
+    """Types not yet on the registry (transitional, during the contract merge)."""
+    if name.lower() == "sevsnpvm":
+        from affidavit.service.snp_route import attest_sev_snp_vm
 
-    routes["AzureGuest"] = attest_azure_guest
-    return routes
+        return attest_sev_snp_vm  # type: ignore[no-any-return]
+    if name.lower() == "azureguest":
+        from affidavit.service.azure_guest import attest_azure_guest
+
+        return attest_azure_guest  # type: ignore[no-any-return]
+    return None
 
 
 class ServiceVersionHeader:
@@ -99,17 +92,17 @@ def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContext
 def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> Starlette:
     """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here."""
     state = state or build_state(config)
-    attest_by_type = _attest_routes()
 
     async def attest(request: Request) -> Response:
+        """``/attest/{type}``: the registry's entry for the type, served by its request shape."""
         try:
-            kind = attestation_type(request.path_params["kind"])
-        except AffidavitError:
+            entry = lookup(request.path_params["kind"])
+        except UnknownAttestationType:
+            legacy = _legacy_route(request.path_params["kind"])
+            if legacy is not None:
+                return await legacy(request)
             return await attest_unknown(request)
-        endpoint = attest_by_type.get(kind)
-        if endpoint is None:
-            return await attest_unknown(request)
-        return await endpoint(request)
+        return await SHAPES[entry.request_shape](request, entry)
 
     routes = [
         Route("/.well-known/openid-configuration", openid_metadata, methods=["GET"]),

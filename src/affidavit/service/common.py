@@ -20,27 +20,20 @@ from affidavit.service.errors import (
 )
 from affidavit.service.state import ServiceState
 
-ATTESTATION_TYPES = ("SgxEnclave", "OpenEnclave", "Tpm", "TdxVm", "SevSnpVm", "AzureGuest")
-_TYPES_BY_LOWER = {t.lower(): t for t in ATTESTATION_TYPES}
-
-# TokenError codes about the signer's certificate map to InvalidParameter, the rest to InvalidOperation
-# (maa-api §7.2: "InvalidOperation, or InvalidParameter for a bad chain").
-_CHAIN_CODES = frozenset({"bad_certificate", "signer_expired", "signer_not_yet_valid"})
-
 
 def state_of(request: Request) -> ServiceState:
     return request.app.state.affidavit  # type: ignore[no-any-return]
 
 
 def attestation_type(name: str) -> str:
-    """The canonical attestation type for a path segment (case-insensitive, as the SDK's enum)."""
-    canonical = _TYPES_BY_LOWER.get(name.lower())
-    if canonical is None:
-        raise ServiceError(
-            f"unknown attestation type {name!r}; expected one of {', '.join(ATTESTATION_TYPES)}",
-            code=INVALID_PARAMETER,
-        )
-    return canonical
+    """The canonical attestation type for a path segment (case-insensitive, as the SDK's enum), from the
+    registry (``affidavit.attestation_types``)."""
+    from affidavit.attestation_types import UnknownAttestationType, lookup
+
+    try:
+        return lookup(name).name
+    except UnknownAttestationType as exc:
+        raise ServiceError(str(exc), code=INVALID_PARAMETER) from None
 
 
 async def require_admin(request: Request, state: ServiceState) -> Caller:
@@ -77,10 +70,13 @@ def signer_id(signer: x509.Certificate | None) -> str | None:
 
 
 def token_error(exc: Exception) -> ServiceError:
-    """A ``TokenError`` from a management JWS as the MAA error a client gets."""
-    code = getattr(exc, "code", "")
-    maa = INVALID_PARAMETER if code in _CHAIN_CODES else INVALID_OPERATION
-    return ServiceError(getattr(exc, "message", str(exc)), code=maa)
+    """A ``TokenError`` from a management JWS as the MAA error a client gets (``errors.classify``)."""
+    from affidavit.errors import AffidavitError
+    from affidavit.service.errors import as_service_error
+
+    if isinstance(exc, AffidavitError):
+        return as_service_error(exc)
+    return ServiceError(str(exc), code=INVALID_OPERATION)
 
 
 def sign(state: ServiceState, claims: Mapping[str, Any]) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 from starlette.requests import Request
 
 from affidavit import strict_json
+from affidavit.jose import JoseError
+from affidavit.jose.b64 import b64decode_lenient as jose_b64decode_lenient
 from affidavit.service.errors import INVALID_PARAMETER, ServiceError
 
 API_VERSIONS = frozenset({"2020-10-01", "2022-08-01", "2025-06-01"})
@@ -78,12 +80,10 @@ def parse_json(body: bytes) -> Any:
 
 def b64decode_lenient(text: object, what: str) -> bytes:
     """base64url or standard base64, padded or not (msrest sends url-safe without padding)."""
-    from affidavit.jose import b64decode_lenient as decode
-
     try:
-        return decode(text)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise ServiceError(f"{what} is {exc}") from None
+        return jose_b64decode_lenient(text, what)
+    except JoseError as exc:
+        raise ServiceError(exc.message) from None
 
 
 @dataclass(frozen=True)

@@ -55,29 +55,57 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     )
 
 
+# The one error table (architecture.md, "Errors"): which HTTP status and MAA code every layer's error
+# answers with. Rows are (layer error class path, status, MAA code), most specific class first; CODE_ROWS
+# override a row for single codes. ``ServiceError`` carries its own status and MAA code. An error no row
+# covers is 400 InvalidParameter; anything that is not an ``AffidavitError`` is a bug (500).
+LAYER_ROWS: tuple[tuple[str, int, str], ...] = (
+    ("affidavit.store:StoreError", 503, SERVICE_UNAVAILABLE),  # the database, not the request: retryable
+    ("affidavit.evidence:EvidenceError", 400, INVALID_PARAMETER),
+    ("affidavit.collateral:CollateralError", 400, INVALID_PARAMETER),
+    ("affidavit.policy:PolicyParsingError", 400, POLICY_PARSING),
+    ("affidavit.policy:PolicyError", 400, POLICY_EVALUATION),
+    ("affidavit.tokens:TokenError", 400, INVALID_OPERATION),
+)
+CODE_ROWS: dict[tuple[str, str], tuple[int, str]] = {
+    # upstream, not the quote: a retryable outage (503 + Retry-After, handle_affidavit_error)
+    ("affidavit.collateral:CollateralError", "collateral_unavailable"): (503, SERVICE_UNAVAILABLE),
+    # maa-api §7.2: a management JWS is InvalidOperation, "or InvalidParameter for a bad chain".
+    ("affidavit.tokens:TokenError", "bad_certificate"): (400, INVALID_PARAMETER),
+    ("affidavit.tokens:TokenError", "signer_expired"): (400, INVALID_PARAMETER),
+    ("affidavit.tokens:TokenError", "signer_not_yet_valid"): (400, INVALID_PARAMETER),
+}
+DEFAULT_ROW = (400, INVALID_PARAMETER)
+
+
+def _resolve(path: str) -> type[AffidavitError]:
+    import importlib
+
+    module, _, name = path.partition(":")
+    cls: type[AffidavitError] = getattr(importlib.import_module(module), name)
+    assert issubclass(cls, AffidavitError)
+    return cls
+
+
+_ROWS: list[tuple[str, type[AffidavitError], int, str]] = []
+
+
 def classify(exc: AffidavitError) -> tuple[int, str]:
-    """The HTTP status and MAA code for an error raised by any layer (architecture.md, Errors)."""
+    """The HTTP status and MAA code for an error raised by any layer (the table above)."""
     if isinstance(exc, ServiceError):
         return exc.status, exc.code
-    from affidavit.collateral import CollateralError
-    from affidavit.evidence import EvidenceError
-    from affidavit.policy import PolicyError, PolicyParsingError
-    from affidavit.store import StoreError
-    from affidavit.tokens import TokenError
+    if not _ROWS:
+        _ROWS.extend((path, _resolve(path), status, code) for path, status, code in LAYER_ROWS)
+    for path, cls, status, code in _ROWS:
+        if isinstance(exc, cls):
+            return CODE_ROWS.get((path, exc.code), (status, code))
+    return DEFAULT_ROW
 
-    if isinstance(exc, StoreError):  # the database, not the request: a retryable outage
-        return 503, SERVICE_UNAVAILABLE
-    if isinstance(exc, CollateralError) and exc.code == "collateral_unavailable":  # upstream, not the quote
-        return 503, SERVICE_UNAVAILABLE
-    if isinstance(exc, EvidenceError | CollateralError):
-        return 400, INVALID_PARAMETER
-    if isinstance(exc, PolicyParsingError):
-        return 400, POLICY_PARSING
-    if isinstance(exc, PolicyError):
-        return 400, POLICY_EVALUATION
-    if isinstance(exc, TokenError):
-        return 400, INVALID_OPERATION
-    return 400, INVALID_PARAMETER
+
+def as_service_error(exc: AffidavitError) -> ServiceError:
+    """A layer's error as the ``ServiceError`` a client gets (same message, the table's status and code)."""
+    status, code = classify(exc)
+    return ServiceError(exc.message, code=code, status=status)
 
 
 # What clients are told of an outage: never the host, port or driver message (those go to the log).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -11,12 +12,14 @@ from affidavit.service.errors import JSON_MEDIA
 
 
 async def openid_metadata(request: Request) -> Response:
+    from affidavit.attestation_types import claims_supported
     from affidavit.tokens import openid_configuration
 
     check_api_version(request)
     state = state_of(request)
     algorithms = {k.algorithm for k in state.keyring().published(state.clock())}
-    return JSONResponse(openid_configuration(state.issuer, algorithms), media_type=JSON_MEDIA)
+    document = openid_configuration(state.issuer, claims_supported(), algorithms)
+    return JSONResponse(document, media_type=JSON_MEDIA)
 
 
 async def certs(request: Request) -> Response:
@@ -24,4 +27,5 @@ async def certs(request: Request) -> Response:
 
     state = state_of(request)
     check_api_version(request)
-    return JSONResponse(jwks(state.keyring().published(state.clock())), media_type=JSON_MEDIA)
+    ring = await run_in_threadpool(state.keyring)  # a stale ring is re-read from the store
+    return JSONResponse(jwks(ring.published(state.clock())), media_type=JSON_MEDIA)

@@ -1,7 +1,13 @@
-"""The attestation pipeline: evidence → DCAP verification → incoming claims → policy → token claims.
+"""The one attestation pipeline: every attestation type's token is issued here (maa-api §6.2).
 
-Pure apart from the collateral lookup: the caller passes the state's verifier, provider, clocks and the
-policy to apply, so the same function serves the HTTP routes, tests and the benchmark.
+``issue(state, entry, AttestationInput)``: choose and compile the policy, run the type's
+``evidence.contract.EvidenceVerifier`` (parse, collateral, verify), check the runtime/init-time data
+bindings, build the incoming claims, evaluate the policy, assemble the token claims with their lifetime,
+and sign. What differs between types is data in their ``attestation_types.AttestationType`` entry; what
+differs between wire protocols is the request shape that builds the ``AttestationInput``.
+
+Nothing here blocks the event loop: the store read, compilation, verification, evaluation and signing run
+in one worker-thread call; parsing (cheap by contract) and the collateral fetch run on the loop.
 """
 
 from __future__ import annotations
@@ -9,43 +15,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
+
+from affidavit.attestation_types import AttestationType
+from affidavit.evidence.contract import EvidenceInput, EvidenceVerifier, VerifiedEvidence, VerifyOptions
 from affidavit.jose import b64url
-from affidavit.service.decode import AttestRequest, DataField
+from affidavit.service.decode import DataField
 from affidavit.service.errors import INVALID_PARAMETER, POLICY_EVALUATION, ServiceError
 
-ATTESTATION_TOKEN_SECONDS = 8 * 3600
+if TYPE_CHECKING:
+    from affidavit.service.state import ServiceState
+
 MAX_VALIDITY_MINUTES = 365 * 24 * 60
-
-# MAA's deprecated incoming names (maa-policy §6.1), still supplied to policies.
-_SGX_ALIASES = {
-    "$is-debuggable": "x-ms-sgx-is-debuggable",
-    "$sgx-mrsigner": "x-ms-sgx-mrsigner",
-    "$sgx-mrenclave": "x-ms-sgx-mrenclave",
-    "$product-id": "x-ms-sgx-product-id",
-    "$svn": "x-ms-sgx-svn",
-    "$tee": "x-ms-attestation-type",
-}
-
-
-@dataclass(frozen=True)
-class EvidenceKind:
-    """What one attest endpoint accepts and how its token is labelled."""
-
-    policy_type: str  # SgxEnclave | OpenEnclave | TdxVm
-    tee: str  # the quote's TEE: sgx | tdx
-    attestation_type: str  # x-ms-attestation-type: sgx | tdxvm
-    tcb_status_claim: str
-    advisory_ids_claim: str
-
-
-SGX_ENCLAVE = EvidenceKind("SgxEnclave", "sgx", "sgx", "x-ms-sgx-tcb-status", "x-ms-sgx-advisory-ids")
-OPEN_ENCLAVE = EvidenceKind("OpenEnclave", "sgx", "sgx", "x-ms-sgx-tcb-status", "x-ms-sgx-advisory-ids")
-TDX_VM = EvidenceKind("TdxVm", "tdx", "tdxvm", "attester_tcb_status", "attester_advisory_ids")
 
 
 @dataclass(frozen=True)
@@ -58,77 +44,82 @@ class PolicyChoice:
 
 
 @dataclass(frozen=True)
-class Verified:
-    """What evidence verification established, before the policy runs."""
+class AttestationInput:
+    """One attestation as a request shape decoded it.
 
-    incoming: dict[str, Any]  # claim type -> value; lists become one claim per element
-    token_claims: dict[str, Any]  # service-emitted token claims (everything but iss/iat/jti/policy)
+    - ``evidence``: for the verifier; ``runtime`` / ``inittime``: the data the evidence must bind;
+    - ``draft_policy``: evaluated instead of the stored policy (the token is then unsecured);
+    - ``nonce``: echoed as the ``nonce`` claim; ``request_claims``: the shape's own token claims
+      (TPM: ``cnf``, ``x-ms-tpm-request-key``, ``rp_data``), written last;
+    - ``on_verified``: called (in the worker thread) once the evidence verified, before the policy: a
+      shape's single-use bookkeeping (TPM spends its challenge only after the quote checked).
+    """
+
+    evidence: EvidenceInput
+    runtime: DataField | None = None
+    inittime: DataField | None = None
+    draft_policy: str | None = None
+    nonce: str | None = None
+    request_claims: Mapping[str, Any] = field(default_factory=dict)
+    on_verified: Callable[[], None] | None = None
 
 
-def _check_binding(field: DataField | None, target: bytes | None, what: str, against: str) -> None:
-    if field is None or field.data is None:
+def check_binding(given: DataField | None, target: bytes | None, what: str, against: str) -> None:
+    """``SHA-256(data) == target[:32]`` (constant time); data with nothing to bind to is refused."""
+    if given is None or given.data is None:
         return
     if target is None:
         raise ServiceError(
             f"{what} given but the evidence has no {against} to bind it to", code=INVALID_PARAMETER
         )
-    if not hmac.compare_digest(hashlib.sha256(field.data).digest(), target[:32]):
+    if not hmac.compare_digest(hashlib.sha256(given.data).digest(), target[:32]):
         raise ServiceError(
             f"SHA-256 of {what} does not match the first 32 bytes of the evidence's {against}",
             code=INVALID_PARAMETER,
         )
 
 
-def _config_id(result: Any) -> bytes | None:
-    """The enclave's CONFIGID (SGX) or the TD's MRCONFIGID: what initTimeData binds to; None when zero."""
-    body = result.quote.body
-    raw = bytes(getattr(body, "mr_config_id", None) or getattr(body, "config_id", b""))
-    return raw if any(raw) else None
-
-
-def verified_claims(
-    kind: EvidenceKind, result: Any, submitted: bytes, request: AttestRequest
-) -> Verified:
-    """Check the runtime/init-time bindings and derive incoming and token claims from a ``DcapResult``."""
-    evidence_claims: dict[str, Any] = dict(result.claims)
-    _check_binding(request.runtime, bytes(result.report_data), "runtimeData", "report data")
-    _check_binding(request.inittime, _config_id(result), "initTimeData", "config id")
-
-    collateral = dict(result.collateral_hashes)
-    collateral["quotehash"] = hashlib.sha256(submitted).hexdigest()
-    advisories = list(result.advisory_ids)
+def evidence_token_claims(
+    entry: AttestationType, verified: VerifiedEvidence, submitted: AttestationInput
+) -> dict[str, Any]:
+    """The service-emitted claims of a verified evidence, named as ``entry`` says (after the bindings)."""
     token: dict[str, Any] = {
         "x-ms-ver": "1.0",
-        "x-ms-attestation-type": kind.attestation_type,
-        **evidence_claims,
-        kind.tcb_status_claim: result.tcb_status,
-        kind.advisory_ids_claim: advisories,
+        "x-ms-attestation-type": entry.token_type,
+        **verified.claims,
     }
-    if kind.tee == "sgx":
-        token["x-ms-sgx-collateral"] = collateral
-        token["maa-attestationcollateral"] = collateral
-    else:
-        token["x-ms-collateral"] = collateral
-    if request.runtime is not None and request.runtime.data is not None:
-        if request.runtime.data_type == "JSON":
-            token["x-ms-runtime"] = request.runtime.json_value
-        elif kind.tee == "sgx":
-            ehd = b64url(request.runtime.data)
-            token.update({"x-ms-sgx-ehd": ehd, "aas-ehd": ehd, "maa-ehd": ehd})
+    if entry.tcb_status_claim is not None and verified.tcb_status is not None:
+        token[entry.tcb_status_claim] = verified.tcb_status
+    if entry.advisory_ids_claim is not None and verified.tcb_status is not None:
+        token[entry.advisory_ids_claim] = list(verified.advisory_ids)
+    if entry.collateral_claims:
+        collateral = dict(verified.collateral_hashes)
+        for name in entry.collateral_claims:
+            token[name] = collateral
+    runtime, inittime = submitted.runtime, submitted.inittime
+    if runtime is not None and runtime.data is not None:
+        if runtime.data_type == "JSON":
+            token["x-ms-runtime"] = runtime.json_value
         else:
-            token["x-ms-runtime-data"] = b64url(request.runtime.data)
-    if request.inittime is not None and request.inittime.data is not None:
-        if request.inittime.data_type == "JSON":
-            token["x-ms-inittime"] = request.inittime.json_value
+            encoded = b64url(runtime.data)
+            token.update(dict.fromkeys(entry.runtime_binary_claims, encoded))
+    if inittime is not None and inittime.data is not None:
+        if inittime.data_type == "JSON":
+            token["x-ms-inittime"] = inittime.json_value
         else:
-            token["x-ms-inittime-data"] = b64url(request.inittime.data)
+            token["x-ms-inittime-data"] = b64url(inittime.data)
+    return token
 
-    incoming = dict(token)
-    if kind.tee == "sgx":
-        for alias, name in _SGX_ALIASES.items():
-            if name in incoming:
-                incoming[alias] = incoming[name]
-    return Verified(incoming=incoming, token_claims=token)
+
+def incoming_of(
+    entry: AttestationType, verified: VerifiedEvidence, token: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the policy sees: the token claims, the policy-only documents and the type's aliases."""
+    incoming = {**token, **verified.policy_claims}
+    for alias, name in entry.incoming_aliases.items():
+        if name in incoming:
+            incoming[alias] = incoming[name]
+    return incoming
 
 
 _SCALAR_TYPES = {bool: "Boolean", int: "Integer", str: "String"}
@@ -184,37 +175,45 @@ def incoming_claim_list(
     return claims
 
 
-def _lifetime_seconds(properties: Mapping[str, Any], cap: int) -> int:
-    """8 hours, or the policy's ``report_validity_in_minutes``; never more than ``cap`` (how long a
-    retired signing key stays in ``/certs``), so that every token stays verifiable until it expires."""
+def lifetime_seconds(properties: Mapping[str, Any], default_minutes: int, cap: int) -> int:
+    """The type's default, or the policy's ``report_validity_in_minutes`` (1 minute .. 1 year); never more
+    than ``cap`` (how long a retired signing key stays in ``/certs``), so that every token stays
+    verifiable until it expires."""
     minutes = properties.get("report_validity_in_minutes")
     if isinstance(minutes, list):
         minutes = minutes[-1] if minutes else None
-    seconds = ATTESTATION_TOKEN_SECONDS
+    seconds = default_minutes * 60
     if isinstance(minutes, int) and not isinstance(minutes, bool) and 0 < minutes <= MAX_VALIDITY_MINUTES:
         seconds = minutes * 60
     return min(seconds, cap)
 
 
 def token_claims(
-    verified: Verified,
+    entry: AttestationType,
+    verified: VerifiedEvidence,
+    submitted: AttestationInput,
     policy: PolicyChoice,
     compiled: Any,
     *,
     issuer: str,
     now: datetime,
-    nonce: str | None,
-    max_lifetime: int = ATTESTATION_TOKEN_SECONDS,
+    max_lifetime: int,
     claim_cache: ClaimCache | None = None,
 ) -> dict[str, Any]:
-    """Run the policy over the incoming claims and assemble the token's claims (maa-api §6.2)."""
+    """Bindings, incoming claims, policy evaluation and the token's claims for one verified evidence
+    (maa-api §6.2). A draft policy is explained rule by rule (``TRACE_CLAIM``); a denial is explained."""
     from affidavit.policy import evaluate, explain, policy_hash
 
+    check_binding(submitted.runtime, verified.runtime_target, "runtimeData", "report data")
+    check_binding(submitted.inittime, verified.inittime_target, "initTimeData", "config id")
+    token = evidence_token_claims(entry, verified, submitted)
     phash = getattr(compiled, "hash", None) or policy_hash(policy.text)
     extra: dict[str, Any] = {"x-ms-policy-hash": phash}
     if policy.signer_jwk is not None:
         extra["x-ms-policy-signer"] = dict(policy.signer_jwk)
-    incoming = incoming_claim_list(verified.incoming, extra, claim_cache)
+    incoming = incoming_claim_list(
+        incoming_of(entry, verified, token), extra, claim_cache, custom=custom_of(verified)
+    )
     trace = None
     if policy.draft:  # the caller wrote this policy: trace every rule, literals included
         explanation = explain(compiled, incoming, reveal_policy=True)
@@ -225,8 +224,8 @@ def token_claims(
         raise denial_error(compiled, incoming, draft=policy.draft)
     iat = int(now.timestamp())
     issued = dict(outcome.claims)
-    claims: dict[str, Any] = dict(issued)  # service claims below win over same-named policy claims
-    claims.update(verified.token_claims)
+    # Service claims win over same-named policy claims.
+    claims: dict[str, Any] = {**issued, **token} if entry.policy_claims_top_level else dict(token)
     claims.update(extra)
     claims.update(
         {
@@ -234,19 +233,26 @@ def token_claims(
             "iss": issuer,
             "iat": iat,
             "nbf": iat,
-            "exp": iat + _lifetime_seconds(outcome.properties, max_lifetime),
+            "exp": iat + lifetime_seconds(outcome.properties, entry.token_minutes, max_lifetime),
         }
     )
-    if issued:
+    if issued or not entry.policy_claims_top_level:
         claims["x-ms-policy"] = issued
-    if nonce is not None:
-        claims["nonce"] = nonce
+    if submitted.nonce is not None:
+        claims["nonce"] = submitted.nonce
+    claims.update(submitted.request_claims)
     if trace is not None:
         claims[TRACE_CLAIM] = trace
     return claims
 
 
 TRACE_CLAIM = "affidavit-policy-trace"  # in draft-policy tokens only: every rule's trace (docs/service.md)
+
+
+def custom_of(verified: VerifiedEvidence) -> list[tuple[str, Any, str]]:
+    """The attester's own assertions as ``incoming_claim_list``'s ``custom`` (issuer CustomClaim, type
+    prefixed with ``policy.CUSTOM_CLAIM_PREFIX``)."""
+    return [(c.name, c.value, c.value_type) for c in verified.custom_claims]
 
 
 def denial_error(compiled: Any, incoming: Any, *, draft: bool = False) -> ServiceError:
@@ -258,3 +264,67 @@ def denial_error(compiled: Any, incoming: Any, *, draft: bool = False) -> Servic
     message = f"the attestation policy did not authorize: {explanation.denial_message(reveal_policy=draft)}"
     details = {"trace": explanation.to_dict()["rules"]} if draft else None
     return ServiceError(message, code=POLICY_EVALUATION, details=details)
+
+
+def _record_shadow(
+    state: ServiceState, entry: AttestationType, verified: VerifiedEvidence, submitted: AttestationInput
+) -> None:
+    """A shadow sample of this attestation's incoming claims (``service.shadow``), bindings checked."""
+    if state.shadow is None:
+        return
+    check_binding(submitted.runtime, verified.runtime_target, "runtimeData", "report data")
+    check_binding(submitted.inittime, verified.inittime_target, "initTimeData", "config id")
+    token = evidence_token_claims(entry, verified, submitted)
+    incoming = incoming_claim_list(incoming_of(entry, verified, token), {}, state.claims, custom_of(verified))
+    state.shadow.record(entry.name, state.clock(), incoming)
+
+
+def _decide(
+    state: ServiceState,
+    entry: AttestationType,
+    verifier: EvidenceVerifier[Any, Any],
+    submitted: AttestationInput,
+    parsed: Any,
+    collateral: Any,
+) -> str:
+    """Everything after the collateral fetch, in one worker-thread call: the policy (store read, compile),
+    verification, claims, evaluation (under the policy's limits) and the signature."""
+    from affidavit.service.policies import stored_policy_choice
+
+    if submitted.draft_policy is not None:
+        policy = PolicyChoice(text=submitted.draft_policy, draft=True)
+    else:
+        policy = stored_policy_choice(state, entry.name)
+    compiled = state.compiler.compile(policy.text, keep=not policy.draft)  # drafts are not cached
+    options = VerifyOptions(
+        properties=state.verify_properties(compiled), collateral_grace=state.config.collateral_grace
+    )
+    verified = verifier.verify(parsed, collateral, state.evidence_clock(), options)
+    if submitted.on_verified is not None:
+        submitted.on_verified()
+    if not policy.draft:
+        _record_shadow(state, entry, verified, submitted)
+    ring = state.keyring()
+    claims = token_claims(
+        entry, verified, submitted, policy, compiled,
+        issuer=state.issuer, now=state.clock(),
+        max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
+    )
+    if policy.draft:
+        from affidavit.tokens import unsecured_jwt
+
+        return str(unsecured_jwt(claims, jku=state.jku, kid=ring.current.kid))
+    from affidavit.tokens import encode_jwt
+
+    return str(encode_jwt(claims, ring.current, jku=state.jku))
+
+
+async def issue(state: ServiceState, entry: AttestationType, submitted: AttestationInput) -> str:
+    """The signed (or, for a draft policy, unsecured) token for one attestation of type ``entry``.
+
+    ``parse`` (cheap by contract) and the collateral fetch run on the event loop; the rest is one worker-
+    thread call (one hand-off per request: each costs CPU)."""
+    verifier = state.evidence_verifier(entry.name)
+    parsed = verifier.parse(submitted.evidence)
+    collateral = await verifier.collateral(parsed)
+    return await run_in_threadpool(_decide, state, entry, verifier, submitted, parsed, collateral)

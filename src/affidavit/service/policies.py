@@ -35,12 +35,12 @@ _JWS_MEDIA = ("text/plain", "application/jwt", "application/jose")
 
 def stored_policy_choice(state: ServiceState, att_type: str) -> PolicyChoice:
     """The policy attestations of ``att_type`` run under: the stored one, else the type's default."""
-    from affidavit.policy import DEFAULT_POLICIES
+    from affidavit.attestation_types import lookup
     from affidavit.tokens import certificate_jwk
 
     stored = state.stored_policy(att_type)
     if stored is None:
-        return PolicyChoice(text=DEFAULT_POLICIES.get(att_type, ""))
+        return PolicyChoice(text=lookup(att_type).default_policy)
     signer = certificate_jwk(stored.signer_cert_der) if stored.signer_cert_der else None
     return PolicyChoice(text=stored.text, signer_jwk=signer)
 
@@ -89,7 +89,7 @@ async def read_management_jws(request: Request, state: ServiceState, *, media: t
 
 
 async def get_policy(request: Request) -> Response:
-    from affidavit.policy import DEFAULT_POLICIES
+    from affidavit.attestation_types import lookup
     from affidavit.tokens import POLICY_RESULT_LIFETIME, policy_get_claims, timed_claims, unsigned_policy_jws
 
     state = state_of(request)
@@ -100,8 +100,8 @@ async def get_policy(request: Request) -> Response:
     stored = state.store.get_policy(att_type)
     if stored is not None:
         claims.update(policy_get_claims(stored.jws))
-    elif DEFAULT_POLICIES.get(att_type):
-        claims.update(policy_get_claims(unsigned_policy_jws(DEFAULT_POLICIES[att_type])))
+    elif lookup(att_type).default_policy:
+        claims.update(policy_get_claims(unsigned_policy_jws(lookup(att_type).default_policy)))
     return token_response(sign(state, claims))
 
 

@@ -8,23 +8,34 @@ database is picked up without a restart.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from affidavit.service.config import ServiceConfig
+
+if TYPE_CHECKING:
+    from affidavit.evidence.contract import EvidenceVerifier
+    from affidavit.evidence.sgx import DcapVerifier
+    from affidavit.policy import PolicyCompiler
+    from affidavit.service.auth import OidcVerifier
+    from affidavit.store import Store
 from affidavit.service.errors import ServiceError
 from affidavit.service.outage import OutageMonitor, StoreView
 from affidavit.service.pipeline import ClaimCache
 
+log = logging.getLogger("affidavit.service")
+
+KEYRING_REFRESH = 30.0  # seconds: the default key_reload_seconds (how long replicas take to see a rotation)
 POLICY_TTL = 1.0  # seconds a stored policy is reused; another server's change shows within it
 PLATFORM_CACHE = 4096  # PCK chains remembered
 
@@ -50,31 +61,34 @@ class ServiceState:
     - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
     - ``stored_policy(type)``: the stored policy, cached for ``POLICY_TTL``; ``forget_policy(type)``.
     - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
-      (:func:`tpm_trust`), holding verified AK chains and per-event results across requests; call it
-      under ``tpm_lock`` (its caches are plain dicts and TPM requests run in worker threads).
+      (:func:`tpm_trust`), holding verified AK chains and per-event results across requests (thread-safe:
+      request threads share it).
+    - ``evidence_verifier(type)``: the registered type's ``evidence.contract.EvidenceVerifier``.
     - ``shadow``: recent incoming claim sets per type for ``POST /policies/{type}:diff`` (opt-in).
     - ``admin_token``, ``oidc``: what authenticates management calls (a static bearer token, an
       ``auth.OidcVerifier``); every state has at least one, in both modes.
     """
 
     config: ServiceConfig
-    store: Any
-    compiler: Any
-    verifier: Any
-    collateral: Any
+    store: Store
+    compiler: PolicyCompiler
+    verifier: DcapVerifier
+    collateral: Any  # a collateral.CollateralProvider (None only while build_state wires it)
     admin_token: str | None
     clock: Callable[[], datetime] = utcnow
-    oidc: Any = None
+    oidc: OidcVerifier | None = None
     _keyring: Any = None  # a StoreView of the key ring
     kek: Any = None
     hsm: Any = None
     context_key: bytes = b""
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
-    tpm_lock: threading.Lock = field(default_factory=threading.Lock)
     _policies: dict[str, StoreView[Any]] = field(default_factory=dict)
     outages: OutageMonitor = field(default_factory=OutageMonitor)
     shadow: Any = None  # a shadow.ShadowSamples with --shadow-samples, else None
+    _verifiers: dict[str, EvidenceVerifier[Any, Any]] = field(default_factory=dict)
+    _refresher: asyncio.Task[None] | None = None
+    _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def issuer(self) -> str:
@@ -103,6 +117,34 @@ class ServiceState:
 
         return TpmVerifier(tpm_trust(self.config))
 
+    def evidence_verifier(self, att_type: str) -> Any:
+        """The ``evidence.contract.EvidenceVerifier`` of a registered type, built once per worker by the
+        factory its ``attestation_types`` entry names."""
+        verifier = self._verifiers.get(att_type)
+        if verifier is None:
+            import importlib
+
+            from affidavit.attestation_types import lookup
+
+            module, _, attr = lookup(att_type).verifier.partition(":")
+            verifier = getattr(importlib.import_module(module), attr)(self)
+            self._verifiers[att_type] = verifier
+        return verifier
+
+    def verify_properties(self, compiled: Any) -> dict[str, Any]:
+        """``PROPERTY_DEFAULTS`` overlaid with a policy's configuration-rule properties (what steers
+        verification), memoized by policy hash: the rules run without incoming claims."""
+        key = getattr(compiled, "hash", "")
+        props = self._verify_properties.get(key)
+        if props is None:
+            from affidavit.policy import PROPERTY_DEFAULTS, configuration_properties
+
+            props = {**PROPERTY_DEFAULTS, **configuration_properties(compiled)}
+            if len(self._verify_properties) >= 1024:
+                self._verify_properties.clear()
+            self._verify_properties[key] = props
+        return props
+
     def stored_policy(self, att_type: str) -> Any:
         """The stored policy of ``att_type`` (None: the default applies), re-read in the background
         every ``POLICY_TTL``: attestations are hot and policies change rarely. While the database is
@@ -125,7 +167,8 @@ class ServiceState:
     def keyring(self) -> Any:
         """The key ring, re-read every ``key_reload_seconds`` in the background (kept through a database
         outage for ``config.store_staleness_seconds``, like policies) and at once when a next key's time
-        to sign comes."""
+        to sign comes. A started state (``start()``) also re-reads it every half of that in a worker
+        thread, so request handlers on the event loop never wait for the database."""
         if self._keyring is None:
             from affidavit.store import KeyMaker, load_or_create_keyring
 
@@ -154,13 +197,30 @@ class ServiceState:
                 pass  # the database is down: the ring in hand keeps signing (its key stays published)
         return ring
 
+    async def _refresh_keyring(self) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        while True:
+            await asyncio.sleep(self.config.key_reload_seconds / 2)
+            if self._keyring is None:
+                continue
+            try:
+                await run_in_threadpool(self._keyring.refresh)
+            except Exception as exc:  # noqa: BLE001 -- a store outage: keep serving the ring we have
+                log.warning("key ring refresh failed (the current ring stays in use): %s", exc)
+
     async def start(self) -> None:
-        """Background work that needs the event loop (the PCS provider's refresh of expiring items)."""
+        """Background work that needs the event loop: the PCS provider's refresh of expiring items, the
+        key ring's refresh."""
         start = getattr(self.collateral, "start", None)
         if start is not None:
             start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_keyring())
 
     async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         aclose = getattr(self.collateral, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -401,6 +461,10 @@ def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow
         state.close()
         raise
     state.collateral = collateral_provider(config, state)
+    from affidavit.attestation_types import all_types
+
+    for entry in all_types():  # a factory path that does not resolve stops the start, not a request
+        state.evidence_verifier(entry.name)
     if config.admin_oidc_issuer:
         from affidavit.service.auth import OidcVerifier
 

@@ -50,20 +50,35 @@ import hashlib
 import hmac
 import json
 import os
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from affidavit import strict_json
-from affidavit.jose import ALGORITHMS as JWS_ALGORITHMS
-from affidavit.jose import b64url, signature_ok
+from affidavit.evidence.tpm.request import (  # noqa: F401 -- re-exported: the protocol's evidence
+    PCP_MAGIC_V1,
+    PCP_MAGIC_V2,
+    ClientEvidence,
+    extract_evidence,
+    parse_pcp_claim,
+)
+from affidavit.jose import (
+    TPM_REQUEST_ALGS,
+    JoseError,
+    PublicKey,
+    b64url,
+    canonical_jwk,
+    loads,
+    parse_compact,
+    public_key_from_jwk,
+    verify_signature,
+)
+from affidavit.jose.jwk import PUBLIC_MEMBERS, public_members
 from affidavit.service.decode import b64decode_lenient
 from affidavit.service.errors import ServiceError
 
@@ -72,8 +87,6 @@ CONTEXT_TTL_SECONDS = 300
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _CONTEXT_INFO = b"affidavit tpm service_context v1"
 
-# TPM_ALG_ID of the PCR banks a client may send.
-BANK_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
 _BINDING_HASHES = {
     "sha-256": "sha256",
     "sha256": "sha256",
@@ -209,50 +222,16 @@ def check_init(message: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- JWS / JWK
 
 
-def jwk_public_key(jwk: object, what: str = "jwk") -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    """An RSA or EC (P-256/384/521) public key from a JWK object."""
-    if not isinstance(jwk, dict):
-        raise TpmProtocolError(f"{what} must be a JWK object")
-    kty = jwk.get("kty")
-    if kty == "RSA":
-        n = int.from_bytes(b64_decode(jwk.get("n"), f"{what}.n"), "big")
-        e = int.from_bytes(b64_decode(jwk.get("e"), f"{what}.e"), "big")
-        if not 2048 <= n.bit_length() <= 8192 or e < 3 or e % 2 == 0 or e.bit_length() > 64:
-            raise TpmProtocolError(f"{what} is not an acceptable RSA key (2048 to 8192 bits)")
-        try:
-            return rsa.RSAPublicNumbers(e, n).public_key()
-        except ValueError:
-            raise TpmProtocolError(f"{what} is not a valid RSA key") from None
-    if kty == "EC":
-        curves: dict[str, ec.EllipticCurve] = {
-            "P-256": ec.SECP256R1(),
-            "P-384": ec.SECP384R1(),
-            "P-521": ec.SECP521R1(),
-        }
-        crv = jwk.get("crv")
-        curve = curves.get(crv) if isinstance(crv, str) else None
-        if curve is None:
-            raise TpmProtocolError(f"{what} has an unsupported curve")
-        x = int.from_bytes(b64_decode(jwk.get("x"), f"{what}.x"), "big")
-        y = int.from_bytes(b64_decode(jwk.get("y"), f"{what}.y"), "big")
-        try:
-            return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
-        except ValueError:
-            raise TpmProtocolError(f"{what} is not a point on its curve") from None
-    raise TpmProtocolError(f"{what} has unsupported kty {kty!r}")
+def jwk_public_key(jwk: object, what: str = "jwk") -> PublicKey:
+    """An RSA (2048..8192 bits) or EC (P-256/384/521) public key from a JWK object (``affidavit.jose``)."""
+    try:
+        return public_key_from_jwk(jwk, what)
+    except JoseError as exc:
+        raise TpmProtocolError(exc.message) from None
 
 
-PUBLIC_JWK_MEMBERS = ("kty", "n", "e", "crv", "x", "y", "kid", "alg", "use")
-
-
-def public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
-    """Only a JWK's public members: what a token may repeat (a client might send its private ``d``)."""
-    return {k: jwk[k] for k in PUBLIC_JWK_MEMBERS if k in jwk}
-
-
-def canonical_jwk(jwk: Mapping[str, Any]) -> str:
-    """The JWK text hashed into the quote for ``tpm_quote`` binding: compact JSON, sorted keys."""
-    return json.dumps(jwk, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+PUBLIC_JWK_MEMBERS = PUBLIC_MEMBERS
+public_jwk = public_members
 
 
 @dataclass(frozen=True)
@@ -267,14 +246,15 @@ class SignedRequest:
 
 
 def _json_value(value: object, what: str) -> object:
-    """A JSON member sent either inline or as (base64url of) JSON text."""
+    """A JSON member sent either inline or as (base64url of) JSON text; strict JSON (``jose.loads``: a
+    duplicate member in the request key is refused, as everywhere else)."""
     if isinstance(value, str):
         text = value
         if not value.lstrip().startswith(("{", "[")):
             text = b64_decode(value, what).decode("utf-8", "replace")
         try:
-            return strict_json.loads(text)
-        except (ValueError, RecursionError):
+            return loads(text, what)
+        except JoseError:
             raise TpmProtocolError(f"{what} is not JSON") from None
     return value
 
@@ -284,16 +264,19 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     jws = message.get("request")
     if not isinstance(jws, str):
         raise TpmProtocolError('expected {"request": "<JWS>"} or {"type": "aikcert"}')
-    parts = jws.split(".")
-    if len(parts) != 3:
-        raise TpmProtocolError("request is not a compact JWS")
-    header = _json_object(b64_decode(parts[0], "JWS header"), "JWS header")
+    try:
+        compact = parse_compact(jws, "request JWS")
+        payload = compact.payload_object("request JWS payload")
+    except JoseError as exc:
+        raise TpmProtocolError(exc.message) from None
+    header = compact.header
     alg, typ = header.get("alg"), header.get("typ")
-    if alg not in JWS_ALGORITHMS:
+    if alg not in TPM_REQUEST_ALGS:
         raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted (PS256 or RS256 expected)")
     if typ is not None and typ not in ("attReq", "attReqV2", "JWT"):
         raise TpmProtocolError(f"request JWS typ {typ!r} is not attReq")
-    payload = _json_object(b64_decode(parts[1], "JWS payload"), "JWS payload")
+    if payload is None:
+        raise TpmProtocolError("request JWS payload is empty")
     att_type = payload.get("att_type", "basic")
     att_data = payload.get("att_data")
     if att_type == "vbs":
@@ -313,12 +296,14 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     if jwk is None:
         raise TpmProtocolError("the request carries neither request_key nor attest_key")
     key = jwk_public_key(jwk, "request key")
-    signed = f"{parts[0]}.{parts[1]}".encode("ascii")
-    if not signature_ok(str(alg), key, signed, b64_decode(parts[2], "JWS signature")):
+    try:
+        verify_signature(compact, key, TPM_REQUEST_ALGS)
+    except JoseError:
         raise TpmProtocolError(
             f"the request's {alg} signature does not verify with its request key (or does not fit it)"
-        )
-    return SignedRequest(header, att_type, att_data, dict(jwk), request_key)  # type: ignore[arg-type]
+        ) from None
+    assert isinstance(jwk, dict)  # jwk_public_key accepted it
+    return SignedRequest(header, att_type, att_data, dict(jwk), request_key)
 
 
 def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
@@ -339,227 +324,7 @@ def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ TPM evidence
-
-
-@dataclass(frozen=True)
-class ClientEvidence:
-    """The TPM evidence of one request as the client sent it: decoded, not yet verified."""
-
-    quote: bytes
-    signature: bytes
-    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
-    event_log: bytes | None
-    aik_cert: bytes | None
-    aik_pub: bytes | dict[str, Any] | None
-    custom_claims: tuple[tuple[str, Any, str], ...] = field(default=())
-
-    def pcr_map(self) -> dict[int, dict[int, bytes]]:
-        return {alg: dict(values) for alg, values in self.pcrs}
-
-
-def _decode_pcrs(value: object) -> tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]:
-    if not isinstance(value, list) or not value or len(value) > 16:
-        raise TpmProtocolError("pcrs must be a non-empty list of banks")
-    banks = []
-    seen: set[int] = set()
-    for bank in value:
-        if not isinstance(bank, dict):
-            raise TpmProtocolError("each pcrs entry must be an object")
-        alg = bank.get("algorithm")
-        if not isinstance(alg, int) or isinstance(alg, bool) or alg not in BANK_SIZES or alg in seen:
-            raise TpmProtocolError(f"pcrs bank algorithm {alg!r} is unknown or repeated")
-        seen.add(alg)
-        values = bank.get("values")
-        if not isinstance(values, list) or len(values) > 24:
-            raise TpmProtocolError("pcrs values must be a list of at most 24 entries")
-        out: dict[int, bytes] = {}
-        for item in values:
-            index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 24 or index in out:
-                raise TpmProtocolError("pcrs value index is out of range or repeated")
-            digest = b64_decode(item.get("digest"), f"PCR {index} digest")
-            if len(digest) != BANK_SIZES[alg]:
-                raise TpmProtocolError(f"PCR {index} digest has the wrong size for bank {alg:#06x}")
-            out[index] = digest
-        banks.append((alg, tuple(sorted(out.items()))))
-    return tuple(banks)
-
-
-PCP_MAGIC_V1 = 0x53444150  # 'SDAP' as an MSVC multi-character constant, stored little-endian
-PCP_MAGIC_V2 = 0x32444150  # '2DAP'
-_PCP_HEADER = struct.Struct("<7I")
-_RSASSA, _RSAPSS, _ALG_NULL, _ALG_SHA1 = 0x0014, 0x0016, 0x0010, 0x0004
-
-
-@dataclass(frozen=True)
-class PcpClaim:
-    """A Windows platform claim, its signature rebuilt as a TPMT_SIGNATURE."""
-
-    quote: bytes
-    signature: bytes
-    pcrs: tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]
-    log: bytes
-
-
-def _signature_scheme(aik_pub: object) -> tuple[int, int]:
-    """(sigAlg, hashAlg) the AK signs quotes with: its fixed scheme, else PCPTool's RSASSA-SHA1."""
-    if isinstance(aik_pub, bytes):
-        from affidavit.evidence import EvidenceError
-        from affidavit.evidence.tpm import parse_public
-
-        try:
-            public = parse_public(aik_pub)
-        except EvidenceError as exc:
-            raise TpmProtocolError(f"aik_pub: {exc.message}") from None
-        if public.scheme in (_RSASSA, _RSAPSS) and public.scheme_hash != _ALG_NULL:
-            return public.scheme, public.scheme_hash
-    return _RSASSA, _ALG_SHA1
-
-
-def parse_pcp_claim(blob: bytes, aik_pub: object = None) -> PcpClaim:
-    """Split a ``PCP_PLATFORM_ATTESTATION_BLOB`` ('SDAP'/'2DAP'); strict about every size."""
-    if len(blob) < _PCP_HEADER.size:
-        raise TpmProtocolError("current_claim platform blob is shorter than its header")
-    magic, platform, header_size, cb_pcrs, cb_quote, cb_sig, cb_log = _PCP_HEADER.unpack_from(blob)
-    if magic not in (PCP_MAGIC_V1, PCP_MAGIC_V2):
-        raise TpmProtocolError("current_claim is not a platform attestation blob")
-    if platform != 2:
-        raise TpmProtocolError(f"current_claim is for TPM version {platform}; only TPM 2.0 is supported")
-    bank = _ALG_SHA1
-    if magic == PCP_MAGIC_V2:
-        if header_size < _PCP_HEADER.size + 4 or len(blob) < _PCP_HEADER.size + 4:
-            raise TpmProtocolError("current_claim '2DAP' header is truncated")
-        (bank,) = struct.unpack_from("<I", blob, _PCP_HEADER.size)
-    elif header_size < _PCP_HEADER.size:
-        raise TpmProtocolError("current_claim header size is too small")
-    size = BANK_SIZES.get(bank)
-    if size is None:
-        raise TpmProtocolError(f"current_claim PCR bank {bank:#x} is not supported")
-    if cb_pcrs != 24 * size:
-        raise TpmProtocolError(f"current_claim holds {cb_pcrs} bytes of PCRs, expected 24 x {size}")
-    if header_size + cb_pcrs + cb_quote + cb_sig + cb_log != len(blob):
-        raise TpmProtocolError("current_claim sizes do not add up to its length")
-    if not 0 < cb_sig <= 1024 or cb_quote == 0:
-        raise TpmProtocolError("current_claim carries no quote or an implausible signature")
-    pos = header_size
-    pcrs = tuple((i, blob[pos + i * size : pos + (i + 1) * size]) for i in range(24))
-    pos += cb_pcrs
-    quote = blob[pos : pos + cb_quote]
-    pos += cb_quote
-    raw_sig = blob[pos : pos + cb_sig]
-    log = blob[pos + cb_sig :]
-    sig_alg, hash_alg = _signature_scheme(aik_pub)
-    signature = struct.pack(">HHH", sig_alg, hash_alg, len(raw_sig)) + raw_sig
-    return PcpClaim(quote, signature, ((bank, pcrs),), log)
-
-
-def _decode_cert(value: object) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
-        body = "".join(line for line in value.strip().splitlines() if not line.startswith("-----"))
-        return b64_decode(body, "aik_cert")
-    return b64_decode(value, "aik_cert")
-
-
-def _decode_aik_pub(value: object) -> bytes | dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        parsed = _json_value(value, "aik_pub")
-        if not isinstance(parsed, dict):
-            raise TpmProtocolError("aik_pub must be a JWK object or base64url TPM2B_PUBLIC")
-        return parsed
-    return b64_decode(value, "aik_pub")
-
-
-def _decode_custom_claims(value: object) -> tuple[tuple[str, Any, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > 64:
-        raise TpmProtocolError("custom_claims must be a list of at most 64 {name, value, value_type}")
-    out = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-            raise TpmProtocolError("each custom claim needs a name")
-        vtype = item.get("value_type", "String")
-        val = item.get("value")
-        if vtype == "Integer" and isinstance(val, int) and not isinstance(val, bool):
-            pass
-        elif vtype == "Boolean" and isinstance(val, bool):
-            pass
-        elif vtype == "String" and isinstance(val, str):
-            pass
-        else:
-            raise TpmProtocolError(
-                f"custom claim {item['name']!r}: value does not match value_type {vtype!r}"
-            )
-        out.append((item["name"], val, vtype))
-    return tuple(out)
-
-
-def _tcg_log(logs: object) -> bytes | None:
-    if logs is None:
-        return None
-    if not isinstance(logs, list):
-        raise TpmProtocolError("logs must be a list of {type, log}")
-    found = None
-    for entry in logs:
-        if not isinstance(entry, dict):
-            raise TpmProtocolError("each logs entry must be an object")
-        if entry.get("type", "TCG") == "TCG":
-            if found is not None:
-                raise TpmProtocolError("more than one TCG log")
-            found = b64_decode(entry.get("log"), "TCG log")
-    return found
-
-
-def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
-    """The TPM evidence of ``att_data``, in either the v1 or the v2 shape (see the module docstring)."""
-    tpm = att_data.get("tpm_att_data")
-    if not isinstance(tpm, dict):
-        raise TpmProtocolError("att_data.tpm_att_data is missing")
-    if "current_attestation" in tpm:
-        cur = tpm["current_attestation"]
-        if not isinstance(cur, dict):
-            raise TpmProtocolError("current_attestation must be an object")
-        log = _tcg_log(cur.get("logs"))
-        claim = cur
-        aik_cert, aik_pub = cur.get("aik_cert"), cur.get("aik_pub")
-    elif "current_claim" in tpm:
-        raw_log = tpm.get("srtm_boot_log")
-        log = None if raw_log is None else b64_decode(raw_log, "srtm_boot_log")
-        aik_cert, aik_pub = tpm.get("aik_cert"), tpm.get("aik_pub")
-        current = tpm["current_claim"]
-        if isinstance(current, str) and not current.lstrip().startswith("{"):
-            blob = b64_decode(current, "current_claim")
-            if blob[:4] in (b"PADS", b"PAD2"):
-                pub = _decode_aik_pub(aik_pub)
-                pcp = parse_pcp_claim(blob, pub)
-                return ClientEvidence(
-                    quote=pcp.quote,
-                    signature=pcp.signature,
-                    pcrs=pcp.pcrs,
-                    event_log=log if log is not None else (pcp.log or None),
-                    aik_cert=_decode_cert(aik_cert),
-                    aik_pub=pub,
-                    custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
-                )
-        claim_obj = _json_value(current, "current_claim")
-        if not isinstance(claim_obj, dict):
-            raise TpmProtocolError("current_claim must be a platform claim or JSON {quote, signature, pcrs}")
-        claim = claim_obj
-    else:
-        raise TpmProtocolError("tpm_att_data has neither current_claim nor current_attestation")
-    return ClientEvidence(
-        quote=b64_decode(claim.get("quote"), "quote"),
-        signature=b64_decode(claim.get("signature"), "signature"),
-        pcrs=_decode_pcrs(claim.get("pcrs")),
-        event_log=log,
-        aik_cert=_decode_cert(aik_cert),
-        aik_pub=_decode_aik_pub(aik_pub),
-        custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
-    )
+# The decoders of the evidence inside ``att_data`` live in the evidence layer (``evidence.tpm.request``).
 
 
 def check_request_challenge(att_data: Mapping[str, Any], challenge: bytes) -> None:

@@ -35,7 +35,6 @@ a token never outlives the publication of its signing key.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,14 +42,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from affidavit.attestation_types import AttestationType, lookup
+from affidavit.evidence.contract import EvidenceInput
 from affidavit.service.common import state_of
 from affidavit.service.decode import check_api_version, read_body
 from affidavit.service.errors import JSON_MEDIA, ServiceError
 from affidavit.service.observe import note
+from affidavit.service.pipeline import AttestationInput, issue
 from affidavit.service.state import ServiceState
 from affidavit.service.tpm_protocol import (
     CONTEXT_TTL_SECONDS,
-    ClientEvidence,
     ContextSealer,
     SignedRequest,
     TpmProtocolError,
@@ -63,13 +64,10 @@ from affidavit.service.tpm_protocol import (
     derive_context_key,
     encode_envelope,
     expected_qualifying_data,
-    extract_evidence,
     public_jwk,
     verify_request,
 )
 
-# Claims of verify_tpm's result that are JSON documents for policies, not token claims.
-JSON_CLAIMS = frozenset({"events", "bootEvents", "pcrs"})
 LEDGER_SKEW = 300  # seconds a used challenge is kept past its context's lifetime: servers' clocks differ
 
 
@@ -99,30 +97,10 @@ def _open_context(state: ServiceState, context: object, now: float) -> bytes:
     return sealer.open(context, now)
 
 
-def _policy_incoming(claims: Mapping[str, Any], evidence: ClientEvidence) -> list[Any]:
-    from affidavit.service.pipeline import incoming_claim_list
-
-    return incoming_claim_list(claims, {}, custom=evidence.custom_claims)
-
-
-def _lifetime_seconds(properties: Mapping[str, Any], ring: Any) -> int:
-    from affidavit.policy import PROPERTY_DEFAULTS
-
-    minutes = properties.get("report_validity_in_minutes", PROPERTY_DEFAULTS["report_validity_in_minutes"])
-    if isinstance(minutes, list):
-        minutes = minutes[-1] if minutes else PROPERTY_DEFAULTS["report_validity_in_minutes"]
-    seconds = int(minutes) * 60
-    cap = getattr(ring, "max_token_lifetime", None)
-    return min(seconds, int(cap.total_seconds())) if cap is not None else seconds
-
-
-def attest_report(state: ServiceState, message: Mapping[str, Any]) -> str:
-    """Verify a signed request and return the report token (raises a layer's error otherwise)."""
-    from affidavit.evidence.tpm import TpmEvidence
-    from affidavit.policy import PROPERTY_DEFAULTS, configuration_properties, evaluate, policy_hash
-    from affidavit.service.common import sign
-    from affidavit.service.policies import stored_policy_choice
-
+def open_request(state: ServiceState, message: Mapping[str, Any]) -> AttestationInput:
+    """Check a signed request (signature, ``rp_data``, the sealed challenge) and turn it into the
+    pipeline's input: the ``att_data`` for the TPM verifier, bound to the challenge, the request's own
+    token claims, and the challenge's spending once the quote verified (``on_verified``)."""
     now = state.clock()
     request: SignedRequest = verify_request(message)
     att_data = request.att_data
@@ -133,87 +111,41 @@ def attest_report(state: ServiceState, message: Mapping[str, Any]) -> str:
         b64_decode(rp_data, "rp_data")
     challenge = _open_context(state, att_data.get("service_context"), now.timestamp())
     check_request_challenge(att_data, challenge)
-    evidence = extract_evidence(att_data)
+    seconds = now.timestamp()
 
-    choice = stored_policy_choice(state, "Tpm")
-    compiled = state.compiler.compile(choice.text)
-    config = {**PROPERTY_DEFAULTS, **configuration_properties(compiled)}
-    tpm_evidence = TpmEvidence(
-        quote=evidence.quote,
-        signature=evidence.signature,
-        pcrs=evidence.pcr_map(),
-        ak_public=evidence.aik_pub if isinstance(evidence.aik_pub, bytes) else _aik_key(evidence),
-        ak_certificate=evidence.aik_cert,
-        event_log=evidence.event_log,
-    )
-    with state.tpm_lock:  # the verifier's caches are not thread-safe; requests run in worker threads
-        result = state.tpm_verifier.verify(
-            tpm_evidence,
-            expected_qualifying_data(request, challenge),
-            state.evidence_clock(),
-            require_valid_aik_cert=bool(config["require_valid_aik_cert"]),
-            required_pcr_mask=int(config["required_pcr_mask"]),
-        )
-    consume_challenge(state, challenge, now.timestamp())  # both signatures checked: now it is spent
+    def spend() -> None:  # both signatures checked (the request JWS, the quote): now it is spent
+        consume_challenge(state, challenge, seconds)
 
-    service_claims: dict[str, Any] = {"x-ms-attestation-type": "tpm", **result.claims}
-    phash = policy_hash(choice.text)
-    extra: dict[str, Any] = {"x-ms-policy-hash": phash}
-    if choice.signer_jwk is not None:
-        extra["x-ms-policy-signer"] = dict(choice.signer_jwk)
-    incoming = _policy_incoming({**service_claims, **extra}, evidence)
-    if state.shadow is not None:
-        state.shadow.record("Tpm", now, incoming)
-    outcome = evaluate(compiled, incoming)
-    if not outcome.authorized:
-        from affidavit.service.pipeline import denial_error
-
-        raise denial_error(compiled, incoming)
-
-    iat = int(now.timestamp())
-    token: dict[str, Any] = {k: v for k, v in service_claims.items() if k not in JSON_CLAIMS}
-    token.update(extra)
-    token.update({
-        "x-ms-ver": "1.0",
-        "ver": "1.0",
-        "x-ms-policy": dict(outcome.claims),
-        "cnf": {"jwk": public_jwk(request.signing_jwk)},
-        "jti": secrets.token_hex(32),
-        "iss": state.issuer,
-        "iat": iat,
-        "nbf": iat,
-        "exp": iat + _lifetime_seconds({**config, **outcome.properties}, state.keyring()),
-    })
+    claims: dict[str, Any] = {"ver": "1.0", "cnf": {"jwk": public_jwk(request.signing_jwk)}}
     if request.request_key is not None:
-        token["x-ms-tpm-request-key"] = {"jwk": public_jwk(request.signing_jwk),
-                                         **({"info": request.request_key["info"]}
-                                            if isinstance(request.request_key.get("info"), dict) else {})}
+        info = request.request_key.get("info")
+        claims["x-ms-tpm-request-key"] = {"jwk": public_jwk(request.signing_jwk),
+                                          **({"info": info} if isinstance(info, dict) else {})}
     if rp_data is not None:
-        token["rp_data"] = rp_data
-        token["nonce"] = rp_data
-    return sign(state, token)
+        claims["rp_data"] = rp_data
+        claims["nonce"] = rp_data
+    return AttestationInput(
+        evidence=EvidenceInput(b"", document=att_data, nonce=expected_qualifying_data(request, challenge)),
+        request_claims=claims,
+        on_verified=spend,
+    )
 
 
-def _aik_key(evidence: ClientEvidence) -> Any:
-    """MAA's ``aik_pub`` JWK as a public key (None when absent: the certificate's key is used)."""
-    from affidavit.service.tpm_protocol import jwk_public_key
-
-    return None if evidence.aik_pub is None else jwk_public_key(evidence.aik_pub, "aik_pub")
-
-
-def _handle(state: ServiceState, body: bytes) -> dict[str, Any]:
-    message = decode_envelope(body)
-    if "request" in message:
-        return {"report": attest_report(state, message)}
-    check_init(message)
+def _challenge(state: ServiceState) -> dict[str, Any]:
     return challenge_message(_sealers(state)[0], state.clock().timestamp())
 
 
-async def attest_tpm(request: Request) -> Response:
+async def attest_tpm(request: Request, entry: AttestationType | None = None) -> Response:
     state = state_of(request)
     check_api_version(request)
     body = await read_body(request, state.config.max_body_bytes)
-    answer = await run_in_threadpool(_handle, state, body)
-    if "report" not in answer:
+    message = decode_envelope(body)
+    answer: dict[str, Any]
+    if "request" in message:
+        submitted = await run_in_threadpool(open_request, state, message)
+        answer = {"report": await issue(state, entry or lookup("Tpm"), submitted)}
+    else:
+        check_init(message)
+        answer = await run_in_threadpool(_challenge, state)
         note(request, outcome="challenge")  # the first round: metrics count it apart from attestations
     return JSONResponse(encode_envelope(answer), media_type=JSON_MEDIA)

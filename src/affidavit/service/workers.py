@@ -37,11 +37,13 @@ def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: one the OS picks; read it with ``getsockname``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 
@@ -49,14 +51,14 @@ def _bind(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, uvicorn_options: dict[str, Any]) -> None:
     import uvicorn
 
-    sock = _bind(host, port)
+    sock = bind(host, port)
     uvicorn.Server(uvicorn.Config(**uvicorn_options)).run(sockets=[sock])
 
 
 def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any]) -> int:
     """Run ``count`` uvicorn workers on ``host:port`` until signalled, replacing any that dies; returns
     the command's exit code (0 after a signal, 1 when workers keep dying at start)."""
-    _bind(host, port).close()  # fail here, once, with the OS's reason if the address is unusable
+    bind(host, port).close()  # fail here, once, with the OS's reason if the address is unusable
     ctx = multiprocessing.get_context("spawn")  # workers import the app afresh, as uvicorn's do
 
     def spawn() -> Any:

@@ -14,18 +14,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from affidavit.evidence.sgx.tcbinfo import ENCLAVE_STATUSES as ENCLAVE_STATUSES  # noqa: E402 -- re-exported
+from affidavit.evidence.sgx.tcbinfo import TCB_STATUSES as TCB_STATUSES  # noqa: E402
 from affidavit.simulate.keys import sign_raw
-
-TCB_STATUSES = (
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-)
-ENCLAVE_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
 
 # Identity of Intel's quoting enclaves as published in 2025 collateral (sgx-dcap.md §3.2).
 QE_MRSIGNER = bytes.fromhex("8C4F5775D796503E96137F77C68A829A0056AC8DED70140B081B094490C57BFF")

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from affidavit.evidence.sgx.names import PCK_CA_NAMES
 from affidavit.simulate.keys import derive_key, derive_serial
 from affidavit.simulate.pck_extension import SGX_EXTENSION_OID, PckExtension
 
@@ -26,10 +27,7 @@ Seed = bytes | str | int | None
 
 ORGANIZATION = "Affidavit Simulated Intel PKI (not Intel)"
 ROOT_CN = "Intel SGX Root CA"
-PCK_CA_CN: dict[str, str] = {
-    "processor": "Intel SGX PCK Processor CA",
-    "platform": "Intel SGX PCK Platform CA",
-}
+PCK_CA_CN: dict[str, str] = dict(PCK_CA_NAMES)  # kind -> the CA's common name
 TCB_SIGNING_CN = "Intel SGX TCB Signing"
 PCK_CN = "Intel SGX PCK Certificate"
 _CRL_BASE = "https://simulated-pcs.invalid/sgx/certification/v4"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from affidavit.errors import AffidavitError
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-# Codes whose cause is the signer's certificate or signature rather than the envelope's shape. MAA answers
-# those with ``InvalidParameter`` ("bad certificate chain") and everything else with ``InvalidOperation``.
-_SIGNER_CODES = frozenset(
-    {"bad_signature", "bad_certificate", "signer_expired", "signer_not_yet_valid", "untrusted_signer"}
-)
+from affidavit.errors import AffidavitError
+from affidavit.jose import JoseError
 
 
 class TokenError(AffidavitError):
@@ -22,8 +20,13 @@ class TokenError(AffidavitError):
     """
 
     code = "token_error"
+    # The HTTP status and MAA code each code answers with: ``affidavit.service.errors`` (the error table).
 
-    @property
-    def maa_code(self) -> str:
-        """The MAA error code the service should answer with (both on HTTP 400)."""
-        return "InvalidParameter" if self.code in _SIGNER_CODES else "InvalidOperation"
+
+@contextmanager
+def from_jose(**codes: str) -> Iterator[None]:
+    """Re-raise a ``JoseError`` as a ``TokenError`` with the same code (or ``codes[jose_code]``)."""
+    try:
+        yield
+    except JoseError as exc:
+        raise TokenError(exc.message, code=codes.get(exc.code, exc.code)) from None

@@ -18,20 +18,18 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from affidavit import strict_json
+from affidavit.jose import POLICY_ALGS, CompactJws, parse_compact, verify_signature
 from affidavit.tokens.b64 import b64std_decode, b64url_decode
-from affidavit.tokens.errors import TokenError
+from affidavit.tokens.errors import TokenError, from_jose
 
-RSA_ALGS = frozenset({"RS256", "RSA256"})
+RSA_ALGS = frozenset({"RS256", "RSA256"})  # MAA's SDK writes RSA256; both are checked as RS256
 # Names MAA documents for the certificate in a certificates:add/remove payload (maa-api §8).
 POLICY_CERTIFICATE_CLAIMS = (
     "policyCertificate", "maa-policyCertificate", "x-ms-policyCertificate", "aas-policyCertificate",
 )
 _MAX_CHAIN_DEPTH = 8
-_WS = " \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -53,47 +51,13 @@ class Jws:
         return self.alg != "none"
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise ValueError(f"duplicate member {k!r}")
-        obj[k] = v
-    return obj
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = strict_json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise TokenError(f"{what} is not valid JSON: {exc}", code="bad_json") from None
-    if not isinstance(obj, dict):
-        raise TokenError(f"{what} must be a JSON object", code="bad_json")
-    return obj
-
-
 def parse_jws(text: str | bytes) -> Jws:
-    """Split and decode a compact JWS (surrounding whitespace ignored); no signature check yet."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            raise TokenError("JWS is not ASCII", code="malformed_jws") from None
-    if not isinstance(text, str):
-        raise TokenError("JWS must be text", code="malformed_jws")
-    text = text.strip(_WS)
-    parts = text.split(".")
-    if len(parts) != 3:
-        raise TokenError(f"JWS must have 3 segments, not {len(parts)}", code="malformed_jws")
-    head_b64, body_b64, sig_b64 = parts
-    header = _json_object(b64url_decode(head_b64, what="JWS header"), "JWS header")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or not alg:
-        raise TokenError("JWS header has no alg", code="malformed_jws")
-    body = b64url_decode(body_b64, what="JWS payload")
-    payload = _json_object(body, "JWS payload") if body else None
-    signature = b64url_decode(sig_b64, what="JWS signature")
-    return Jws(text, header, payload, f"{head_b64}.{body_b64}".encode("ascii"), signature)
+    """Split and decode a compact JWS (surrounding whitespace ignored); no signature check yet. The JOSE
+    package's one parser (duplicate members refused), failing as ``TokenError``."""
+    with from_jose():
+        compact = parse_compact(text)
+        payload = compact.payload_object()
+    return Jws(compact.text, compact.header, payload, compact.signing_input, compact.signature)
 
 
 def _x5c_list(value: Any, where: str) -> list[str]:
@@ -158,10 +122,9 @@ def verify_jws(jws: Jws, *, now: datetime) -> x509.Certificate | None:
         raise TokenError("signer certificate has an unreadable public key", code="bad_certificate") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise TokenError(f"alg {jws.alg} needs an RSA signer certificate", code="bad_certificate")
-    try:
-        key.verify(jws.signature, jws.signing_input, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise TokenError("JWS signature does not verify", code="bad_signature") from None
+    compact = CompactJws(jws.text, jws.header, b"", jws.signing_input, jws.signature)
+    with from_jose(bad_key="bad_certificate"):  # MAA's edge: its "RSA256" is RS256
+        verify_signature(compact, key, POLICY_ALGS, alg="RS256")
     check_validity(signer, now)
     return signer
 
@@ -274,6 +237,8 @@ def sign_jws(
 ) -> str:
     """A compact RS256 JWS of ``payload`` (None: the empty payload of a reset) with the signer certificate
     chain in ``x5c``, as a policy management client sends it; :func:`verify_jws` accepts it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from affidavit.tokens.b64 import b64url_encode

@@ -69,3 +69,13 @@ def sgx_vectors(vectors: Path) -> Path:
 @pytest.fixture(scope="session")
 def verifier() -> DcapVerifier:
     return DcapVerifier(TrustAnchors.intel())
+
+from tests.simulated_platforms import (  # noqa: E402, F401 -- fixtures of tests/evidence/sgx/test_simulated.py
+    now,
+    sgx_collateral,
+    sgx_platform,
+    sgx_verifier,
+    tdx_collateral,
+    tdx_platform,
+    tdx_verifier,
+)

@@ -145,3 +145,35 @@ def test_same_signature_bytes_on_another_certificate_are_not_reused(platform: Si
     with pytest.raises(EvidenceError) as info:
         _verify(platform, collateral)
     assert info.value.code == "collateral_chain_untrusted"
+
+
+def test_pck_ca_kind_is_an_exact_name_everywhere() -> None:
+    """One place decides which PCK CA is which, by exact name: the verifier used to accept any CA whose
+    name merely contained "Processor" or "Platform", while collateral matched exact names."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from affidavit.evidence import EvidenceError
+    from affidavit.evidence.sgx.names import pck_ca_kind
+    from affidavit.evidence.sgx.pki import ca_type
+
+    assert pck_ca_kind("Intel SGX PCK Processor CA") == "processor"
+    assert pck_ca_kind("Intel SGX PCK Platform CA") == "platform"
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def ca(cn: str) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+
+    assert ca_type(ca("Intel SGX PCK Platform CA")) == "platform"
+    for cn in ("Evil Processor CA", "Intel SGX PCK Platform CA 2"):
+        with pytest.raises(EvidenceError) as err:
+            ca_type(ca(cn))
+        assert err.value.code == "pck_chain_malformed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -150,3 +151,23 @@ def test_verify_tpm_on_mutated_evidence(quote: bytes, sig: bytes, log: bytes) ->
         verify_tpm(ev, nonce, trust, datetime.now(UTC), required_pcr_mask=0x3FF)
     except EvidenceError:
         pass
+
+
+@pytest.mark.parametrize(
+    "pcrs",
+    [
+        [{"algorithm": 11, "values": [{"index": 24, "digest": "AA" * 16}]}],  # PCR 24 (allowed < 32 before)
+        [{"algorithm": 11, "values": [{"index": 3, "digest": "AAAA"}]}],  # 3 bytes in a SHA-256 bank
+        [{"algorithm": 11, "values": [{"index": True, "digest": "AA"}]}],
+        [],
+    ],
+)
+def test_maa_pcrs_rules_are_the_protocols(pcrs: object) -> None:
+    """One parser of MAA's pcrs list, with the TPM protocol's rules (indices 0..23, digest sizes)."""
+    with pytest.raises(TpmError):
+        parse_maa_pcrs(pcrs)
+    digest = bytes(range(32))
+    from affidavit.jose import b64url
+
+    ok = [{"algorithm": 11, "values": [{"index": 23, "digest": b64url(digest)}]}]
+    assert parse_maa_pcrs(ok) == ((11, ((23, digest),)),)

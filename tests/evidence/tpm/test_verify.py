@@ -289,3 +289,49 @@ def test_verifier_cache_gives_the_same_result_and_still_rejects(vectors: Path) -
     _, end = event_data_span(ev.event_log, seq)
     with pytest.raises(EventDataError):  # cached event checks are keyed by the data itself
         verifier.verify(dataclasses.replace(ev, event_log=flip(ev.event_log, end - 1)), b"\x90\x09", NOW)
+
+
+def test_bounded_cache_eviction_is_thread_safe() -> None:
+    """Several threads filling a 1-entry cache: the old ``pop(next(iter(table)))`` raised RuntimeError or
+    KeyError when another thread changed the table in between."""
+    import sys
+    import threading
+
+    from affidavit.evidence.tpm.maa_json import EventCache
+
+    cache = EventCache(max_entries=1)
+    table: dict[tuple[int, int], int] = {}
+    errors: list[BaseException] = []
+
+    def fill(n: int) -> None:
+        try:
+            for i in range(20000):
+                cache._put(table, (n, i), i)
+        except BaseException as exc:  # noqa: BLE001 -- the test reports any
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=fill, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and len(table) <= 1 + 4  # the bound, plus at most one in flight per thread
+
+
+def test_one_verifier_serves_threads_without_a_lock(vectors: Path) -> None:
+    """The service shares one TpmVerifier across request threads (no lock): same claims from all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from affidavit.evidence.tpm import TpmVerifier
+
+    ev, trust = _gce(vectors, "gce-cos-85-nonce9009")
+    verifier = TpmVerifier(trust, max_cache_entries=2)  # tiny: evictions on every call
+    expected = verify_tpm(ev, b"\x90\x09", trust, NOW).claims
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: verifier.verify(ev, b"\x90\x09", NOW).claims, range(16)))
+    assert all(r == expected for r in results)

@@ -16,6 +16,19 @@ from cryptography import x509
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx import der
 
+# Intel's PCK CAs by their exact common names (sgx-dcap.md): the one place that says which CA is which.
+PCK_CA_KINDS: dict[str, str] = {
+    "Intel SGX PCK Processor CA": "processor",
+    "Intel SGX PCK Platform CA": "platform",
+}
+PCK_CA_NAMES: dict[str, str] = {kind: name for name, kind in PCK_CA_KINDS.items()}
+
+
+def pck_ca_kind(common_name: str) -> str | None:
+    """``"processor"`` or ``"platform"`` for an Intel PCK CA's common name (exact match), else None."""
+    return PCK_CA_KINDS.get(common_name)
+
+
 _CN_ATTRIBUTE = b"\x06\x03\x55\x04\x03"  # OBJECT IDENTIFIER 2.5.4.3 (commonName)
 _TAG_SET = 0x31
 _TAG_VERSION = 0xA0  # [0] EXPLICIT Version in a TBSCertificate

@@ -28,7 +28,7 @@ from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.sgx import der
 from affidavit.evidence.sgx.collateral import SgxCollateral
-from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer
+from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
 from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
 from affidavit.evidence.sgx.trust import TrustAnchors, spki
 
@@ -273,11 +273,10 @@ def ca_type(intermediate: x509.Certificate, names: Names | None = None) -> str:
     if names is None:
         names = cert_names(intermediate, "pck_chain_malformed", "PCK CA certificate")
     cn = common_name(names.subject)
-    if "Processor" in cn:
-        return "processor"
-    if "Platform" in cn:
-        return "platform"
-    raise fail("pck_chain_malformed", f"PCK issuer {cn!r} is neither the Processor nor the Platform CA")
+    kind = pck_ca_kind(cn)
+    if kind is None:
+        raise fail("pck_chain_malformed", f"PCK issuer {cn!r} is neither the Processor nor the Platform CA")
+    return kind
 
 
 def verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedChain:

@@ -142,6 +142,7 @@ def platform_levels(tcb: TcbInfo, pck: PckExtension, td: TdReportBody | None) ->
             f"TCB level not supported: PCK SGX TCB components [{comps}] PCESVN "
             f"{pck.pcesvn} are below every level of the TCB Info",
         )
+    assert td is not None  # without a TD body the first SGX match returned
     raise fail(
         "tcb_not_supported",
         f"TCB level not supported: TEE_TCB_SVN {td.tee_tcb_svn.hex()} is below "

@@ -6,6 +6,7 @@ by the verifier, never here. Hex fields become bytes, dates become aware datetim
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,18 +14,19 @@ from typing import Any
 from affidavit import strict_json
 from affidavit.evidence import EvidenceError
 
-PLATFORM_STATUSES = frozenset(
-    {
-        "UpToDate",
-        "SWHardeningNeeded",
-        "ConfigurationNeeded",
-        "ConfigurationAndSWHardeningNeeded",
-        "OutOfDate",
-        "OutOfDateConfigurationNeeded",
-        "Revoked",
-    }
+# Intel's TCB statuses (TCB Info levels; Enclave Identity levels), best first: the one list.
+TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
 )
-IDENTITY_STATUSES = frozenset({"UpToDate", "OutOfDate", "Revoked"})
+ENCLAVE_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
+PLATFORM_STATUSES = frozenset(TCB_STATUSES)
+IDENTITY_STATUSES = frozenset(ENCLAVE_STATUSES)
 
 
 def _fail(message: str) -> EvidenceError:
@@ -52,13 +54,15 @@ class _Obj:
             raise _fail(f"{self.where}.{key} has the wrong type")
         return v
 
-    def int(self, key: str, *, optional: bool = False, limit: int = 0xFFFF) -> int | None:
-        v = self.get(key, int, optional=optional)
+    def int(
+        self, key: str, *, optional: bool = False, limit: builtins.int = 0xFFFF
+    ) -> builtins.int | None:
+        v: builtins.int | None = self.get(key, builtins.int, optional=optional)
         if v is not None and not 0 <= v <= limit:
             raise _fail(f"{self.where}.{key} out of range: {v}")
         return v
 
-    def hex(self, key: str, size: int) -> bytes:
+    def hex(self, key: str, size: builtins.int) -> bytes:
         v = self.get(key, str)
         try:
             b = bytes.fromhex(v)
@@ -79,7 +83,7 @@ class _Obj:
         return t
 
     def status(self, key: str, allowed: frozenset[str]) -> str:
-        v = self.get(key, str)
+        v: str = self.get(key, str)
         if v not in allowed:
             raise _fail(f"{self.where}.{key}: unknown status {v!r}")
         return v
@@ -241,7 +245,7 @@ def parse_tcb_info(raw: bytes) -> TcbInfo:
             identities.append(_module(mo, mo.get("id", str), with_levels=True))
     return TcbInfo(
         id=ident,
-        version=version,  # type: ignore[arg-type]
+        version=version,
         issue_date=o.date("issueDate"),
         next_update=o.date("nextUpdate"),
         fmspc=o.hex("fmspc", 6),

@@ -46,6 +46,7 @@ class TrustAnchors:
             data = data.encode()
         keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
         try:
+            pubs: list[object]
             if b"-----BEGIN CERTIFICATE-----" in data:
                 certs = x509load.load_pem_certificates(data, ValueError, "trust anchor")
                 pubs = [c.public_key() for c in certs]

@@ -52,13 +52,14 @@ class TpmTrust:
         """``registered_aks``: public keys, or PEM/DER SubjectPublicKeyInfo bytes."""
         keys: set[bytes] = set()
         for k in registered_aks:
+            key: object = k
             if isinstance(k, bytes):
-                k = (
+                key = (
                     serialization.load_pem_public_key(k)
                     if k.lstrip().startswith(b"-----BEGIN")
                     else serialization.load_der_public_key(k)
-                )  # type: ignore[assignment]
-            keys.add(spki_der(k))  # type: ignore[arg-type]
+                )
+            keys.add(spki_der(key))  # type: ignore[arg-type]
         return cls(
             tuple(load_certificates(roots)) if roots else (),
             tuple(load_certificates(intermediates)) if intermediates else (),
@@ -141,6 +142,7 @@ class ChainCache:
         window = verify_ak_certificate(
             load_certificate(cert_der), trust, now, [load_certificate(d) for d in intermediates_der]
         )
-        if len(self._windows) >= self.max_entries:
-            self._windows.pop(next(iter(self._windows)))
+        from affidavit.evidence.tpm.maa_json import evict_to
+
+        evict_to(self._windows, self.max_entries - 1)
         self._windows[key] = window

@@ -3,14 +3,14 @@
 - tpm2-tools ``tpm2_quote -o`` "serialized" PCR file: a little-endian memory dump of C structs
   (TPML_PCR_SELECTION with 16 padded slots, u32 n, n x TPML_DIGEST of 8 padded TPM2B_DIGESTs);
 - tpm2-tools ``-F values``: the digests concatenated in selection order;
-- MAA's request JSON ``pcrs: [{"algorithm": 11, "values": [{"index": 0, "digest": b64url}]}]``;
+- MAA's request JSON ``pcrs: [{"algorithm": 11, "values": [{"index": 0, "digest": b64url}]}]`` (the TPM
+  protocol's, ``evidence.tpm.request``);
 - go-tpm-tools ``attest.Attestation`` (as decoded JSON) and go-attestation's dump JSON.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +19,8 @@ from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm.errors import TpmFormatError
 from affidavit.evidence.tpm.replay import PcrValues
 from affidavit.evidence.tpm.structures import PcrSelection
+from affidavit.jose import JoseError
+from affidavit.jose.b64 import b64decode_lenient
 
 _SEL_SLOTS = 16
 _SEL_SIZE = 8  # u16 hash, u8 sizeofSelect, u8[4] select, 1 byte padding
@@ -97,39 +99,47 @@ def parse_tools_pcr_values(data: bytes, selection: Sequence[PcrSelection]) -> Pc
     return _split(digests, selection)
 
 
-def _b64(text: str) -> bytes:
+def b64_field(text: object, what: str) -> bytes:
+    """A base64 field of a client's evidence: base64url or standard, padded or not (clients differ)."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError, TypeError):
-        raise TpmFormatError("invalid base64url") from None
+        return b64decode_lenient(text, what)
+    except JoseError as exc:
+        raise TpmFormatError(exc.message) from None
 
 
-def parse_maa_pcrs(pcrs: Any) -> PcrValues:
-    """MAA request ``pcrs`` list -> PCR values (duplicate banks or indices rejected)."""
-    if not isinstance(pcrs, list):
-        raise TpmFormatError("pcrs must be a list")
-    out: PcrValues = {}
+MAX_BANKS = 16
+MAX_PCRS = 24  # PCR 0..23, the PC Client profile's
+
+
+def parse_maa_pcrs(pcrs: Any) -> tuple[tuple[int, tuple[tuple[int, bytes], ...]], ...]:
+    """MAA request ``pcrs`` list (``[{"algorithm": TPM_ALG_ID, "values": [{"index", "digest"}]}]``) ->
+    ``((alg, ((index, digest), ...)), ...)`` in the client's bank order, indices sorted. At most 16 banks
+    of known algorithms, each once; indices 0..23, each once; every digest the bank's size."""
+    if not isinstance(pcrs, list) or not pcrs or len(pcrs) > MAX_BANKS:
+        raise TpmFormatError("pcrs must be a non-empty list of banks")
+    banks = []
+    seen: set[int] = set()
     for bank in pcrs:
-        if not isinstance(bank, dict) or not isinstance(bank.get("algorithm"), int):
-            raise TpmFormatError("each pcrs entry needs an integer algorithm")
-        name = c.HASH_NAMES.get(bank["algorithm"])
-        if name is None or name in out:
-            raise TpmFormatError(f"PCR bank {bank['algorithm']} unknown or repeated")
-        values: dict[int, bytes] = {}
-        if not isinstance(bank.get("values", []), list):
-            raise TpmFormatError("PCR values must be a list")
-        for v in bank.get("values") or []:
-            if (
-                not isinstance(v, dict)
-                or not isinstance(v.get("index"), int)
-                or not isinstance(v.get("digest"), str)
-            ):
-                raise TpmFormatError("each PCR value needs an integer index and a base64url digest")
-            if v["index"] in values or not 0 <= v["index"] < 32:
-                raise TpmFormatError(f"PCR index {v['index']} invalid or repeated")
-            values[v["index"]] = _b64(v["digest"])
-        out[name] = values
-    return out
+        if not isinstance(bank, dict):
+            raise TpmFormatError("each pcrs entry must be an object")
+        alg = bank.get("algorithm")
+        if not isinstance(alg, int) or isinstance(alg, bool) or alg not in c.HASH_SIZES or alg in seen:
+            raise TpmFormatError(f"pcrs bank algorithm {alg!r} is unknown or repeated")
+        seen.add(alg)
+        values = bank.get("values")
+        if not isinstance(values, list) or len(values) > MAX_PCRS:
+            raise TpmFormatError(f"pcrs values must be a list of at most {MAX_PCRS} entries")
+        out: dict[int, bytes] = {}
+        for item in values:
+            index = item.get("index") if isinstance(item, dict) else None
+            if type(index) is not int or not 0 <= index < MAX_PCRS or index in out:
+                raise TpmFormatError("pcrs value index is out of range or repeated")
+            digest = b64_field(item.get("digest"), f"PCR {index} digest")
+            if len(digest) != c.HASH_SIZES[alg]:
+                raise TpmFormatError(f"PCR {index} digest has the wrong size for bank {alg:#06x}")
+            out[index] = digest
+        banks.append((alg, tuple(sorted(out.items()))))
+    return tuple(banks)
 
 
 def go_tpm_tools_evidence(obj: Mapping[str, Any], event_log: bytes | None = None) -> dict[str, Any]:

@@ -181,6 +181,19 @@ _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
 }
 
 
+def evict_to(table: dict[Any, Any], size: int) -> None:
+    """Drop the oldest entries of a bounded cache until at most ``size`` remain; safe when threads share
+    it (another thread may change it in between: the loop re-reads the length). Reads and writes of a
+    dict are atomic, so a shared cache at worst computes an entry twice and briefly holds one entry more
+    per thread."""
+    size = max(size, 0)
+    while len(table) > size:
+        try:
+            table.pop(next(iter(table)), None)
+        except (StopIteration, RuntimeError):
+            continue
+
+
 class EventCache:
     """Caller-owned memo of per-event work that is a pure function of an event's type, digests and
     data: its coverage status (``coverage.check_event``) and the data-derived part of its JSON
@@ -198,8 +211,7 @@ class EventCache:
         self._sipa: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
 
     def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
-        if len(table) >= self.max_entries:
-            table.pop(next(iter(table)))
+        evict_to(table, self.max_entries - 1)
         table[key] = value
 
     def status(self, e: Event) -> str:

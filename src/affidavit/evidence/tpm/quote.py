@@ -86,7 +86,7 @@ def pcr_digest(selection: tuple[PcrSelection, ...], pcrs: PcrValues, hash_alg: i
             if len(value) != size:
                 raise TpmPcrError(f"PCR {sel.bank}:{i} value is {len(value)} bytes, not {size}")
             h.update(value)
-    return h.digest()
+    return bytes(h.digest())
 
 
 def check_pcr_digest(attest: Attest, sig: Signature, pcrs: PcrValues) -> PcrValues:
@@ -96,14 +96,3 @@ def check_pcr_digest(attest: Attest, sig: Signature, pcrs: PcrValues) -> PcrValu
         raise TpmPcrError("the PCR values do not match the quote's pcrDigest")
     return {sel.bank: {i: pcrs[sel.bank][i] for i in sel.pcrs} for sel in attest.pcr_select}
 
-
-def check_required_pcrs(attest: Attest, mask: int) -> None:
-    """Every PCR in ``mask`` (bit i = PCR i; MAA's ``required_pcr_mask``) must be quoted in some bank."""
-    quoted = 0
-    for sel in attest.pcr_select:
-        for i in sel.pcrs:
-            quoted |= 1 << i
-    missing = mask & ~quoted
-    if missing:
-        pcrs = [i for i in range(32) if missing >> i & 1]
-        raise TpmPcrError(f"required PCRs not quoted: {pcrs}")

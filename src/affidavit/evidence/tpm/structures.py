@@ -103,7 +103,7 @@ class TpmPublic:
         fn = c.HASH_FUNCS.get(self.name_alg)
         if fn is None:
             raise TpmFormatError(f"TPMT_PUBLIC: unsupported nameAlg 0x{self.name_alg:04x}")
-        return self.name_alg.to_bytes(2, "big") + fn(self.raw).digest()
+        return self.name_alg.to_bytes(2, "big") + bytes(fn(self.raw).digest())
 
     def is_restricted_signing(self) -> bool:
         need = OA_RESTRICTED | OA_SIGN | OA_FIXED_TPM | OA_FIXED_PARENT | OA_SENSITIVE_DATA_ORIGIN
@@ -279,7 +279,7 @@ def _tpmt_public(r: Reader) -> TpmPublic:
         curve_cls = _CURVES.get(curve)
         if curve_cls is None:
             raise r.fail(f"unsupported ECC curve 0x{curve:04x}")
-        bits = curve_cls.key_size
+        bits = curve_cls().key_size
         try:
             key = ec.EllipticCurvePublicNumbers(
                 int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve_cls()

@@ -185,7 +185,8 @@ def verify_tpm(
     """
     cert = load_certificate(evidence.ak_certificate) if evidence.ak_certificate else None
     ak = _resolve_ak(evidence, cert)
-    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, cache and cache.chains)
+    chains = cache.chains if cache else None
+    validated = _ak_trust(evidence, cert, ak, trust, now, require_valid_aik_cert, chains)
     given = _normalise_pcrs(evidence.pcrs)
     quoted: PcrValues = {}
     first: Attest | None = None
@@ -209,9 +210,9 @@ def verify_tpm(
     analysis: LogAnalysis | None = None
     covered: frozenset[int] = frozenset()
     if evidence.event_log is not None:
-        analysis = analyze_log(evidence.event_log, cache and cache.events)
+        analysis = analyze_log(evidence.event_log, cache.events if cache else None)
         covered = _check_log(analysis, quoted)
-    claims = derive_claims(analysis, quoted, covered, cache and cache.events)
+    claims = derive_claims(analysis, quoted, covered, cache.events if cache else None)
     claims["aikValidated"] = validated
     claims["aikPubHash"] = key_sha256_b64(ak.public_key)
     claims["tpmVersion"] = 2
@@ -220,7 +221,8 @@ def verify_tpm(
 
 class TpmVerifier:
     """``verify_tpm`` with a trust configuration and a ``TpmCache`` it owns (per-event checks and JSON,
-    verified AK certificate chains)."""
+    verified AK certificate chains). Thread-safe: threads may share one (its caches are bounded dicts
+    whose eviction tolerates concurrent use; at worst an entry is computed twice)."""
 
     def __init__(self, trust: TpmTrust, max_cache_entries: int = 16384) -> None:
         self.trust = trust

@@ -1,15 +1,11 @@
-"""JOSE helpers shared by every layer: base64url, and JWS signature checks (relying party, TPM requests).
+"""JWS signature checks for RFC 7518's RS*, PS* and ES* (256/384/512).
 
-RFC 7518 algorithms RS*, PS* and ES* (256/384/512). PSS accepts any salt length on verification: clients
-differ (hash length per RFC 7518, maximum per Windows' defaults) and the salt length adds no security to
-verification. An ES signature is the raw ``r || s`` of the curve's size.
+PSS accepts any salt length on verification: clients differ (hash length per RFC 7518, maximum per
+Windows' defaults) and the salt length adds no security to verification. An ES signature is the raw
+``r || s`` of the curve's size.
 """
 
 from __future__ import annotations
-
-import base64
-import binascii
-import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -21,31 +17,6 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "384": hashes.SHA384,
     "512": hashes.SHA512,
 }
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 §2), as every JOSE segment and MAA byte claim is written."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
-
-
-_B64_ANY = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
-
-
-def b64decode_lenient(text: str) -> bytes:
-    """base64url or standard base64, padded or not (Go pads, msrest and Python clients do not): the one
-    decoder for MAA request fields. Raises ValueError."""
-    if not isinstance(text, str) or not _B64_ANY.fullmatch(text):
-        raise ValueError("not a base64 string")
-    core = text.rstrip("=").replace("-", "+").replace("_", "/")
-    if len(core) % 4 == 1:
-        raise ValueError("not valid base64 (bad length)")
-    try:
-        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not valid base64") from None
-
-
 ALGORITHMS = frozenset(f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in HASHES)
 
 

@@ -1,4 +1,4 @@
-"""The attestation workflow end to end, as a guided tour: ``make demo`` or ``python -m affidavit.demo``.
+"""The attestation workflow end to end, as a guided tour: ``make demo`` or ``python -m demo.tour``.
 
 Three actors take part. The attester proves what runs on it (here a simulated SGX enclave and a software
 TPM holding a real machine's boot measurements); the Affidavit service verifies that evidence and signs a
@@ -52,7 +52,7 @@ from affidavit.relying_party import (
 )
 from affidavit.simulate.swtpm import AkCertificateAuthority
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TPM_LOG = "tpm/keylime/binary_bios_measurements-secureboot"
 TPM_LOG_ABOUT = "a RHEL 9 VM booted by OVMF with Secure Boot on, from Keylime's test data"
 SERVICE_START_TIMEOUT = 30.0
@@ -686,7 +686,7 @@ def _raise_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m affidavit.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.tour", description=__doc__.split("\n")[0])
     parser.add_argument("--vectors", type=Path, help="the shared test vectors (default: AFFIDAVIT_VECTORS, "
                         "else ../shared/vectors beside the repository)")
     parser.add_argument("--keep", action="store_true",

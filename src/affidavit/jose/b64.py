@@ -1,0 +1,65 @@
+"""base64 for JOSE: base64url without padding (RFC 7515 §2) and standard base64 for ``x5c`` (RFC 7517).
+
+Decoding is strict about the alphabet and the length: a padded base64url segment is accepted only with
+correct padding (some SDKs pad), anything else is ``bad_base64``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from affidavit.jose.errors import JoseError
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_B64STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64ANY = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2), as every JOSE segment and MAA byte claim is written."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=").decode("ascii")
+
+
+def b64url_decode(text: object, *, what: str = "segment") -> bytes:
+    """Decode base64url, unpadded or correctly padded; anything else is a ``bad_base64`` JoseError."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text):
+        raise JoseError(f"{what} is not base64url", code="bad_base64")
+    body = text.rstrip("=")
+    if len(body) % 4 == 1 or (text != body and len(text) % 4 != 0):
+        raise JoseError(f"{what} has an impossible base64url length", code="bad_base64")
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise JoseError(f"{what} is not base64url: {exc}", code="bad_base64") from None
+
+
+def b64std_encode(data: bytes) -> str:
+    """Standard padded base64, as RFC 7517 requires for ``x5c`` entries."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64std_decode(text: object, *, what: str = "value") -> bytes:
+    """Decode standard base64 (padding required, as RFC 7517 has it for ``x5c``)."""
+    if not isinstance(text, str) or not _B64STD.fullmatch(text) or len(text) % 4 != 0:
+        raise JoseError(f"{what} is not standard base64", code="bad_base64")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise JoseError(f"{what} is not standard base64: {exc}", code="bad_base64") from None
+
+
+def b64decode_lenient(text: object, what: str) -> bytes:
+    """base64url or standard base64, padded or not: what MAA's clients send in request *fields* (msrest
+    sends url-safe without padding, Windows standard base64). Never for JOSE segments."""
+    if not isinstance(text, str) or not _B64ANY.fullmatch(text):
+        raise JoseError(f"{what} is not a base64 string", code="bad_base64")
+    core = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(core) % 4 == 1:
+        raise JoseError(f"{what} is not valid base64 (bad length)", code="bad_base64")
+    try:
+        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise JoseError(f"{what} is not valid base64", code="bad_base64") from None
