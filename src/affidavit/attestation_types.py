@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from affidavit.policy.defaults import SGX_DEFAULT, TDX_DEFAULT
+from affidavit.policy.defaults import PERMIT_ALL, SGX_DEFAULT, SNP_DEFAULT, TDX_DEFAULT
 
 __all__ = [
     "AttestationType",
@@ -39,6 +39,9 @@ MAA_SHAPE = "maa"
 ``{"token": ...}`` (maa-api §3); ``service.decode.parse_attest_request``."""
 TPM_SHAPE = "tpm"
 """MAA's two-round TPM protocol in ``{"data": b64url(JSON)}`` envelopes (``service.tpm_route``)."""
+AZURE_GUEST_SHAPE = "azureguest"
+"""``{"AttestationInfo": b64url(JSON)}`` in, a token sealed to the guest's vTPM key out
+(``service.azure_guest``)."""
 
 # The claims live MAA advertises (maa-api §5.1) that are not any one type's.
 _COMMON_CLAIMS = (
@@ -57,6 +60,8 @@ class AttestationType:
       - ``request_shape``: ``"maa"`` (:data:`MAA_SHAPE`) or ``"tpm"`` (:data:`TPM_SHAPE`); a new wire
         protocol adds a shape to ``service.shapes``.
       - ``evidence_field``: the JSON member that carries the evidence in the MAA shape.
+      - ``sidecar_quirks``: the MAA shape also accepts what confidential-sidecar clients send: a numeric
+        ``nonce`` (echoed as sent) and ``{"data": "", "dataType": ""}`` meaning "not given" (SevSnpVm).
     Verification
       - ``verifier``: ``"module:attribute"`` of a factory ``f(state) -> EvidenceVerifier``, called once per
         worker with the service state (``evidence.contract.VerifierHost``).
@@ -68,6 +73,8 @@ class AttestationType:
       - ``tcb_status_claim`` / ``advisory_ids_claim``: where ``VerifiedEvidence.tcb_status`` /
         ``advisory_ids`` go (None: not emitted); ``collateral_claims``: the claim(s) carrying
         ``collateral_hashes``.
+      - ``runtime_target_name`` / ``inittime_target_name``: what the bindings' refusals call the evidence
+        fields ``runtimeData`` / ``initTimeData`` bind to (SevSnpVm: REPORT_DATA, HOST_DATA).
       - ``runtime_binary_claims``: the claim(s) carrying Binary ``runtimeData`` (base64url); JSON
         ``runtimeData`` is ``x-ms-runtime``, ``initTimeData`` is ``x-ms-inittime`` /
         ``x-ms-inittime-data`` for every type.
@@ -90,6 +97,9 @@ class AttestationType:
     aliases: tuple[str, ...] = ()
     request_shape: str = MAA_SHAPE
     evidence_field: str = "quote"
+    sidecar_quirks: bool = False
+    runtime_target_name: str = "report data"
+    inittime_target_name: str = "config id"
     tcb_status_claim: str | None = None
     advisory_ids_claim: str | None = None
     collateral_claims: tuple[str, ...] = ()
@@ -178,7 +188,30 @@ TDX_VM = AttestationType(
     client_sources=("file", "gramine", "tsm"),
 )
 
-BUILTIN: tuple[AttestationType, ...] = (SGX_ENCLAVE, OPEN_ENCLAVE, TPM, TDX_VM)
+SEV_SNP_VM = AttestationType(
+    name="SevSnpVm",
+    verifier="affidavit.service.snp_route:build",
+    token_type="sevsnpvm",
+    default_policy=SNP_DEFAULT,
+    evidence_field="report",
+    sidecar_quirks=True,
+    runtime_target_name="REPORT_DATA",
+    inittime_target_name="HOST_DATA",
+    cli_name="snp",  # its own arguments (cli.attest: --report/--source tsm, --chain, --vmpl)
+    cli_help="an AMD SEV-SNP report (POST /attest/SevSnpVm)",
+    client_sources=("file", "tsm"),
+)
+AZURE_GUEST = AttestationType(
+    name="AzureGuest",
+    verifier="affidavit.service.azure_guest:build",
+    token_type="azurevm",
+    default_policy=PERMIT_ALL,
+    request_shape=AZURE_GUEST_SHAPE,
+    evidence_field="AttestationInfo",
+    runtime_binary_claims=(),
+    cli_name=None,  # `affidavit attest azure-cvm` (client.azure_cvm) talks to the vTPM itself
+)
+BUILTIN: tuple[AttestationType, ...] = (SGX_ENCLAVE, OPEN_ENCLAVE, TPM, TDX_VM, SEV_SNP_VM, AZURE_GUEST)
 
 _REGISTRY: dict[str, AttestationType] = {}
 _BY_LOWER: dict[str, str] = {}

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from affidavit.service import ServiceConfig, create_app
-from affidavit.service.app import _attest_routes
+from affidavit.attestation_types import names as _attest_routes  # every registered type
 from affidavit.service.operations import openapi_document
 from tests.conftest import ROOT
 from tests.service.conftest import EVIDENCE_TIME, Inputs

@@ -13,7 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from affidavit.attestation_types import MAA_SHAPE, TPM_SHAPE, AttestationType, UnknownAttestationType, lookup
+from affidavit.attestation_types import (
+    AZURE_GUEST_SHAPE,
+    MAA_SHAPE,
+    TPM_SHAPE,
+    AttestationType,
+    UnknownAttestationType,
+    lookup,
+)
 from affidavit.errors import AffidavitError
 from affidavit.service.attest import attest_maa, attest_unknown
 from affidavit.service.certificates import add_certificate, get_certificates, remove_certificate
@@ -41,21 +48,16 @@ def _attest_tpm(request: Request, entry: AttestationType) -> Awaitable[Response]
     return attest_tpm(request, entry)
 
 
+def _attest_azure_guest(request: Request, entry: AttestationType) -> Awaitable[Response]:
+    from affidavit.service.azure_guest import attest_azure_guest
+
+    return attest_azure_guest(request, entry)
+
+
 # The request shapes (``AttestationType.request_shape``): how a wire protocol reaches the pipeline.
-SHAPES: dict[str, ShapeHandler] = {MAA_SHAPE: attest_maa, TPM_SHAPE: _attest_tpm}
-
-
-def _legacy_route(name: str) -> Callable[[Request], Awaitable[Response]] | None:
-    """Types not yet on the registry (transitional, during the contract merge)."""
-    if name.lower() == "sevsnpvm":
-        from affidavit.service.snp_route import attest_sev_snp_vm
-
-        return attest_sev_snp_vm  # type: ignore[no-any-return]
-    if name.lower() == "azureguest":
-        from affidavit.service.azure_guest import attest_azure_guest
-
-        return attest_azure_guest  # type: ignore[no-any-return]
-    return None
+SHAPES: dict[str, ShapeHandler] = {
+    MAA_SHAPE: attest_maa, TPM_SHAPE: _attest_tpm, AZURE_GUEST_SHAPE: _attest_azure_guest,
+}
 
 
 class ServiceVersionHeader:
@@ -98,9 +100,6 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         try:
             entry = lookup(request.path_params["kind"])
         except UnknownAttestationType:
-            legacy = _legacy_route(request.path_params["kind"])
-            if legacy is not None:
-                return await legacy(request)
             return await attest_unknown(request)
         return await SHAPES[entry.request_shape](request, entry)
 

@@ -4,6 +4,8 @@ draftPolicyForAttestation}`` in, ``{"token"}`` out, through the one pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,6 +15,7 @@ from affidavit.service.common import state_of, token_response
 from affidavit.service.decode import (
     AttestRequest,
     check_api_version,
+    normalise_sidecar_body,
     parse_attest_request,
     read_body,
     require_media,
@@ -36,7 +39,11 @@ async def attest_maa(request: Request, entry: AttestationType) -> Response:
     check_api_version(request)
     require_media(request, "application/json")
     body = await read_body(request, state.config.max_body_bytes)
-    req = parse_attest_request(body, entry.evidence_field)
+    if entry.sidecar_quirks:
+        body, nonce = normalise_sidecar_body(body)
+        req = dataclasses.replace(parse_attest_request(body, entry.evidence_field), nonce=nonce)
+    else:
+        req = parse_attest_request(body, entry.evidence_field)
     return token_response(await attest_evidence(state, entry, req))
 
 

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from affidavit.attestation_types import AttestationType
 from affidavit.errors import AffidavitError
-from affidavit.service.common import sign, state_of, token_response
+from affidavit.evidence.contract import EvidenceInput, VerifiedEvidence, VerifyOptions
+from affidavit.service.common import state_of, token_response
 from affidavit.service.decode import (
     b64decode_lenient,
     check_api_version,
@@ -41,11 +42,9 @@ from affidavit.service.decode import (
     require_media,
 )
 from affidavit.service.errors import INVALID_PARAMETER, ServiceError
-from affidavit.service.pipeline import Verified, token_claims
-from affidavit.service.policies import stored_policy_choice
+from affidavit.service.pipeline import AttestationInput, issue
 from affidavit.service.state import ServiceState
 
-POLICY_TYPE = "AzureGuest"
 MAX_PCRS = 24
 MAX_TCG_LOG = 1 << 20
 MAX_PROOF = 64 * 1024
@@ -239,20 +238,6 @@ def _snp_trust(extra: Mapping[str, Any]) -> Any:
         raise ServiceError(f"cannot read the SEV-SNP trust roots: {exc}", status=500) from None
 
 
-def _cvm_verifier(state: ServiceState) -> Any:
-    from affidavit.evidence.azure_cvm import AzureCvmVerifier, snp_verifier_from_package
-
-    verifier = getattr(state, "_azure_cvm_verifier", None)
-    if verifier is None:
-        snp = snp_verifier_from_package(_snp_trust(state.config.extra))
-        verifier = AzureCvmVerifier(snp=snp, dcap=state.verifier, tpm=state.tpm_verifier)
-        state._azure_cvm_verifier = verifier  # type: ignore[attr-defined]
-        state._azure_cvm_baselines = load_baselines(  # type: ignore[attr-defined]
-            state.config.extra.get("azure_cvm_baselines")
-        )
-    return verifier
-
-
 def _public_jwk(key: Any, kid: str) -> dict[str, Any]:
     from affidavit.jose import b64url
 
@@ -282,42 +267,61 @@ def incoming_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     return incoming
 
 
-async def verify_guest(state: ServiceState, req: GuestRequest) -> tuple[dict[str, Any], Any]:
-    """Verify a decoded request; returns the azurevm claims and the certified ephemeral key."""
-    from affidavit.evidence.azure_cvm import AzureCvmEvidence, VtpmQuote, check_encryption_key
-    from affidavit.evidence.azure_cvm.claims import OsInfo, azurevm_claims
+@dataclass(frozen=True)
+class GuestCollateral:
+    """What a guest's hardware report needs fetched: the TD quote's DCAP collateral (None for SNP)."""
 
-    verifier = _cvm_verifier(state)
-    collateral = None
-    if req.td_quote is not None:
+    tdx: Any = None
+
+
+class AzureGuestVerifier:
+    """The AzureGuest ``evidence.contract.EvidenceVerifier``: ``parse`` decodes ``AttestationInfo``,
+    ``collateral`` fetches a TD quote's DCAP collateral (the PCK chain verified first), ``verify`` checks
+    the hardware report, the binding, the vTPM quote and log and the ephemeral key's certification, and
+    yields the ``azurevm`` claims (``x-ms-attestation-type`` is the entry's ``token_type``)."""
+
+    def __init__(self, state: ServiceState) -> None:
+        from affidavit.evidence.azure_cvm import AzureCvmVerifier, snp_verifier_from_package
+
+        self._state = state
+        snp = snp_verifier_from_package(_snp_trust(state.config.extra))
+        self.verifier = AzureCvmVerifier(snp=snp, dcap=state.verifier, tpm=state.tpm_verifier)
+        self.baselines = load_baselines(state.config.extra.get("azure_cvm_baselines"))
+
+    def parse(self, submitted: EvidenceInput) -> GuestRequest:
+        return parse_attestation_info(submitted.evidence)
+
+    async def collateral(self, parsed: GuestRequest) -> GuestCollateral:
+        if parsed.td_quote is None:
+            return GuestCollateral()
         from affidavit.evidence.sgx import parse_quote
 
-        quote = parse_quote(req.td_quote)
-        collateral = await state.collateral.get(state.platform_of(quote))
-    evidence = AzureCvmEvidence(
-        vtpm=VtpmQuote(req.pcr_quote, req.pcr_signature, req.pcrs, req.pcr_set, req.aik_pub, req.tcg_log),
-        runtime_claims=req.runtime_data,
-        snp_report=req.snp_report,
-        vcek_chain=req.vcek_chain,
-        td_quote=req.td_quote,
-    )
+        state = self._state
+        quote = parse_quote(parsed.td_quote)
+        return GuestCollateral(await state.collateral.get(state.platform_of(quote)))
 
-    def run() -> tuple[dict[str, Any], Any]:
-        result = verifier.verify(
-            evidence,
-            now=state.evidence_clock(),
-            tdx_collateral=collateral,
-            collateral_grace=state.config.collateral_grace,
+    def verify(
+        self, parsed: GuestRequest, collateral: GuestCollateral, now: Any, options: VerifyOptions
+    ) -> VerifiedEvidence:
+        from affidavit.evidence.azure_cvm import AzureCvmEvidence, VtpmQuote, check_encryption_key
+        from affidavit.evidence.azure_cvm.claims import OsInfo, azurevm_claims
+
+        req = parsed
+        evidence = AzureCvmEvidence(
+            vtpm=VtpmQuote(req.pcr_quote, req.pcr_signature, req.pcrs, req.pcr_set, req.aik_pub, req.tcg_log),
+            runtime_claims=req.runtime_data,
+            snp_report=req.snp_report,
+            vcek_chain=req.vcek_chain,
+            td_quote=req.td_quote,
+        )
+        result = self.verifier.verify(
+            evidence, now=now, tdx_collateral=collateral.tdx, collateral_grace=options.collateral_grace
         )
         enc = check_encryption_key(
             req.enc_key_pub, req.enc_key_certify_info, req.enc_key_certify_signature, result.ak
         )
         os_info = OsInfo(
-            req.os_type,
-            req.os_distro,
-            req.os_build,
-            req.os_version_major,
-            req.os_version_minor,
+            req.os_type, req.os_distro, req.os_build, req.os_version_major, req.os_version_minor,
             req.protocol_version,
         )
         claims = azurevm_claims(
@@ -325,38 +329,39 @@ async def verify_guest(state: ServiceState, req: GuestRequest) -> tuple[dict[str
             os_info,
             client_payload=req.client_payload,
             encryption_key_jwk=_public_jwk(enc.key, "TpmEphemeralEncryptionKey"),
-            baselines=state._azure_cvm_baselines,  # type: ignore[attr-defined]
+            baselines=self.baselines,
         )
-        return claims, enc.key
+        claims.pop("x-ms-attestation-type", None)  # the pipeline writes it from the entry
+        claims.pop("x-ms-ver", None)
+        extra = incoming_claims(claims)
+        policy_only = {k: v for k, v in extra.items() if k not in claims}
+        return VerifiedEvidence(claims=claims, policy_claims=policy_only)
 
-    return await run_in_threadpool(run)
+
+def build(state: ServiceState) -> AzureGuestVerifier:
+    """The AzureGuest verifier of one worker (``attestation_types.AZURE_GUEST.verifier``)."""
+    return AzureGuestVerifier(state)
 
 
-async def attest_azure_guest(request: Request) -> Response:
+def _encryption_key(req: GuestRequest) -> Any:
+    """``EncKeyPub``'s RSA key (the pipeline's verification checked its certification by the AK)."""
+    from affidavit.evidence.azure_cvm.certify import tpm2b_public_prefix
+    from affidavit.evidence.tpm import parse_public
+
+    return parse_public(tpm2b_public_prefix(bytes(req.enc_key_pub))).public_key
+
+
+async def attest_azure_guest(request: Request, entry: AttestationType) -> Response:
+    """The "azureguest" request shape: decode the envelope, the one pipeline, seal the token."""
     from affidavit.tokens.sealed import seal_token
 
     state = state_of(request)
     check_api_version(request)
     require_media(request, "application/json")
     body = await read_body(request, state.config.max_body_bytes)
-    req = parse_attestation_info(body)
-    claims, enc_key = await verify_guest(state, req)
-    claims = {"x-ms-ver": "1.0", **claims}
-    policy = stored_policy_choice(state, POLICY_TYPE)
-    compiled = state.compiler.compile(policy.text)
-    ring = state.keyring()
-    verified = Verified(incoming=incoming_claims(claims), token_claims=claims)
-    final = token_claims(
-        verified,
-        policy,
-        compiled,
-        issuer=state.issuer,
-        now=state.clock(),
-        nonce=None,
-        max_lifetime=int(ring.max_token_lifetime.total_seconds()),
-        claim_cache=state.claims,
-    )
-    return token_response(seal_token(sign(state, final), enc_key))
+    req = parse_attestation_info(body)  # 400 before any work; the verifier's parse is the same decode
+    token = await issue(state, entry, AttestationInput(evidence=EvidenceInput(body)))
+    return token_response(seal_token(token, _encryption_key(req)))
 
 
-__all__: Sequence[str] = ("attest_azure_guest", "parse_attestation_info", "verify_guest", "load_baselines")
+__all__: Sequence[str] = ("attest_azure_guest", "build", "parse_attestation_info", "load_baselines")

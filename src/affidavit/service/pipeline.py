@@ -59,7 +59,7 @@ class AttestationInput:
     runtime: DataField | None = None
     inittime: DataField | None = None
     draft_policy: str | None = None
-    nonce: str | None = None
+    nonce: str | int | None = None  # echoed as sent (a number only from confidential-sidecar clients)
     request_claims: Mapping[str, Any] = field(default_factory=dict)
     on_verified: Callable[[], None] | None = None
 
@@ -77,6 +77,12 @@ def check_binding(given: DataField | None, target: bytes | None, what: str, agai
             f"SHA-256 of {what} does not match the first 32 bytes of the evidence's {against}",
             code=INVALID_PARAMETER,
         )
+
+
+def check_bindings(entry: AttestationType, verified: VerifiedEvidence, submitted: AttestationInput) -> None:
+    """runtimeData and initTimeData against the evidence fields the entry names."""
+    check_binding(submitted.runtime, verified.runtime_target, "runtimeData", entry.runtime_target_name)
+    check_binding(submitted.inittime, verified.inittime_target, "initTimeData", entry.inittime_target_name)
 
 
 def evidence_token_claims(
@@ -204,8 +210,7 @@ def token_claims(
     (maa-api §6.2). A draft policy is explained rule by rule (``TRACE_CLAIM``); a denial is explained."""
     from affidavit.policy import evaluate, explain, policy_hash
 
-    check_binding(submitted.runtime, verified.runtime_target, "runtimeData", "report data")
-    check_binding(submitted.inittime, verified.inittime_target, "initTimeData", "config id")
+    check_bindings(entry, verified, submitted)
     token = evidence_token_claims(entry, verified, submitted)
     phash = getattr(compiled, "hash", None) or policy_hash(policy.text)
     extra: dict[str, Any] = {"x-ms-policy-hash": phash}
@@ -272,8 +277,7 @@ def _record_shadow(
     """A shadow sample of this attestation's incoming claims (``service.shadow``), bindings checked."""
     if state.shadow is None:
         return
-    check_binding(submitted.runtime, verified.runtime_target, "runtimeData", "report data")
-    check_binding(submitted.inittime, verified.inittime_target, "initTimeData", "config id")
+    check_bindings(entry, verified, submitted)
     token = evidence_token_claims(entry, verified, submitted)
     incoming = incoming_claim_list(incoming_of(entry, verified, token), {}, state.claims, custom_of(verified))
     state.shadow.record(entry.name, state.clock(), incoming)

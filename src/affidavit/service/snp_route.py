@@ -1,9 +1,10 @@
-"""``POST /attest/SevSnpVm`` (also ``SevSnpVM``): AMD SEV-SNP reports in MAA's request shape.
+"""The SevSnpVm verifier: AMD SEV-SNP reports in MAA's request shape (``POST /attest/SevSnpVm``, also
+``SevSnpVM``), served by the registry (``attestation_types.SEV_SNP_VM``), the "maa" request shape
+(with ``sidecar_quirks``) and the one pipeline.
 
-``SnpAttestationVerifier`` is the SevSnpVm verifier in the evidence contract's form (``parse`` pure,
-``collateral`` the only I/O, ``verify`` pure) and ``build(state)`` its factory, so the type moves onto the
-attestation-type registry as is (``verifier="affidavit.service.snp_route:build"``); until then
-``attest_sev_snp_vm`` runs it through this branch's pipeline helpers.
+``SnpAttestationVerifier`` is the evidence contract's ``EvidenceVerifier`` (``parse`` pure,
+``collateral`` the only I/O, ``verify`` pure) and ``build(state)`` its factory
+(``verifier="affidavit.service.snp_route:build"``).
 
 Request (sev-snp.md §5.1): ``report`` (base64url of the JSON document, `affidavit.evidence.snp.maa`),
 ``runtimeData`` (JSON or Binary; SHA-256 bound to REPORT_DATA[0:32]), ``initTimeData`` (SHA-256 bound to
@@ -14,23 +15,12 @@ HOST_DATA; ``{"data": "", "dataType": ""}`` as confidential-sidecar sends it mea
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from affidavit.service.common import sign, state_of, token_response
-from affidavit.service.decode import check_api_version, parse_attest_request, read_body, require_media
-from affidavit.service.errors import INVALID_PARAMETER, ServiceError
-from affidavit.service.pipeline import PolicyChoice, Verified, _check_binding, token_claims
-from affidavit.service.policies import stored_policy_choice
-
-POLICY_TYPE = "SevSnpVm"
-ATTESTATION_TYPE = "sevsnpvm"
+from affidavit.evidence.contract import VerifiedEvidence
+from affidavit.service.errors import ServiceError
 
 
 class SnpAttestationVerifier:
@@ -69,14 +59,14 @@ class SnpAttestationVerifier:
             )
         return await self.provider.get_snp(parsed.report)
 
-    def verify(self, parsed: Any, collateral: Any, now: Any, options: Any = None) -> Any:
-        from affidavit.evidence.snp.maa import SnpVerified, uvm_claims
+    def verify(self, parsed: Any, collateral: Any, now: Any, options: Any = None) -> VerifiedEvidence:
+        from affidavit.evidence.snp.maa import uvm_claims
 
         with self._lock:
             result = self.verifier.verify(
                 parsed.report, collateral.vek, collateral.chain, now, crl=collateral.crl, options=self.options
             )
-        return SnpVerified(
+        return VerifiedEvidence(
             claims=dict(result.claims),
             policy_claims={**result.platform_claims, **uvm_claims(parsed)},
             runtime_target=result.report.report_data,
@@ -147,78 +137,3 @@ def build(state: Any) -> SnpAttestationVerifier:
         allow_debug=bool(extra.get("snp_allow_debug", True)),
     )
     return SnpAttestationVerifier(trust, provider, options)
-
-
-def verifier_of(state: Any) -> SnpAttestationVerifier:
-    """The worker's verifier, built on first use (until the registry's ``state.evidence_verifier``)."""
-    found = getattr(state, "_snp_verifier", None)
-    if found is None:
-        found = build(state)
-        state._snp_verifier = found
-    return found
-
-
-def _normalise_body(body: bytes) -> tuple[bytes, Any]:
-    """MAA client quirks: a numeric nonce (kept as sent) and empty ``{"data": "", "dataType": ""}``."""
-    try:
-        obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return body, None  # parse_attest_request reports it
-    if not isinstance(obj, dict):
-        return body, None
-    nonce = obj.get("nonce")
-    if isinstance(nonce, bool) or not (nonce is None or isinstance(nonce, str | int)):
-        raise ServiceError("nonce must be a string or a number", code=INVALID_PARAMETER)
-    obj.pop("nonce", None)
-    for name in ("runtimeData", "initTimeData"):
-        field = obj.get(name)
-        if isinstance(field, dict) and not field.get("data"):
-            obj.pop(name)
-    return json.dumps(obj).encode(), nonce
-
-
-async def attest_sev_snp_vm(request: Request) -> Response:
-    state = state_of(request)
-    check_api_version(request)
-    require_media(request, "application/json")
-    body, nonce = _normalise_body(await read_body(request, state.config.max_body_bytes))
-    req = parse_attest_request(body, "report")
-    verifier = verifier_of(state)
-    parsed = verifier.parse(req)
-    collateral = await verifier.collateral(parsed)
-    evidence = await asyncio.to_thread(verifier.verify, parsed, collateral, state.evidence_clock())
-    _check_binding(req.runtime, evidence.runtime_target, "runtimeData", "REPORT_DATA")
-    _check_binding(req.inittime, evidence.inittime_target, "initTimeData", "HOST_DATA")
-
-    token: dict[str, Any] = {"x-ms-ver": "1.0", "x-ms-attestation-type": ATTESTATION_TYPE, **evidence.claims}
-    if req.runtime is not None and req.runtime.data is not None:
-        if req.runtime.data_type == "JSON":
-            token["x-ms-runtime"] = req.runtime.json_value
-        else:
-            from affidavit.jose import b64url
-
-            token["x-ms-runtime-data"] = b64url(req.runtime.data)
-    if req.inittime is not None and req.inittime.data is not None:
-        if req.inittime.data_type == "JSON":
-            token["x-ms-inittime"] = req.inittime.json_value
-        else:
-            from affidavit.jose import b64url
-
-            token["x-ms-inittime-data"] = b64url(req.inittime.data)
-    verified = Verified(incoming={**token, **evidence.policy_claims}, token_claims=token)
-
-    if req.draft_policy is not None:
-        policy = PolicyChoice(text=req.draft_policy, draft=True)
-    else:
-        policy = stored_policy_choice(state, POLICY_TYPE)
-    compiled = state.compiler.compile(policy.text)
-    ring = state.keyring()
-    claims = token_claims(
-        verified, policy, compiled, issuer=state.issuer, now=state.clock(), nonce=nonce,
-        max_lifetime=int(ring.max_token_lifetime.total_seconds()), claim_cache=state.claims,
-    )
-    if policy.draft:
-        from affidavit.tokens import unsecured_jwt
-
-        return token_response(str(unsecured_jwt(claims, jku=state.jku, kid=ring.current.kid)))
-    return token_response(sign(state, claims))

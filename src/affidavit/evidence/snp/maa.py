@@ -21,7 +21,8 @@ from affidavit.evidence.snp.claims import AFFIDAVIT_PREFIX
 from affidavit.evidence.snp.errors import REPORT_MALFORMED, SnpError
 from affidavit.evidence.snp.report import REPORT_SIZE, SnpReport, parse_report
 from affidavit.evidence.snp.uvm import UvmEndorsement, parse_uvm_endorsement
-from affidavit.jose import b64decode_lenient
+from affidavit.jose import JoseError
+from affidavit.jose.b64 import b64decode_lenient
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_CHAIN_BYTES = 32 * 1024
@@ -37,9 +38,9 @@ def b64_lenient(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise _fail(f"{what} is not a base64 string")
     try:
-        return b64decode_lenient("".join(text.split()))
-    except ValueError as exc:
-        raise _fail(f"{what} is {exc}") from None
+        return b64decode_lenient("".join(text.split()), what)
+    except JoseError as exc:
+        raise _fail(exc.message) from None
 
 
 @dataclass(frozen=True)
