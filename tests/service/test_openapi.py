@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from affidavit.service import ServiceConfig, create_app
 from affidavit.attestation_types import names as _attest_routes  # every registered type
+from affidavit.service import ServiceConfig, create_app
 from affidavit.service.operations import openapi_document
 from tests.conftest import ROOT
 from tests.service.conftest import EVIDENCE_TIME, Inputs
