@@ -48,11 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             p.add_argument("--source-path", help="where the source interface lives (default: the kernel's)")
         _common(p)
         p.set_defaults(func=_attest_quote, attestation_type=entry.name)
-    from affidavit.client import azure_cvm
-
     p = kinds.add_parser("azure-cvm", help="an Azure CVM through its vTPM (POST /attest/AzureGuest)")
-    azure_cvm.add_arguments(p)
-    p.set_defaults(func=azure_cvm.run)
+    add_azure_cvm_arguments(p)
+    p.set_defaults(func=run_azure_cvm)
 
 
 def _add_snp(p: argparse.ArgumentParser) -> None:
@@ -254,4 +252,56 @@ def run_tpm(args: argparse.Namespace) -> int:
     rp = args.rp_data.encode("utf-8") if args.rp_data else None
     with AttestationClient(args.url, verify=verify, api_version=API_VERSION) as client:
         token = client.attest_tpm(source, rp_data=rp).token
+    return emit_token(token, args)
+
+
+# ------------------------------------------------------------------------------------- attest azure-cvm
+
+
+def add_azure_cvm_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``affidavit attest azure-cvm`` (``client.azure_cvm`` does the work)."""
+    from affidavit.client.azure_cvm import AK_HANDLE, DEFAULT_EVENTLOG, DEFAULT_TCTI, IMDS_URL
+
+    parser.add_argument("--url", required=True, help="service base URL")
+    parser.add_argument("--tcti", default=DEFAULT_TCTI, help=f"vTPM access (default {DEFAULT_TCTI})")
+    parser.add_argument("--imds-url", default=IMDS_URL, help=f"Azure IMDS base URL (default {IMDS_URL})")
+    parser.add_argument("--eventlog", type=Path, default=DEFAULT_EVENTLOG, help="TCG event log")
+    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
+    parser.add_argument("--pcrs", default="0-7", help="SHA-256 PCRs to quote (default 0-7, as on Linux)")
+    parser.add_argument("--ak-handle", default=f"{AK_HANDLE:#x}", help="the vTPM AK (default 0x81000003)")
+    parser.add_argument("--user-data", help="hex, up to 64 bytes, written to NV 0x01400002 before reading")
+    parser.add_argument(
+        "--refresh-wait",
+        type=float,
+        default=3.0,
+        help="seconds to wait after writing user data for the paravisor (default 3)",
+    )
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="client payload entry (repeatable), echoed in x-ms-runtime.client-payload",
+    )
+    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
+    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path, help="CA bundle for the service")
+    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
+    parser.add_argument("--json", action="store_true", help="print JSON: the token and its unverified claims")
+
+
+def run_azure_cvm(args: argparse.Namespace) -> int:
+    """Attest this Azure CVM through its vTPM and print (or write) the unsealed token."""
+    import tempfile
+
+    from affidavit.client import ClientError
+    from affidavit.client.azure_cvm import attest
+
+    with tempfile.TemporaryDirectory(prefix="affidavit-cvm-") as tmp:
+        try:
+            token = attest(args, Path(tmp))
+        except ClientError as exc:
+            if not args.json:
+                raise
+            print_json({"error": exc.to_dict()})
+            return 1
     return emit_token(token, args)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -310,34 +309,6 @@ def _os_release() -> tuple[str, int, int]:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="service base URL")
-    parser.add_argument("--tcti", default=DEFAULT_TCTI, help=f"vTPM access (default {DEFAULT_TCTI})")
-    parser.add_argument("--imds-url", default=IMDS_URL, help=f"Azure IMDS base URL (default {IMDS_URL})")
-    parser.add_argument("--eventlog", type=Path, default=DEFAULT_EVENTLOG, help="TCG event log")
-    parser.add_argument("--no-eventlog", action="store_true", help="send no event log")
-    parser.add_argument("--pcrs", default="0-7", help="SHA-256 PCRs to quote (default 0-7, as on Linux)")
-    parser.add_argument("--ak-handle", default=f"{AK_HANDLE:#x}", help="the vTPM AK (default 0x81000003)")
-    parser.add_argument("--user-data", help="hex, up to 64 bytes, written to NV 0x01400002 before reading")
-    parser.add_argument(
-        "--refresh-wait",
-        type=float,
-        default=3.0,
-        help="seconds to wait after writing user data for the paravisor (default 3)",
-    )
-    parser.add_argument(
-        "--claim",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="client payload entry (repeatable), echoed in x-ms-runtime.client-payload",
-    )
-    parser.add_argument("--insecure", action="store_true", help="do not verify the service's TLS certificate")
-    parser.add_argument("--ca-file", "--ca", dest="ca_file", type=Path, help="CA bundle for the service")
-    parser.add_argument("--out", type=Path, help="write the token here instead of stdout")
-    parser.add_argument("--json", action="store_true", help="print JSON: the token and its unverified claims")
-
-
 def attest(args: argparse.Namespace, workdir: Path) -> str:
     from affidavit.client.http import AttestationClient
     from affidavit.tokens.sealed import unseal_token
@@ -388,19 +359,3 @@ def attest(args: argparse.Namespace, workdir: Path) -> str:
         return unseal_token(sealed, lambda ct: guest.decrypt(key, pcrs, ct))
     except TokenError as exc:
         raise ClientError(f"cannot unseal the token: {exc.message}", code="bad_response") from None
-
-
-def run(args: argparse.Namespace) -> int:
-    from affidavit.cli.attest import emit_token
-
-    with tempfile.TemporaryDirectory(prefix="affidavit-cvm-") as tmp:
-        try:
-            token = attest(args, Path(tmp))
-        except ClientError as exc:
-            if not args.json:
-                raise
-            from affidavit.cli.output import print_json
-
-            print_json({"error": exc.to_dict()})
-            return 1
-    return emit_token(token, args)
