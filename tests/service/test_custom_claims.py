@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from affidavit.attestation_types import SGX_ENCLAVE
+from affidavit.evidence.contract import CustomClaim, EvidenceInput, VerifiedEvidence, VerifyOptions
 from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
+from affidavit.evidence.sgx.attest import DcapEvidenceVerifier
 from affidavit.evidence.tpm import analyze_log
 from affidavit.evidence.tpm.claims import derive_claims
 from affidavit.jose import b64url
-from affidavit.policy import CUSTOM_CLAIM_PREFIX, PolicyEvaluationError, compile_policy, evaluate
+from affidavit.policy import (
+    CUSTOM_CLAIM_PREFIX,
+    PROPERTY_DEFAULTS,
+    PolicyEvaluationError,
+    compile_policy,
+    evaluate,
+)
 from affidavit.service.decode import parse_attest_request
-from affidavit.service.pipeline import SGX_ENCLAVE, incoming_claim_list, verified_claims
+from affidavit.service.pipeline import (
+    AttestationInput,
+    check_bindings,
+    custom_of,
+    evidence_token_claims,
+    incoming_claim_list,
+    incoming_of,
+)
 from affidavit.service.tpm_protocol import ClientEvidence
-from affidavit.service.tpm_route import _policy_incoming
 from affidavit.simulate import SimulatedPlatform
 
 NOW = datetime(2025, 6, 10, tzinfo=UTC)
@@ -68,8 +83,15 @@ class Sgx:
         if runtime is not None:
             body["runtimeData"] = {"data": b64url(runtime), "dataType": runtime_type}
         request = parse_attest_request(json.dumps(body).encode(), "quote")
-        result = self.verifier.verify(quote, self.collateral, NOW)
-        return verified_claims(SGX_ENCLAVE, result, quote, request).incoming
+        # the pipeline's path: the SgxEnclave verifier, the bindings, the token and incoming claims
+        dcap = DcapEvidenceVerifier(type_name="SgxEnclave", tee="sgx", verifier=self.verifier,
+                                    provider=None, platform_lookup=self.verifier.platform)  # type: ignore[arg-type]
+        parsed = dcap.parse(EvidenceInput(quote))
+        options = VerifyOptions(properties=PROPERTY_DEFAULTS, collateral_grace=timedelta(0))
+        verified = dcap.verify(parsed, self.collateral, NOW, options)
+        submitted = AttestationInput(EvidenceInput(quote), runtime=request.runtime, inittime=request.inittime)
+        check_bindings(SGX_ENCLAVE, verified, submitted)
+        return incoming_of(SGX_ENCLAVE, verified, evidence_token_claims(SGX_ENCLAVE, verified, submitted))
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +99,15 @@ def sgx() -> Sgx:
     sim = SimulatedPlatform.create(fmspc="00A0F0F00001", ca="processor", now=NOW, seed="custom-claims")
     verifier = DcapVerifier(TrustAnchors.from_pem(sim.root_pem))
     return Sgx(sim, verifier, load_collateral(sim.collateral(now=NOW)))
+
+
+def _policy_incoming(claims: dict[str, Any], evidence: ClientEvidence) -> list[Any]:
+    """The TPM path's incoming claims: the verifier's custom claims (evidence.tpm.attest) through the
+    pipeline's ``custom_of`` into ``incoming_claim_list``."""
+    verified = VerifiedEvidence(
+        claims=claims, custom_claims=tuple(CustomClaim(n, v, t) for n, v, t in evidence.custom_claims)
+    )
+    return incoming_claim_list(verified.claims, {}, custom=custom_of(verified))
 
 
 # -- policies over service claim names -----------------------------------------------------------------
