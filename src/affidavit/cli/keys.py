@@ -205,7 +205,7 @@ def _rotate(args: argparse.Namespace) -> int:
             if hsm is not None:
                 hsm.close()
     new = max(after.values(), key=lambda k: k.created_at)
-    result = {
+    result: dict[str, Any] = {
         "new": new.kid,
         "state": new.state(now),
         "current_at": _time(new.current_at),

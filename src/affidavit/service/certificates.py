@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,7 +66,9 @@ async def _modify(request: Request, *, add: bool) -> Response:
     except TokenError as exc:
         raise token_error(exc) from None
     der = cert.public_bytes(Encoding.DER)
-    who = {"actor": actor_of(request, signer, caller), "caller": caller.id, "signer": signer_id(signer)}
+    who: dict[str, Any] = {
+        "actor": actor_of(request, signer, caller), "caller": caller.id, "signer": signer_id(signer)
+    }
     if add:
         if state.store.add_certificate(der, **who):  # False (no history row) when already registered
             audit_change(request, state, "certificate.add", signer=signer, subject=thumbprint(der))

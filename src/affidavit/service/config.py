@@ -81,7 +81,7 @@ class ServiceConfig:
         """The ``affidavit.policy.PolicyLimits`` in force (defaults, overridden by ``policy_limits``)."""
         from affidavit.policy.limits import PolicyLimits
 
-        return PolicyLimits(**self.policy_limits)
+        return PolicyLimits(**self.policy_limits)  # type: ignore[arg-type]
 
     @property
     def connection_limits(self) -> Any:

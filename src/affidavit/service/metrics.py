@@ -85,7 +85,7 @@ def _forget_dead_workers(directory: str) -> None:
     for name in os.listdir(directory):
         m = _LIVE_GAUGE.match(name)
         if m and not _alive(int(m.group(1))):
-            multiprocess.mark_process_dead(int(m.group(1)), directory)
+            multiprocess.mark_process_dead(int(m.group(1)), directory)  # type: ignore[no-untyped-call]
 
 
 class _ProcessRegistry(Collector):
@@ -130,7 +130,7 @@ def render(state: Any) -> bytes:
         from prometheus_client import multiprocess
 
         _forget_dead_workers(directory)
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ProcessRegistry())
     registry.register(SigningKeyCollector(state))

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, cast
 
 STOP_TIMEOUT = 15.0  # seconds a worker gets to finish after SIGTERM before it is killed
 FAST_DEATH = 10.0  # a worker dying sooner than this after its start is restarted with a growing delay
@@ -90,9 +90,10 @@ def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any
             workers[w.sentinel] = w
         while workers and not stopping:
             for sentinel in wait(list(workers), timeout=1.0):
-                dead = workers.pop(sentinel)
+                key = cast(int, sentinel)  # wait() returns the sentinels it was given
+                dead = workers.pop(key)
                 dead.join()
-                lived = time.monotonic() - started.pop(sentinel, 0.0)
+                lived = time.monotonic() - started.pop(key, 0.0)
                 if stopping:
                     continue
                 fast_deaths = fast_deaths + 1 if lived < FAST_DEATH else 0

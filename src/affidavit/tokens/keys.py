@@ -239,7 +239,9 @@ class SigningKey:
                   signer)
         if signer is not None:
             probe = b"affidavit signing key self-test"
-            if not _verifies(public, alg, probe, signer.sign(probe)):
+            if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) or not _verifies(
+                public, alg, probe, signer.sign(probe)
+            ):
                 raise TokenError("signing key and certificate do not match", code="bad_key")
         return key
 

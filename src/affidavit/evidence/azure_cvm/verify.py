@@ -69,7 +69,7 @@ def snp_verifier_from_package(trust: Any = None) -> SnpReportVerifier | None:
     is split here: the VEK first, then the ASK/ARK given with it (none given: the ASK shipped with the SNP
     package), so a VEK under another product's chain fails."""
     try:
-        from affidavit.evidence import snp as amd  # type: ignore[attr-defined]
+        from affidavit.evidence import snp as amd
     except ImportError:
         return None
     verifier = amd.SnpVerifier(trust if trust is not None else amd.AmdTrust.amd())

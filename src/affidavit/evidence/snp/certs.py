@@ -97,7 +97,7 @@ def _tbs_fields(data: bytes, limit: int | None = 7) -> tuple[int, int, list[tupl
     tag, tbs_start, tbs_stop = span(data, start, stop)
     if tag != der.TAG_SEQUENCE:
         raise _fail("certificate TBS is not a SEQUENCE")
-    fields = []
+    fields: list[tuple[int, int, int, int]] = []
     pos = tbs_start
     while pos < tbs_stop and (limit is None or len(fields) < limit):
         t, v0, v1 = span(data, pos, tbs_stop)

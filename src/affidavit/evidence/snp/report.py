@@ -318,6 +318,11 @@ def parse_report(data: bytes) -> SnpReport:
     if signing_key not in SIGNING_KEY_NAMES:
         raise SnpError(f"SNP report: SIGNING_KEY {signing_key} is reserved")
     _zero(data, 0x04C, 0x050, "word after KEY_INFO")
+    fam: int | None
+    mod: int | None
+    step: int | None
+    launch_mit: int | None
+    current_mit: int | None
     if version >= 3:
         _zero(data, 0x18B, 0x1A0, "bytes after CPUID")
         fam, mod, step = data[0x188], data[0x189], data[0x18A]
