@@ -224,6 +224,10 @@ class ServiceState:
         aclose = getattr(self.collateral, "aclose", None)
         if aclose is not None:
             await aclose()
+        for verifier in self._verifiers.values():  # e.g. SevSnpVm's KDS provider and its HTTP client
+            close_verifier = getattr(verifier, "aclose", None)
+            if close_verifier is not None:
+                await close_verifier()
         self.close()
 
     def close(self) -> None:
