@@ -72,7 +72,8 @@ def test_codes_are_found() -> None:
 def test_every_layer_code_maps_to_an_maa_code(layer: str, code: str) -> None:
     status, maa = classify(_cls(LAYERS[layer])("m", code=code))
     assert maa in MAA_CODES
-    assert status == (503 if layer == "store" else 400)
+    outage = layer == "store" or (layer, code) == ("collateral", "collateral_unavailable")
+    assert status == (503 if outage else 400)
 
 
 def test_the_table() -> None:
@@ -85,7 +86,9 @@ def test_the_table() -> None:
 
     assert classify(EvidenceError("m", code="quote_signature_invalid")) == (400, "InvalidParameter")
     assert classify(TpmError("m")) == (400, "InvalidParameter")
-    assert classify(CollateralError("m", code="collateral_unavailable")) == (400, "InvalidParameter")
+    # an unreachable upstream with nothing valid cached is an outage, not a bad quote (issue 11)
+    assert classify(CollateralError("m", code="collateral_unavailable")) == (503, "ServiceUnavailable")
+    assert classify(CollateralError("m", code="collateral_not_found")) == (400, "InvalidParameter")
     assert classify(PolicyParsingError("m")) == (400, "PolicyParsingError")
     assert classify(PolicyEvaluationError("m")) == (400, "PolicyEvaluationError")
     assert classify(StoreError("m", code="unavailable")) == (503, "ServiceUnavailable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from affidavit.service import ServiceConfig
@@ -19,7 +20,9 @@ def test_keyring_refreshes_in_the_background(tmp_path: Path) -> None:
     async def run() -> str:
         await state.start()
         try:
-            rotate_keyring(state.store, issuer=state.issuer, bits=2048, now=state.clock())
+            # delay=0: the new key signs at once (a later next key is the ring's valid_until refresh)
+            rotate_keyring(state.store, issuer=state.issuer, bits=2048, now=state.clock(), kek=state.kek,
+                           delay=timedelta(0))
             for _ in range(50):
                 await asyncio.sleep(0.05)
                 if state._keyring.peek().current.kid != before:  # read without calling keyring()

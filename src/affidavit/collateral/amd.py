@@ -511,3 +511,11 @@ def items_from_files(paths: Iterable[Path]) -> list[CollateralItem]:
                     if cn_of_name(x509.load_der_x509_crl(der).issuer) == f"ARK-{product}":
                         items.append(crl_item_amd(crl_key(product, kind), der))
     return items
+
+
+def no_collateral_source() -> CollateralError:
+    """A report without ``VcekCertChain`` where no AMD collateral source (KDS, directory) is configured."""
+    return CollateralError(
+        "the report came without VcekCertChain and no AMD collateral source is configured",
+        code="collateral_not_found",
+    )

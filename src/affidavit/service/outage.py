@@ -74,19 +74,17 @@ class StoreView(Generic[T]):
 
     def get(self) -> T:
         """The current value: read now on first use, else the cached one (refreshed in the background)."""
-        from affidavit.store import StoreError
+        from affidavit.store.errors import unavailable
 
         now = time.monotonic()
         if self._value is _MISSING:
             if self._error is not None and now - self._tried_at < 1.0:  # nothing to serve: fail fast
-                raise StoreError("the database is unreachable", code="unavailable")
+                raise unavailable("the database is unreachable")
             return self._refresh_now()
         if now - self._tried_at > self.ttl:
             self._start_refresh()
         if now - self._read_at > self.staleness and self._error is not None:
-            raise StoreError(
-                f"the database has been unreachable for more than {self.staleness:g} s", code="unavailable"
-            )
+            raise unavailable(f"the database has been unreachable for more than {self.staleness:g} s")
         return self._value
 
     def peek(self) -> T | None:

@@ -42,8 +42,7 @@ class SnpAttestationVerifier:
         return parse_document(bytes(data))
 
     async def collateral(self, parsed: Any) -> Any:
-        from affidavit.collateral import CollateralError
-        from affidavit.collateral.amd import SnpCollateral
+        from affidavit.collateral.amd import SnpCollateral, no_collateral_source
 
         if parsed.chain is not None:  # the client's chain: trusted only if it reaches a pinned ARK
             crl: tuple[bytes, ...] = ()
@@ -53,10 +52,7 @@ class SnpAttestationVerifier:
                 crl = await self.provider.crl_for(product, kind)
             return SnpCollateral(None, parsed.chain, crl)
         if self.provider is None:
-            raise CollateralError(
-                "the report came without VcekCertChain and no AMD collateral source is configured",
-                code="collateral_not_found",
-            )
+            raise no_collateral_source()
         return await self.provider.get_snp(parsed.report)
 
     def verify(self, parsed: Any, collateral: Any, now: Any, options: Any = None) -> VerifiedEvidence:

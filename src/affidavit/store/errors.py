@@ -10,3 +10,9 @@ class StoreError(AffidavitError):
     uniqueness rule refused the change), ``schema_too_new``, ``database_error``, ``not_found``."""
 
     code = "store_error"
+
+
+def unavailable(message: str) -> StoreError:
+    """The ``unavailable`` error (the database cannot be reached), for readers outside the store that
+    serve cached values through an outage (``service.outage``)."""
+    return StoreError(message, code="unavailable")
