@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid.startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+
+
+_SERVE_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "affidavit.access", "affidavit.audit")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``affidavit serve`` run in-process (uvicorn.Config) installs handlers on the stderr of the moment,
+    pytest's capture, which is closed after the test; later log lines would then print "Logging error"
+    tracebacks into other tests' output. Put the loggers back as they were."""
+    import logging
+
+    saved = []
+    for name in _SERVE_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, list(lg.handlers), lg.level, lg.propagate))
+    yield
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate

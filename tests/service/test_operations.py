@@ -486,19 +486,25 @@ def test_serve_runs_uvicorn_with_the_coalescing_protocol(
     for variable in (CONFIG_ENV, "PROMETHEUS_MULTIPROC_DIR"):  # serve sets them; restored afterwards
         monkeypatch.setenv(variable, "")
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("uvicorn.run", lambda **options: seen.update(options))
-    assert main(["serve", "--data-dir", str(tmp_path), "--pcs-url", "none", "--log-format", "text"]) == 0
-    assert seen["http"] == "affidavit.service.transport:CoalescingHttpToolsProtocol"
+
+    def fake_run(server: Any, sockets: Any = None) -> None:  # serve binds its socket, then runs uvicorn
+        seen.update(vars(server.config))
+        server.started = True
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr("uvicorn.Server.run", fake_run)
+    argv = ["serve", "--data-dir", str(tmp_path), "--pcs-url", "none", "--log-format", "text", "--port", "0"]
+    assert main(argv) == 0
+    import functools
+
+    from affidavit.service.transport import CoalescingHttpToolsProtocol
+
+    http = seen["http"]  # the protocol class with its connection limits
+    assert isinstance(http, functools.partial) and http.func is CoalescingHttpToolsProtocol
     assert seen["access_log"] is False and seen["log_config"]["formatters"]["affidavit"]["()"].endswith(
         "TextFormatter"
     )
-    import uvicorn
-
-    config = uvicorn.Config(app="affidavit.service.app:app_from_environment", http=seen["http"])
-    config.load()
-    from affidavit.service.transport import CoalescingHttpToolsProtocol
-
-    assert config.http_protocol_class is CoalescingHttpToolsProtocol
 
 
 def test_audit_lines_for_certificate_changes(isolated_server: Server, signers: Any) -> None:
