@@ -152,7 +152,7 @@ SGX_ENCLAVE = AttestationType(
     claims_supported=_SGX_CLAIMS,
     cli_name="sgx",
     cli_help="an SGX DCAP quote (POST /attest/SgxEnclave)",
-    client_sources=("file", "gramine", "tsm"),
+    client_sources=("file", "gramine"),  # Gramine's /dev/attestation gives SGX quotes
 )
 OPEN_ENCLAVE = replace(
     SGX_ENCLAVE,
@@ -161,6 +161,7 @@ OPEN_ENCLAVE = replace(
     evidence_field="report",
     cli_name="openenclave",
     cli_help="an Open Enclave report (POST /attest/OpenEnclave)",
+    client_sources=("file",),  # an Open Enclave report is always a file
 )
 TPM = AttestationType(
     name="Tpm",
@@ -185,7 +186,7 @@ TDX_VM = AttestationType(
     api_version="2025-06-01",
     cli_name="tdx",
     cli_help="a TDX quote (POST /attest/TdxVm)",
-    client_sources=("file", "gramine", "tsm"),
+    client_sources=("file", "tsm"),  # the configfs-tsm interface gives TD quotes
 )
 
 SEV_SNP_VM = AttestationType(
