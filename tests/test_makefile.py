@@ -55,5 +55,5 @@ def test_system_deps_runtime_mode_needs_only_python_venv() -> None:
     assert (ROOT / "README.md").read_text().splitlines()[2:5] == [
         "```sh",
         "make run     # set everything up and start Affidavit with embedded defaults",
-        "make test    # set everything up and run the whole test suite",
+        "make test    # set everything up; ruff, import-linter (layers), mypy, the whole suite, coverage",
     ]
