@@ -108,7 +108,10 @@ class Cluster:
 def cluster(tmp_path: Path, inputs: Inputs, postgres_url: str) -> Iterator[Cluster]:  # noqa: F811
     database = fresh_database(postgres_url)
     lb_port = free_port()
-    args = [*inputs.serve_args(), "--database-url", database, "--issuer", f"http://127.0.0.1:{lb_port}"]
+    kek = tmp_path / "kek"  # replicas sharing a database share its key-encryption key
+    kek.write_text("00" * 32)
+    args = [*inputs.serve_args(), "--database-url", database, "--issuer", f"http://127.0.0.1:{lb_port}",
+            "--key-encryption-key-file", str(kek)]
     replicas = [Server(tmp_path / f"replica-{i}", args, tls=False) for i in range(3)]
     started: list[Server] = []
     haproxy: subprocess.Popen[bytes] | None = None
