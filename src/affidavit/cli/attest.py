@@ -132,7 +132,6 @@ def _attest_quote(args: argparse.Namespace) -> int:
 
 
 def _attest_snp(args: argparse.Namespace) -> int:
-    from affidavit.client import ClientError
     from affidavit.client.http import AttestationClient, RuntimeData
     from affidavit.client.snp import snp_document
     from affidavit.client.sources import report_data_for
@@ -146,22 +145,16 @@ def _attest_snp(args: argparse.Namespace) -> int:
     chain = b"".join(Path(p).read_bytes() for p in args.chain) or None
     tls: bool | str = False if args.insecure else (args.ca_file or True)
     draft = Path(args.draft_policy).read_text() if args.draft_policy else None
-    try:
-        document = snp_document(
-            report_file=Path(args.evidence_file) if args.evidence_file else None,
-            tsm_root=Path(args.source_path or "/sys/kernel/config/tsm/report"),
-            report_data=report_data_for(runtime_bytes), chain_pem=chain, vmpl=args.vmpl,
+    check_writable(args.out, "--out")  # before the attestation, so that no token is lost
+    document = snp_document(
+        report_file=Path(args.evidence_file) if args.evidence_file else None,
+        tsm_root=Path(args.source_path or "/sys/kernel/config/tsm/report"),
+        report_data=report_data_for(runtime_bytes), chain_pem=chain, vmpl=args.vmpl,
+    )
+    with AttestationClient(args.url, verify=tls) as client:  # a ClientError reaches cli.errors
+        result = client.attest_snp(
+            document, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
         )
-        with AttestationClient(args.url, verify=tls) as client:
-            result = client.attest_snp(
-                document, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
-            )
-    except ClientError as exc:
-        if args.json:
-            print_json({"error": exc.to_dict()})
-        else:
-            print(f"attestation refused: {exc}", file=sys.stderr)
-        return 1
     return emit_token(result.token, args)
 
 

@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,15 +84,14 @@ def read_report(path: str) -> tuple[Any, bytes | None]:
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
-    from affidavit.cli.output import print_json
+    """The one CLI error path (``cli.errors``: ``error: CODE: message``, or JSON with ``error``), plus
+    this command's ``verified``/``code``/``reason`` members in JSON."""
+    from affidavit.cli.errors import report
 
     code = getattr(exc, "code", "error")
     message = getattr(exc, "message", str(exc))
-    if getattr(args, "json", False):
-        print_json({"verified": False, "code": code, "reason": message})
-    else:
-        print(f"rejected: {code}: {message}", file=sys.stderr)
-    return 1
+    extra = {"verified": False, "code": code, "reason": message}
+    return report(exc, as_json=bool(getattr(args, "json", False)), extra=extra)
 
 
 def _inspect(args: argparse.Namespace) -> int:
