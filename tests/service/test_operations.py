@@ -486,19 +486,28 @@ def test_serve_runs_uvicorn_with_the_coalescing_protocol(
     for variable in (CONFIG_ENV, "PROMETHEUS_MULTIPROC_DIR"):  # serve sets them; restored afterwards
         monkeypatch.setenv(variable, "")
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("uvicorn.run", lambda **options: seen.update(options))
-    assert main(["serve", "--data-dir", str(tmp_path), "--pcs-url", "none", "--log-format", "text"]) == 0
-    assert seen["http"] == "affidavit.service.transport:CoalescingHttpToolsProtocol"
-    assert seen["access_log"] is False and seen["log_config"]["formatters"]["affidavit"]["()"].endswith(
-        "TextFormatter"
-    )
-    import uvicorn
 
-    config = uvicorn.Config(app="affidavit.service.app:app_from_environment", http=seen["http"])
-    config.load()
+    class Bound:  # uvicorn.Server on the socket serve bound, recorded instead of run
+        started = True
+
+        def __init__(self, config: Any) -> None:
+            seen["config"] = config
+
+        def run(self, sockets: Any = None) -> None:
+            seen["sockets"] = sockets
+
+    monkeypatch.setattr("uvicorn.Server", Bound)
+    assert main(["serve", "--data-dir", str(tmp_path), "--pcs-url", "none", "--log-format", "text",
+                 "--port", "0"]) == 0
+    for sock in seen["sockets"]:
+        sock.close()
+    config = seen["config"]
     from affidavit.service.transport import CoalescingHttpToolsProtocol
 
-    assert config.http_protocol_class is CoalescingHttpToolsProtocol
+    assert config.http.func is CoalescingHttpToolsProtocol  # with the connection limits bound
+    assert config.access_log is False and config.log_config["formatters"]["affidavit"]["()"].endswith(
+        "TextFormatter"
+    )
 
 
 def test_audit_lines_for_certificate_changes(isolated_server: Server, signers: Any) -> None:
