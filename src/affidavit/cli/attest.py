@@ -159,11 +159,9 @@ def _attest_snp(args: argparse.Namespace) -> int:
                 document, runtime_data=runtime, init_time_data=init, nonce=args.nonce, draft_policy=draft
             )
     except ClientError as exc:
-        if args.json:
-            print_json({"error": exc.to_dict()})
-        else:
-            print(f"attestation refused: {exc}", file=sys.stderr)
-        return 1
+        from affidavit.cli.errors import report
+
+        return report(exc, as_json=args.json)
     return emit_token(result.token, args)
 
 

@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,14 +84,13 @@ def read_report(path: str) -> tuple[Any, bytes | None]:
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
-    from affidavit.cli.output import print_json
+    """A refusal the CLI's one way (docs/cli.md); with --json also ``verified: false`` and the reason."""
+    from affidavit.cli.errors import emit_error
 
     code = getattr(exc, "code", "error")
     message = getattr(exc, "message", str(exc))
-    if getattr(args, "json", False):
-        print_json({"verified": False, "code": code, "reason": message})
-    else:
-        print(f"rejected: {code}: {message}", file=sys.stderr)
+    extra = {"verified": False, "code": code, "reason": message}
+    emit_error(code, message, as_json=getattr(args, "json", False), extra=extra)
     return 1
 
 
