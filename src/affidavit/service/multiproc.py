@@ -24,9 +24,23 @@ def multiprocess_directory() -> Path:
         Path(parent).mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="affidavit-metrics-", dir=parent))
     path.chmod(0o700)
+    _PREVIOUS[path] = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(path)
     return path
 
 
 def remove_multiprocess_directory(path: Path) -> None:
+    """Remove the run's directory and give ``PROMETHEUS_MULTIPROC_DIR`` back its value from before the
+    run (the operator's parent directory, or unset), so a process that runs ``serve`` more than once (the
+    tests) never hands a deleted directory to a later run or to a program it starts."""
     shutil.rmtree(path, ignore_errors=True)
+    previous = _PREVIOUS.pop(path, None)
+    if os.environ.get(MULTIPROC_ENV) == str(path):
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+
+
+# What PROMETHEUS_MULTIPROC_DIR was before each live run's directory replaced it.
+_PREVIOUS: dict[Path, str | None] = {}
