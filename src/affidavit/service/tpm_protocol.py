@@ -65,6 +65,7 @@ from affidavit.evidence.tpm.request import (  # noqa: F401 -- re-exported: the p
     PCP_MAGIC_V2,
     ClientEvidence,
     extract_evidence,
+    json_member,
     parse_pcp_claim,
 )
 from affidavit.jose import (
@@ -73,7 +74,6 @@ from affidavit.jose import (
     PublicKey,
     b64url,
     canonical_jwk,
-    loads,
     parse_compact,
     public_key_from_jwk,
     verify_signature,
@@ -245,20 +245,6 @@ class SignedRequest:
     request_key: dict[str, Any] | None
 
 
-def _json_value(value: object, what: str) -> object:
-    """A JSON member sent either inline or as (base64url of) JSON text; strict JSON (``jose.loads``: a
-    duplicate member in the request key is refused, as everywhere else)."""
-    if isinstance(value, str):
-        text = value
-        if not value.lstrip().startswith(("{", "[")):
-            text = b64_decode(value, what).decode("utf-8", "replace")
-        try:
-            return loads(text, what)
-        except JoseError:
-            raise TpmProtocolError(f"{what} is not JSON") from None
-    return value
-
-
 def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     """Parse ``{"request": JWS}`` and check the JWS was signed by the key it carries."""
     jws = message.get("request")
@@ -287,12 +273,12 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
         raise TpmProtocolError("att_data must be an object")
     request_key = att_data.get("request_key")
     if request_key is not None:
-        request_key = _json_value(request_key, "request_key")
+        request_key = json_member(request_key, "request_key", TpmProtocolError)
         if not isinstance(request_key, dict):
             raise TpmProtocolError("request_key must be an object with a jwk")
-        jwk = _json_value(request_key.get("jwk"), "request_key.jwk")
+        jwk = json_member(request_key.get("jwk"), "request_key.jwk", TpmProtocolError)
     else:
-        jwk = _json_value(att_data.get("attest_key"), "attest_key")
+        jwk = json_member(att_data.get("attest_key"), "attest_key", TpmProtocolError)
     if jwk is None:
         raise TpmProtocolError("the request carries neither request_key nor attest_key")
     key = jwk_public_key(jwk, "request key")

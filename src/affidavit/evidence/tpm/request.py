@@ -16,20 +16,25 @@ from affidavit.evidence.tpm.formats import b64_field as b64_decode
 from affidavit.evidence.tpm.formats import parse_maa_pcrs
 from affidavit.evidence.tpm.structures import parse_public
 from affidavit.jose import JoseError, loads
+from affidavit.jose.b64 import b64decode_lenient
 
 MAX_CUSTOM_CLAIMS = 64
 
 
-def _json_value(value: object, what: str) -> object:
-    """A JSON member sent either inline or as (base64url of) JSON text; strict JSON (no duplicates)."""
+def json_member(value: object, what: str, error: type[Exception] = TpmFormatError) -> object:
+    """A JSON member sent either inline or as (base64url of) JSON text; strict JSON (no duplicates).
+    ``error``: the caller's error type (the TPM protocol's messages share this reader)."""
     if isinstance(value, str):
         text = value
         if not value.lstrip().startswith(("{", "[")):
-            text = b64_decode(value, what).decode("utf-8", "replace")
+            try:
+                text = b64decode_lenient(value, what).decode("utf-8", "replace")
+            except JoseError as exc:
+                raise error(exc.message) from None
         try:
             return loads(text, what)
         except JoseError:
-            raise TpmFormatError(f"{what} is not JSON") from None
+            raise error(f"{what} is not JSON") from None
     return value
 
 
@@ -127,7 +132,7 @@ def _decode_aik_pub(value: object) -> bytes | dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     if isinstance(value, str) and value.lstrip().startswith("{"):
-        parsed = _json_value(value, "aik_pub")
+        parsed = json_member(value, "aik_pub")
         if not isinstance(parsed, dict):
             raise TpmFormatError("aik_pub must be a JWK object or base64url TPM2B_PUBLIC")
         return parsed
@@ -206,7 +211,7 @@ def extract_evidence(att_data: Mapping[str, Any]) -> ClientEvidence:
                     aik_pub=pub,
                     custom_claims=_decode_custom_claims(att_data.get("custom_claims")),
                 )
-        claim_obj = _json_value(current, "current_claim")
+        claim_obj = json_member(current, "current_claim")
         if not isinstance(claim_obj, dict):
             raise TpmFormatError("current_claim must be a platform claim or JSON {quote, signature, pcrs}")
         claim = claim_obj
