@@ -200,14 +200,14 @@ def test_policy_results_are_the_same_as_before() -> None:
 
 
 def _compliance_cases() -> list[Any]:
-    """The jmespath project's compliance suite (tests/compliance/*.json), when a copy is given: it is not
-    shipped in any package, so it is read from AFFIDAVIT_JMESPATH_COMPLIANCE or the shared vectors."""
+    """The JMESPath compliance suite (compliance/*.json): in no PyPI package, so `make setup` fetches it
+    (scripts/jmespath_compliance.py) into the virtualenv; AFFIDAVIT_JMESPATH_COMPLIANCE names another copy."""
     import os
+    import sys
     from pathlib import Path
 
-    from tests.conftest import VECTORS
-
-    where = Path(os.environ.get("AFFIDAVIT_JMESPATH_COMPLIANCE", VECTORS / "jmespath-compliance"))
+    fetched = Path(sys.prefix) / "share" / "jmespath-compliance"
+    where = Path(os.environ.get("AFFIDAVIT_JMESPATH_COMPLIANCE", fetched))
     cases = []
     for path in sorted(where.glob("*.json")) if where.is_dir() else []:
         for group in json.loads(path.read_text()):
