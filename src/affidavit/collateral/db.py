@@ -9,7 +9,7 @@ still never overwrites a newer one. Every failure is a :class:`CollateralError` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from affidavit.collateral import CollateralError
@@ -17,6 +17,7 @@ from affidavit.collateral.items import CollateralItem, ItemKey
 from affidavit.store.backend import Backend, connect
 from affidavit.store.errors import StoreError
 from affidavit.store.schema import migrate
+from affidavit.timefmt import db_time, parse_db_time
 
 TABLE = "affidavit_collateral"
 _COLUMNS = "kind, tee, name, body, signature, chain, issue_date, next_update, number, stored_at"
@@ -30,15 +31,6 @@ WHERE affidavit_collateral.number < excluded.number
    OR (affidavit_collateral.number = excluded.number
        AND affidavit_collateral.issue_date < excluded.issue_date)
 """
-
-
-def _iso(when: datetime) -> str:
-    # Fixed width, UTC, so that the text order in SQL is the time order.
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _cache_error(exc: StoreError) -> CollateralError:
@@ -85,7 +77,7 @@ class CollateralDb:
         k = item.key
         params = (
             k.kind, k.tee, k.name, item.body, item.signature, item.chain,
-            _iso(item.issue_date), _iso(item.next_update), item.number, _iso(stored_at),
+            db_time(item.issue_date), db_time(item.next_update), item.number, db_time(stored_at),
         )
         try:
             with self._db.write() as cur:
@@ -116,5 +108,5 @@ class CollateralDb:
 def _row(r: Any) -> tuple[CollateralItem, datetime]:
     kind, tee, name, body, signature, chain, issue, nxt, number, stored = r
     key = ItemKey(kind, tee, name)
-    item = CollateralItem(key, body, signature, chain, _parse(issue), _parse(nxt), int(number))
-    return item, _parse(stored)
+    item = CollateralItem(key, body, signature, chain, parse_db_time(issue), parse_db_time(nxt), int(number))
+    return item, parse_db_time(stored)
