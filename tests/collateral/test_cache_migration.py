@@ -150,3 +150,32 @@ def test_database_failures_are_the_collateral_layers_error(tmp_path: Path, stand
     with pytest.raises(CollateralError) as err:
         db.all()
     assert err.value.code == "collateral_cache"
+
+
+@pytest.mark.slow
+def test_the_cache_writes_again_after_postgresql_restarts(
+    anchors: Any, standard: dict[str, Any], early: dict[str, Any]
+) -> None:
+    """The store backend's reconnection serves the cache too: a restart of the server fails the writes
+    made while it is down (the layer's error; reads stay in memory) and the next write reconnects."""
+    from tests.pg import RestartablePostgres
+
+    old, new = CollateralSet.from_json(standard), CollateralSet.from_json(early)
+    with RestartablePostgres() as pg:
+        cache = CollateralCache.open(pg.url, anchors)
+        try:
+            assert cache.offer_set(old, AZURE_AT) == [True] * 4
+            pg.stop()
+            with pytest.raises(CollateralError) as err:
+                cache.offer(new.tcb_info, AZURE_AT)
+            assert err.value.code == "collateral_cache"
+            assert cache.get(old.tcb_info.key) == old.tcb_info  # still served from memory
+            pg.start()
+            assert cache.offer(new.tcb_info, AZURE_AT) is True  # a new connection, no restart of ours
+        finally:
+            cache.close()
+        reopened = CollateralCache.open(pg.url, anchors)
+        try:
+            assert reopened.get(new.tcb_info.key) == new.tcb_info
+        finally:
+            reopened.close()
