@@ -19,7 +19,6 @@ from affidavit.store.errors import StoreError
 from affidavit.store.schema import migrate
 from affidavit.timefmt import db_time, parse_db_time
 
-TABLE = "affidavit_collateral"
 _COLUMNS = "kind, tee, name, body, signature, chain, issue_date, next_update, number, stored_at"
 _UPSERT = f"""
 INSERT INTO affidavit_collateral ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
