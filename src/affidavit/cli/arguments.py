@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -27,12 +27,13 @@ def duration(text: str | timedelta) -> timedelta:
 
 
 def iso_time(text: str) -> datetime:
-    """An ISO 8601 time (``Z`` accepted); a time without zone is UTC."""
+    """An ISO 8601 time (``affidavit.timefmt``; ``Z`` accepted); a time without zone is UTC."""
+    from affidavit.timefmt import parse_time
+
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text, assume_utc=True)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # RSA sizes offered wherever the CLI generates a token signing key (serve --key-size, keys rotate --bits).

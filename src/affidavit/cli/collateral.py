@@ -173,7 +173,9 @@ def _set_row(s: Any, path: Path) -> dict[str, Any]:
 
 
 def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from affidavit.timefmt import format_time
+
+    return format_time(when)
 
 
 def _import(args: argparse.Namespace) -> int:

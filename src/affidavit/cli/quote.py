@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import duration, iso_time
+from affidavit.cli.arguments import duration
+from affidavit.timefmt import parse_time
 
 
 def register(subparsers: Any) -> None:
@@ -131,8 +132,8 @@ def _parse_time(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        return iso_time(text)
-    except argparse.ArgumentTypeError:
+        return parse_time(text, assume_utc=True)
+    except ValueError:
         raise EvidenceError(f"--at {text!r} is not an ISO-8601 time", code="invalid_time") from None
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import iso_time
+from affidavit.timefmt import parse_time
 
 
 def register(subparsers: Any) -> None:
@@ -159,6 +159,6 @@ def _parse_time(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        return iso_time(text)
-    except argparse.ArgumentTypeError:
+        return parse_time(text, assume_utc=True)
+    except ValueError:
         raise SnpError(f"--at {text!r} is not an ISO-8601 time", code="invalid_time") from None

@@ -9,13 +9,13 @@ verifier checks, and the token hashes, what Intel signed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from affidavit import strict_json
+from affidavit import strict_json, timefmt
 from affidavit.collateral import CollateralError
 from affidavit.evidence.sgx.collateral import OFFLINE_KEYS
 from affidavit.evidence.sgx.names import pck_ca_kind
@@ -93,15 +93,13 @@ class CollateralItem:
 
 
 def parse_time(value: Any, what: str) -> datetime:
+    """A document's time (``affidavit.timefmt``: a zone required, the result in UTC) or ``invalid``."""
     if not isinstance(value, str):
         raise invalid(f"{what} is not a date string")
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return timefmt.parse_time(value)
     except ValueError as exc:
-        raise invalid(f"{what} is not an ISO 8601 date: {value[:40]!r}") from exc
-    if when.tzinfo is None:
-        raise invalid(f"{what} has no time zone")
-    return when.astimezone(UTC)
+        raise invalid(f"{what} is not an ISO 8601 date with a time zone: {value[:40]!r}") from exc
 
 
 def signed_item(kind: str, text: str, signature: str, chain: str) -> CollateralItem:

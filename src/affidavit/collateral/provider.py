@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from affidavit.bounded import BoundedDict
 from affidavit.collateral import CollateralError
 from affidavit.collateral.cache import CollateralCache
 from affidavit.collateral.items import (
@@ -41,24 +41,6 @@ log = logging.getLogger(__name__)
 
 _ASSEMBLED_MAX = 256
 MAX_FAILURES = 4096  # items whose last fetch failed, remembered for retry_interval
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Bounded(OrderedDict[K, V]):
-    """A dict that forgets its oldest entries beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __setitem__(self, key: K, value: V) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
-
 
 def anchor_keys(trust: Any = None) -> list[ec.EllipticCurvePublicKey]:
     """Root public keys from a ``TrustAnchors``, PEM (text, bytes or a file path), or keys/certificates.
@@ -135,12 +117,14 @@ class CachingPcsProvider:
         self._background: set[asyncio.Task[Any]] = set()
         # negative cache: bounded (oldest forgotten first), and only ever holds platforms whose PCK chain
         # verified (the service checks the chain before asking for collateral)
-        self._failed_at: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
-        self._failures: _Bounded[ItemKey, CollateralError] = _Bounded(MAX_FAILURES)
-        self._assembled: OrderedDict[tuple[tuple[ItemKey, tuple[int, datetime]], ...], Any] = OrderedDict()
+        self._failed_at: BoundedDict[ItemKey, datetime] = BoundedDict(MAX_FAILURES)
+        self._failures: BoundedDict[ItemKey, CollateralError] = BoundedDict(MAX_FAILURES)
+        self._assembled: BoundedDict[tuple[tuple[ItemKey, tuple[int, datetime]], ...], Any] = (
+            BoundedDict(_ASSEMBLED_MAX)
+        )
         self._refresher: asyncio.Task[None] | None = None
         self._upstream_down = False  # logged once when upstream stops answering, once when it is back
-        self._grace_logged: _Bounded[ItemKey, datetime] = _Bounded(MAX_FAILURES)
+        self._grace_logged: BoundedDict[ItemKey, datetime] = BoundedDict(MAX_FAILURES)
         # Told "hit", "miss", "stale" (served past nextUpdate within grace) and "upstream_error", for the
         # service's metrics; the provider itself keeps no counts.
         self.on_event: Callable[[str], None] | None = None
@@ -185,11 +169,12 @@ class CachingPcsProvider:
             return current
         if failure is None:  # upstream answered, but with nothing newer: don't ask again at once
             failure = CollateralError(f"upstream has nothing newer than the expired {key}")
-            self._failed_at[key], self._failures[key] = now, failure
+            self._failed_at.put(key, now)
+            self._failures.put(key, failure)
         if now <= current.next_update + self.grace:
             if self._grace_logged.get(key) == self._failed_at.get(key):
                 return current  # already said for this failure (one line per retry_interval, not per request)
-            self._grace_logged[key] = self._failed_at.get(key, now)
+            self._grace_logged.put(key, self._failed_at.get(key, now))
             log.warning(
                 "serving collateral %s past its nextUpdate %s (grace until %s): %s",
                 key,
@@ -233,7 +218,8 @@ class CachingPcsProvider:
             await asyncio.to_thread(self.cache.offer, item, now)
         except CollateralError as exc:
             self._note("upstream_error")
-            self._failed_at[key], self._failures[key] = now, exc
+            self._failed_at.put(key, now)
+            self._failures.put(key, exc)
             upstream = self.client.config.base_url
             if exc.code != "collateral_unavailable":  # a bad or missing document: worth a line each time
                 log.warning("fetching collateral %s from %s failed: %s", key, upstream, exc)
@@ -315,9 +301,8 @@ class CachingPcsProvider:
     def _assemble(self, collateral: CollateralSet) -> Any:
         """The verifier's ``SgxCollateral`` for four items; reused while the items stay the same."""
         ident = tuple((i.key, i.rank()) for i in collateral.items)
-        found = self._assembled.get(ident)
+        found = self._assembled.use(ident)
         if found is not None:
-            self._assembled.move_to_end(ident)
             return found
         from affidavit.evidence import EvidenceError
         from affidavit.evidence.sgx import load_collateral
@@ -326,7 +311,5 @@ class CachingPcsProvider:
             built = load_collateral(collateral.to_json())
         except EvidenceError as exc:
             raise CollateralError(f"cached collateral cannot be loaded: {exc.message}") from exc
-        self._assembled[ident] = built
-        while len(self._assembled) > _ASSEMBLED_MAX:
-            self._assembled.popitem(last=False)
+        self._assembled.put(ident, built)
         return built

@@ -10,8 +10,8 @@ evaluation and never stored, so a stream of distinct drafts cannot grow a worker
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
+from affidavit.bounded import BoundedDict
 from affidavit.policy.hashing import policy_hash
 from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimits
 from affidavit.policy.model import CompiledPolicy
@@ -29,7 +29,8 @@ def compiled_size(text: str) -> int:
 
 class PolicyCompiler:
     """Compiles each distinct policy text once; least recently used entries go beyond ``max_bytes``
-    (estimated, :func:`compiled_size`) or ``max_entries``."""
+    (estimated, :func:`compiled_size`; one at a time) or ``max_entries`` (an eighth at a time): an
+    ``affidavit.bounded.BoundedDict`` weighted by size."""
 
     def __init__(
         self,
@@ -38,11 +39,12 @@ class PolicyCompiler:
         max_bytes: int = DEFAULT_MAX_BYTES,
         limits: PolicyLimits | None = None,
     ) -> None:
-        self._max = max_entries
         self.max_bytes = max_bytes
         self.limits = limits or DEFAULT_LIMITS
-        self._cache: OrderedDict[tuple[str, bool], tuple[CompiledPolicy, int]] = OrderedDict()
-        self._bytes = 0
+        # least recently used first; weighed by compiled_size; the lock serialises the weighted cache
+        self._cache: BoundedDict[tuple[str, bool], CompiledPolicy] = BoundedDict(
+            max_entries, max_weight=max_bytes
+        )
         self._lock = threading.Lock()
 
     def compile(self, text: str, *, lenient: bool = False, keep: bool = True) -> CompiledPolicy:
@@ -50,29 +52,21 @@ class PolicyCompiler:
         as for draft policies, or the policy alone is larger than the whole budget)."""
         key = (policy_hash(text) if isinstance(text, str) else "", lenient)
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0].text == text:
-                self._cache.move_to_end(key)
-                return hit[0]
+            hit = self._cache.use(key)
+        if hit is not None and hit.text == text:
+            return hit
         compiled = compile_policy(text, lenient=lenient, limits=self.limits)
         size = compiled_size(compiled.text)
         if not keep or size > self.max_bytes:
             return compiled
         with self._lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._cache[key] = (compiled, size)
-            self._bytes += size
-            while self._cache and (len(self._cache) > self._max or self._bytes > self.max_bytes):
-                _, (_, dropped) = self._cache.popitem(last=False)
-                self._bytes -= dropped
+            self._cache.put(key, compiled, size)
         return compiled
 
     @property
     def cached_bytes(self) -> int:
         """The estimated memory the cached entries take."""
-        return self._bytes
+        return self._cache.weight
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -28,7 +28,7 @@ Choices where the doc is silent, all failing closed:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,10 @@ PERMIT_REASON = "A Permit claim was issued and no Deny claim, authorization succ
 
 _VALUE_TYPES = {bool: "Boolean", int: "Integer", str: "String"}
 
+RuleHook = Callable[[State, Rule], None]
+"""Called with the evaluation state before each rule runs (``explain`` records its trace); its errors are
+the rule's."""
+
 
 @dataclass(frozen=True)
 class PolicyOutcome:
@@ -60,23 +64,28 @@ class PolicyOutcome:
 
 
 def evaluate(
-    policy: CompiledPolicy, incoming: Sequence[Claim], *, limits: PolicyLimits | None = None
+    policy: CompiledPolicy,
+    incoming: Sequence[Claim],
+    *,
+    limits: PolicyLimits | None = None,
+    trace: RuleHook | None = None,
 ) -> PolicyOutcome:
     """Run ``policy`` over ``incoming``; raises only ``PolicyEvaluationError`` (for broken rules,
     malformed claims, or a ``PolicyLimitError`` when ``limits``, by default the ones the policy was
-    compiled under, are exceeded). A refusal is an outcome with ``authorized=False``, not an exception."""
+    compiled under, are exceeded). A refusal is an outcome with ``authorized=False``, not an exception.
+    ``trace`` (``explain``'s hook) sees each rule before it runs; without one the loop pays one test."""
     if policy.empty:
         return PolicyOutcome(False, EMPTY_REASON)
     st = _start(policy, incoming, limits)
     config, authz, issuance = policy.by_section
     if config:
-        _run(st, config)
+        _run(st, config, False, trace)
     if authz:
-        _run(st, authz, stop_on_deny=True)
+        _run(st, authz, True, trace)
     if st.deny or not st.permit:
         return PolicyOutcome(False, DENY_REASON if st.deny else NO_PERMIT_REASON, {}, dict(st.properties))
     if issuance:
-        _run(st, issuance)
+        _run(st, issuance, False, trace)
     return PolicyOutcome(True, PERMIT_REASON, _token_claims(st.outgoing), dict(st.properties))
 
 
@@ -121,10 +130,16 @@ def _start(policy: CompiledPolicy, incoming: Sequence[Claim], limits: PolicyLimi
     return st
 
 
-def _run(st: State, rules: tuple[Rule, ...], *, stop_on_deny: bool = False) -> None:
+def _run(
+    st: State, rules: tuple[Rule, ...], stop_on_deny: bool = False, trace: RuleHook | None = None
+) -> None:
+    """The one rule loop (``evaluate``, ``configuration_properties``, ``explain``): the deadline before each
+    rule, every error as ``PolicyEvaluationError`` naming the rule, and ``deny()`` ending authorization."""
     for rule in rules:
         try:
             check_deadline(st)
+            if trace is not None:
+                trace(st, rule)
             rule.run(st)
         except PolicyLimitError as exc:
             raise exc.at(rule.where) from None

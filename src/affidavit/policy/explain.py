@@ -1,9 +1,10 @@
 """Why a policy decided as it did: a trace of every rule, and a denial message that names the rules.
 
 ``evaluate`` stays the fast path and knows nothing of this module; ``explain`` runs the same evaluation
-again, rule by rule, and records for each rule whether its conditions held and, where one did not,
-which claim it looked for and which values of that type were present. So the trace costs nothing
-unless it is asked for (the service asks only when a policy denies, or for a draft policy).
+(``evaluate`` itself, with a trace hook its rule loop calls before each rule) and records for each rule
+whether its conditions held and, where one did not, which claim it looked for and which values of that
+type were present. So the trace costs nothing unless it is asked for (the service asks only when a policy
+denies, or for a draft policy).
 
 Secrecy: the values shown are those of incoming claims issued by the service or the attester
 (``AttestationService``, ``CustomClaim``), i.e. what the evidence itself says; values that rules added
@@ -19,19 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from affidavit.policy.claims import Claim
-from affidavit.policy.errors import PolicyError, PolicyEvaluationError
-from affidavit.policy.evaluator import (
-    DENY_REASON,
-    EMPTY_REASON,
-    NO_PERMIT_REASON,
-    PERMIT_REASON,
-    PolicyOutcome,
-    _start,
-    _token_claims,
-)
-from affidavit.policy.limits import PolicyLimitError, PolicyLimits
+from affidavit.policy.evaluator import DENY_REASON, EMPTY_REASON, PolicyOutcome, evaluate
+from affidavit.policy.limits import PolicyLimits
 from affidavit.policy.model import Call, CompiledPolicy, Condition, Env, Expr, Literal, Ref, Rule, State
-from affidavit.policy.runner import check_deadline, condition_matcher
+from affidavit.policy.runner import condition_matcher
 
 MAX_VALUES_SHOWN = 5  # values of one claim type listed per condition
 MAX_VALUE_CHARS = 64  # each cut to this length
@@ -203,37 +195,12 @@ def explain(
     reveal_policy: bool = False,
     limits: PolicyLimits | None = None,
 ) -> Explanation:
-    """Evaluate ``policy`` as :func:`affidavit.policy.evaluate` does (the same limits) and trace every rule
-    it runs."""
-    if policy.empty:
-        return Explanation(PolicyOutcome(False, EMPTY_REASON))
-    st = _start(policy, incoming, limits)
+    """Evaluate ``policy`` with :func:`affidavit.policy.evaluate` itself (the same rule loop, limits and
+    errors) and trace every rule it runs, before the rule runs."""
     traces: list[RuleTrace] = []
-    config, authz, issuance = policy.by_section
 
-    def run(rules: tuple[Rule, ...], stop_on_deny: bool = False) -> None:
-        for rule in rules:
-            try:
-                check_deadline(st)
-                traces.append(_trace_rule(st, rule, reveal_policy))
-                rule.run(st)
-            except PolicyLimitError as exc:
-                raise exc.at(rule.where) from None
-            except PolicyEvaluationError as exc:
-                raise PolicyEvaluationError(f"{rule.where}: {exc.message}") from None
-            except PolicyError:
-                raise
-            except Exception as exc:  # the same backstop as evaluate's
-                name = type(exc).__name__
-                raise PolicyEvaluationError(f"{rule.where}: evaluation failed ({name})") from None
-            if stop_on_deny and st.deny:
-                return
+    def hook(st: State, rule: Rule) -> None:
+        traces.append(_trace_rule(st, rule, reveal_policy))
 
-    run(config)
-    run(authz, stop_on_deny=True)
-    if st.deny or not st.permit:
-        reason = DENY_REASON if st.deny else NO_PERMIT_REASON
-        return Explanation(PolicyOutcome(False, reason, {}, dict(st.properties)), tuple(traces))
-    run(issuance)
-    outcome = PolicyOutcome(True, PERMIT_REASON, _token_claims(st.outgoing), dict(st.properties))
+    outcome = evaluate(policy, incoming, limits=limits, trace=hook)
     return Explanation(outcome, tuple(traces))

@@ -19,11 +19,13 @@ every request reaches ``request.app.state.affidavit``, a :class:`ServiceState` w
 - ``issuer`` and ``jku`` (``issuer + "/certs"``); ``admin_token``.
 
 Helpers for such endpoints: ``affidavit.service.common`` (``state_of(request)``, ``sign(state, claims)``,
-``attestation_type``), ``affidavit.service.decode`` (``read_body(request, state.config.max_body_bytes)``,
-``check_api_version``, ``require_media``, ``parse_json``, ``b64decode_lenient``),
-``affidavit.service.policies.stored_policy_choice(state, "Tpm")`` (the policy text in force and its
-signer). Raise :class:`ServiceError` (``status``, MAA ``code``) or any layer's ``AffidavitError``; the app
-maps it to MAA's error body. ``/attest/Tpm`` is routed to ``tpm_route.attest_tpm`` when that module exists.
+``sign_in_thread`` (the same, from async handlers), ``attestation_type``), ``affidavit.service.decode``
+(``read_body(request, state.config.max_body_bytes)``, ``check_api_version``, ``require_media``,
+``parse_json``, ``b64decode_lenient``), ``affidavit.service.policies.stored_policy_choice(state, "Tpm")``
+(the policy text in force and its signer). Raise :class:`ServiceError` (``status``, MAA ``code``) or any
+layer's ``AffidavitError``; the app maps it to MAA's error body. The store is synchronous: async handlers
+call it through ``starlette.concurrency.run_in_threadpool``, never on the event loop. ``/attest/Tpm`` is
+routed to ``tpm_route.attest_tpm`` when that module exists.
 """
 
 from affidavit.service.config import ServiceConfig

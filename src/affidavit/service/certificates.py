@@ -1,17 +1,19 @@
-"""``GET /certificates``, ``POST /certificates:add`` and ``:remove`` (maa-api §8, isolated mode)."""
+"""``GET /certificates``, ``POST /certificates:add`` and ``:remove`` (maa-api §8, isolated mode). Store calls
+and signing run in the thread pool, never on the event loop."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from affidavit.service.common import (
     actor_of,
     require_admin,
-    sign,
+    sign_in_thread,
     signer_id,
     state_of,
     token_error,
@@ -30,10 +32,10 @@ async def get_certificates(request: Request) -> Response:
     state = state_of(request)
     check_api_version(request)
     await require_admin(request, state)
-    certs = state.store.list_certificates() if state.config.mode == "isolated" else []
+    certs = await run_in_threadpool(state.store.list_certificates) if state.config.mode == "isolated" else []
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_certificates_claims(certs))
-    return token_response(sign(state, claims))
+    return token_response(await sign_in_thread(state, claims))
 
 
 async def add_certificate(request: Request) -> Response:
@@ -70,13 +72,13 @@ async def _modify(request: Request, *, add: bool) -> Response:
         "actor": actor_of(request, signer, caller), "caller": caller.id, "signer": signer_id(signer)
     }
     if add:
-        if state.store.add_certificate(der, **who):  # False (no history row) when already registered
+        if await run_in_threadpool(state.store.add_certificate, der, **who):  # False: already there
             audit_change(request, state, "certificate.add", signer=signer, subject=thumbprint(der))
     else:
         from affidavit.store.store import LastCertificate
 
         try:  # the last-one check and the removal are one transaction (two servers, two workers)
-            removed = state.store.remove_certificate(der, keep_last=True, **who)
+            removed = await run_in_threadpool(state.store.remove_certificate, der, keep_last=True, **who)
         except LastCertificate:
             raise ServiceError(
                 "the last policy management certificate cannot be removed", code=INVALID_OPERATION
@@ -85,4 +87,4 @@ async def _modify(request: Request, *, add: bool) -> Response:
             audit_change(request, state, "certificate.remove", signer=signer, subject=thumbprint(der))
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(certificates_modification_claims(cert, present=add))
-    return token_response(sign(state, claims))
+    return token_response(await sign_in_thread(state, claims))

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -83,6 +84,12 @@ def sign(state: ServiceState, claims: Mapping[str, Any]) -> str:
     from affidavit.tokens import encode_jwt
 
     return str(encode_jwt(claims, state.keyring().current, jku=state.jku))
+
+
+async def sign_in_thread(state: ServiceState, claims: Mapping[str, Any]) -> str:
+    """:func:`sign` in the thread pool, for async handlers: the key ring may be read from the store (its
+    first use, a next key's time to sign) and signing is CPU work."""
+    return await run_in_threadpool(sign, state, claims)
 
 
 def token_response(token: str) -> JSONResponse:

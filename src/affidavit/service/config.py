@@ -155,7 +155,14 @@ class ServiceConfig:
             elif f.name in ("trust_roots", "policy_signer_certs"):
                 v = tuple(Path(x) for x in v)
             elif f.name == "evidence_time" and v is not None:
-                v = datetime.fromisoformat(v)
+                from affidavit.timefmt import parse_time
+
+                try:
+                    v = parse_time(v, assume_utc=True)
+                except ValueError as exc:
+                    from affidavit.service.errors import ServiceError
+
+                    raise ServiceError(f"evidence_time: {exc}", code="configuration") from None
             kwargs[f.name] = v
         return cls(**kwargs)
 

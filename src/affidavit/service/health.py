@@ -96,5 +96,7 @@ def collateral_state(state: Any) -> dict[str, Any]:
     if grace is not None:
         out["expired_beyond_grace"] = sum(1 for e in expired if e.item.next_update + grace < now)
     if entries:
-        out["next_update"] = min(e.item.next_update for e in entries).strftime("%Y-%m-%dT%H:%M:%SZ")
+        from affidavit.timefmt import format_time
+
+        out["next_update"] = format_time(min(e.item.next_update for e in entries))
     return out

@@ -1,7 +1,9 @@
 """``GET/PUT /policies/{type}`` and ``POST /policies/{type}:reset`` (maa-api §7).
 
 A PUT is checked completely (JWS form, signature, signer trust in isolated mode, policy syntax) before
-the store is touched, so a rejected request never changes what is stored.
+the store is touched, so a rejected request never changes what is stored. Store calls, JWS checks,
+compilation, diff evaluation and signing run in the thread pool (``run_in_threadpool``), never on the
+event loop (tests/service/test_management_threads.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from affidavit.service.common import (
     actor_of,
     attestation_type,
     require_admin,
-    sign,
+    sign_in_thread,
     signer_id,
     state_of,
     token_error,
@@ -71,21 +73,25 @@ async def read_management_jws(request: Request, state: ServiceState, *, media: t
     else:
         text = body
     now = state.clock()
-    try:
-        jws = parse_jws(text)
-        signer = verify_jws(jws, now=now)
-        check_jws_times(jws, now=now)  # exp/nbf/iat where the JWS carries them, 5 minutes of skew
-        if state.config.mode == "isolated":
-            if signer is None:
-                raise ServiceError(
-                    "isolated mode requires a JWS signed by a policy management certificate",
-                    code=INVALID_OPERATION,
-                )
-            registered = [x509.load_der_x509_certificate(d) for d in state.store.list_certificates()]
-            check_signer_trusted(signer, registered, chain=signer_chain(jws)[1:], now=now)
-    except TokenError as exc:
-        raise token_error(exc) from None
-    return jws, signer
+
+    def check() -> Any:  # in a worker thread: signature checks, and the store in isolated mode
+        try:
+            jws = parse_jws(text)
+            signer = verify_jws(jws, now=now)
+            check_jws_times(jws, now=now)  # exp/nbf/iat where the JWS carries them, 5 minutes of skew
+            if state.config.mode == "isolated":
+                if signer is None:
+                    raise ServiceError(
+                        "isolated mode requires a JWS signed by a policy management certificate",
+                        code=INVALID_OPERATION,
+                    )
+                registered = [x509.load_der_x509_certificate(d) for d in state.store.list_certificates()]
+                check_signer_trusted(signer, registered, chain=signer_chain(jws)[1:], now=now)
+        except TokenError as exc:
+            raise token_error(exc) from None
+        return jws, signer
+
+    return await run_in_threadpool(check)
 
 
 async def get_policy(request: Request) -> Response:
@@ -97,12 +103,12 @@ async def get_policy(request: Request) -> Response:
     await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
-    stored = state.store.get_policy(att_type)
+    stored = await run_in_threadpool(state.store.get_policy, att_type)
     if stored is not None:
         claims.update(policy_get_claims(stored.jws))
     elif lookup(att_type).default_policy:
         claims.update(policy_get_claims(unsigned_policy_jws(lookup(att_type).default_policy)))
-    return token_response(sign(state, claims))
+    return token_response(await sign_in_thread(state, claims))
 
 
 async def set_policy(request: Request) -> Response:
@@ -127,22 +133,27 @@ async def set_policy(request: Request) -> Response:
         raise ServiceError("the JWS carries no AttestationPolicy", code=INVALID_OPERATION)
     # PolicyParsingError -> 400 before anything is stored; compiled in a thread (up to max_seconds)
     await run_in_threadpool(state.compiler.compile, text)
-    previous = state.store.get_policy(att_type)
-    stored = state.store.set_policy(
-        att_type,
-        text,
-        jws=jws.text,
-        signer_cert_der=signer.public_bytes(Encoding.DER) if signer is not None else None,
-        actor=actor_of(request, signer, caller),
-        caller=caller.id,
-        signer=signer_id(signer),
-    )
+    actor = actor_of(request, signer, caller)
+
+    def write() -> tuple[Any, Any]:
+        previous = state.store.get_policy(att_type)
+        return previous, state.store.set_policy(
+            att_type,
+            text,
+            jws=jws.text,
+            signer_cert_der=signer.public_bytes(Encoding.DER) if signer is not None else None,
+            actor=actor,
+            caller=caller.id,
+            signer=signer_id(signer),
+        )
+
+    previous, stored = await run_in_threadpool(write)
     state.forget_policy(att_type)
     audit_change(request, state, "policy.set", signer=signer, attestation_type=att_type,
                  old=previous, new=stored)
     claims = timed_claims(state.issuer, state.clock(), POLICY_RESULT_LIFETIME)
     claims.update(policy_set_claims(jws.text, signer))
-    return token_response(sign(state, claims))
+    return token_response(await sign_in_thread(state, claims))
 
 
 async def reset_policy(request: Request) -> Response:
@@ -153,10 +164,14 @@ async def reset_policy(request: Request) -> Response:
     caller = await require_admin(request, state)
     att_type = attestation_type(request.path_params["kind"])
     _jws, signer = await read_management_jws(request, state, media=_JWS_MEDIA)
-    previous = state.store.get_policy(att_type)
-    state.store.reset_policy(
-        att_type, actor=actor_of(request, signer, caller), caller=caller.id, signer=signer_id(signer)
-    )
+    actor = actor_of(request, signer, caller)
+
+    def write() -> Any:
+        previous = state.store.get_policy(att_type)
+        state.store.reset_policy(att_type, actor=actor, caller=caller.id, signer=signer_id(signer))
+        return previous
+
+    previous = await run_in_threadpool(write)
     state.forget_policy(att_type)
     audit_change(request, state, "policy.reset", signer=signer, attestation_type=att_type,
                  old=previous, new=None)
@@ -164,7 +179,7 @@ async def reset_policy(request: Request) -> Response:
     claims.update(policy_reset_claims())
     if signer is not None:
         claims["x-ms-policy-signer"] = certificate_jwk(signer)
-    return token_response(sign(state, claims))
+    return token_response(await sign_in_thread(state, claims))
 
 
 # -- Affidavit extensions: history and shadow diff -------------------------------------------------------
@@ -213,8 +228,13 @@ async def policy_history(request: Request) -> Response:
     wanted = request.query_params.get("hash")
     if wanted is not None and (not wanted or len(wanted) > 100):
         raise ServiceError("hash must be a policy hash", code="InvalidParameter")
-    changes = state.store.policy_history(att_type, limit=_limit(request), hash_=wanted)
-    stored = state.store.get_policy(att_type)
+    limit = _limit(request)
+
+    def read() -> tuple[Any, Any]:
+        history = state.store.policy_history(att_type, limit=limit, hash_=wanted)
+        return history, state.store.get_policy(att_type)
+
+    changes, stored = await run_in_threadpool(read)
     entries = [
         {
             "id": c.id,
@@ -240,7 +260,6 @@ async def diff_policy(request: Request) -> Response:
     and the policy in force on the shadow samples and lists the outcomes that would flip."""
     from starlette.responses import JSONResponse
 
-    from affidavit.policy import DEFAULT_POLICIES, Claim, evaluate, explain
     from affidavit.service.errors import JSON_MEDIA
     from affidavit.tokens import TokenError, parse_jws, policy_text_from_jws
 
@@ -263,6 +282,15 @@ async def diff_policy(request: Request) -> Response:
             text = policy_text_from_jws(parse_jws(text.strip())) or ""
         except TokenError as exc:
             raise token_error(exc) from None
+    return JSONResponse(await run_in_threadpool(_diff, state, att_type, text), media_type=JSON_MEDIA)
+
+
+def _diff(state: ServiceState, att_type: str, text: str) -> dict[str, Any]:
+    """The diff answer (in a worker thread: the stored policy may be read from the store, and compiling
+    and evaluating the samples is CPU work)."""
+    from affidavit.policy import DEFAULT_POLICIES, Claim, evaluate, explain
+
+    assert state.shadow is not None
     candidate = state.compiler.compile(text)
     stored = state.stored_policy(att_type)
     current_text = stored.text if stored is not None else DEFAULT_POLICIES.get(att_type, "")
@@ -285,13 +313,10 @@ async def diff_policy(request: Request) -> Response:
                 "current": {"authorized": before.authorized, "reason": before.reason},
                 "candidate": {"authorized": after.authorized, "reason": why},
             })
-    return JSONResponse(
-        {
-            "attestationType": att_type,
-            "current_hash": current.hash,
-            "candidate_hash": candidate.hash,
-            **counts,
-            "flipped": flips,
-        },
-        media_type=JSON_MEDIA,
-    )
+    return {
+        "attestationType": att_type,
+        "current_hash": current.hash,
+        "candidate_hash": candidate.hash,
+        **counts,
+        "flipped": flips,
+    }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+
+from affidavit.timefmt import db_time, parse_db_time
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,10 @@ class StoredSecret:
 
 
 def to_db_time(when: datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order on every backend."""
-    if when.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text, so that string order is time order on every backend (``timefmt.db_time``;
+    a naive time is a ValueError)."""
+    return db_time(when)
 
 
 def from_db_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return parse_db_time(text)

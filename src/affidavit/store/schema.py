@@ -70,6 +70,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at BIGINT NOT NULL)""",
         "CREATE INDEX tpm_challenges_expiry ON tpm_challenges (expires_at)",
     ),
+    (  # 5: the verified collateral cache (affidavit.collateral.db). Before this migration the cache
+        # created its table itself, on its own connection: IF NOT EXISTS keeps such a table and its rows.
+        """CREATE TABLE IF NOT EXISTS affidavit_collateral (
+            kind TEXT NOT NULL,
+            tee TEXT NOT NULL,
+            name TEXT NOT NULL,
+            body TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            issue_date TEXT NOT NULL,
+            next_update TEXT NOT NULL,
+            number BIGINT NOT NULL,
+            stored_at TEXT NOT NULL,
+            PRIMARY KEY (kind, tee, name))""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -300,13 +300,13 @@ def test_bounded_cache_eviction_is_thread_safe() -> None:
     from affidavit.evidence.tpm.maa_json import EventCache
 
     cache = EventCache(max_entries=1)
-    table: dict[tuple[int, int], int] = {}
+    table = cache._status  # an affidavit.bounded.BoundedDict, as every EventCache table
     errors: list[BaseException] = []
 
     def fill(n: int) -> None:
         try:
             for i in range(20000):
-                cache._put(table, (n, i), i)
+                table.put((n, i), "verified")
         except BaseException as exc:  # noqa: BLE001 -- the test reports any
             errors.append(exc)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from affidavit import strict_json
 from affidavit.evidence import EvidenceError
+from affidavit.timefmt import parse_time
 
 # Intel's TCB statuses (TCB Info levels; Enclave Identity levels), best first: the one list.
 TCB_STATUSES = (
@@ -75,12 +76,9 @@ class _Obj:
     def date(self, key: str) -> datetime:
         v = self.get(key, str)
         try:
-            t = datetime.fromisoformat(v)
+            return parse_time(v)  # a zone required (none: ValueError), the result in UTC
         except ValueError:
-            raise _fail(f"{self.where}.{key} is not an ISO-8601 date: {v!r}") from None
-        if t.tzinfo is None:
-            raise _fail(f"{self.where}.{key} has no time zone")
-        return t
+            raise _fail(f"{self.where}.{key} is not an ISO-8601 date with a time zone: {v!r}") from None
 
     def status(self, key: str, allowed: frozenset[str]) -> str:
         v: str = self.get(key, str)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from affidavit import x509load
+from affidavit.bounded import BoundedDict
 from affidavit.evidence.tpm.errors import TpmAkError
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -130,7 +131,9 @@ class ChainCache:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._windows: dict[tuple[TpmTrust, bytes, tuple[bytes, ...]], tuple[datetime, datetime]] = {}
+        self._windows: BoundedDict[tuple[TpmTrust, bytes, tuple[bytes, ...]], tuple[datetime, datetime]] = (
+            BoundedDict(max_entries)
+        )
 
     def verify(
         self, cert_der: bytes, intermediates_der: tuple[bytes, ...], trust: TpmTrust, now: datetime
@@ -142,7 +145,4 @@ class ChainCache:
         window = verify_ak_certificate(
             load_certificate(cert_der), trust, now, [load_certificate(d) for d in intermediates_der]
         )
-        from affidavit.evidence.tpm.maa_json import evict_to
-
-        evict_to(self._windows, self.max_entries - 1)
-        self._windows[key] = window
+        self._windows.put(key, window)

@@ -12,6 +12,7 @@ import binascii
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from affidavit.bounded import BoundedDict
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm import sipa, uefi
 from affidavit.evidence.tpm.coverage import EXTERNAL, VERIFIED, check_event
@@ -181,19 +182,6 @@ _PROCESSORS: dict[int, Callable[[Event], dict[str, Any] | None]] = {
 }
 
 
-def evict_to(table: dict[Any, Any], size: int) -> None:
-    """Drop the oldest entries of a bounded cache until at most ``size`` remain; safe when threads share
-    it (another thread may change it in between: the loop re-reads the length). Reads and writes of a
-    dict are atomic, so a shared cache at worst computes an entry twice and briefly holds one entry more
-    per thread."""
-    size = max(size, 0)
-    while len(table) > size:
-        try:
-            table.pop(next(iter(table)), None)
-        except (StopIteration, RuntimeError):
-            continue
-
-
 class EventCache:
     """Caller-owned memo of per-event work that is a pure function of an event's type, digests and
     data: its coverage status (``coverage.check_event``) and the data-derived part of its JSON
@@ -201,25 +189,22 @@ class EventCache:
 
     Keys hold the data itself, so a hit is exact. Firmware variables (PK/KEK/db/dbx with hundreds of
     entries), separators and boot-loader commands repeat across a fleet. Cached values are shared
-    between results: treat them as read-only. Bounded; the oldest entry goes first.
+    between results: treat them as read-only. Bounded (``affidavit.bounded.BoundedDict``, safe to share
+    between threads); the oldest entries go first.
     """
 
     def __init__(self, max_entries: int = 16384) -> None:
         self.max_entries = max_entries
-        self._status: dict[tuple[Any, ...], str] = {}
-        self._json: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._sipa: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
-
-    def _put(self, table: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
-        evict_to(table, self.max_entries - 1)
-        table[key] = value
+        self._status: BoundedDict[tuple[Any, ...], str] = BoundedDict(max_entries)
+        self._json: BoundedDict[tuple[Any, ...], dict[str, Any]] = BoundedDict(max_entries)
+        self._sipa: BoundedDict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = BoundedDict(max_entries)
 
     def status(self, e: Event) -> str:
         key = (e.type, e.data, *e.digests.items())
         hit = self._status.get(key)
         if hit is None:
             hit = check_event(e)
-            self._put(self._status, key, hit)
+            self._status.put(key, hit)
         return hit
 
     def sipa_pairs(self, data: bytes) -> tuple[tuple[str, Any], ...]:
@@ -229,7 +214,7 @@ class EventCache:
         hit = self._sipa.get(key)
         if hit is None:
             hit = sipa_pairs(data)
-            self._put(self._sipa, key, hit)
+            self._sipa.put(key, hit)
         return hit
 
     def static(self, e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
@@ -237,7 +222,7 @@ class EventCache:
         hit = self._json.get(key)
         if hit is None:
             hit = _static_part(e, status, banks)
-            self._put(self._json, key, hit)
+            self._json.put(key, hit)
         return hit
 
 
