@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from affidavit.evidence.snp.certs import (
+    CertFacts,
     CertInput,
+    cert_facts,
     cn,
-    der_names,
     is_rsa,
     load_certificates,
     product_of_name,
@@ -60,10 +61,10 @@ class AmdTrust:
         return tuple(sorted((p, spki(c)) for p, c in self.arks.items()))
 
     @cached_property
-    def names(self) -> dict[int, tuple[str, bytes, bytes]]:
-        """id -> (CN, subject DER, issuer DER) of this trust's certificates, read once (they live as long
-        as the trust does, so their ids stay theirs)."""
-        return {id(c): der_names(c) for c in set(self.known.values())}
+    def names(self) -> dict[int, CertFacts]:
+        """id -> `CertFacts` (CN, names, signed bytes) of this trust's certificates, read once (they live
+        as long as the trust does, so their ids stay theirs)."""
+        return {id(c): cert_facts(c) for c in set(self.known.values())}
 
     @cached_property
     def _cas(self) -> frozenset[int]:
