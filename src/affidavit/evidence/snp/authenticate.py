@@ -211,9 +211,8 @@ def verify_chain(
     assert isinstance(key, ec.EllipticCurvePublicKey)  # is_p384 above
     windows = (
         Window("vek", name, leaf.not_valid_before_utc, leaf.not_valid_after_utc),
-        Window("intermediate", inter_name, intermediate.not_valid_before_utc,
-               intermediate.not_valid_after_utc),
-        Window("ark", ark_name, ark.not_valid_before_utc, ark.not_valid_after_utc),
+        Window("intermediate", inter_name, *trust.validity(intermediate)),
+        Window("ark", ark_name, *trust.validity(ark)),
     )
     vek_product = product_of_name(ext.product_name) if ext.product_name is not None else None
     return VerifiedChain(product, kind, leaf, intermediate, ark, key, ext, windows, vek_product)

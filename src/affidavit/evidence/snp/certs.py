@@ -366,26 +366,47 @@ _AMD_OIDS = {
 
 def _amd_extensions(facts: CertFacts) -> dict[str, bytes]:
     """The AMD-arc extensions' values, read by offsets from the certificate DER's ``[3] Extensions``
-    (found by the loading walk). A duplicated extension is malformed (RFC 5280)."""
+    (found by the loading walk): ``Extension ::= SEQUENCE {OID, critical BOOLEAN DEFAULT FALSE, OCTET
+    STRING}``, nothing else. A duplicated extension is malformed (RFC 5280). Short-form lengths (all of
+    a VEK's) are read inline; this runs once per new VEK."""
     data = facts.der
     out: dict[str, bytes] = {}
     seen: set[bytes] = set()
     prefix, plen = _AMD_OID_PREFIX, len(_AMD_OID_PREFIX)
+    shape = "certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}"
     try:
         for v0, v1 in facts.extensions:
             tag, pos, end = span(data, v0, v1)
             if tag != der.TAG_SEQUENCE or end != v1:
                 raise _fail("certificate extensions are not one SEQUENCE")
             while pos < end:
-                tag, e0, e1 = span(data, pos, end)
-                if tag != der.TAG_SEQUENCE:
-                    raise _fail("certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}")
-                t0, o0, o1 = span(data, e0, e1)
-                t1, x0, x1 = span(data, o1, e1)
-                if x1 != e1:  # [critical] present: the value is the third element
-                    t1, x0, x1 = span(data, x1, e1)
-                if t0 != der.TAG_OID or t1 != der.TAG_OCTET_STRING or x1 != e1:
-                    raise _fail("certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}")
+                if data[pos] != der.TAG_SEQUENCE:
+                    raise _fail(shape)
+                n = data[pos + 1]
+                if n < 0x80:
+                    e0, e1 = pos + 2, pos + 2 + n
+                    if e1 > end:
+                        raise _fail(shape)
+                else:
+                    _, e0, e1 = span(data, pos, end)
+                n = data[e0 + 1]
+                o0, o1 = e0 + 2, e0 + 2 + n
+                if data[e0] != der.TAG_OID or n >= 0x80 or o1 > e1:
+                    raise _fail(shape)
+                x = o1
+                if x + 3 <= e1 and data[x] == der.TAG_BOOLEAN:  # critical
+                    if data[x + 1] != 1:
+                        raise _fail(shape)
+                    x += 3
+                if x + 2 > e1 or data[x] != der.TAG_OCTET_STRING:
+                    raise _fail(shape)
+                n = data[x + 1]
+                if n < 0x80:
+                    x0, x1 = x + 2, x + 2 + n
+                else:
+                    _, x0, x1 = span(data, x, e1)
+                if x1 != e1:
+                    raise _fail(shape)
                 oid = data[o0:o1]
                 if oid in seen:
                     raise _fail("certificate extension appears twice")
@@ -396,6 +417,8 @@ def _amd_extensions(facts: CertFacts) -> dict[str, bytes]:
                         out[name] = data[x0:x1]
                 pos = e1
         return out
+    except IndexError:
+        raise _fail(shape) from None
     except EvidenceError as exc:
         if isinstance(exc, SnpError):
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from importlib import resources
 
@@ -69,6 +70,15 @@ class AmdTrust:
     @cached_property
     def _cas(self) -> frozenset[int]:
         return frozenset(id(c) for c in set(self.known.values()) if _basic_ca(c))
+
+    @cached_property
+    def _validity(self) -> dict[int, tuple[datetime, datetime]]:
+        return {id(c): (c.not_valid_before_utc, c.not_valid_after_utc) for c in set(self.known.values())}
+
+    def validity(self, cert: x509.Certificate) -> tuple[datetime, datetime]:
+        """(notBefore, notAfter), read once for this trust's own certificates."""
+        found = self._validity.get(id(cert)) if id(cert) in self.names else None
+        return found or (cert.not_valid_before_utc, cert.not_valid_after_utc)
 
     def is_ca(self, cert: x509.Certificate) -> bool:
         """BasicConstraints CA (precomputed for this trust's own certificates)."""
