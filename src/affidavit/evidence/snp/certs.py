@@ -8,6 +8,8 @@ A flipped byte there would otherwise leave a VCEK "valid"; the vectors' mutants 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -241,7 +243,8 @@ def load_certificate(data: CertInput, known: Known = None, names: Facts = None) 
 
 
 def _pem_bodies(data: bytes) -> list[bytes]:
-    """The base64 bodies (whitespace removed) of the PEM certificates in ``data``."""
+    """The bodies of the PEM certificates in ``data``: the text between the BEGIN and END lines, as it
+    is (`_from_pem_body` removes the whitespace unless the text is one the trust knows)."""
     bodies: list[bytes] = []
     begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
     pos = 0
@@ -252,19 +255,21 @@ def _pem_bodies(data: bytes) -> list[bytes]:
         stop = data.find(end, start)
         if stop < 0:
             raise _fail("PEM certificate without END line")
-        bodies.append(data[start + len(begin) : stop].translate(None, b" \t\r\n"))
+        bodies.append(data[start + len(begin) : stop])
         pos = stop + len(end)
         if len(bodies) > MAX_BUNDLE_CERTIFICATES:
             raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in a bundle")
     return bodies
 
 
-def _from_pem_body(body: bytes, known: Known, names: Facts) -> x509.Certificate:
-    import base64
-    import binascii
-
+def _from_pem_body(text: bytes, known: Known, names: Facts) -> x509.Certificate:
     if known is not None:
-        hit = known.get(body)  # the trust's certificates are also indexed by their base64 text
+        hit = known.get(text)  # the trust's certificates are indexed by their PEM text too
+        if hit is not None:
+            return hit
+    body = text.translate(None, b" \t\r\n")
+    if known is not None:
+        hit = known.get(body)  # ... and by their base64 without whitespace
         if hit is not None:
             return hit
     try:

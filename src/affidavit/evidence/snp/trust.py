@@ -50,7 +50,11 @@ class AmdTrust:
         for c in (*self.arks.values(), *self.intermediates):
             der = c.public_bytes(Encoding.DER)
             out[der] = c
-            out[base64.b64encode(der)] = c  # a PEM body, whitespace removed (never a DER certificate)
+            b64 = base64.b64encode(der)
+            out[b64] = c  # a PEM body, whitespace removed (never a DER certificate)
+            lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+            for nl in (b"\n", b"\r\n"):  # the PEM text between BEGIN and END as tools write it
+                out[nl + nl.join(lines) + nl] = c
         return out
 
     def __hash__(self) -> int:
