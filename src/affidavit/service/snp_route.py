@@ -127,9 +127,10 @@ def load_trust(paths: list[str]) -> Any:
 def build(state: Any) -> SnpAttestationVerifier:
     """The verifier for one worker, from ``config.extra``: ``snp_trust_roots`` (PEM files with ARKs,
     default AMD's shipped roots), ``snp_collateral_dir`` (offline KDS files), ``snp_kds_url`` (default
-    AMD KDS; ``none``: no KDS), ``snp_product`` (for v2 reports that arrive without a chain),
-    ``snp_require_crl``, ``snp_vmpl`` (refuse other VMPLs), ``snp_allow_debug`` (default true: debug is
-    a claim for the policy, as in MAA)."""
+    AMD KDS; ``none``: no KDS, only what ``affidavit collateral import`` put in the cache),
+    ``snp_product`` (for v2 reports that arrive without a chain), ``snp_require_crl``, ``snp_vmpl``
+    (refuse other VMPLs), ``snp_allow_debug`` (default true: debug is a claim for the policy, as in
+    MAA)."""
     from affidavit.collateral.amd import AMD_KDS_URL, AmdDirectoryProvider, CachingKdsProvider
     from affidavit.evidence.snp import SnpOptions
 
@@ -143,11 +144,12 @@ def build(state: Any) -> SnpAttestationVerifier:
         provider = AmdDirectoryProvider(extra["snp_collateral_dir"], default_product=product)
     else:
         url = extra.get("snp_kds_url", AMD_KDS_URL)
-        if url and url != "none":
-            provider = CachingKdsProvider(
-                url, cache_url=config.store_url, trust=trust, grace=config.collateral_grace,
-                default_product=product, require_crl=require_crl, clock=state.evidence_clock,
-            )
+        # ``none``: no KDS, the verified cache alone (filled by `affidavit collateral import`)
+        provider = CachingKdsProvider(
+            url if url and url != "none" else None, cache_url=config.store_url, trust=trust,
+            grace=config.collateral_grace, default_product=product, require_crl=require_crl,
+            clock=state.evidence_clock,
+        )
     vmpl = extra.get("snp_vmpl")
     options = SnpOptions(
         require_crl=require_crl,
