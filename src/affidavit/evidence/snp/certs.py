@@ -205,7 +205,7 @@ def load_certificate(data: CertInput, known: Known = None, names: Facts = None) 
     """One certificate from DER, PEM or a `cryptography` object (checked the same way). ``names``, when
     given, receives ``id(cert) -> CertFacts``, read during the same strict walk."""
     # bytes first: isinstance against cryptography's abstract classes is slow for other types
-    if type(data) is bytes or isinstance(data, str | bytearray):
+    if isinstance(data, bytes | bytearray | str):
         raw = data.encode() if isinstance(data, str) else bytes(data)
         if b"-----BEGIN" in raw:
             certs = load_certificates(raw, known, names)
@@ -288,7 +288,7 @@ def load_certificates(
         return []
     if isinstance(data, str):
         data = data.encode()
-    if type(data) is bytes or isinstance(data, bytearray):
+    if isinstance(data, bytes | bytearray):
         raw = bytes(data)
         if b"-----BEGIN" in raw:
             bodies = _pem_bodies(raw)
