@@ -51,6 +51,8 @@ from affidavit.evidence.snp.report import SnpReport
 from affidavit.evidence.snp.trust import AmdTrust
 
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+_SHA384 = hashes.SHA384()
+_ECDSA_SHA384 = ec.ECDSA(_SHA384)  # immutable parameter objects, made once
 AMD_PSS_ALGORITHMS = frozenset(bytes.fromhex(h) for h in (
     # RSASSA-PSS {sha384, mgf1(sha384), saltLength 48}, without and with the explicit trailerField 1
     "304106092a864886f70d01010a3034a00f300d06096086480165030402020500a11c301a06092a864886f70d010108"
@@ -101,7 +103,7 @@ def pss_signed_by(
         if not isinstance(key, rsa.RSAPublicKey):
             return False
         try:
-            key.verify(facts.signature, facts.tbs, AMD_PSS, hashes.SHA384())
+            key.verify(facts.signature, facts.tbs, AMD_PSS, _SHA384)
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -117,7 +119,7 @@ def pss_signed_by(
         return False
     tbs = cert.tbs_certificate_bytes if isinstance(cert, x509.Certificate) else cert.tbs_certlist_bytes
     try:
-        key.verify(cert.signature, tbs, AMD_PSS, hashes.SHA384())
+        key.verify(cert.signature, tbs, AMD_PSS, _SHA384)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -211,8 +213,8 @@ def verify_chain(
     assert isinstance(key, ec.EllipticCurvePublicKey)  # is_p384 above
     windows = (
         Window("vek", name, leaf.not_valid_before_utc, leaf.not_valid_after_utc),
-        Window("intermediate", inter_name, *trust.validity(intermediate)),
-        Window("ark", ark_name, *trust.validity(ark)),
+        trust.window("intermediate", inter_name, intermediate),
+        trust.window("ark", ark_name, ark),
     )
     vek_product = product_of_name(ext.product_name) if ext.product_name is not None else None
     return VerifiedChain(product, kind, leaf, intermediate, ark, key, ext, windows, vek_product)
@@ -322,7 +324,7 @@ def verify_report_signature(report: SnpReport, key: ec.EllipticCurvePublicKey) -
         key.verify(
             encode_dss_signature(report.signature_r, report.signature_s),
             report.signed_bytes,
-            ec.ECDSA(hashes.SHA384()),
+            _ECDSA_SHA384,
         )
     except (InvalidSignature, ValueError):
         raise SnpError("report signature does not verify with the VEK", code=SIGNATURE_INVALID) from None

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from importlib import resources
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -76,13 +76,24 @@ class AmdTrust:
         return frozenset(id(c) for c in set(self.known.values()) if _basic_ca(c))
 
     @cached_property
-    def _validity(self) -> dict[int, tuple[datetime, datetime]]:
-        return {id(c): (c.not_valid_before_utc, c.not_valid_after_utc) for c in set(self.known.values())}
+    def _windows(self) -> dict[tuple[str, int], Any]:
+        from affidavit.evidence.snp.authenticate import Window
 
-    def validity(self, cert: x509.Certificate) -> tuple[datetime, datetime]:
-        """(notBefore, notAfter), read once for this trust's own certificates."""
-        found = self._validity.get(id(cert)) if id(cert) in self.names else None
-        return found or (cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return {
+            (role, id(c)): Window(role, self.names[id(c)].cn, c.not_valid_before_utc, c.not_valid_after_utc)
+            for c in set(self.known.values())
+            for role in ("intermediate", "ark")
+        }
+
+    def window(self, role: str, name: str, cert: x509.Certificate) -> Any:
+        """The ``authenticate.Window`` of ``cert`` in ``role``: made once for this trust's own
+        certificates (they live as long as the trust), afresh for any other."""
+        found = self._windows.get((role, id(cert))) if id(cert) in self.names else None
+        if found is None:
+            from affidavit.evidence.snp.authenticate import Window
+
+            found = Window(role, name, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return found
 
     def is_ca(self, cert: x509.Certificate) -> bool:
         """BasicConstraints CA (precomputed for this trust's own certificates)."""
