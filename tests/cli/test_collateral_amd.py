@@ -142,3 +142,22 @@ def test_serve_verifies_from_imported_collateral_without_kds(run: Run, kds: Kds,
         other = kds.pki.vcek(tcb=TCB, now=NOW)  # a chip whose VCEK was never imported
         with pytest.raises(ServiceRejected, match="collateral import"):
             client.attest_snp(build_document(_report(other)), runtime_data=runtime)
+
+
+def test_real_thim_bundle_imports_against_the_shipped_roots(run: Run, tmp_path: Path) -> None:
+    """The ACI vector's THIM bundle (VCEK + ASK + ARK, PEM) at its own time, AMD's roots by default."""
+    from tests.conftest import VECTORS
+
+    bundle = VECTORS / "snp" / "aci-milan-v2" / "uvm_host_amd_certificate.pem"
+    db = tmp_path / "affidavit.db"
+    status, out, _ = run("collateral", "import", bundle, "--database-url", f"sqlite:///{db}",
+                         "--at", "2023-02-13T13:06:23Z", "--json")
+    rows = json.loads(out)
+    assert status == 0 and [r["result"] for r in rows] == ["stored", "stored"], rows
+    assert {name.split("/")[0] for name in _stored(db)} == {"amd_vcek", "amd_cert_chain"}
+    # outside the VCEK's validity (it ends in 2029) the VCEK is refused, not stored; the ASK/ARK still serve
+    status, out, _ = run("collateral", "import", bundle, "--database-url", f"sqlite:///{tmp_path / 'b.db'}",
+                         "--at", "2030-01-01T00:00:00Z", "--json")
+    results = {r["item"].split("/")[0]: r["result"] for r in json.loads(out)}
+    assert status == 1 and results["amd_vcek"].startswith("rejected") and "not valid" in results["amd_vcek"]
+    assert results["amd_cert_chain"] == "stored"
