@@ -70,6 +70,23 @@ def read_input(path: str | Path, what: str = "file") -> bytes:
         raise CliError(f"cannot read {what} {path}: {exc.strerror or exc}", code="file_error") from None
 
 
+def decode_hex_or_base64(text: bytes) -> bytes:
+    """Evidence pasted as text: hex, or base64 / base64url (padding optional); whitespace is ignored.
+    Raises ValueError when it is neither."""
+    import base64
+    import binascii
+    import re
+
+    compact = re.sub(rb"\s+", b"", text)
+    try:
+        if re.fullmatch(rb"[0-9a-fA-F]+", compact):
+            return binascii.unhexlify(compact)
+        t = compact.replace(b"-", b"+").replace(b"_", b"/")
+        return base64.b64decode(t + b"=" * (-len(t) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("neither hex nor base64 text") from None
+
+
 def read_text_input(path: str | Path, what: str = "file") -> str:
     from affidavit.cli.errors import CliError
 

@@ -3,6 +3,8 @@
 ``fetch`` runs where a network exists and writes a bundle (the offline JSON form, one file per
 platform); ``import`` verifies a bundle's items and stores them in the service's collateral cache
 (the same database as the service); ``list`` shows what the cache holds and until when it is valid.
+``import`` also takes AMD KDS files (VCEK DER or PEM, ``cert_chain`` PEM, the ARK-signed CRL), verified
+against the pinned AMD roots before they are stored, for SevSnpVm without KDS access.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _trust(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser("collateral", help="fetch, import and list Intel SGX/TDX collateral")
+    group = sub.add_parser("collateral", help="fetch, import and list Intel SGX/TDX and AMD collateral")
     cmds = group.add_subparsers(dest="collateral_command", metavar="ACTION", required=True)
 
     fetch = cmds.add_parser("fetch", help="download collateral from Intel PCS or a PCCS into a bundle")
@@ -89,9 +91,14 @@ def register(sub: Any) -> None:
     fetch.set_defaults(func=_fetch)
 
     imp = cmds.add_parser("import", help="verify a bundle and store it in the collateral cache")
-    imp.add_argument("bundle", type=Path, help="bundle directory or JSON file")
+    imp.add_argument("bundle", type=Path,
+                     help="bundle directory or JSON file; other files in it (or a non-JSON file) are AMD KDS "
+                          "files: VCEK (DER/PEM), cert_chain PEM, ARK-signed CRL (DER/PEM)")
     _database(imp)
     _trust(imp)
+    imp.add_argument("--snp-trust-root", dest="snp_trust_roots", action="append", default=[], metavar="PEM",
+                     help="AMD ARK certificates AMD files must chain to (repeatable; default: AMD's Milan, "
+                          "Genoa and Turin roots shipped with Affidavit)")
     imp.add_argument("--json", action="store_true", help="print JSON")
     imp.set_defaults(func=_import)
 
@@ -178,37 +185,71 @@ def _iso(when: datetime) -> str:
     return format_time(when)
 
 
+def _amd_files(bundle: Path) -> list[Path]:
+    """The files of ``bundle`` that are not Intel JSON bundles (nor hidden): AMD KDS files."""
+    if bundle.is_file():
+        return [] if bundle.suffix == ".json" else [bundle]
+    if not bundle.is_dir():
+        return []
+    return sorted(p for p in bundle.rglob("*") if p.is_file() and p.suffix != ".json"
+                  and not p.name.startswith("."))
+
+
 def _import(args: argparse.Namespace) -> int:
+    from affidavit.cli.arguments import read_input
     from affidavit.collateral import CollateralError
+    from affidavit.collateral.amd import amd_file_items, with_chains
     from affidavit.collateral.bundle import read_bundle
     from affidavit.collateral.cache import CollateralCache
+    from affidavit.service.snp_route import load_trust
 
-    entries = read_bundle(args.bundle)
+    amd_files = _amd_files(args.bundle)
+    entries = [] if amd_files and args.bundle.is_file() else read_bundle(args.bundle)
+    amd_trust = load_trust(args.snp_trust_roots)
+    parsed: list[tuple[Path, Any]] = []  # (file, AmdFile or the CollateralError it raised)
+    for path in amd_files:
+        try:
+            parsed.append((path, amd_file_items(read_input(path, "AMD collateral file"), amd_trust)))
+        except CollateralError as exc:
+            parsed.append((path, exc))
     wall = datetime.now(UTC)
     now = args.at or wall
-    cache = CollateralCache.open(args.database_url, _anchors(args))
+    chains = [i for _, f in parsed if not isinstance(f, CollateralError) for i in f.items]
+    cache = CollateralCache.open(args.database_url, _anchors(args), amd_trust=with_chains(amd_trust, chains))
     rows: list[dict[str, Any]] = []
     failed = 0
+
+    def offer(path: Path, items: Any) -> None:
+        nonlocal failed
+        for item in items:
+            try:
+                result = (
+                    "stored"
+                    if cache.offer(item, now, wall)
+                    else "kept the cached (newer or same) document"
+                )
+            except CollateralError as exc:
+                failed += 1
+                result = f"rejected: {exc}"
+            rows.append({"file": str(path), "item": str(item.key), "result": result})
+
     try:
         for entry in entries:
             if entry.collateral is None:
                 failed += 1
                 rows.append({"file": str(entry.path), "item": "-", "result": f"unreadable: {entry.error}"})
                 continue
-            for item in entry.collateral.items:
-                try:
-                    result = (
-                        "stored"
-                        if cache.offer(item, now, wall)
-                        else "kept the cached (newer or same) document"
-                    )
-                except CollateralError as exc:
-                    failed += 1
-                    result = f"rejected: {exc}"
-                rows.append({"file": str(entry.path), "item": str(item.key), "result": result})
+            offer(entry.path, entry.collateral.items)
+        for path, found in parsed:
+            if isinstance(found, CollateralError):
+                failed += 1
+                rows.append({"file": str(path), "item": "-", "result": f"unreadable: {found.message}"})
+                continue
+            offer(path, found.items)
+            rows.extend({"file": str(path), "item": "-", "result": note} for note in found.notes)
     finally:
         cache.close()
-    if not entries:
+    if not entries and not amd_files:
         raise CollateralError(f"no collateral files in {args.bundle}", code="collateral_not_found")
     if args.json:
         print_json(rows)

@@ -7,14 +7,11 @@ header is detected and stripped). Exit codes: 0 verified (whatever the TCB statu
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from affidavit.cli.arguments import duration
+from affidavit.cli.arguments import decode_hex_or_base64, duration
 from affidavit.timefmt import parse_time
 
 
@@ -59,14 +56,9 @@ def _read_evidence(path: str) -> tuple[bytes, bytes, bool]:
     except OSError as exc:
         raise EvidenceError(f"cannot read {path}: {exc.strerror}", code="file_error") from None
     if not _looks_binary(data):
-        text = data.strip()
         try:
-            if re.fullmatch(rb"[0-9a-fA-F\s]+", text):
-                data = binascii.unhexlify(re.sub(rb"\s+", b"", text))
-            else:
-                t = re.sub(rb"\s+", b"", text).replace(b"-", b"+").replace(b"_", b"/")
-                data = base64.b64decode(t + b"=" * (-len(t) % 4), validate=True)
-        except (binascii.Error, ValueError):
+            data = decode_hex_or_base64(data)
+        except ValueError:
             raise EvidenceError(
                 f"{path} is neither a binary quote nor hex/base64 text", code="quote_malformed"
             ) from None

@@ -9,12 +9,8 @@ otherwise). Exit codes: 0 verified, 1 rejected or unreadable; ``--json`` prints 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from affidavit.timefmt import parse_time
@@ -47,16 +43,14 @@ def register(subparsers: Any) -> None:
 
 
 def _read(path: str, what: str) -> bytes:
-    from affidavit.evidence.snp import SnpError
+    from affidavit.cli.arguments import read_input
 
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise SnpError(f"cannot read {what} {path}: {exc.strerror}", code="input_unreadable") from None
+    return read_input(path, what)
 
 
 def read_report(path: str) -> tuple[Any, bytes | None]:
     """(parsed report, the chain PEM of an MAA document or None) from any of the accepted forms."""
+    from affidavit.cli.arguments import decode_hex_or_base64
     from affidavit.evidence.snp import REPORT_SIZE, SnpError, parse_report
     from affidavit.evidence.snp.maa import parse_document
 
@@ -68,12 +62,8 @@ def read_report(path: str) -> tuple[Any, bytes | None]:
         doc = parse_document(text)
         return doc.report, doc.chain
     try:
-        if re.fullmatch(rb"[0-9a-fA-F\s]+", text):
-            raw = binascii.unhexlify(re.sub(rb"\s+", b"", text))
-        else:
-            t = re.sub(rb"\s+", b"", text).replace(b"-", b"+").replace(b"_", b"/")
-            raw = base64.b64decode(t + b"=" * (-len(t) % 4), validate=True)
-    except (binascii.Error, ValueError):
+        raw = decode_hex_or_base64(text)
+    except ValueError:
         raise SnpError(
             f"{path} is neither a report nor hex/base64 text nor MAA's JSON", code="snp_report_malformed"
         ) from None
@@ -95,12 +85,13 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from affidavit.cli.errors import CliError
     from affidavit.cli.output import print_fields, print_json
     from affidavit.evidence.snp import SnpError
 
     try:
         report, chain = read_report(args.report)
-    except SnpError as exc:
+    except (SnpError, CliError) as exc:
         return _fail(args, exc)
     doc = report.to_dict(args.product)
     doc["certificate_chain_included"] = chain is not None
@@ -117,6 +108,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from affidavit.cli.errors import CliError
     from affidavit.cli.output import print_fields, print_json
     from affidavit.evidence.snp import AmdTrust, SnpError, verify_report
 
@@ -137,7 +129,7 @@ def _verify(args: argparse.Namespace) -> int:
             trust = AmdTrust.from_pem([_read(p, "trust root") for p in args.trust_root])
         crls = [_read(p, "CRL") for p in args.crl]
         result = verify_report(report, vek, chain, trust, now, crl=crls or None)
-    except SnpError as exc:
+    except (SnpError, CliError) as exc:
         return _fail(args, exc)
     doc: dict[str, Any] = {"verified": True, "verified_at": now.isoformat(), **result.to_dict()}
     if args.json:

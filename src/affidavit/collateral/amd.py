@@ -344,6 +344,7 @@ class CachingKdsProvider:
         self.client = client
         self.default_product = default_product
         self.require_crl = require_crl
+        self._crl_warned: set[tuple[str, str, str]] = set()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._serving = CachingPcsProvider(
             None, cache=cache, grace=grace, clock=self._clock, client=client,  # type: ignore[arg-type]
@@ -365,11 +366,24 @@ class CachingKdsProvider:
                 )
             tcbm = report.tcb("reported", product).tcbm
             key = vcek_key(product, hw_id_for(product, report.chip_id), tcbm)
-            vek_item, chain, crl = await asyncio.gather(self._serving._item(key, now), chain_task, crl_task)
+            vek_task = self._serving._item(key, now)
+            vek_item, chain, crl = await self._gather(vek_task, chain_task, crl_task)
             vek = bytes.fromhex(vek_item.body)
         else:
-            chain, crl = await asyncio.gather(chain_task, crl_task)
+            chain, crl = await self._gather(chain_task, crl_task)
         return SnpCollateral(vek, chain.body.encode(), crl)
+
+    async def _gather(self, *tasks: Any) -> Any:
+        try:
+            return await asyncio.gather(*tasks)
+        except CollateralError as exc:
+            if self.client is not None or exc.code != "collateral_not_found":
+                raise
+            raise CollateralError(  # cache only: say what would help
+                f"the report came without VcekCertChain and the AMD collateral cache lacks it "
+                f"({exc.message}); no KDS is configured: `affidavit collateral import` adds KDS files",
+                code="collateral_not_found",
+            ) from None
 
     async def crl_for(
         self, product: str, kind: str = "vcek", now: datetime | None = None
@@ -383,7 +397,10 @@ class CachingKdsProvider:
         except CollateralError as exc:
             if self.require_crl:
                 raise
-            log.warning("no AMD CRL for %s/%s (%s); verifying without revocation data", product, kind, exc)
+            if (product, kind, exc.code) not in self._crl_warned:  # once, not per request
+                self._crl_warned.add((product, kind, exc.code))
+                log.warning("no AMD CRL for %s/%s (%s); verifying without revocation data",
+                            product, kind, exc)
             return ()
 
     async def refresh_due(self, now: datetime | None = None) -> int:
@@ -494,23 +511,101 @@ def _tcbm(product: str, spls: dict[str, int]) -> str:
     return str(_snp().TcbVersion.from_spls(product, spls).tcbm)
 
 
-def items_from_files(paths: Iterable[Path]) -> list[CollateralItem]:
-    """Cache items from KDS files (for `affidavit collateral import`-style seeding)."""
-    from affidavit.evidence.snp.certs import cn_of_name
+@dataclass(frozen=True)
+class AmdFile:
+    """What one AMD file holds, as cache items (not yet verified: the cache verifies on entry) and notes
+    on what it holds but the cache does not keep (a VLEK, an ASK/ASVK-signed CRL)."""
 
+    items: tuple[CollateralItem, ...]
+    notes: tuple[str, ...] = ()
+
+
+def amd_file_items(data: bytes, trust: Any = None) -> AmdFile:
+    """Cache items from one file as AMD KDS serves it: a VCEK (DER or PEM), a ``cert_chain`` PEM (ASK or
+    ASVK, then ARK; an ASK/ASVK alone is paired with ``trust``'s pinned ARK), a CRL (DER or PEM) or a
+    PEM bundle of these. Raises `CollateralError` (``collateral_invalid``) when the file is none of them.
+    ``trust``: an ``AmdTrust`` (default AMD's shipped roots), only to pair a lone ASK/ASVK."""
+    snp = _snp()
+    from affidavit.evidence.snp.certs import cn, cn_of_name, issuer_cn, product_of_name, split_chain
+
+    if len(data) > _MAX_FILE_BYTES:
+        raise invalid(f"larger than {_MAX_FILE_BYTES} bytes")
     items: list[CollateralItem] = []
-    for path in paths:
-        provider = AmdDirectoryProvider(path)
-        for (product, hw, tcbm), der in provider.veks.items():
-            items.append(vcek_item(vcek_key(product, bytes.fromhex(hw), tcbm), der))
-        for (product, kind), pem in provider.chains.items():
+    notes: list[str] = []
+    try:
+        certs = snp.load_certificates(data)
+    except snp.SnpError as exc:
+        certs, cert_error = [], exc.message
+    if certs:
+        veks, inters, arks = split_chain(certs)
+        if len(veks) + len(inters) + len(arks) != len(certs):
+            raise invalid("holds certificates that are not AMD's (no VCEK, VLEK, ASK, ASVK or ARK CN)")
+        for vek in veks:
+            product = product_of_name(issuer_cn(vek))
+            if product is None:
+                raise invalid(f"{cn(vek)} issued by {issuer_cn(vek)!r}, not an AMD ASK/ASVK")
+            if cn(vek) == "SEV-VLEK":
+                notes.append(f"a {product} VLEK: not stored (VLEKs come with the evidence; KDS gives them to "
+                             "cloud providers only)")
+                continue
+            try:
+                ext = snp.vek_extensions(vek)
+            except snp.SnpError as exc:
+                raise invalid(exc.message) from None
+            if ext.hw_id is None:
+                raise invalid(f"a {product} VCEK without a hwID extension")
+            der = vek.public_bytes(Encoding.DER)
+            items.append(vcek_item(vcek_key(product, ext.hw_id, _tcbm(product, ext.spls)), der))
+        for inter in inters:
+            product = product_of_name(cn(inter))
+            if product is None:
+                raise invalid(f"{cn(inter)!r} is not an AMD ASK/ASVK")
+            kind = "vlek" if cn(inter).startswith("SEV-VLEK-") else "vcek"
+            ark = next((a for a in arks if product_of_name(cn(a)) == product), None)
+            if ark is None:
+                ark = (trust or snp.AmdTrust.amd()).ark_for(product)
+            if ark is None:
+                raise invalid(f"{cn(inter)} without ARK-{product}, and no ARK-{product} is pinned")
+            pem = b"".join(c.public_bytes(Encoding.PEM) for c in (inter, ark))
             items.append(chain_item(chain_key(product, kind), pem))
-        for product in provider.crls:
-            for kind in CHAIN_KINDS:
-                for der in provider._crls_of(product, kind):
-                    if cn_of_name(x509.load_der_x509_crl(der).issuer) == f"ARK-{product}":
-                        items.append(crl_item_amd(crl_key(product, kind), der))
-    return items
+        if not inters and arks:
+            notes.append(f"{', '.join(cn(a) for a in arks)}: not stored (pinned roots are the package's or "
+                         "--snp-trust-root)")
+        return AmdFile(tuple(items), tuple(notes))
+    try:
+        crls = snp.load_crls(data)
+    except snp.SnpError as exc:
+        raise invalid(f"neither AMD certificates ({cert_error}) nor a CRL ({exc.message})") from None
+    if not crls:
+        raise invalid("empty file")
+    for crl in crls:
+        issuer = cn_of_name(crl.issuer)
+        product = product_of_name(issuer)
+        if product is None:
+            raise invalid(f"a CRL issued by {issuer!r}, not by an AMD ARK")
+        if issuer != f"ARK-{product}":
+            notes.append(f"a CRL of {issuer}: not stored (the cache keeps the ARK-signed CRLs KDS serves)")
+            continue
+        der = crl.public_bytes(Encoding.DER)
+        items.extend(crl_item_amd(crl_key(product, kind), der) for kind in CHAIN_KINDS)
+    return AmdFile(tuple(items), tuple(notes))
+
+
+def with_chains(trust: Any, items: Iterable[CollateralItem]) -> Any:
+    """``trust`` (an ``AmdTrust``) knowing the ASK/ASVKs of the ``amd_cert_chain`` items too, so that
+    VCEKs imported with their chain verify when the pinned roots are ARKs alone. Safe: an intermediate
+    is only a candidate; it is verified against the pinned ARK whenever it is used."""
+    from affidavit.evidence.snp.certs import split_chain
+
+    snp = _snp()
+    extra = [c for item in items if item.key.kind == AMD_CERT_CHAIN
+             for c in split_chain(snp.load_certificates(item.body.encode()))[1]]
+    return snp.AmdTrust(dict(trust.arks), tuple(trust.intermediates) + tuple(extra)) if extra else trust
+
+
+def items_from_files(paths: Iterable[Path], trust: Any = None) -> list[CollateralItem]:
+    """Cache items from KDS files (`amd_file_items` of each; unverified)."""
+    return [item for path in paths for item in amd_file_items(Path(path).read_bytes(), trust).items]
 
 
 def no_collateral_source() -> CollateralError:

@@ -98,22 +98,45 @@ def _paths(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value]
 
 
+def load_trust(paths: list[str]) -> Any:
+    """The pinned AMD roots from ``--snp-trust-root`` files (AMD's shipped ones when none are given), or
+    a one-line ``configuration`` error naming the flag and the file: `build` runs when the service
+    starts (``build_state`` builds every registered verifier), so a bad root stops ``affidavit serve``
+    instead of failing the first SevSnpVm request."""
+    from affidavit.evidence.snp import AmdTrust, SnpError
+
+    if not paths:
+        return AmdTrust.amd()
+    blobs = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ServiceError(f"--snp-trust-root {path}: cannot read it ({exc.strerror or exc})",
+                               code="configuration") from None
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise ServiceError(f"--snp-trust-root {path}: no PEM certificate in it", code="configuration")
+        blobs.append(data)
+    try:
+        return AmdTrust.from_pem(b"".join(blobs))
+    except SnpError as exc:
+        named = " ".join(paths)
+        raise ServiceError(f"--snp-trust-root {named}: {exc.message}", code="configuration") from None
+
+
 def build(state: Any) -> SnpAttestationVerifier:
     """The verifier for one worker, from ``config.extra``: ``snp_trust_roots`` (PEM files with ARKs,
     default AMD's shipped roots), ``snp_collateral_dir`` (offline KDS files), ``snp_kds_url`` (default
-    AMD KDS; ``none``: no KDS), ``snp_product`` (for v2 reports that arrive without a chain),
-    ``snp_require_crl``, ``snp_vmpl`` (refuse other VMPLs), ``snp_allow_debug`` (default true: debug is
-    a claim for the policy, as in MAA)."""
+    AMD KDS; ``none``: no KDS, only what ``affidavit collateral import`` put in the cache),
+    ``snp_product`` (for v2 reports that arrive without a chain), ``snp_require_crl``, ``snp_vmpl``
+    (refuse other VMPLs), ``snp_allow_debug`` (default true: debug is a claim for the policy, as in
+    MAA)."""
     from affidavit.collateral.amd import AMD_KDS_URL, AmdDirectoryProvider, CachingKdsProvider
-    from affidavit.evidence.snp import AmdTrust, SnpError, SnpOptions
+    from affidavit.evidence.snp import SnpOptions
 
     config = state.config
     extra = config.extra
-    roots = _paths(extra.get("snp_trust_roots"))
-    try:
-        trust = AmdTrust.from_pem(b"".join(Path(p).read_bytes() for p in roots)) if roots else AmdTrust.amd()
-    except (OSError, SnpError) as exc:
-        raise ServiceError(f"cannot read the SEV-SNP trust roots: {exc}", code="configuration") from None
+    trust = load_trust(_paths(extra.get("snp_trust_roots")))
     product = extra.get("snp_product")
     require_crl = bool(extra.get("snp_require_crl", False))
     provider: Any = None
@@ -121,11 +144,12 @@ def build(state: Any) -> SnpAttestationVerifier:
         provider = AmdDirectoryProvider(extra["snp_collateral_dir"], default_product=product)
     else:
         url = extra.get("snp_kds_url", AMD_KDS_URL)
-        if url and url != "none":
-            provider = CachingKdsProvider(
-                url, cache_url=config.store_url, trust=trust, grace=config.collateral_grace,
-                default_product=product, require_crl=require_crl, clock=state.evidence_clock,
-            )
+        # ``none``: no KDS, the verified cache alone (filled by `affidavit collateral import`)
+        provider = CachingKdsProvider(
+            url if url and url != "none" else None, cache_url=config.store_url, trust=trust,
+            grace=config.collateral_grace, default_product=product, require_crl=require_crl,
+            clock=state.evidence_clock,
+        )
     vmpl = extra.get("snp_vmpl")
     options = SnpOptions(
         require_crl=require_crl,

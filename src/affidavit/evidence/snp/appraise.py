@@ -59,11 +59,14 @@ def check_version(report: SnpReport, options: SnpOptions) -> None:
         )
 
 
+_KIND_OF_KEY = {SIGNING_KEY_VCEK: "VCEK", SIGNING_KEY_VLEK: "VLEK"}
+
+
 def check_signing_key(report: SnpReport, chain: VerifiedChain) -> None:
     key = report.signing_key
     if key == SIGNING_KEY_NONE:
         raise SnpError("the report is unsigned (SIGNING_KEY = 7)", code=UNSIGNED_REPORT)
-    expected = {SIGNING_KEY_VCEK: "VCEK", SIGNING_KEY_VLEK: "VLEK"}[key]
+    expected = _KIND_OF_KEY[key]
     if chain.kind != expected:
         raise SnpError(
             f"the report's SIGNING_KEY says {expected} but the certificate is a {chain.kind}",

@@ -22,10 +22,11 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from affidavit.evidence.snp.certs import (
     VCEK_CN,
     VLEK_CN,
+    CertFacts,
     CertInput,
     VekExtensions,
+    cert_facts,
     cn,
-    der_names,
     is_p384,
     issuer_cn,
     load_certificates,
@@ -50,6 +51,18 @@ from affidavit.evidence.snp.report import SnpReport
 from affidavit.evidence.snp.trust import AmdTrust
 
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+_SHA384 = hashes.SHA384()
+_ECDSA_SHA384 = ec.ECDSA(_SHA384)  # immutable parameter objects, made once
+AMD_PSS_ALGORITHMS = frozenset(bytes.fromhex(h) for h in (
+    # RSASSA-PSS {sha384, mgf1(sha384), saltLength 48}, without and with the explicit trailerField 1
+    "304106092a864886f70d01010a3034a00f300d06096086480165030402020500a11c301a06092a864886f70d010108"
+    "300d06096086480165030402020500a203020130",
+    "304606092a864886f70d01010a3039a00f300d06096086480165030402020500a11c301a06092a864886f70d010108"
+    "300d06096086480165030402020500a203020130a303020101",
+))
+"""The AlgorithmIdentifiers AMD writes for RSASSA-PSS SHA-384 salt 48 (with and without the explicit
+trailerField 1): certificates carrying one of them are checked without asking `cryptography` to decode
+the parameters again (any other encoding takes the general path of `pss_signed_by`)."""
 MAX_CRL_BYTES = 1024 * 1024
 """AMD's CRLs are a few KB; larger input is refused before parsing."""
 MAX_CRLS = 4
@@ -78,8 +91,22 @@ class VerifiedChain:
     vek_product: str | None = None  # the product line of the VEK's productName extension
 
 
-def pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    """``cert`` (or CRL) carries an AMD RSASSA-PSS SHA-384 salt-48 signature by ``issuer``'s key."""
+def pss_signed_by(
+    cert: x509.Certificate | x509.CertificateRevocationList,
+    issuer: x509.Certificate,
+    facts: CertFacts | None = None,
+) -> bool:
+    """``cert`` (or CRL) carries an AMD RSASSA-PSS SHA-384 salt-48 signature by ``issuer``'s key.
+    ``facts``: the certificate's `CertFacts` (its signed bytes, algorithm and signature as loaded)."""
+    if facts is not None and facts.algorithm in AMD_PSS_ALGORITHMS:
+        key = issuer.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            return False
+        try:
+            key.verify(facts.signature, facts.tbs, AMD_PSS, _SHA384)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS:
         return False
     try:
@@ -92,7 +119,7 @@ def pss_signed_by(cert: x509.Certificate | x509.CertificateRevocationList, issue
         return False
     tbs = cert.tbs_certificate_bytes if isinstance(cert, x509.Certificate) else cert.tbs_certlist_bytes
     try:
-        key.verify(cert.signature, tbs, AMD_PSS, hashes.SHA384())
+        key.verify(cert.signature, tbs, AMD_PSS, _SHA384)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -107,17 +134,17 @@ def verify_chain(
     certificates that came with the evidence (ASK/ASVK, ARK; a VEK in it is ignored when ``vek`` is
     given), identified by CN; when it holds no ASK/ASVK the trust's shipped intermediates are used. An
     ARK in ``chain`` must equal the pinned one (by key); the pinned one is what verifies."""
-    memo: dict[int, tuple[str, bytes, bytes]] = {}
+    memo: dict[int, CertFacts] = {}
 
-    def names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
-        """(CN, subject DER, issuer DER), once per certificate; the trust's own come precomputed."""
+    def names(cert: x509.Certificate) -> CertFacts:
+        """The certificate's `CertFacts`, once per certificate; the trust's own come precomputed."""
         found = trust.names.get(id(cert)) or memo.get(id(cert))
         if found is None:
-            found = memo[id(cert)] = der_names(cert)
+            found = memo[id(cert)] = cert_facts(cert)
         return found
 
     def split(certs: list[x509.Certificate]) -> tuple[list[x509.Certificate], ...]:
-        return split_chain(certs, lambda c: names(c)[0])
+        return split_chain(certs, lambda c: names(c).cn)
 
     given = load_certificates(chain, trust.known, memo)
     leaf = None
@@ -137,12 +164,13 @@ def verify_chain(
         if not chain_veks:
             raise SnpError("no VCEK or VLEK certificate was given", code=VEK_MISSING)
         leaf = chain_veks[0]
-    name, _, leaf_issuer = names(leaf)
+    leaf_facts = names(leaf)
+    name, leaf_issuer = leaf_facts.cn, leaf_facts.issuer
     if name not in (VCEK_CN, VLEK_CN):
         raise SnpError(f"VEK subject CN is {name!r}, not {VCEK_CN} or {VLEK_CN}", code=CHAIN_UNTRUSTED)
     if not is_p384(leaf):
         raise SnpError(f"{name} key is not ECDSA P-384", code=CERTIFICATE_MALFORMED)
-    ext = vek_extensions(leaf)
+    ext = vek_extensions(leaf, leaf_facts)
     if name == VCEK_CN and ext.csp_id is not None:
         raise SnpError("a VCEK must not carry a cspId extension", code=CERTIFICATE_MALFORMED)
     if name == VLEK_CN and ext.hw_id is not None:
@@ -151,7 +179,7 @@ def verify_chain(
     candidates: Sequence[x509.Certificate] = chain_inters or trust.intermediates
     intermediate = None
     for cand in candidates:
-        if names(cand)[1] == leaf_issuer and pss_signed_by(leaf, cand):
+        if names(cand).subject == leaf_issuer and pss_signed_by(leaf, cand, leaf_facts):
             intermediate = cand
             break
     if intermediate is None:
@@ -159,7 +187,8 @@ def verify_chain(
             f"no ASK/ASVK among the CA certificates verifies the VEK (issuer CN {issuer_cn(leaf)})",
             code=CHAIN_UNTRUSTED,
         )
-    inter_name, _, inter_issuer = names(intermediate)
+    inter_facts = names(intermediate)
+    inter_name, inter_issuer = inter_facts.cn, inter_facts.issuer
     kind = "VLEK" if inter_name.startswith("SEV-VLEK-") else "VCEK"
     if name != f"SEV-{kind}":
         raise SnpError(f"{name} is issued by {inter_name}, which signs only {kind}s", code=CHAIN_UNTRUSTED)
@@ -170,12 +199,13 @@ def verify_chain(
     if ark is None:
         raise SnpError(f"no pinned ARK for {product}", code=CHAIN_UNTRUSTED)
     for sent_ark in chain_arks:
-        sent_name = names(sent_ark)[0]
+        sent_name = names(sent_ark).cn
         if sent_ark is not ark and product_of_name(sent_name) == product and spki(sent_ark) != spki(ark):
             raise SnpError(f"the {sent_name} sent with the evidence is not the pinned AMD root",
                            code=CHAIN_UNTRUSTED)
-    ark_name, ark_subject, _ = names(ark)
-    if inter_issuer != ark_subject or not pss_signed_by(intermediate, ark):
+    ark_facts = names(ark)
+    ark_name = ark_facts.cn
+    if inter_issuer != ark_facts.subject or not pss_signed_by(intermediate, ark, inter_facts):
         raise SnpError(f"{inter_name} is not signed by the pinned ARK-{product}", code=CHAIN_UNTRUSTED)
     if not trust.is_ca(ark):  # its self-signature was checked when the trust was built (AmdTrust)
         raise SnpError(f"pinned ARK-{product} is not a CA", code=CHAIN_UNTRUSTED)
@@ -183,9 +213,8 @@ def verify_chain(
     assert isinstance(key, ec.EllipticCurvePublicKey)  # is_p384 above
     windows = (
         Window("vek", name, leaf.not_valid_before_utc, leaf.not_valid_after_utc),
-        Window("intermediate", inter_name, intermediate.not_valid_before_utc,
-               intermediate.not_valid_after_utc),
-        Window("ark", ark_name, ark.not_valid_before_utc, ark.not_valid_after_utc),
+        trust.window("intermediate", inter_name, intermediate),
+        trust.window("ark", ark_name, ark),
     )
     vek_product = product_of_name(ext.product_name) if ext.product_name is not None else None
     return VerifiedChain(product, kind, leaf, intermediate, ark, key, ext, windows, vek_product)
@@ -295,7 +324,7 @@ def verify_report_signature(report: SnpReport, key: ec.EllipticCurvePublicKey) -
         key.verify(
             encode_dss_signature(report.signature_r, report.signature_s),
             report.signed_bytes,
-            ec.ECDSA(hashes.SHA384()),
+            _ECDSA_SHA384,
         )
     except (InvalidSignature, ValueError):
         raise SnpError("report signature does not verify with the VEK", code=SIGNATURE_INVALID) from None

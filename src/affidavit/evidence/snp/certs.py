@@ -8,6 +8,8 @@ A flipped byte there would otherwise leave a VCEK "valid"; the vectors' mutants 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,10 +88,11 @@ _CN_OID = b"\x55\x04\x03"
 _STRING_TAGS = (0x0C, 0x13, 0x16, 0x14, 0x1E)
 
 
-def _tbs_fields(data: bytes, limit: int | None = 7) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+def _walk(data: bytes, limit: int | None = 7) -> tuple[int, int, int, list[tuple[int, int, int, int]]]:
     """Walk ``Certificate ::= SEQUENCE {tbs, algorithm, signature}`` by offsets (no slicing of the big
-    parts): (end of the TBS, end of the certificate body, the TBS's first seven elements as (tag, header
-    start, value start, value end))."""
+    parts): (start of the TBS TLV, end of the TBS, end of the certificate body, the TBS's first ``limit``
+    elements as (tag, header start, value start, value end)); the signed bytes are
+    ``data[start:end of the TBS]``."""
     end = len(data)
     tag, start, stop = span(data, 0, end)
     if tag != der.TAG_SEQUENCE or stop != end:
@@ -103,14 +106,29 @@ def _tbs_fields(data: bytes, limit: int | None = 7) -> tuple[int, int, list[tupl
         t, v0, v1 = span(data, pos, tbs_stop)
         fields.append((t, pos, v0, v1))
         pos = v1
-    return tbs_stop, stop, fields
+    return start, tbs_stop, stop, fields
 
 
-def _strict_outer(data: bytes) -> list[tuple[int, int, int, int]]:
+@dataclass(frozen=True, slots=True)
+class CertFacts:
+    """What chain building reads from a certificate, cut from its DER in the one strict walk that
+    loading does (`load_certificate`): no `x509.Name` objects (~50 us each), no re-serialization."""
+
+    cn: str  # subject CN ("" when absent)
+    subject: bytes  # subject Name DER
+    issuer: bytes  # issuer Name DER
+    der: bytes
+    tbs: bytes  # the signed TBSCertificate (header included)
+    algorithm: bytes  # signatureAlgorithm DER (byte-equal to the TBS's one: `_strict_outer`)
+    signature: bytes  # the signature BIT STRING's bits (zero unused bits)
+    extensions: tuple[tuple[int, int], ...]  # value spans of the TBS's [3] Extensions in ``der``
+
+
+def _strict_outer(data: bytes) -> CertFacts:
     """Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }: one TLV, outer
     algorithm byte-equal to the TBS's (RFC 5280 4.1.1.2), signature with zero unused bits."""
     try:
-        tbs_stop, stop, fields = _tbs_fields(data)
+        start, tbs_stop, stop, fields = _walk(data, None)
         tag, a0, a1 = span(data, tbs_stop, stop)
         if tag != der.TAG_SEQUENCE:
             raise _fail("certificate signatureAlgorithm is not a SEQUENCE")
@@ -123,71 +141,88 @@ def _strict_outer(data: bytes) -> list[tuple[int, int, int, int]]:
         _, h, _, v1 = fields[idx + 1]
         if data[h:v1] != data[tbs_stop:a1]:
             raise _fail("certificate signatureAlgorithm differs from the TBS one (RFC 5280 4.1.1.2)")
-        return fields
+        common, subject, issuer = _names_of(data, fields)
+        exts = tuple((v0, v1) for tag, _, v0, v1 in fields[idx + 6 :] if tag == 0xA3)
+        return CertFacts(common, subject, issuer, data, data[start:tbs_stop], data[tbs_stop:a1],
+                         data[b0 + 1 : b1], exts)
     except SnpError:
         raise
     except EvidenceError as exc:
-        raise _fail(f"certificate DER: {exc.message}") from None
+        # the DER reader is shared with SGX and names the PCK extension in its messages
+        raise _fail(f"certificate DER: {exc.message.removeprefix('PCK SGX extension: ')}") from None
 
 
 Known = dict[bytes, x509.Certificate] | None
 """DER -> certificate already loaded and checked (the trust's own certificates), to skip re-parsing."""
 
 
-Names = dict[int, tuple[str, bytes, bytes]] | None
-"""id(certificate) -> (subject CN, subject DER, issuer DER), filled by the loaders for chain building."""
+Facts = dict[int, CertFacts] | None
+"""id(certificate) -> its `CertFacts`, filled by the loaders for chain building."""
+
+
+def cert_facts(cert: x509.Certificate) -> CertFacts:
+    """`CertFacts` of a certificate loaded elsewhere (the trust's own, read once)."""
+    return _strict_outer(cert.public_bytes(Encoding.DER))
 
 
 def der_names(cert: x509.Certificate) -> tuple[str, bytes, bytes]:
-    """(subject CN, subject DER, issuer DER) read from the certificate's DER with the strict reader:
-    what chain building compares, without building `x509.Name` objects (~50 us each)."""
-    data = cert.public_bytes(Encoding.DER)
-    try:
-        fields = _tbs_fields(data)[2]
-    except EvidenceError:
-        raise _fail("certificate names are malformed") from None
-    return _names_of(data, fields)
+    """(subject CN, subject DER, issuer DER) read from the certificate's DER with the strict reader."""
+    facts = cert_facts(cert)
+    return facts.cn, facts.subject, facts.issuer
 
 
 def _names_of(data: bytes, fields: list[tuple[int, int, int, int]]) -> tuple[str, bytes, bytes]:
+    """(subject CN, subject DER, issuer DER): Name ::= SEQUENCE OF SET OF {OID, string}, walked by
+    offsets; the last CN wins (as `cn` reads it)."""
     try:
         idx = 1 if fields and fields[0][0] == 0xA0 else 0
         _, ih, _, iv1 = fields[idx + 2]
-        _, sh, sv0, sv1 = fields[idx + 4]
+        stag, sh, pos, sv1 = fields[idx + 4]
+        if stag != der.TAG_SEQUENCE:
+            raise IndexError
         common = ""
-        for _tag, rdn in der.read_tlvs(data[sv0:sv1]):
-            for _, atv in der.read_tlvs(rdn):
-                parts = der.read_tlvs(atv)
-                if len(parts) == 2 and parts[0] == (der.TAG_OID, _CN_OID) and parts[1][0] in _STRING_TAGS:
-                    common = parts[1][1].decode("utf-16-be" if parts[1][0] == 0x1E else "utf-8")
+        while pos < sv1:
+            tag, a, rdn_end = span(data, pos, sv1)
+            if tag != 0x31:
+                raise IndexError
+            while a < rdn_end:
+                tag, v0, atv_end = span(data, a, rdn_end)
+                if tag != der.TAG_SEQUENCE:
+                    raise IndexError
+                t0, o0, o1 = span(data, v0, atv_end)
+                if o1 < atv_end:
+                    t1, x0, x1 = span(data, o1, atv_end)
+                    if t0 == der.TAG_OID and x1 == atv_end and data[o0:o1] == _CN_OID and t1 in _STRING_TAGS:
+                        common = data[x0:x1].decode("utf-16-be" if t1 == 0x1E else "utf-8")
+                a = atv_end
+            pos = rdn_end
     except (EvidenceError, IndexError, UnicodeDecodeError):
         raise _fail("certificate names are malformed") from None
     return common, data[sh:sv1], data[ih:iv1]
 
 
-def load_certificate(data: CertInput, known: Known = None, names: Names = None) -> x509.Certificate:
+def load_certificate(data: CertInput, known: Known = None, names: Facts = None) -> x509.Certificate:
     """One certificate from DER, PEM or a `cryptography` object (checked the same way). ``names``, when
-    given, receives ``id(cert) -> der_names(cert)``, read during the same strict walk."""
-    if isinstance(data, x509.Certificate):
-        raw = data.public_bytes(Encoding.DER)
-    else:
-        if isinstance(data, str):
-            data = data.encode()
-        if not isinstance(data, bytes | bytearray):
-            raise _fail("certificate must be DER or PEM bytes")
-        raw = bytes(data)
+    given, receives ``id(cert) -> CertFacts``, read during the same strict walk."""
+    # bytes first: isinstance against cryptography's abstract classes is slow for other types
+    if isinstance(data, bytes | bytearray | str):
+        raw = data.encode() if isinstance(data, str) else bytes(data)
         if b"-----BEGIN" in raw:
             certs = load_certificates(raw, known, names)
             if len(certs) != 1:
                 raise _fail(f"expected one PEM certificate, found {len(certs)}")
             return certs[0]
+    elif isinstance(data, x509.Certificate):
+        raw = data.public_bytes(Encoding.DER)
+    else:
+        raise _fail("certificate must be DER or PEM bytes")
     if known is not None:
         hit = known.get(raw)
         if hit is not None:
             return hit
     if len(raw) > MAX_CERTIFICATE_BYTES:
         raise _fail(f"certificate larger than {MAX_CERTIFICATE_BYTES} bytes")
-    fields = _strict_outer(raw)
+    facts = _strict_outer(raw)
     try:
         with warnings.catch_warnings():
             # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it (and
@@ -204,12 +239,13 @@ def load_certificate(data: CertInput, known: Known = None, names: Names = None) 
         # DuplicateExtension, UnsupportedAlgorithm ... for hostile DER; all of them mean "malformed".
         raise _fail(f"not a usable DER certificate: {exc}") from None
     if names is not None:
-        names[id(cert)] = _names_of(raw, fields)
+        names[id(cert)] = facts
     return cert
 
 
 def _pem_bodies(data: bytes) -> list[bytes]:
-    """The base64 bodies (whitespace removed) of the PEM certificates in ``data``."""
+    """The bodies of the PEM certificates in ``data``: the text between the BEGIN and END lines, as it
+    is (`_from_pem_body` removes the whitespace unless the text is one the trust knows)."""
     bodies: list[bytes] = []
     begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
     pos = 0
@@ -220,19 +256,21 @@ def _pem_bodies(data: bytes) -> list[bytes]:
         stop = data.find(end, start)
         if stop < 0:
             raise _fail("PEM certificate without END line")
-        bodies.append(data[start + len(begin) : stop].translate(None, b" \t\r\n"))
+        bodies.append(data[start + len(begin) : stop])
         pos = stop + len(end)
         if len(bodies) > MAX_BUNDLE_CERTIFICATES:
             raise _fail(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in a bundle")
     return bodies
 
 
-def _from_pem_body(body: bytes, known: Known, names: Names) -> x509.Certificate:
-    import base64
-    import binascii
-
+def _from_pem_body(text: bytes, known: Known, names: Facts) -> x509.Certificate:
     if known is not None:
-        hit = known.get(body)  # the trust's certificates are also indexed by their base64 text
+        hit = known.get(text)  # the trust's certificates are indexed by their PEM text too
+        if hit is not None:
+            return hit
+    body = text.translate(None, b" \t\r\n")
+    if known is not None:
+        hit = known.get(body)  # ... and by their base64 without whitespace
         if hit is not None:
             return hit
     try:
@@ -243,13 +281,11 @@ def _from_pem_body(body: bytes, known: Known, names: Names) -> x509.Certificate:
 
 
 def load_certificates(
-    data: CertInput | Iterable[CertInput] | None, known: Known = None, names: Names = None
+    data: CertInput | Iterable[CertInput] | None, known: Known = None, names: Facts = None
 ) -> list[x509.Certificate]:
     """Certificates from a PEM bundle, one DER certificate, a certificate, or a sequence of those."""
     if data is None:
         return []
-    if isinstance(data, x509.Certificate):
-        return [load_certificate(data, known, names)]
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, bytes | bytearray):
@@ -260,6 +296,8 @@ def load_certificates(
                 raise _fail("no PEM certificate found")
             return [_from_pem_body(b, known, names) for b in bodies]
         return [load_certificate(raw, known, names)] if raw else []
+    if isinstance(data, x509.Certificate):
+        return [load_certificate(data, known, names)]
     out: list[x509.Certificate] = []
     for item in data:
         out.extend(load_certificates(item, known, names))
@@ -332,44 +370,74 @@ _AMD_OIDS = {
 }
 
 
-def _amd_extensions(data: bytes) -> dict[str, bytes]:
-    """The AMD-arc extensions' values, read from the certificate DER: TBS ``[3] Extensions`` after the
-    SubjectPublicKeyInfo (and the optional unique ids). A duplicated extension is malformed (RFC 5280)."""
+def _amd_extensions(facts: CertFacts) -> dict[str, bytes]:
+    """The AMD-arc extensions' values, read by offsets from the certificate DER's ``[3] Extensions``
+    (found by the loading walk): ``Extension ::= SEQUENCE {OID, critical BOOLEAN DEFAULT FALSE, OCTET
+    STRING}``, nothing else. A duplicated extension is malformed (RFC 5280). Short-form lengths (all of
+    a VEK's) are read inline; this runs once per new VEK."""
+    data = facts.der
+    out: dict[str, bytes] = {}
+    seen: set[bytes] = set()
+    prefix, plen = _AMD_OID_PREFIX, len(_AMD_OID_PREFIX)
+    shape = "certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}"
     try:
-        _, _, fields = _tbs_fields(data, limit=None)
-        idx = 1 if fields and fields[0][0] == 0xA0 else 0
-        out: dict[str, bytes] = {}
-        seen: set[bytes] = set()
-        for tag, _, v0, v1 in fields[idx + 6 :]:
-            if tag != 0xA3:
-                continue
-            exts = der.read_one(data[v0:v1], der.TAG_SEQUENCE)[1]
-            for _, ext in der.read_tlvs(exts):
-                parts = der.read_tlvs(ext)
-                shape_ok = len(parts) in (2, 3) and parts[0][0] == der.TAG_OID
-                if not shape_ok or parts[-1][0] != der.TAG_OCTET_STRING:
-                    raise _fail("certificate extension is not SEQUENCE {OID, [critical], OCTET STRING}")
-                oid = parts[0][1]
+        for v0, v1 in facts.extensions:
+            tag, pos, end = span(data, v0, v1)
+            if tag != der.TAG_SEQUENCE or end != v1:
+                raise _fail("certificate extensions are not one SEQUENCE")
+            while pos < end:
+                if data[pos] != der.TAG_SEQUENCE:
+                    raise _fail(shape)
+                n = data[pos + 1]
+                if n < 0x80:
+                    e0, e1 = pos + 2, pos + 2 + n
+                    if e1 > end:
+                        raise _fail(shape)
+                else:
+                    _, e0, e1 = span(data, pos, end)
+                n = data[e0 + 1]
+                o0, o1 = e0 + 2, e0 + 2 + n
+                if data[e0] != der.TAG_OID or n >= 0x80 or o1 > e1:
+                    raise _fail(shape)
+                x = o1
+                if x + 3 <= e1 and data[x] == der.TAG_BOOLEAN:  # critical
+                    if data[x + 1] != 1:
+                        raise _fail(shape)
+                    x += 3
+                if x + 2 > e1 or data[x] != der.TAG_OCTET_STRING:
+                    raise _fail(shape)
+                n = data[x + 1]
+                if n < 0x80:
+                    x0, x1 = x + 2, x + 2 + n
+                else:
+                    _, x0, x1 = span(data, x, e1)
+                if x1 != e1:
+                    raise _fail(shape)
+                oid = data[o0:o1]
                 if oid in seen:
                     raise _fail("certificate extension appears twice")
                 seen.add(oid)
-                if oid.startswith(_AMD_OID_PREFIX):
-                    name = _AMD_OIDS.get(oid[len(_AMD_OID_PREFIX) :])
+                if oid.startswith(prefix):
+                    name = _AMD_OIDS.get(oid[plen:])
                     if name is not None:
-                        out[name] = parts[-1][1]
+                        out[name] = data[x0:x1]
+                pos = e1
         return out
+    except IndexError:
+        raise _fail(shape) from None
     except EvidenceError as exc:
         if isinstance(exc, SnpError):
             raise
-        raise _fail(f"certificate extensions: {exc.message}") from None
+        raise _fail(f"certificate extensions: {exc.message.removeprefix('PCK SGX extension: ')}") from None
 
 
-def vek_extensions(cert: x509.Certificate) -> VekExtensions:
-    """The AMD extensions of a VCEK or VLEK, decoded from the DER (strictly; no X.509 library view)."""
+def vek_extensions(cert: x509.Certificate, facts: CertFacts | None = None) -> VekExtensions:
+    """The AMD extensions of a VCEK or VLEK, decoded from the DER (strictly; no X.509 library view).
+    ``facts``: the certificate's `CertFacts` when the loader already has them."""
     struct_version = product_name = csp_id = None
     hw_id: bytes | None = None
     spls: dict[str, int] = {}
-    for oid, raw in _amd_extensions(cert.public_bytes(Encoding.DER)).items():
+    for oid, raw in _amd_extensions(facts or cert_facts(cert)).items():
         if oid == OID_STRUCT_VERSION:
             struct_version = _integer(raw, "structVersion")
         elif oid == OID_PRODUCT_NAME:

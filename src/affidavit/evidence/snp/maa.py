@@ -13,8 +13,7 @@ at most 4 UVM endorsements of 64 KiB each.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from affidavit.evidence.snp.claims import AFFIDAVIT_PREFIX
@@ -84,20 +83,6 @@ def parse_document(data: bytes) -> SnpEvidence:
             raise _fail(f"Endorsements.Uvm must be a list of at most {MAX_ENDORSEMENTS}")
         endorsements = [parse_uvm_endorsement(b64_lenient(u, "Endorsements.Uvm[]")) for u in uvm]
     return SnpEvidence(report, chain, tuple(endorsements))
-
-
-@dataclass(frozen=True)
-class SnpVerified:
-    """The contract's ``VerifiedEvidence`` fields (same names), for the SevSnpVm type."""
-
-    claims: Mapping[str, Any]
-    policy_claims: Mapping[str, Any] = field(default_factory=dict)
-    custom_claims: tuple[Any, ...] = ()
-    runtime_target: bytes | None = None
-    inittime_target: bytes | None = None
-    collateral_hashes: Mapping[str, str] = field(default_factory=dict)
-    tcb_status: str | None = None
-    advisory_ids: tuple[str, ...] = ()
 
 
 def uvm_claims(evidence: SnpEvidence) -> dict[str, Any]:

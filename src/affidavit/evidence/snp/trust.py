@@ -13,15 +13,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from affidavit.evidence.snp.certs import (
+    CertFacts,
     CertInput,
+    cert_facts,
     cn,
-    der_names,
     is_rsa,
     load_certificates,
     product_of_name,
@@ -48,7 +50,11 @@ class AmdTrust:
         for c in (*self.arks.values(), *self.intermediates):
             der = c.public_bytes(Encoding.DER)
             out[der] = c
-            out[base64.b64encode(der)] = c  # a PEM body, whitespace removed (never a DER certificate)
+            b64 = base64.b64encode(der)
+            out[b64] = c  # a PEM body, whitespace removed (never a DER certificate)
+            lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+            for nl in (b"\n", b"\r\n"):  # the PEM text between BEGIN and END as tools write it
+                out[nl + nl.join(lines) + nl] = c
         return out
 
     def __hash__(self) -> int:
@@ -60,14 +66,34 @@ class AmdTrust:
         return tuple(sorted((p, spki(c)) for p, c in self.arks.items()))
 
     @cached_property
-    def names(self) -> dict[int, tuple[str, bytes, bytes]]:
-        """id -> (CN, subject DER, issuer DER) of this trust's certificates, read once (they live as long
-        as the trust does, so their ids stay theirs)."""
-        return {id(c): der_names(c) for c in set(self.known.values())}
+    def names(self) -> dict[int, CertFacts]:
+        """id -> `CertFacts` (CN, names, signed bytes) of this trust's certificates, read once (they live
+        as long as the trust does, so their ids stay theirs)."""
+        return {id(c): cert_facts(c) for c in set(self.known.values())}
 
     @cached_property
     def _cas(self) -> frozenset[int]:
         return frozenset(id(c) for c in set(self.known.values()) if _basic_ca(c))
+
+    @cached_property
+    def _windows(self) -> dict[tuple[str, int], Any]:
+        from affidavit.evidence.snp.authenticate import Window
+
+        return {
+            (role, id(c)): Window(role, self.names[id(c)].cn, c.not_valid_before_utc, c.not_valid_after_utc)
+            for c in set(self.known.values())
+            for role in ("intermediate", "ark")
+        }
+
+    def window(self, role: str, name: str, cert: x509.Certificate) -> Any:
+        """The ``authenticate.Window`` of ``cert`` in ``role``: made once for this trust's own
+        certificates (they live as long as the trust), afresh for any other."""
+        found = self._windows.get((role, id(cert))) if id(cert) in self.names else None
+        if found is None:
+            from affidavit.evidence.snp.authenticate import Window
+
+            found = Window(role, name, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return found
 
     def is_ca(self, cert: x509.Certificate) -> bool:
         """BasicConstraints CA (precomputed for this trust's own certificates)."""
