@@ -143,20 +143,60 @@ async def client(port: int, reqs: list[bytes], offset: int, stop_at: float, lat:
         writer.close()
 
 
+STALL_METRIC = "affidavit_event_loop_stall_seconds_bucket"
+STALL_MAX_METRIC = "affidavit_event_loop_stall_max_seconds"
+
+
+def scrape(port: int) -> tuple[dict[float, float], float]:
+    """The server's loop-stall histogram (cumulative count per bucket bound, summed over the workers)
+    and the longest stall since start of any live worker, from ``GET /metrics``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    buckets: dict[float, float] = {}
+    longest = 0.0
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(STALL_METRIC + "{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(STALL_MAX_METRIC + " ") or line.startswith(STALL_MAX_METRIC + "{"):
+            longest = max(longest, float(line.rsplit(" ", 1)[1]))
+    return buckets, longest
+
+
+def longest_stall_ms(before: dict[float, float], after: dict[float, float]) -> tuple[float, int]:
+    """The upper bound (ms) of the highest histogram bucket that gained ticks between two scrapes (the
+    longest stall in that time, at the histogram's resolution: 0.25 ms below 2 ms), and the ticks."""
+    delta = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in after}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return float("nan"), 0
+    bound = min(b for b, n in delta.items() if n >= total)
+    return bound * 1000, int(total)
+
+
 async def drive(
     port: int, reqs: list[bytes], clients: int, seconds: float, server_pid: int
-) -> tuple[list[float], list[int], float, float]:
+) -> tuple[list[float], list[int], float, float, dict[str, float]]:
     warm_lat: list[float] = []
     warm_err: list[int] = []
     await asyncio.gather(*(client(port, reqs, i, time.perf_counter() + 2.0, warm_lat, warm_err)
                            for i in range(clients)))
     lat: list[float] = []
     errors: list[int] = []
+    stalls0, _ = await asyncio.to_thread(scrape, port)
     cpu0, start, own0 = tree_cpu(server_pid), time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(port, reqs, i * 7, start + seconds, lat, errors) for i in range(clients)))
     elapsed, own = time.perf_counter() - start, time.process_time() - own0
+    server_cpu = tree_cpu(server_pid) - cpu0
+    stalls1, since_start = await asyncio.to_thread(scrape, port)
+    longest, ticks = longest_stall_ms(stalls0, stalls1)
     print(f"load generator CPU: {own:.1f} s ({own / elapsed:.2f} cores)")
-    return lat, errors, elapsed, tree_cpu(server_pid) - cpu0
+    loop = {"max_loop_stall_ms": longest, "loop_ticks": ticks,
+            "max_loop_stall_ms_since_start": since_start * 1000}
+    return lat, errors, elapsed, server_cpu, loop
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -221,7 +261,7 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
                                     start_new_session=True)
         wait_ready(port, proc)
-        lat, errors, elapsed, server_cpu = asyncio.run(
+        lat, errors, elapsed, server_cpu, loop = asyncio.run(
             drive(port, reqs, args.clients, args.seconds, proc.pid)
         )
     finally:
@@ -247,6 +287,9 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
     print(f"[{algorithm}] efficiency: {per_cpu_second:,.0f} attestations per server CPU-second, "
           f"{1000 / per_cpu_second:.2f} ms CPU each")
     print(f"[{algorithm}] latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"[{algorithm}] longest event-loop stall in the run: {loop['max_loop_stall_ms']:.2f} ms "
+          f"(upper bound, {loop['loop_ticks']} ticks; since the workers started: "
+          f"{loop['max_loop_stall_ms_since_start']:.1f} ms)")
     print(f"[{algorithm}] ratio to the crypto floor, per CPU-second: {ratio:.2f} "
           f"(wall clock per worker: {per_core / floor:.2f})")
     return {
@@ -256,6 +299,8 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
         "ratio_wall": round(per_core / floor, 3), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
         "errors": len(errors), "workers": args.workers, "clients": args.clients, "seconds": round(elapsed, 2),
         "ratio": round(ratio, 3),
+        "max_loop_stall_ms": round(loop["max_loop_stall_ms"], 2), "loop_ticks": loop["loop_ticks"],
+        "max_loop_stall_ms_since_start": round(loop["max_loop_stall_ms_since_start"], 2),
     }
 
 
