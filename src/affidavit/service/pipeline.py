@@ -257,7 +257,7 @@ class OutcomeCache:
         return outcome
 
 
-INLINE_VERIFY_SECONDS = 0.001  # CPU: a warm DCAP quote measures 0.1-0.4 ms (two ECDSA checks); cold ones several ms
+INLINE_VERIFY_SECONDS = 0.001  # CPU: a warm DCAP quote measures 0.1-0.4 ms, a cold one several ms
 INLINE_SIGN_SECONDS = 0.0015  # CPU: experiment
 
 
