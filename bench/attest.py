@@ -4,8 +4,8 @@ Both token signing algorithms are measured (``--algorithms RS256,ES256``), one s
 what the cryptography alone costs per attestation: one token signature (RSA-2048, or ECDSA P-256) and two
 ECDSA P-256 verifications (the quote and the QE report; collateral and the PCK chain are verified once and
 cached). It is measured on one core with nothing else of the benchmark running, before and after the
-server run (the mean of the two is the floor: other load on the machine varies). Then ``affidavit serve`` runs with
-one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
+server run (the mean of the two is the floor: other load on the machine varies). ``affidavit serve`` runs
+with one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
 concurrent keep-alive clients in this process post pre-built requests for a fixed time.
 
     .venv/bin/python bench/attest.py [--seconds 15] [--clients 16] [--workers N] [--algorithms RS256,ES256]
@@ -174,6 +174,8 @@ def longest_stall_ms(before: dict[float, float], after: dict[float, float]) -> t
     total = delta.get(float("inf"), 0.0)
     if not total:
         return float("nan"), 0
+    shown = [f"<={b * 1000:g}ms: {int(n)}" for b, n in sorted(delta.items()) if b != float("inf")]
+    print("event-loop stalls (ticks at or under each bound):", ", ".join(shown), f", all: {int(total)}")
     bound = min(b for b, n in delta.items() if n >= total)
     return bound * 1000, int(total)
 
