@@ -299,3 +299,40 @@ def test_state_reloads_the_keyring_in_a_thread_with_reuse(
     asyncio.run(reload_once())
     assert calls and all(name != "MainThread" for name, _ in calls)
     assert calls[0][1] is ring  # the ring in hand is passed as reuse
+
+
+# -- request decoding --------------------------------------------------------------------------------------
+
+field_values = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+                | st.text(alphabet="QUJDab-_+/=\u00e9", max_size=12)
+                | st.dictionaries(st.sampled_from(["data", "dataType"]),
+                                  st.text("QUJD=Binaryjson", max_size=8)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["quote", "runtimeData", "initTimeData", "nonce",
+                                        "draftPolicyForAttestation", "other"]), field_values, max_size=5)
+       .map(lambda d: json.dumps(d).encode())
+       | st.binary(max_size=40)
+       | st.sampled_from([b'{"quote":"QUJD","x":NaN}', b'{"quote":"QUJD","x":1e999}', b'{"quote":"\\ud800"}',
+                          b'{"quote":"QUJD"} x', b"\xff", b'{"quote":"QUJD","quote":"REVG"}']))
+def test_orjson_request_parse_decides_as_the_strict_reader(body: bytes) -> None:
+    """parse_attest_request through orjson gives the same request, or the same error, as through the
+    strict reader alone (orjson's big-integer floats never reach a field the shape reads)."""
+    from affidavit.service import decode
+    from affidavit.service.errors import ServiceError
+
+    def run() -> Any:
+        try:
+            return decode.parse_attest_request(body, "quote")
+        except ServiceError as exc:
+            return ("error", exc.message, exc.code)
+
+    fast = run()
+    original = decode.parse_request_object
+    decode.parse_request_object = decode.parse_json  # type: ignore[assignment]
+    try:
+        strict = run()
+    finally:
+        decode.parse_request_object = original  # type: ignore[assignment]
+    assert fast == strict
