@@ -303,7 +303,7 @@ class Placement:
 
     def __init__(self) -> None:
         # the collateral object itself is kept with its cost, so a recycled id() never matches
-        self._verify: BoundedDict[tuple[str, int], tuple[Any, float]] = BoundedDict(1024)
+        self._verify: BoundedDict[tuple[str, int], tuple[Any, float]] = BoundedDict(256)
         self._sign: dict[str, float] = {}
 
     def verify_inline(self, type_name: str, collateral: Any) -> bool:
@@ -356,9 +356,19 @@ class SigningThread:
         self._jobs.put((loop, future, fn, args))
         return future
 
+    def close(self) -> None:
+        """Let the thread end once the tokens already handed over are signed."""
+        with self._lock:
+            if self._thread is not None:
+                self._jobs.put(())
+                self._thread = None
+
     def _work(self) -> None:
         while True:
-            loop, future, fn, args = self._jobs.get()
+            job = self._jobs.get()
+            if not job:
+                return
+            loop, future, fn, args = job
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 -- handed to the waiting request

@@ -261,6 +261,7 @@ class ServiceState:
         self.close()
 
     def close(self) -> None:
+        self.signer.close()
         self.store.close()
         if self.hsm is not None:
             self.hsm.close()
