@@ -3,8 +3,9 @@
 Both token signing algorithms are measured (``--algorithms RS256,ES256``), one server run each. The floor is
 what the cryptography alone costs per attestation: one token signature (RSA-2048, or ECDSA P-256) and two
 ECDSA P-256 verifications (the quote and the QE report; collateral and the PCK chain are verified once and
-cached). It is measured first, on one core, with nothing else running. Then ``affidavit serve`` runs with
-one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
+cached). It is measured on one core with nothing else of the benchmark running, before and after the
+server run (the mean of the two is the floor: other load on the machine varies). ``affidavit serve`` runs
+with one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
 concurrent keep-alive clients in this process post pre-built requests for a fixed time.
 
     .venv/bin/python bench/attest.py [--seconds 15] [--clients 16] [--workers N] [--algorithms RS256,ES256]
@@ -143,20 +144,62 @@ async def client(port: int, reqs: list[bytes], offset: int, stop_at: float, lat:
         writer.close()
 
 
+STALL_METRIC = "affidavit_event_loop_stall_seconds_bucket"
+STALL_MAX_METRIC = "affidavit_event_loop_stall_max_seconds"
+
+
+def scrape(port: int) -> tuple[dict[float, float], float]:
+    """The server's loop-stall histogram (cumulative count per bucket bound, summed over the workers)
+    and the longest stall since start of any live worker, from ``GET /metrics``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    buckets: dict[float, float] = {}
+    longest = 0.0
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(STALL_METRIC + "{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(STALL_MAX_METRIC + " ") or line.startswith(STALL_MAX_METRIC + "{"):
+            longest = max(longest, float(line.rsplit(" ", 1)[1]))
+    return buckets, longest
+
+
+def longest_stall_ms(before: dict[float, float], after: dict[float, float]) -> tuple[float, int]:
+    """The upper bound (ms) of the highest histogram bucket that gained ticks between two scrapes (the
+    longest stall in that time, at the histogram's resolution: 0.25 ms below 2 ms), and the ticks."""
+    delta = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in after}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return float("nan"), 0
+    shown = [f"<={b * 1000:g}ms: {int(n)}" for b, n in sorted(delta.items()) if b != float("inf")]
+    print("event-loop stalls (ticks at or under each bound):", ", ".join(shown), f", all: {int(total)}")
+    bound = min(b for b, n in delta.items() if n >= total)
+    return bound * 1000, int(total)
+
+
 async def drive(
     port: int, reqs: list[bytes], clients: int, seconds: float, server_pid: int
-) -> tuple[list[float], list[int], float, float]:
+) -> tuple[list[float], list[int], float, float, dict[str, float]]:
     warm_lat: list[float] = []
     warm_err: list[int] = []
     await asyncio.gather(*(client(port, reqs, i, time.perf_counter() + 2.0, warm_lat, warm_err)
                            for i in range(clients)))
     lat: list[float] = []
     errors: list[int] = []
+    stalls0, _ = await asyncio.to_thread(scrape, port)
     cpu0, start, own0 = tree_cpu(server_pid), time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(port, reqs, i * 7, start + seconds, lat, errors) for i in range(clients)))
     elapsed, own = time.perf_counter() - start, time.process_time() - own0
+    server_cpu = tree_cpu(server_pid) - cpu0
+    stalls1, since_start = await asyncio.to_thread(scrape, port)
+    longest, ticks = longest_stall_ms(stalls0, stalls1)
     print(f"load generator CPU: {own:.1f} s ({own / elapsed:.2f} cores)")
-    return lat, errors, elapsed, tree_cpu(server_pid) - cpu0
+    loop = {"max_loop_stall_ms": longest, "loop_ticks": ticks,
+            "max_loop_stall_ms_since_start": since_start * 1000}
+    return lat, errors, elapsed, server_cpu, loop
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -202,9 +245,9 @@ def main() -> int:
 
 def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int | str]:
     """One server signing with ``algorithm``, driven for ``--seconds``; its figures."""
-    floor = crypto_floor(args.floor_seconds, algorithm)
+    floor_before = crypto_floor(args.floor_seconds, algorithm)
     sign = "RSA-2048" if algorithm == "RS256" else "ECDSA P-256"
-    print(f"[{algorithm}] crypto floor: {floor:,.0f} attestations/s per core "
+    print(f"[{algorithm}] crypto floor: {floor_before:,.0f} attestations/s per core "
           f"({sign} sign + 2 x ECDSA P-256 verify)")
 
     tmp = Path(tempfile.mkdtemp(prefix="affidavit-bench-"))
@@ -221,7 +264,7 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
                                     start_new_session=True)
         wait_ready(port, proc)
-        lat, errors, elapsed, server_cpu = asyncio.run(
+        lat, errors, elapsed, server_cpu, loop = asyncio.run(
             drive(port, reqs, args.clients, args.seconds, proc.pid)
         )
     finally:
@@ -233,6 +276,11 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    # measured again after the run: on a machine shared with other load, the mean of the two is what the
+    # server's CPU-seconds compare with (the load varies over a run)
+    floor_after = crypto_floor(args.floor_seconds, algorithm)
+    floor = (floor_before + floor_after) / 2
+    print(f"[{algorithm}] crypto floor after the run: {floor_after:,.0f} /s per core (mean {floor:,.0f})")
     rate = len(lat) / elapsed
     lat_ms = sorted(x * 1000 for x in lat)
     p50 = statistics.median(lat_ms) if lat_ms else float("nan")
@@ -247,15 +295,21 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
     print(f"[{algorithm}] efficiency: {per_cpu_second:,.0f} attestations per server CPU-second, "
           f"{1000 / per_cpu_second:.2f} ms CPU each")
     print(f"[{algorithm}] latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"[{algorithm}] longest event-loop stall in the run: {loop['max_loop_stall_ms']:.2f} ms "
+          f"(upper bound, {loop['loop_ticks']} ticks; since the workers started: "
+          f"{loop['max_loop_stall_ms_since_start']:.1f} ms)")
     print(f"[{algorithm}] ratio to the crypto floor, per CPU-second: {ratio:.2f} "
           f"(wall clock per worker: {per_core / floor:.2f})")
     return {
         "algorithm": algorithm,
         "attestations_per_s": round(rate, 1), "per_worker": round(per_core, 1),
         "per_cpu_second": round(per_cpu_second, 1), "floor_per_cpu_second": round(floor, 1),
+        "floor_before": round(floor_before, 1), "floor_after": round(floor_after, 1),
         "ratio_wall": round(per_core / floor, 3), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
         "errors": len(errors), "workers": args.workers, "clients": args.clients, "seconds": round(elapsed, 2),
         "ratio": round(ratio, 3),
+        "max_loop_stall_ms": round(loop["max_loop_stall_ms"], 2), "loop_ticks": loop["loop_ticks"],
+        "max_loop_stall_ms_since_start": round(loop["max_loop_stall_ms_since_start"], 2),
     }
 
 

@@ -10,8 +10,9 @@ for every request:
 2. ``await collateral(parsed)`` -- the only step that may do I/O (Intel PCS, AMD KDS, a directory); a type
    that needs none returns ``None``;
 3. ``verify(parsed, collateral, now, options)`` -- pure and CPU-bound; the pipeline runs it in a worker
-   thread. The verifier holds its trust anchors and caches; ``now`` is the evidence-time clock.
-   The result is a :class:`VerifiedEvidence`.
+   thread, or on the event loop once one of the same type against the same collateral object measured
+   under a millisecond (``service.pipeline.Placement``). The verifier holds its trust anchors and
+   caches; ``now`` is the evidence-time clock. The result is a :class:`VerifiedEvidence`.
 
 Everything after that is the pipeline's, identical for every type: the runtime/init-time data bindings
 (``SHA-256(data) == target[:32]``), the policy's incoming claims, the policy, the token claims, the

@@ -13,6 +13,7 @@ import re
 from affidavit.jose.errors import JoseError
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _B64STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _B64ANY = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
@@ -53,7 +54,24 @@ def b64std_decode(text: object, *, what: str = "value") -> bytes:
 
 def b64decode_lenient(text: object, what: str) -> bytes:
     """base64url or standard base64, padded or not: what MAA's clients send in request *fields* (msrest
-    sends url-safe without padding, Windows standard base64). Never for JOSE segments."""
+    sends url-safe without padding, Windows standard base64). Never for JOSE segments.
+
+    One decoding pass for well-formed input (``a2b_base64`` in strict mode checks the alphabet and the
+    padding itself); anything it refuses is decided, with its message, by the checks below."""
+    if type(text) is str and text.isascii():
+        raw = text.encode("ascii")
+        core = raw.rstrip(b"=")
+        if len(raw) - len(core) <= 2 and len(core) % 4 != 1:
+            try:
+                return binascii.a2b_base64(
+                    core.translate(_TO_STANDARD) + b"=" * (-len(core) % 4), strict_mode=True
+                )
+            except binascii.Error:
+                pass
+    return _b64decode_lenient_checked(text, what)
+
+
+def _b64decode_lenient_checked(text: object, what: str) -> bytes:
     if not isinstance(text, str) or not _B64ANY.fullmatch(text):
         raise JoseError(f"{what} is not a base64 string", code="bad_base64")
     core = text.rstrip("=").replace("-", "+").replace("_", "/")

@@ -63,6 +63,16 @@ class PolicyCompiler:
             self._cache.put(key, compiled, size)
         return compiled
 
+    def cached(self, text: str, *, lenient: bool = False) -> CompiledPolicy | None:
+        """The compiled ``text`` if it is in the cache (never compiles: for callers that must not block)."""
+        key = (policy_hash(text) if isinstance(text, str) else "", lenient)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0].text == text:
+                self._cache.move_to_end(key)
+                return hit[0]
+        return None
+
     @property
     def cached_bytes(self) -> int:
         """The estimated memory the cached entries take."""

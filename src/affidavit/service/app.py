@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,19 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from affidavit.attestation_types import (
-    AZURE_GUEST_SHAPE,
-    MAA_SHAPE,
-    TPM_SHAPE,
-    AttestationType,
-    UnknownAttestationType,
-    lookup,
-)
+from affidavit.attestation_types import AZURE_GUEST_SHAPE, MAA_SHAPE, TPM_SHAPE, AttestationType
 from affidavit.errors import AffidavitError
 from affidavit.service.attest import attest_maa, attest_unknown
 from affidavit.service.certificates import add_certificate, get_certificates, remove_certificate
 from affidavit.service.config import CONFIG_ENV, ServiceConfig
-from affidavit.service.connections import ConcurrencyLimit
+from affidavit.service.connections import ConcurrencyLimit, InFlight
 from affidavit.service.errors import (
     SERVICE_VERSION,
     handle_affidavit_error,
@@ -33,6 +27,7 @@ from affidavit.service.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from affidavit.service.front import AttestFront, attest_kind
 from affidavit.service.metadata import certs, openid_metadata
 from affidavit.service.observe import observed_handlers
 from affidavit.service.operations import install, operational_routes
@@ -81,6 +76,28 @@ class ServiceVersionHeader:
         await self.app(scope, receive, send_with_header)
 
 
+class AffidavitApp(Starlette):
+    """The service's ASGI app: Starlette for every route but ``POST /attest/{type}``, which
+    :class:`affidavit.service.front.AttestFront` serves before routing (the one path attestations take;
+    same request ids, logs, metrics, limits, headers and errors as the middleware stack gives the rest)."""
+
+    front: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http" and scope["method"] == "POST":
+            kind = attest_kind(scope)
+            if kind is not None:
+                scope["app"] = self
+                await front(scope, receive, send, kind)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _post_only(request: Request) -> Response:  # pragma: no cover - AffidavitApp serves POST first
+    raise RuntimeError("POST /attest/{kind} is served by service.front, never by the router")
+
+
 def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,22 +108,15 @@ def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContext
     return lifespan
 
 
-def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> Starlette:
+def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> AffidavitApp:
     """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here."""
     state = state or build_state(config)
-
-    async def attest(request: Request) -> Response:
-        """``/attest/{type}``: the registry's entry for the type, served by its request shape."""
-        try:
-            entry = lookup(request.path_params["kind"])
-        except UnknownAttestationType:
-            return await attest_unknown(request)
-        return await SHAPES[entry.request_shape](request, entry)
-
+    # Other methods get 405 from this route; POST never reaches it (AffidavitApp.front serves it).
+    attest_route = Route("/attest/{kind}", _post_only, methods=["POST"])
     routes = [
         Route("/.well-known/openid-configuration", openid_metadata, methods=["GET"]),
         Route("/certs", certs, methods=["GET"]),
-        Route("/attest/{kind}", attest, methods=["POST"]),
+        attest_route,
         # `:reset` first, or `/policies/{kind}` would take "SgxEnclave:reset" as the type.
         Route("/policies/{kind}:reset", reset_policy, methods=["POST"]),
         Route("/policies/{kind}:diff", diff_policy, methods=["POST"]),
@@ -118,7 +128,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         Route("/certificates:remove", remove_certificate, methods=["POST"]),
         *operational_routes(),
     ]
-    app = Starlette(
+    app = AffidavitApp(
         routes=routes,
         exception_handlers=observed_handlers({
             AffidavitError: handle_affidavit_error,
@@ -129,13 +139,16 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> S
         lifespan=_lifespan(state),
     )
     app.state.affidavit = state
-    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency)
+    gate = InFlight(config.max_concurrency)
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency, gate=gate)
     app.add_middleware(ServiceVersionHeader)
     install(app, state)  # access log, request ids, metrics: outermost
+    app.front = AttestFront(route=attest_route, gate=gate, shapes=SHAPES, unknown=attest_unknown,
+                            error_handlers=lambda: app.exception_handlers)
     return app
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> AffidavitApp:
     """uvicorn factory for worker processes: the configuration is in ``AFFIDAVIT_SERVICE_CONFIG_JSON``."""
     text = os.environ.get(CONFIG_ENV)
     return create_app(ServiceConfig.from_json(text) if text else ServiceConfig())

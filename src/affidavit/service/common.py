@@ -9,7 +9,7 @@ from typing import Any
 from cryptography import x509
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from affidavit.service.auth import ADMIN_TOKEN_CALLER, Caller
 from affidavit.service.errors import (
@@ -92,8 +92,9 @@ async def sign_in_thread(state: ServiceState, claims: Mapping[str, Any]) -> str:
     return await run_in_threadpool(sign, state, claims)
 
 
-def token_response(token: str) -> JSONResponse:
-    return JSONResponse({"token": token}, media_type=JSON_MEDIA)
+def token_response(token: str) -> Response:
+    """``{"token": ...}``, written directly: a token is base64url and dots, nothing JSON escapes."""
+    return Response(b'{"token":"' + token.encode("ascii") + b'"}', media_type=JSON_MEDIA)
 
 
 def actor_of(request: Request, signer: x509.Certificate | None, caller: Caller | None = None) -> str:

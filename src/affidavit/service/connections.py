@@ -21,6 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -112,27 +113,47 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class InFlight:
+    """The count of requests in flight in this worker and its limit, shared by :class:`ConcurrencyLimit`
+    and the attestation front (``service.front``): one limit for both."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+
+def busy_response(limit: int) -> Response:
+    message = f"more than {limit} requests in progress; retry shortly"
+    response = error_response(503, SERVICE_UNAVAILABLE, message)
+    response.headers["retry-after"] = "1"
+    return response
+
+
 class ConcurrencyLimit:
     """At most ``limit`` HTTP requests in flight in this worker; beyond it 503 with ``Retry-After``."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, gate: InFlight | None = None) -> None:
         self.app = app
-        self.limit = limit
-        self.in_flight = 0
+        self.gate = gate if gate is not None else InFlight(limit)
+
+    @property
+    def limit(self) -> int:
+        return self.gate.limit
+
+    @property
+    def in_flight(self) -> int:
+        return self.gate.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            response = error_response(
-                503, SERVICE_UNAVAILABLE, f"more than {self.limit} requests in progress; retry shortly"
-            )
-            response.headers["retry-after"] = "1"
-            await response(scope, receive, send)
+        gate = self.gate
+        if gate.in_flight >= gate.limit:
+            await busy_response(gate.limit)(scope, receive, send)
             return
-        self.in_flight += 1
+        gate.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            gate.in_flight -= 1

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from affidavit import strict_json
@@ -20,9 +21,21 @@ from affidavit.service.errors import INVALID_PARAMETER, ServiceError
 API_VERSIONS = frozenset({"2020-10-01", "2022-08-01", "2025-06-01"})
 
 
+_ACCEPTED_QUERIES: set[bytes] = set()  # query strings already found acceptable (clients repeat theirs)
+_MAX_ACCEPTED_QUERIES = 256
+
+
 def check_api_version(request: Request) -> None:
     """Accept the versions the SDKs send (and none at all); refuse the rest."""
+    raw = request.scope.get("query_string", b"")
+    if raw in _ACCEPTED_QUERIES:
+        return
     versions = request.query_params.getlist("api-version")
+    if len(versions) <= 1 and (not versions or versions[0] in API_VERSIONS):
+        if len(_ACCEPTED_QUERIES) >= _MAX_ACCEPTED_QUERIES:
+            _ACCEPTED_QUERIES.clear()
+        _ACCEPTED_QUERIES.add(raw)
+        return
     if len(versions) > 1 or (versions and versions[0] not in API_VERSIONS):
         raise ServiceError(
             f"unsupported api-version {versions!r}; supported: {', '.join(sorted(API_VERSIONS))}",
@@ -146,8 +159,19 @@ def normalise_sidecar_body(body: bytes) -> tuple[bytes, str | int | None]:
     return json.dumps(obj).encode(), nonce
 
 
+def parse_request_object(body: bytes) -> Any:
+    """The request body's JSON for a request shape that reads only strings and objects from it: orjson
+    (about five times faster), and the strict reader whenever orjson refuses the text, so the accepted
+    inputs and every error stay exactly :func:`parse_json`'s. (orjson turns integers beyond 64 bits into
+    floats, which is why nothing that reads numbers, such as JSON runtime data, goes through here.)"""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return parse_json(body)
+
+
 def parse_attest_request(body: bytes, evidence_field: str) -> AttestRequest:
-    obj = parse_json(body)
+    obj = parse_request_object(body)
     if not isinstance(obj, dict):
         raise ServiceError("request body must be a JSON object")
     if evidence_field not in obj:

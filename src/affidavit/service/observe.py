@@ -74,6 +74,11 @@ _ID_PREFIX = secrets.token_hex(10)
 _ids = itertools.count(1)
 
 
+def request_id_of(scope: Scope) -> str:
+    """The request's id: its sane ``x-request-id``, else a generated one."""
+    return _request_id(scope)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
@@ -144,34 +149,39 @@ class ObservabilityMiddleware:
             self._finish(scope, obs, status, maa_code)
 
     def _finish(self, scope: Scope, obs: Observation, status: int, maa_code: str | None) -> None:
-        seconds = time.perf_counter() - obs.started
-        route = _route(scope)
-        method = str(scope.get("method", "GET"))
-        method = method if method in _METHODS else "other"
-        try:
-            metrics.record_request(route, method, status, seconds)
-            att_type = _attestation_type(scope, route)
-            fields: dict[str, Any] = {
-                "request_id": obs.request_id,
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "client": (scope.get("client") or ("", 0))[0] or None,
-            }
-            if att_type is not None:
-                outcome, code = _outcome(status, obs, maa_code)
-                metrics.record_attestation(att_type, outcome, code, seconds)
-                fields.update(attestation_type=att_type, outcome=outcome)
-                if code:
-                    fields["error_code"] = code
-            elif status >= 400:
-                fields["error_code"] = obs.error_code or maa_code or str(status)
-            fields.update({k: v for k, v in obs.fields.items() if k not in fields})
-            if route not in QUIET_ROUTES or status >= 400:
-                logs.log_access(fields)
-        except Exception:  # noqa: BLE001 -- observing must never break serving
-            log.exception("recording request %s failed", obs.request_id)
+        finish(scope, obs, status, maa_code)
+
+
+def finish(scope: Scope, obs: Observation, status: int, maa_code: str | None) -> None:
+    """The request's access-log line and metrics, once its answer is sent (also ``service.front``'s)."""
+    seconds = time.perf_counter() - obs.started
+    route = _route(scope)
+    method = str(scope.get("method", "GET"))
+    method = method if method in _METHODS else "other"
+    try:
+        metrics.record_request(route, method, status, seconds)
+        att_type = _attestation_type(scope, route)
+        fields: dict[str, Any] = {
+            "request_id": obs.request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": (scope.get("client") or ("", 0))[0] or None,
+        }
+        if att_type is not None:
+            outcome, code = _outcome(status, obs, maa_code)
+            metrics.record_attestation(att_type, outcome, code, seconds)
+            fields.update(attestation_type=att_type, outcome=outcome)
+            if code:
+                fields["error_code"] = code
+        elif status >= 400:
+            fields["error_code"] = obs.error_code or maa_code or str(status)
+        fields.update({k: v for k, v in obs.fields.items() if k not in fields})
+        if route not in QUIET_ROUTES or status >= 400:
+            logs.log_access(fields)
+    except Exception:  # noqa: BLE001 -- observing must never break serving
+        log.exception("recording request %s failed", obs.request_id)
 
 
 def observed_handlers(handlers: Mapping[Any, Handler]) -> dict[Any, Handler]:

@@ -87,6 +87,11 @@ class StoreView(Generic[T]):
             raise unavailable(f"the database has been unreachable for more than {self.staleness:g} s")
         return self._value
 
+    @property
+    def ready(self) -> bool:
+        """Whether a value has been read (``get`` then never reads in the calling thread)."""
+        return self._value is not _MISSING
+
     def peek(self) -> T | None:
         """The last value read, if any, without reading."""
         return None if self._value is _MISSING else self._value

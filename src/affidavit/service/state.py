@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from affidavit.store import Store
 from affidavit.service.errors import ServiceError
 from affidavit.service.outage import OutageMonitor, StoreView
-from affidavit.service.pipeline import ClaimCache
+from affidavit.service.pipeline import ClaimCache, OutcomeCache, Placement, SigningThread
 
 log = logging.getLogger("affidavit.service")
 
@@ -58,7 +58,9 @@ class ServiceState:
     - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
       clock (fixed with --evidence-time, else real time).
     - ``issuer``: the token issuer (base URL without trailing slash); ``jku`` its ``/certs`` URL.
-    - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``).
+    - ``claims``: interned incoming claims (a ``pipeline.ClaimCache``); ``outcomes``: reusable policy
+      outcomes (``pipeline.OutcomeCache``); ``placement``: the measured costs that decide what runs on
+      the event loop (``pipeline.Placement``); ``signer``: the token-signing thread.
     - ``stored_policy(type)``: the stored policy, cached for ``POLICY_TTL``; ``forget_policy(type)``.
     - ``tpm_verifier``: an ``affidavit.evidence.tpm.TpmVerifier`` over the configured TPM trust
       (:func:`tpm_trust`), holding verified AK chains and per-event results across requests (thread-safe:
@@ -83,11 +85,15 @@ class ServiceState:
     context_key: bytes = b""
     _platforms: dict[bytes, Any] = field(default_factory=dict)
     claims: ClaimCache = field(default_factory=ClaimCache)
+    outcomes: OutcomeCache = field(default_factory=OutcomeCache)
+    placement: Placement = field(default_factory=Placement)
+    signer: SigningThread = field(default_factory=SigningThread)
     _policies: dict[str, StoreView[Any]] = field(default_factory=dict)
     outages: OutageMonitor = field(default_factory=OutageMonitor)
     shadow: Any = None  # a shadow.ShadowSamples with --shadow-samples, else None
     _verifiers: dict[str, EvidenceVerifier[Any, Any]] = field(default_factory=dict)
     _refresher: asyncio.Task[None] | None = None
+    loop_monitor: Any = None  # a loopwatch.LoopStallMonitor while started
     _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
@@ -158,6 +164,11 @@ class ServiceState:
             self._policies[att_type] = view
         return view.get()
 
+    def policy_ready(self, att_type: str) -> bool:
+        """Whether :meth:`stored_policy` answers without reading the store now (it has been read once)."""
+        view = self._policies.get(att_type)
+        return view is not None and view.ready
+
     def forget_policy(self, att_type: str) -> None:
         self._policies.pop(att_type, None)
 
@@ -197,6 +208,17 @@ class ServiceState:
                 pass  # the database is down: the ring in hand keeps signing (its key stays published)
         return ring
 
+    def keyring_if_ready(self) -> Any:
+        """The key ring when :meth:`keyring` would answer without reading the store (None: it would read,
+        at first use or at the moment a next key takes over)."""
+        view = self._keyring
+        if view is None or not view.ready:
+            return None
+        ring = view.get()
+        if ring.valid_until is not None and self.clock() >= ring.valid_until:
+            return None
+        return ring
+
     async def _refresh_keyring(self) -> None:
         from starlette.concurrency import run_in_threadpool
 
@@ -212,12 +234,20 @@ class ServiceState:
     async def start(self) -> None:
         """Background work that needs the event loop: the PCS provider's refresh of expiring items, the
         key ring's refresh."""
+        from affidavit.service import metrics
+        from affidavit.service.loopwatch import LoopStallMonitor
+
         start = getattr(self.collateral, "start", None)
         if start is not None:
             start()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_keyring())
+        self.loop_monitor = LoopStallMonitor(observe=metrics.loop_stall)
+        self.loop_monitor.start()
 
     async def aclose(self) -> None:
+        if self.loop_monitor is not None:
+            self.loop_monitor.stop()
+            self.loop_monitor = None
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
@@ -231,6 +261,7 @@ class ServiceState:
         self.close()
 
     def close(self) -> None:
+        self.signer.close()
         self.store.close()
         if self.hsm is not None:
             self.hsm.close()

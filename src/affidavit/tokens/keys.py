@@ -89,8 +89,13 @@ class SoftwareSigner:
 
     def sign(self, data: bytes) -> bytes:
         if isinstance(self.private_key, rsa.RSAPrivateKey):
-            return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return ecdsa_raw(self.private_key.sign(data, ec.ECDSA(hashes.SHA256())))
+            return self.private_key.sign(data, _PKCS1, _SHA256)
+        return ecdsa_raw(self.private_key.sign(data, _ECDSA_SHA256))
+
+
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
 
 
 def ecdsa_raw(der_signature: bytes) -> bytes:
