@@ -14,8 +14,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from affidavit.evidence import der as sgx_der
 from affidavit.evidence.sgx import DcapVerifier, EvidenceError, TrustAnchors, load_collateral, parse_quote
-from affidavit.evidence.sgx import der as sgx_der
 from affidavit.evidence.sgx.names import cert_names, common_name, crl_issuer
 from affidavit.evidence.sgx.pki import crl_tbs
 from affidavit.simulate import SimulatedPlatform

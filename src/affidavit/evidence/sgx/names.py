@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 
 # Intel's PCK CAs by their exact common names (sgx-dcap.md): the one place that says which CA is which.
 PCK_CA_KINDS: dict[str, str] = {

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
 _P = SGX_EXTENSION_OID
@@ -113,6 +112,13 @@ def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
 
 def parse_pck_extension(value: bytes) -> PckExtension:
     """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
+    try:
+        return _parse(value)
+    except der.DerError as exc:
+        raise _fail(exc.message) from None
+
+
+def _parse(value: bytes) -> PckExtension:
     top = der.read_one(value, der.TAG_SEQUENCE)
     e = _entries(top[1], "extension")
     tcb_tlv = e.get(_OID[".2"])

@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from affidavit.bounded import BoundedDict
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 from affidavit.evidence.sgx.collateral import SgxCollateral
 from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
 from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
