@@ -24,16 +24,18 @@ def spki(key: ec.EllipticCurvePublicKey) -> bytes:
 
 @dataclass(frozen=True)
 class TrustAnchors:
-    """Root public keys, keyed by DER SubjectPublicKeyInfo."""
+    """Root public keys, keyed by DER SubjectPublicKeyInfo; ``certificates``: the DER of the root
+    certificates they were read from (pinned: a chain root equal to one needs no self-signature check)."""
 
     keys: dict[bytes, ec.EllipticCurvePublicKey]
+    certificates: frozenset[bytes] = frozenset()
 
     def __hash__(self) -> int:
         return hash(frozenset(self.keys))
 
     @classmethod
     def intel(cls) -> TrustAnchors:
-        """The Intel SGX Root CA shipped in this package."""
+        """The Intel SGX Root CA shipped in this package (both editions Intel issued with its one key)."""
         data = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
         return cls.from_pem(data)
 
@@ -44,12 +46,16 @@ class TrustAnchors:
 
         if isinstance(data, str):
             data = data.encode()
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        pinned: set[bytes] = set()
         try:
             pubs: list[object]
             if b"-----BEGIN CERTIFICATE-----" in data:
                 certs = x509load.load_pem_certificates(data, ValueError, "trust anchor")
                 pubs = [c.public_key() for c in certs]
+                pinned = {c.public_bytes(Encoding.DER) for c in certs}
             else:
                 pubs = [load_pem_public_key(data)]
         except (ValueError, TypeError) as exc:
@@ -62,10 +68,10 @@ class TrustAnchors:
             keys[spki(pub)] = pub
         if not keys:
             raise EvidenceError("no trust anchor in PEM input", code="trust_anchor_invalid")
-        return cls(keys)
+        return cls(keys, frozenset(pinned))
 
     def merged(self, other: TrustAnchors) -> TrustAnchors:
-        return TrustAnchors({**self.keys, **other.keys})
+        return TrustAnchors({**self.keys, **other.keys}, self.certificates | other.certificates)
 
     def find(self, key: ec.EllipticCurvePublicKey | object) -> ec.EllipticCurvePublicKey | None:
         """The anchor equal to ``key``, if any."""
