@@ -218,9 +218,9 @@ def platform_sweep(counts: list[int]) -> tuple[dict[int, float], int]:
     count = [0]
     real = sgx_pki.ecdsa_ok
 
-    def counting(*args: Any) -> bool:
+    def counting(*args: Any, **kwargs: Any) -> bool:
         count[0] += 1
-        return real(*args)
+        return real(*args, **kwargs)
 
     sgx_pki.ecdsa_ok = counting  # type: ignore[assignment]
     try:

@@ -75,6 +75,15 @@ def read_tlvs(data: bytes) -> list[Tlv]:
     return out
 
 
+def encode(tag: int, value: bytes) -> bytes:
+    """The DER TLV of ``value`` (minimal length): a TLV read back whole, e.g. a SubjectPublicKeyInfo."""
+    n = len(value)
+    if n < 0x80:
+        return bytes((tag, n)) + value
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + value
+
+
 def first_element(data: bytes, tag: int) -> bytes:
     """The complete encoding (header and value) of the first TLV in ``data``, which must have ``tag``:
     e.g. the signed TBS part of a certificate or CRL, cut from its DER without re-encoding it."""

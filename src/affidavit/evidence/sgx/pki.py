@@ -7,9 +7,14 @@ comparisons per quote.
 A first quote from a new platform pays for all of it, so that pass does each thing once: a certificate
 signature repeated across chains (the PCK CA in the PCK chain and the PCK CRL chain, the TCB signer in
 the TCB Info and QE identity chains) is verified once per pass (`Seen`, keyed by TBS, signature and
-signer key, so a differently signed copy is checked again); a root is trusted by its public key, so its
-self-signature is not verified; names are compared as DER (`names`), and CRL revocation is looked up
-rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
+signer key, so a differently signed copy is checked again); a root is trusted by its public key (looked
+up by its DER SPKI), and its self-signature is verified only for an edition that is not a pinned
+certificate; names, SPKIs and the PCK SGX extension are read from the signed DER (`names`, `pck`), not
+from `cryptography`'s Python objects; the signed bytes are hashed once per signature; CRL revocation is
+looked up rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
+
+This module is also the collateral cache's gate (`verify_collateral_item`, used by
+`affidavit.collateral.verify`): one implementation of Intel's chain, CRL and signature rules.
 """
 
 from __future__ import annotations
@@ -28,20 +33,29 @@ from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError, der
 from affidavit.evidence.sgx.collateral import SgxCollateral
 from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
-from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
-from affidavit.evidence.sgx.trust import TrustAnchors, spki
+from affidavit.evidence.sgx.pck import PckExtension, pck_extension_in
+from affidavit.evidence.sgx.trust import TrustAnchors
 
 ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
 
 def fail(code: str, message: str) -> EvidenceError:
     return EvidenceError(message, code=code)
 
 
-def ecdsa_ok(key: ec.EllipticCurvePublicKey, der_signature: bytes, data: bytes) -> bool:
-    """The one place DCAP checks an ECDSA-SHA256 signature (so tests and benchmarks can count them)."""
+def ecdsa_ok(
+    key: ec.EllipticCurvePublicKey, der_signature: bytes, data: bytes, digest: bytes | None = None
+) -> bool:
+    """The one place DCAP checks an ECDSA-SHA256 signature (so tests and benchmarks can count them).
+
+    ``digest``: SHA-256 of ``data`` when the caller already has it (the signature memo does), so the
+    signed bytes are hashed once."""
     try:
-        key.verify(der_signature, data, ECDSA_SHA256)
+        if digest is not None:
+            key.verify(der_signature, digest, _ECDSA_PREHASHED)
+        else:
+            key.verify(der_signature, data, ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
@@ -106,24 +120,30 @@ class Seen:
         self._names.put(cert.signature, (cert, names))
         return names
 
-    def key(self, cert: x509.Certificate, what: str, code: str) -> tuple[ec.EllipticCurvePublicKey, bytes]:
-        """The certificate's P-256 key and its SPKI."""
+    def key(
+        self, cert: x509.Certificate, names: Names, what: str, code: str
+    ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+        """The certificate's P-256 key and its SPKI (as in the DER, ``names.spki``)."""
         hit = self._keys.get(cert.signature)
         if hit is not None and (hit[0] is cert or hit[0] == cert):
             return hit[1]
-        key = p256_key(cert, what, code)
-        found = (key, spki(key))
+        found = (p256_key(cert, what, code), names.spki)
         self._keys.put(cert.signature, (cert, found))
         return found
+
+    def pinned(self, cert: x509.Certificate, names: Names, trust: TrustAnchors) -> bool:
+        """Whether ``cert`` is a pinned root certificate of ``trust``: the same signed TBS and signature."""
+        return (names.tbs, cert.signature) in trust.pinned
 
     def verify(
         self, key: ec.EllipticCurvePublicKey, key_spki: bytes, signature: bytes, signed: bytes
     ) -> bool:
         """An ECDSA-SHA256 (DER) signature by ``key``, each distinct one checked once."""
-        memo = (hashlib.sha256(signed).digest(), signature, key_spki)
+        digest = hashlib.sha256(signed).digest()
+        memo = (digest, signature, key_spki)
         if memo in self.signatures:
             return True
-        if not ecdsa_ok(key, signature, signed):
+        if not ecdsa_ok(key, signature, signed, digest):
             return False
         self.signatures.put(memo, True)
         return True
@@ -247,31 +267,24 @@ def _check_root(
     is the pinned certificate; any other edition must be self-signed by the trusted key (once per
     ``seen``), so its validity window and names are Intel's, not whoever assembled the chain.
     """
-    _, key_spki = seen.key(root, what, code)
+    key_spki = names.spki  # looked up as DER: the root's own key object is never needed
     anchor = trust.keys.get(key_spki)
     if anchor is None:
         raise fail(code, f"{what} ({common_name(names.subject)!r}) does not carry a trusted root key")
     if names.issuer != names.subject:
         raise fail(code, f"{what} is not a self-issued root")
-    if not _pinned(root, trust) and not signed_by(root, names.tbs, anchor, key_spki, seen):
+    if not seen.pinned(root, names, trust) and not signed_by(root, names.tbs, anchor, key_spki, seen):
         raise fail(code, f"{what} is not self-signed by its trusted key")
     return anchor, key_spki
-
-
-def _pinned(root: x509.Certificate, trust: TrustAnchors) -> bool:
-    if not trust.certificates:
-        return False
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return root.public_bytes(Encoding.DER) in trust.certificates
 
 
 def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
     """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
     from affidavit import x509load
 
+    # Names, keys and the SGX extension are read from the DER (`names`), so the lazy fields are left be.
     certs = x509load.load_pem_certificates(
-        pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3
+        pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3, touch=False
     )
     if len(certs) != 3:
         raise fail("pck_chain_malformed", f"PCK certificate chain has {len(certs)} certificates, expected 3")
@@ -308,7 +321,7 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedCh
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
     ca = ca_type(inter, inter_names)
     anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code, seen)
-    inter_key, inter_spki = seen.key(inter, "PCK CA certificate", code)
+    inter_key, inter_spki = seen.key(inter, inter_names, "PCK CA certificate", code)
     if inter_names.issuer != root_names.subject or not signed_by(
         inter, inter_names.tbs, anchor, root_spki, seen
     ):
@@ -331,7 +344,7 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedCh
         leaf_issuer=leaf_names.issuer,
         root_spki=root_spki,
         intermediate_spki=inter_spki,
-        extension=pck_extension_of(leaf),
+        extension=pck_extension_in(leaf_names.extensions),
         ca=ca,
         window=window,
     )
@@ -389,7 +402,7 @@ def signer_chain(
     anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code, seen)
     if role not in common_name(names.subject):
         raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {role!r} certificate")
-    key, key_spki = seen.key(signer, f"{what} signer", code)
+    key, key_spki = seen.key(signer, names, f"{what} signer", code)
     if names.issuer != root_names.subject or not signed_by(signer, names.tbs, anchor, anchor_spki, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
     return SignerChain(signer, names, key, key_spki, root_names, anchor, anchor_spki)

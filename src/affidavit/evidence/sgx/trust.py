@@ -7,8 +7,10 @@ re-issued the SGX Root CA with the same key, and quotes in the wild embed either
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -32,6 +34,12 @@ class TrustAnchors:
 
     def __hash__(self) -> int:
         return hash(frozenset(self.keys))
+
+    @cached_property
+    def pinned(self) -> frozenset[tuple[bytes, bytes]]:
+        """(TBS, signature) of each pinned certificate: what a chain root is compared by."""
+        certs = [x509.load_der_x509_certificate(der) for der in self.certificates]
+        return frozenset((c.tbs_certificate_bytes, c.signature) for c in certs)
 
     @classmethod
     def intel(cls) -> TrustAnchors:
