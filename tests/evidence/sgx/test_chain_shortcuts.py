@@ -14,8 +14,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from affidavit.evidence import der as sgx_der
 from affidavit.evidence.sgx import DcapVerifier, EvidenceError, TrustAnchors, load_collateral, parse_quote
-from affidavit.evidence.sgx import der as sgx_der
 from affidavit.evidence.sgx.names import cert_names, common_name, crl_issuer
 from affidavit.evidence.sgx.pki import crl_tbs
 from affidavit.simulate import SimulatedPlatform
@@ -132,10 +132,19 @@ def test_tcb_signer_is_checked_in_each_chain(platform: SimulatedPlatform) -> Non
     assert info.value.code == "collateral_chain_untrusted"
 
 
-def test_root_is_trusted_by_its_key_not_its_self_signature(platform: SimulatedPlatform) -> None:
+def test_a_root_that_is_not_the_pinned_certificate_must_be_self_signed(platform: SimulatedPlatform) -> None:
+    """Trust is the root's key, but a root edition other than the pinned certificate is accepted only when
+    the trusted key signed it (the collateral gate always checked that; the verifier now does too, so a
+    chain cannot bring its own validity window for the root)."""
     collateral = platform.collateral(now=NOW)
     collateral["tcb_info_issuer_chain"] = _flip_signature(collateral["tcb_info_issuer_chain"], 1)
-    assert _verify(platform, collateral) == "UpToDate"
+    with pytest.raises(EvidenceError) as info:
+        _verify(platform, collateral)
+    assert info.value.code == "collateral_chain_untrusted"
+    # Trusted by key alone (no pinned certificate), the genuine root's self-signature is verified.
+    verifier = DcapVerifier(TrustAnchors(TrustAnchors.from_pem(platform.root_pem).keys))
+    quote = platform.sgx_quote(mrenclave=bytes(32), mrsigner=bytes(32), report_data=bytes(64))
+    assert verifier.verify(quote, load_collateral(platform.collateral(now=NOW)), NOW).tcb_status == "UpToDate"
 
 
 def test_same_signature_bytes_on_another_certificate_are_not_reused(platform: SimulatedPlatform) -> None:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 
 # Intel's PCK CAs by their exact common names (sgx-dcap.md): the one place that says which CA is which.
 PCK_CA_KINDS: dict[str, str] = {
@@ -32,6 +31,7 @@ def pck_ca_kind(common_name: str) -> str | None:
 _CN_ATTRIBUTE = b"\x06\x03\x55\x04\x03"  # OBJECT IDENTIFIER 2.5.4.3 (commonName)
 _TAG_SET = 0x31
 _TAG_VERSION = 0xA0  # [0] EXPLICIT Version in a TBSCertificate
+_TAG_EXTENSIONS = 0xA3  # [3] EXPLICIT Extensions
 _STRING_CODECS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
 
 
@@ -43,6 +43,8 @@ class Names:
     issuer: bytes
     subject: bytes
     tbs: bytes
+    spki: bytes  # the DER SubjectPublicKeyInfo, as trust anchors are keyed
+    extensions: bytes  # the content of the [3] Extensions field (b"" if absent)
 
 
 def _fields(tbs: bytes, code: str, what: str) -> list[der.Tlv]:
@@ -58,13 +60,39 @@ def _name(fields: list[der.Tlv], index: int, code: str, what: str) -> bytes:
     return fields[index][1]
 
 
+def _spans(tbs: bytes, code: str, what: str) -> list[tuple[int, int, int, int]]:
+    """The TBS's elements as (tag, header start, value start, value end), by offsets (no copies)."""
+    try:
+        tag, pos, end = der.span(tbs, 0, len(tbs))
+        if tag != der.TAG_SEQUENCE or end != len(tbs):
+            raise der.DerError("expected exactly one SEQUENCE")
+        out = []
+        while pos < end:
+            tag, start, stop = der.span(tbs, pos, end)
+            out.append((tag, pos, start, stop))
+            pos = stop
+        return out
+    except EvidenceError as exc:
+        raise EvidenceError(f"{what}: the signed part does not decode ({exc.message})", code=code) from None
+
+
 def cert_names(cert: x509.Certificate, code: str, what: str) -> Names:
-    """Issuer and subject of ``cert``; an undecodable TBS is an error with ``code``."""
+    """Issuer, subject, SPKI and extensions of ``cert``; an undecodable TBS is an error with ``code``."""
     tbs = cert.tbs_certificate_bytes
-    fields = _fields(tbs, code, what)
-    # TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, ...
+    fields = _spans(tbs, code, what)
+    # TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject,
+    # subjectPublicKeyInfo, [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions (all optional)
     first = 1 if fields and fields[0][0] == _TAG_VERSION else 0
-    return Names(_name(fields, first + 2, code, what), _name(fields, first + 4, code, what), tbs)
+    if len(fields) < first + 6 or any(fields[first + i][0] != der.TAG_SEQUENCE for i in (2, 4, 5)):
+        raise EvidenceError(f"{what}: no name where one belongs", code=code)
+    issuer, subject, key = fields[first + 2], fields[first + 4], fields[first + 5]
+    extensions = b""
+    for tag, _, start, stop in fields[first + 6 :]:
+        if tag == _TAG_EXTENSIONS:
+            extensions = tbs[start:stop]
+    return Names(
+        tbs[issuer[2] : issuer[3]], tbs[subject[2] : subject[3]], tbs, tbs[key[1] : key[3]], extensions
+    )
 
 
 def crl_issuer(tbs: bytes, code: str, what: str) -> bytes:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
 _P = SGX_EXTENSION_OID
@@ -73,23 +72,41 @@ _SUFFIXES = [".1", ".2", ".3", ".4", ".5", ".6", ".7", ".7.1", ".7.2", ".7.3"] +
     f".2.{i}" for i in range(1, 19)
 ]
 _OID = {suffix: encode_oid(_P + suffix) for suffix in _SUFFIXES}
+_COMPONENTS = [(_OID[f".2.{i}"], f"SGX TCB Comp{i:02d} SVN") for i in range(1, 17)]
 
 
 def _entries(data: bytes, what: str) -> dict[bytes, der.Tlv]:
-    """A SEQUENCE OF SEQUENCE {OID, value}, keyed by the raw OID bytes; duplicates are rejected."""
+    """A SEQUENCE OF SEQUENCE {OID, value}, keyed by the raw OID bytes; duplicates are rejected.
+
+    Walked by offsets with the short-form lengths (all a PCK extension uses) read inline: a new platform
+    reads ~30 entries, and a call per TLV was a tenth of an uncached verification."""
     out: dict[bytes, der.Tlv] = {}
-    for tag, body in der.read_tlvs(data):
+    pos, end = 0, len(data)
+    span = der.span
+    while pos < end:
+        tag, start, stop = span(data, pos, end)
         if tag != der.TAG_SEQUENCE:
             raise _fail(f"{what}: expected tag 0x{der.TAG_SEQUENCE:02x}, found 0x{tag:02x}")
-        inner = der.read_tlvs(body)
-        if len(inner) != 2:
+        if stop - start >= 2 and data[start] == der.TAG_OID and data[start + 1] < 0x80:
+            o0, o1 = start + 2, start + 2 + data[start + 1]
+            if o1 > stop:
+                raise _fail(f"{what}: entry is not an (OID, value) pair")
+        else:
+            otag, o0, o1 = span(data, start, stop) if stop > start else (0, start, start)
+            if otag != der.TAG_OID:
+                raise _fail(f"{what}: entry is not an (OID, value) pair")
+        if o1 >= stop:
             raise _fail(f"{what}: entry is not an (OID, value) pair")
-        oid = der.expect(inner[0], der.TAG_OID, what)
+        vtag, v0, v1 = span(data, o1, stop)
+        if v1 != stop:
+            raise _fail(f"{what}: entry is not an (OID, value) pair")
+        oid = data[o0:o1]
         if not oid or oid[-1] & 0x80:
             raise _fail(f"{what}: malformed OBJECT IDENTIFIER")
         if oid in out:
             raise _fail(f"{what}: duplicate entry {oid.hex()}")
-        out[oid] = inner[1]
+        out[oid] = (vtag, data[v0:v1])
+        pos = stop
     return out
 
 
@@ -105,6 +122,8 @@ def _octets(tlv: der.Tlv | None, what: str, size: int) -> bytes:
 def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
     if tlv is None:
         raise _fail(f"missing {what}")
+    if tlv[0] == der.TAG_INTEGER and len(tlv[1]) == 1 and tlv[1][0] < 0x80:
+        return tlv[1][0]  # the common case, 0..127: minimal and in range
     v = der.decode_integer(der.expect(tlv, der.TAG_INTEGER, what), what)
     if not 0 <= v <= limit:
         raise _fail(f"{what} out of range: {v}")
@@ -113,13 +132,20 @@ def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
 
 def parse_pck_extension(value: bytes) -> PckExtension:
     """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
+    try:
+        return _parse(value)
+    except der.DerError as exc:
+        raise _fail(exc.message) from None
+
+
+def _parse(value: bytes) -> PckExtension:
     top = der.read_one(value, der.TAG_SEQUENCE)
     e = _entries(top[1], "extension")
     tcb_tlv = e.get(_OID[".2"])
     if tcb_tlv is None:
         raise _fail("missing TCB")
     tcb = _entries(der.expect(tcb_tlv, der.TAG_SEQUENCE, "TCB"), "TCB")
-    comps = tuple(_svn(tcb.get(_OID[f".2.{i}"]), f"SGX TCB Comp{i:02d} SVN", 255) for i in range(1, 17))
+    comps = tuple(_svn(tcb.get(oid), what, 255) for oid, what in _COMPONENTS)
     pcesvn = _svn(tcb.get(_OID[".2.17"]), "PCESVN", 0xFFFF)
     cpusvn = _octets(tcb.get(_OID[".2.18"]), "CPUSVN", 16)
     sgx_type_tlv = e.get(_OID[".5"])
@@ -155,6 +181,38 @@ def parse_pck_extension(value: bytes) -> PckExtension:
         cached_keys=cached,
         smt_enabled=smt,
     )
+
+
+_SGX_OID_DER = encode_oid(SGX_EXTENSION_OID)
+
+
+def pck_extension_in(extensions: bytes) -> PckExtension:
+    """The SGX extension from a TBSCertificate's ``[3] Extensions`` content (`names.Names.extensions`):
+    read from the signed DER, without building ``cryptography``'s extension objects. Extensions appearing
+    twice are refused, as ``cryptography`` refuses them."""
+    if not extensions:
+        raise _fail("the PCK certificate has no SGX extension")
+    found: bytes | None = None
+    seen: set[bytes] = set()
+    try:
+        for tag, ext in der.read_tlvs(der.read_one(extensions, der.TAG_SEQUENCE)[1]):
+            parts = der.read_tlvs(ext) if tag == der.TAG_SEQUENCE else []
+            if len(parts) not in (2, 3) or parts[0][0] != der.TAG_OID or parts[-1][0] != der.TAG_OCTET_STRING:
+                raise _fail("the PCK certificate's extensions do not decode")
+            # DER: ``critical`` is TRUE or absent (FALSE is the default, never encoded)
+            if len(parts) == 3 and (parts[1][0] != der.TAG_BOOLEAN or parts[1][1] != b"\xff"):
+                raise _fail("the PCK certificate's extensions do not decode")
+            oid = parts[0][1]
+            if oid in seen:
+                raise _fail(f"the PCK certificate's extensions do not decode: duplicate {oid.hex()}")
+            seen.add(oid)
+            if oid == _SGX_OID_DER:
+                found = parts[-1][1]
+    except der.DerError as exc:
+        raise _fail(f"the PCK certificate's extensions do not decode: {exc.message}") from None
+    if found is None:
+        raise _fail("the PCK certificate has no SGX extension")
+    return parse_pck_extension(found)
 
 
 def pck_extension_of(cert: x509.Certificate) -> PckExtension:

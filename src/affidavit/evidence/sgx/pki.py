@@ -7,9 +7,14 @@ comparisons per quote.
 A first quote from a new platform pays for all of it, so that pass does each thing once: a certificate
 signature repeated across chains (the PCK CA in the PCK chain and the PCK CRL chain, the TCB signer in
 the TCB Info and QE identity chains) is verified once per pass (`Seen`, keyed by TBS, signature and
-signer key, so a differently signed copy is checked again); a root is trusted by its public key, so its
-self-signature is not verified; names are compared as DER (`names`), and CRL revocation is looked up
-rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
+signer key, so a differently signed copy is checked again); a root is trusted by its public key (looked
+up by its DER SPKI), and its self-signature is verified only for an edition that is not a pinned
+certificate; names, SPKIs and the PCK SGX extension are read from the signed DER (`names`, `pck`), not
+from `cryptography`'s Python objects; the signed bytes are hashed once per signature; CRL revocation is
+looked up rather than listed. That is 7 ECDSA verifications and 2 CRL signatures for an uncached quote.
+
+This module is also the collateral cache's gate (`verify_collateral_item`, used by
+`affidavit.collateral.verify`): one implementation of Intel's chain, CRL and signature rules.
 """
 
 from __future__ import annotations
@@ -25,24 +30,32 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from affidavit.bounded import BoundedDict
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
+from affidavit.evidence import EvidenceError, der
 from affidavit.evidence.sgx.collateral import SgxCollateral
 from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
-from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
-from affidavit.evidence.sgx.trust import TrustAnchors, spki
+from affidavit.evidence.sgx.pck import PckExtension, pck_extension_in
+from affidavit.evidence.sgx.trust import TrustAnchors
 
 ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
 
 def fail(code: str, message: str) -> EvidenceError:
     return EvidenceError(message, code=code)
 
 
-def ecdsa_ok(key: ec.EllipticCurvePublicKey, der_signature: bytes, data: bytes) -> bool:
-    """The one place DCAP checks an ECDSA-SHA256 signature (so tests and benchmarks can count them)."""
+def ecdsa_ok(
+    key: ec.EllipticCurvePublicKey, der_signature: bytes, data: bytes, digest: bytes | None = None
+) -> bool:
+    """The one place DCAP checks an ECDSA-SHA256 signature (so tests and benchmarks can count them).
+
+    ``digest``: SHA-256 of ``data`` when the caller already has it (the signature memo does), so the
+    signed bytes are hashed once."""
     try:
-        key.verify(der_signature, data, ECDSA_SHA256)
+        if digest is not None:
+            key.verify(der_signature, digest, _ECDSA_PREHASHED)
+        else:
+            key.verify(der_signature, data, ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
@@ -107,24 +120,30 @@ class Seen:
         self._names.put(cert.signature, (cert, names))
         return names
 
-    def key(self, cert: x509.Certificate, what: str, code: str) -> tuple[ec.EllipticCurvePublicKey, bytes]:
-        """The certificate's P-256 key and its SPKI."""
+    def key(
+        self, cert: x509.Certificate, names: Names, what: str, code: str
+    ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+        """The certificate's P-256 key and its SPKI (as in the DER, ``names.spki``)."""
         hit = self._keys.get(cert.signature)
         if hit is not None and (hit[0] is cert or hit[0] == cert):
             return hit[1]
-        key = p256_key(cert, what, code)
-        found = (key, spki(key))
+        found = (p256_key(cert, what, code), names.spki)
         self._keys.put(cert.signature, (cert, found))
         return found
+
+    def pinned(self, cert: x509.Certificate, names: Names, trust: TrustAnchors) -> bool:
+        """Whether ``cert`` is a pinned root certificate of ``trust``: the same signed TBS and signature."""
+        return (names.tbs, cert.signature) in trust.pinned
 
     def verify(
         self, key: ec.EllipticCurvePublicKey, key_spki: bytes, signature: bytes, signed: bytes
     ) -> bool:
         """An ECDSA-SHA256 (DER) signature by ``key``, each distinct one checked once."""
-        memo = (hashlib.sha256(signed).digest(), signature, key_spki)
+        digest = hashlib.sha256(signed).digest()
+        memo = (digest, signature, key_spki)
         if memo in self.signatures:
             return True
-        if not ecdsa_ok(key, signature, signed):
+        if not ecdsa_ok(key, signature, signed, digest):
             return False
         self.signatures.put(memo, True)
         return True
@@ -244,16 +263,18 @@ def _check_root(
 ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
     """The trust anchor a chain's root certificate carries, with its SPKI.
 
-    Trust is the root's public key, so its self-signature is not checked: it would prove only that the
-    holder of a trusted key signed the certificate, which the next certificate's signature proves anyway.
-    The root's own fields (validity, names) are therefore only structural checks that can reject.
+    Trust is the root's public key. A root certificate byte-equal to a pinned one (``trust.certificates``)
+    is the pinned certificate; any other edition must be self-signed by the trusted key (once per
+    ``seen``), so its validity window and names are Intel's, not whoever assembled the chain.
     """
-    _, key_spki = seen.key(root, what, code)
+    key_spki = names.spki  # looked up as DER: the root's own key object is never needed
     anchor = trust.keys.get(key_spki)
     if anchor is None:
         raise fail(code, f"{what} ({common_name(names.subject)!r}) does not carry a trusted root key")
     if names.issuer != names.subject:
         raise fail(code, f"{what} is not a self-issued root")
+    if not seen.pinned(root, names, trust) and not signed_by(root, names.tbs, anchor, key_spki, seen):
+        raise fail(code, f"{what} is not self-signed by its trusted key")
     return anchor, key_spki
 
 
@@ -261,8 +282,9 @@ def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509
     """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
     from affidavit import x509load
 
+    # Names, keys and the SGX extension are read from the DER (`names`), so the lazy fields are left be.
     certs = x509load.load_pem_certificates(
-        pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3
+        pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3, touch=False
     )
     if len(certs) != 3:
         raise fail("pck_chain_malformed", f"PCK certificate chain has {len(certs)} certificates, expected 3")
@@ -299,7 +321,7 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedCh
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
     ca = ca_type(inter, inter_names)
     anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code, seen)
-    inter_key, inter_spki = seen.key(inter, "PCK CA certificate", code)
+    inter_key, inter_spki = seen.key(inter, inter_names, "PCK CA certificate", code)
     if inter_names.issuer != root_names.subject or not signed_by(
         inter, inter_names.tbs, anchor, root_spki, seen
     ):
@@ -322,7 +344,7 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedCh
         leaf_issuer=leaf_names.issuer,
         root_spki=root_spki,
         intermediate_spki=inter_spki,
-        extension=pck_extension_of(leaf),
+        extension=pck_extension_in(leaf_names.extensions),
         ca=ca,
         window=window,
     )
@@ -349,7 +371,9 @@ class VerifiedCollateral:
 
 
 @dataclass(frozen=True)
-class _SignerChain:
+class SignerChain:
+    """A two-certificate collateral issuer chain (signer, root) that leads to a trust anchor."""
+
     signer: x509.Certificate
     signer_names: Names
     key: ec.EllipticCurvePublicKey
@@ -359,10 +383,16 @@ class _SignerChain:
     anchor_spki: bytes
 
 
-def _signer_chain(
-    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, cn_part: str, seen: Seen
-) -> _SignerChain:
-    """A two-certificate collateral issuer chain (signer, root), checked up to a trust anchor."""
+# The role a collateral issuer chain's signer must have (a substring of its common name), by document.
+TCB_SIGNER_ROLE = "TCB Signing"  # TCB Info and QE identity
+PCK_CRL_SIGNER_ROLE = "CA"  # the PCK CRL: the Processor or Platform CA
+
+
+def signer_chain(
+    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, role: str, seen: Seen
+) -> SignerChain:
+    """Check a collateral issuer chain: exactly (signer, root), the root a trust anchor, the signer's
+    common name containing ``role``, issued (names as DER) and signed (ECDSA-SHA256) by the root."""
     code = "collateral_chain_untrusted"
     if len(chain) != 2:
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
@@ -370,12 +400,63 @@ def _signer_chain(
     names = seen.names(signer, "collateral_malformed", f"{what} signer")
     root_names = seen.names(root, "collateral_malformed", f"{what} root")
     anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code, seen)
-    if cn_part not in common_name(names.subject):
-        raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {cn_part!r} certificate")
-    key, key_spki = seen.key(signer, f"{what} signer", code)
+    if role not in common_name(names.subject):
+        raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {role!r} certificate")
+    key, key_spki = seen.key(signer, names, f"{what} signer", code)
     if names.issuer != root_names.subject or not signed_by(signer, names.tbs, anchor, anchor_spki, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
-    return _SignerChain(signer, names, key, key_spki, root_names, anchor, anchor_spki)
+    return SignerChain(signer, names, key, key_spki, root_names, anchor, anchor_spki)
+
+
+def check_root_crl(
+    crl: x509.CertificateRevocationList,
+    crl_der: bytes,
+    keys: list[tuple[ec.EllipticCurvePublicKey, bytes]],
+    root_subject: bytes | None,
+    seen: Seen,
+) -> None:
+    """The Root CA CRL is signed by one of ``keys`` (anchor, SPKI) and, when the root certificate is
+    known, issued by its subject."""
+    tbs = crl_tbs(crl_der, "Root CA CRL")
+    issuer = crl_issuer(tbs, "collateral_malformed", "Root CA CRL")
+    if root_subject is not None and issuer != root_subject:
+        raise fail("crl_invalid", "Root CA CRL is not issued by the trusted root")
+    if not any(crl_signed_by(crl, tbs, key, key_spki, seen) for key, key_spki in keys):
+        raise fail("crl_invalid", "Root CA CRL is not signed by the trusted root")
+
+
+def check_pck_crl(
+    crl: x509.CertificateRevocationList, crl_der: bytes, issuer_chain: SignerChain, seen: Seen
+) -> bytes:
+    """The PCK CRL is issued (names as DER) and signed by its issuer chain's CA; returns its issuer."""
+    tbs = crl_tbs(crl_der, "PCK CRL")
+    issuer = crl_issuer(tbs, "collateral_malformed", "PCK CRL")
+    if issuer != issuer_chain.signer_names.subject or not crl_signed_by(
+        crl, tbs, issuer_chain.key, issuer_chain.key_spki, seen
+    ):
+        raise fail("crl_invalid", "PCK CRL is not signed by its issuer chain's CA")
+    return issuer
+
+
+def check_not_revoked(root_crl: x509.CertificateRevocationList, cert: x509.Certificate, what: str) -> None:
+    if revoked(root_crl, cert.serial_number):
+        raise fail("collateral_revoked", f"{what} certificate is revoked by the Root CA CRL")
+
+
+def check_signed_document(chain: SignerChain, signature: bytes, body: bytes, what: str, seen: Seen) -> None:
+    """A TCB Info or QE identity: ``signature`` (raw r||s) by the chain's signer over the exact ``body``."""
+    if not raw_ecdsa_ok(chain.key, signature, body, (seen, chain.key_spki)):
+        raise fail("collateral_signature_invalid", f"{what} signature does not verify")
+
+
+WindowPart = tuple[str, str, datetime, datetime]  # (code, what, not_before, not_after)
+
+
+def chain_window_parts(chain: tuple[x509.Certificate, ...], what: str) -> list[WindowPart]:
+    return [
+        _cert_window(chain[0], f"{what} signer certificate"),
+        _cert_window(chain[1], f"Root CA certificate ({what})"),
+    ]
 
 
 def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None = None) -> VerifiedCollateral:
@@ -390,38 +471,24 @@ def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None =
 
 
 def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> VerifiedCollateral:
-    tcb = _signer_chain(c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", "TCB Signing", seen)
-    qe = _signer_chain(c.qe_identity_issuer_chain, trust, "QE identity issuer chain", "TCB Signing", seen)
-    crl = _signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", "CA", seen)
+    tcb = signer_chain(c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", TCB_SIGNER_ROLE, seen)
+    qe = signer_chain(c.qe_identity_issuer_chain, trust, "QE identity issuer chain", TCB_SIGNER_ROLE, seen)
+    crl = signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", PCK_CRL_SIGNER_ROLE, seen)
     root_spki, root_key = tcb.anchor_spki, tcb.anchor
     if qe.anchor_spki != root_spki or crl.anchor_spki != root_spki:
         raise fail("collateral_chain_untrusted", "collateral issuer chains end in different roots")
     root_cert = c.tcb_info_issuer_chain[1]
-    root_tbs = crl_tbs(c.der["root_ca_crl"], "Root CA CRL")
-    pck_tbs = crl_tbs(c.der["pck_crl"], "PCK CRL")
-    root_crl_issuer = crl_issuer(root_tbs, "collateral_malformed", "Root CA CRL")
-    if root_crl_issuer != tcb.root_names.subject or not crl_signed_by(
-        c.root_ca_crl, root_tbs, root_key, root_spki, seen
-    ):
-        raise fail("crl_invalid", "Root CA CRL is not signed by the trusted root")
-    pck_crl_issuer = crl_issuer(pck_tbs, "collateral_malformed", "PCK CRL")
-    if pck_crl_issuer != crl.signer_names.subject or not crl_signed_by(
-        c.pck_crl, pck_tbs, crl.key, crl.key_spki, seen
-    ):
-        raise fail("crl_invalid", "PCK CRL is not signed by its issuer chain's CA")
+    check_root_crl(c.root_ca_crl, c.der["root_ca_crl"], [(root_key, root_spki)], tcb.root_names.subject, seen)
+    pck_crl_issuer = check_pck_crl(c.pck_crl, c.der["pck_crl"], crl, seen)
     tcb_signer, qe_signer, crl_signer = tcb.signer, qe.signer, crl.signer
-    tcb_key, qe_key = tcb.key, qe.key
     for cert, what in (
         (tcb_signer, "TCB Info signing"),
         (qe_signer, "QE identity signing"),
         (crl_signer, "PCK CRL issuer"),
     ):
-        if revoked(c.root_ca_crl, cert.serial_number):
-            raise fail("collateral_revoked", f"{what} certificate is revoked by the Root CA CRL")
-    if not raw_ecdsa_ok(tcb_key, c.tcb_info_signature, c.tcb_info_json, (seen, tcb.key_spki)):
-        raise fail("collateral_signature_invalid", "TCB Info signature does not verify")
-    if not raw_ecdsa_ok(qe_key, c.qe_identity_signature, c.qe_identity_json, (seen, qe.key_spki)):
-        raise fail("collateral_signature_invalid", "QE identity signature does not verify")
+        check_not_revoked(c.root_ca_crl, cert, what)
+    check_signed_document(tcb, c.tcb_info_signature, c.tcb_info_json, "TCB Info", seen)
+    check_signed_document(qe, c.qe_identity_signature, c.qe_identity_json, "QE identity", seen)
     parts = [
         _crl_window(c.root_ca_crl, "Root CA CRL"),
         _crl_window(c.pck_crl, "PCK CRL"),
@@ -441,6 +508,48 @@ def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> Ver
         pck_crl_issuer_spki=crl.key_spki,
         window=Window.of(parts),
     )
+
+
+def verify_collateral_item(
+    kind: str,
+    body: bytes,
+    signature: bytes,
+    chain: tuple[x509.Certificate, ...],
+    trust: TrustAnchors,
+    root_crl: x509.CertificateRevocationList | None,
+) -> list[WindowPart]:
+    """One collateral item alone, as a cache admits it, with the checks `verify_collateral` makes on it.
+
+    ``kind``: "root_ca_crl" (``body`` its DER; signed by a trust anchor), "pck_crl" (DER; ``chain``
+    its issuer chain) or "tcb_info" / "qe_identity" (``body`` the exact signed JSON, ``signature`` raw
+    r||s). ``root_crl``: a verified Root CA CRL, to check the signer against. Returns the window parts
+    of the item's certificates and CRL (the caller checks them, and the document's own dates, at its
+    ``now``).
+    """
+    seen = Seen()
+    try:
+        if kind == "root_ca_crl":
+            crl = x509.load_der_x509_crl(body)
+            check_root_crl(crl, body, list(zip(trust.keys.values(), trust.keys, strict=True)), None, seen)
+            return [_crl_window(crl, "Root CA CRL")]
+        if kind == "pck_crl":
+            signer = signer_chain(chain, trust, "PCK CRL issuer chain", PCK_CRL_SIGNER_ROLE, seen)
+            crl = x509.load_der_x509_crl(body)
+            check_pck_crl(crl, body, signer, seen)
+            parts = [_crl_window(crl, "PCK CRL")]
+            what = "PCK CRL issuer"
+        elif kind in ("tcb_info", "qe_identity"):
+            what = "TCB Info" if kind == "tcb_info" else "QE identity"
+            signer = signer_chain(chain, trust, f"{what} issuer chain", TCB_SIGNER_ROLE, seen)
+            check_signed_document(signer, signature, body, what, seen)
+            parts = []
+        else:
+            raise fail("collateral_malformed", f"not a collateral kind: {kind}")
+        if root_crl is not None:
+            check_not_revoked(root_crl, signer.signer, what)
+        return [*chain_window_parts(chain, f"{what} issuer chain"), *parts]
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise fail("collateral_malformed", f"{kind} certificates or CRL do not decode: {exc}") from None
 
 
 def check_chain_against(chain: VerifiedChain, vc: VerifiedCollateral) -> None:

@@ -7,8 +7,10 @@ re-issued the SGX Root CA with the same key, and quotes in the wild embed either
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -24,16 +26,24 @@ def spki(key: ec.EllipticCurvePublicKey) -> bytes:
 
 @dataclass(frozen=True)
 class TrustAnchors:
-    """Root public keys, keyed by DER SubjectPublicKeyInfo."""
+    """Root public keys, keyed by DER SubjectPublicKeyInfo; ``certificates``: the DER of the root
+    certificates they were read from (pinned: a chain root equal to one needs no self-signature check)."""
 
     keys: dict[bytes, ec.EllipticCurvePublicKey]
+    certificates: frozenset[bytes] = frozenset()
 
     def __hash__(self) -> int:
         return hash(frozenset(self.keys))
 
+    @cached_property
+    def pinned(self) -> frozenset[tuple[bytes, bytes]]:
+        """(TBS, signature) of each pinned certificate: what a chain root is compared by."""
+        certs = [x509.load_der_x509_certificate(der) for der in self.certificates]
+        return frozenset((c.tbs_certificate_bytes, c.signature) for c in certs)
+
     @classmethod
     def intel(cls) -> TrustAnchors:
-        """The Intel SGX Root CA shipped in this package."""
+        """The Intel SGX Root CA shipped in this package (both editions Intel issued with its one key)."""
         data = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
         return cls.from_pem(data)
 
@@ -44,12 +54,16 @@ class TrustAnchors:
 
         if isinstance(data, str):
             data = data.encode()
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         keys: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        pinned: set[bytes] = set()
         try:
             pubs: list[object]
             if b"-----BEGIN CERTIFICATE-----" in data:
                 certs = x509load.load_pem_certificates(data, ValueError, "trust anchor")
                 pubs = [c.public_key() for c in certs]
+                pinned = {c.public_bytes(Encoding.DER) for c in certs}
             else:
                 pubs = [load_pem_public_key(data)]
         except (ValueError, TypeError) as exc:
@@ -62,10 +76,10 @@ class TrustAnchors:
             keys[spki(pub)] = pub
         if not keys:
             raise EvidenceError("no trust anchor in PEM input", code="trust_anchor_invalid")
-        return cls(keys)
+        return cls(keys, frozenset(pinned))
 
     def merged(self, other: TrustAnchors) -> TrustAnchors:
-        return TrustAnchors({**self.keys, **other.keys})
+        return TrustAnchors({**self.keys, **other.keys}, self.certificates | other.certificates)
 
     def find(self, key: ec.EllipticCurvePublicKey | object) -> ec.EllipticCurvePublicKey | None:
         """The anchor equal to ``key``, if any."""

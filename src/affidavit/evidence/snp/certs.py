@@ -19,9 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import der
-from affidavit.evidence.sgx.der import _span as span  # the strict TLV header reader, by offsets
+from affidavit.evidence import EvidenceError, der
+from affidavit.evidence.der import span  # the strict TLV header reader, by offsets
 from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED, SnpError
 from affidavit.evidence.snp.report import PRODUCTS
 

@@ -1,8 +1,10 @@
-"""A small strict DER reader: enough ASN.1 for Intel's PCK certificate SGX extension.
+"""The one strict DER reader of the evidence layer: Intel's PCK SGX extension, names and signed parts
+cut from certificates and CRLs, AMD's certificates.
 
-``cryptography`` hands the extension over as opaque bytes (``UnrecognizedExtension``); this reader walks
-them without a general ASN.1 library. It accepts only definite, minimal lengths and single-byte tags,
-which is all DER allows for these types.
+``cryptography`` hands vendor extensions over as opaque bytes (``UnrecognizedExtension``) and re-encodes
+a certificate's parts on every access; this reader walks DER without a general ASN.1 library. It accepts
+only definite, minimal lengths and single-byte tags, which is all DER allows for the types read here.
+Every failure is a `DerError` (an `EvidenceError`); callers re-raise it under their own code.
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ TAG_OID = 0x06
 TAG_ENUMERATED = 0x0A
 TAG_SEQUENCE = 0x30
 
-_CODE = "pck_extension_invalid"
-
+TAG_BIT_STRING = 0x03
 
 Tlv = tuple[int, bytes]
 """(tag, value): plain tuples, since a PCK extension has ~85 of them and this runs per new platform."""
 
 
-def _fail(message: str) -> EvidenceError:
-    return EvidenceError(f"PCK SGX extension: {message}", code=_CODE)
+class DerError(EvidenceError):
+    """Bytes that are not the strict DER expected."""
+
+    code = "der_malformed"
 
 
-def _span(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+def _fail(message: str) -> DerError:
+    return DerError(message)
+
+
+def span(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(tag, value start, value end) of the TLV at ``pos``, which must end by ``end``."""
     if end - pos < 2:
         raise _fail("truncated TLV header")
@@ -56,22 +63,31 @@ def read_tlvs(data: bytes) -> list[Tlv]:
     out: list[Tlv] = []
     pos, end = 0, len(data)
     while pos < end:
-        # `_span` inlined for the common short form: an uncached quote reads ~180 TLVs.
+        # `span` inlined for the common short form: an uncached quote reads ~180 TLVs.
         if end - pos >= 2 and data[pos + 1] < 0x80 and data[pos] & 0x1F != 0x1F:
             tag, start, stop = data[pos], pos + 2, pos + 2 + data[pos + 1]
             if stop > end:
                 raise _fail("value runs past its container")
         else:
-            tag, start, stop = _span(data, pos, end)
+            tag, start, stop = span(data, pos, end)
         out.append((tag, data[start:stop]))
         pos = stop
     return out
 
 
+def encode(tag: int, value: bytes) -> bytes:
+    """The DER TLV of ``value`` (minimal length): a TLV read back whole, e.g. a SubjectPublicKeyInfo."""
+    n = len(value)
+    if n < 0x80:
+        return bytes((tag, n)) + value
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + value
+
+
 def first_element(data: bytes, tag: int) -> bytes:
     """The complete encoding (header and value) of the first TLV in ``data``, which must have ``tag``:
     e.g. the signed TBS part of a certificate or CRL, cut from its DER without re-encoding it."""
-    found, _, stop = _span(data, 0, len(data))
+    found, _, stop = span(data, 0, len(data))
     if found != tag:
         raise _fail(f"expected tag 0x{tag:02x}, found 0x{found:02x}")
     return data[:stop]
