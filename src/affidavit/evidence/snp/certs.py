@@ -148,7 +148,7 @@ def _strict_outer(data: bytes) -> CertFacts:
         raise
     except EvidenceError as exc:
         # the DER reader is shared with SGX and names the PCK extension in its messages
-        raise _fail(f"certificate DER: {exc.message.removeprefix('PCK SGX extension: ')}") from None
+        raise _fail(f"certificate DER: {exc.message}") from None
 
 
 Known = dict[bytes, x509.Certificate] | None
@@ -427,7 +427,7 @@ def _amd_extensions(facts: CertFacts) -> dict[str, bytes]:
     except EvidenceError as exc:
         if isinstance(exc, SnpError):
             raise
-        raise _fail(f"certificate extensions: {exc.message.removeprefix('PCK SGX extension: ')}") from None
+        raise _fail(f"certificate extensions: {exc.message}") from None
 
 
 def vek_extensions(cert: x509.Certificate, facts: CertFacts | None = None) -> VekExtensions:
