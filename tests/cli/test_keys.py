@@ -8,6 +8,8 @@ import pytest
 
 from affidavit.cli import main
 from affidavit.store import load_keyring, open_store, read_kek_file
+from tests.pg import postgres_url  # noqa: F401 -- db_url's PostgreSQL
+from tests.store.conftest import db_url  # noqa: F401 -- SQLite and PostgreSQL
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
