@@ -32,11 +32,15 @@ def refused_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 # Property tests run on a loaded 2-core CI machine: no per-example deadline, bounded example counts.
+# "affidavit" (the default, `make test` and CI): 150 examples where a test sets no count of its own.
+# "fast" (`make test-fast`, the lane while working): 50, which still finds the shallow mistakes; a test's
+# own @settings(max_examples=...) wins over either profile.
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "affidavit", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
 )
+settings.register_profile("fast", parent=settings.get_profile("affidavit"), max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "affidavit"))
 
 
