@@ -49,15 +49,24 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
-# The whole suite with the coverage of the library (in-process code; servers in subprocesses are not traced).
+# pytest-xdist worker processes for `make test` and `make test-fast`: 0 runs in this process. On the shared
+# 2-core machine -n 2 was slower than 0 (each worker starts its own session servers and PostgreSQL, and
+# the CPU is the limit); on an idle machine with more cores try PYTEST_WORKERS=auto. A module's tests stay
+# on one worker (--dist loadscope), so module-scoped servers start once.
+PYTEST_WORKERS ?= 0
+PYTEST_XDIST := -n $(PYTEST_WORKERS) $(if $(filter-out 0,$(PYTEST_WORKERS)),--dist loadscope)
+
+# The whole suite with the coverage of the library (in-process code; servers in subprocesses are not traced;
+# pytest-cov combines the workers' data).
 test: lint
-	$(BIN)/pytest -q --cov=affidavit --cov-report=
+	$(BIN)/pytest -q $(PYTEST_XDIST) --cov=affidavit --cov-report=
 	@$(BIN)/coverage report --format=total | xargs printf 'coverage of src/affidavit: %s%%\n'
 
-# The suite without the slow system tests (live servers in subprocesses, swtpm, PostgreSQL, exhaustive walks).
+# The suite without the slow system tests (live servers in subprocesses, swtpm, PostgreSQL, exhaustive walks),
+# property tests at the "fast" hypothesis profile's example count (tests/conftest.py).
 test-fast: $(STAMP)
 	$(BIN)/ruff check src tests bench demo
-	$(BIN)/pytest -q -m "not slow"
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-fast} $(BIN)/pytest -q $(PYTEST_XDIST) -m "not slow"
 
 bench: $(STAMP)
 	@for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done

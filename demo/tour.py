@@ -19,9 +19,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -135,10 +135,9 @@ def short(value: object, keep: int = 16) -> str:
 # --------------------------------------------------------------------------------------------- service
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# The banner `affidavit serve` prints once it has bound: with --port 0 the OS picks a free port and the
+# server keeps it (no window in which another process can take it); the banner says which.
+BANNER_PORT = re.compile(r"Affidavit attestation service \(\w+ mode\) at https?://[^\s:/]+:(\d+)")
 
 
 @dataclass
@@ -179,28 +178,32 @@ class DemoService:
 
         ensure_self_signed(self.data_dir, "127.0.0.1")  # here, so the CA file exists before the first probe
         env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
-        for _attempt in range(3):  # a port taken between choosing and binding: choose again
-            self.port = _free_port()
-            cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--data-dir", str(self.data_dir), "--tls-self-signed",
-                   "--log-level", "warning", *self.args]
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             start_new_session=True)
-            if self._wait_ready():
-                return
-            if "address already in use" not in self.log_tail().lower():
-                break
+        cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--data-dir", str(self.data_dir), "--tls-self-signed", "--log-level", "warning", *self.args]
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.port = 0  # until the banner names it
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        if self._wait_ready(start):
+            return
         self.stop()
         raise StepFailed(f"the service did not start:\n{self.log_tail()}")
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self, log_start: int) -> bool:
         assert self.proc is not None
         deadline = time.monotonic() + SERVICE_START_TIMEOUT
         with httpx.Client(verify=self.tls(), timeout=2.0) as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     return False
+                if not self.port:
+                    banner = self.log_path.read_bytes()[log_start:].decode("utf-8", "replace")
+                    found = BANNER_PORT.search(banner)
+                    if found is None:
+                        time.sleep(0.05)
+                        continue
+                    self.port = int(found.group(1))
                 try:
                     if http.get(self.url + "/.well-known/openid-configuration").status_code == 200:
                         return True

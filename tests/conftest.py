@@ -1,10 +1,12 @@
-"""Shared test fixtures: where the real vectors live, free ports, which tests are slow."""
+"""Shared test fixtures: where the real vectors live, a port that refuses connections, which tests are
+slow, the hypothesis profiles."""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,17 +22,25 @@ def vectors() -> Path:
     return VECTORS
 
 
-def free_port() -> int:
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port on which every connection is refused while the block runs: bound (so no other
+    process can take it) but not listening. Servers in tests bind port 0 themselves and report the port
+    they got; there is no "free port" to hand to a subprocess, since another process could take it first."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 # Property tests run on a loaded 2-core CI machine: no per-example deadline, bounded example counts.
+# "affidavit" (the default, `make test` and CI): 150 examples where a test sets no count of its own.
+# "fast" (`make test-fast`, the lane while working): 50, which still finds the shallow mistakes; a test's
+# own @settings(max_examples=...) wins over either profile.
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "affidavit", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
 )
+settings.register_profile("fast", parent=settings.get_profile("affidavit"), max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "affidavit"))
 
 
@@ -39,7 +49,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "affidavit"))
 # place, by node id prefix.
 SLOW_TESTS = (
     "tests/cli/test_serve.py",
-    "tests/client/test_tpm_e2e.py",
+    "tests/cli/test_attest_tpm.py",
     "tests/service/test_oidc.py::test_sdk_with_oidc_bearer",
     "tests/service/test_sdk.py",
     "tests/service/test_service.py::test_several_workers_share_the_key",

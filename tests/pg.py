@@ -1,9 +1,13 @@
 """A throwaway PostgreSQL 15 for tests: ``postgres_url`` (session) and ``postgres_db`` (a fresh database);
 ``fresh_database(url)`` and ``fresh_schema(url)`` for parametrised fixtures.
 
-The server runs from /usr/lib/postgresql/15/bin in a temporary directory on a free loopback port. It
-refuses to run as root, so as root every server command runs as the ``postgres`` user (``runuser``). It is
-stopped by the process id in ``postmaster.pid`` when the session ends. Other test packages reuse it with
+The server runs from /usr/lib/postgresql/15/bin in a temporary directory and listens on a Unix socket in
+that directory only (``listen_addresses=''``): no TCP port to choose, so no window in which another process
+could take it (postgres cannot bind port 0 and report it), and every server (pytest-xdist workers,
+``RestartablePostgres``) has its own socket. The URL names the directory as its host, percent-encoded
+(``postgresql://affidavit@%2Ftmp%2Faffidavit-pg-x/postgres``), which libpq reads as a socket directory.
+It refuses to run as root, so as root every server command runs as the ``postgres`` user (``runuser``). It
+is stopped by the process id in ``postmaster.pid`` when the session ends. Other test packages reuse it with
 ``from tests.pg import postgres_db, postgres_url  # noqa: F401``.
 """
 
@@ -19,15 +23,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
 
-from tests.conftest import free_port
-
 PG_BIN = Path(os.environ.get("AFFIDAVIT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_TIMEOUT = 30.0
 _db_counter = itertools.count()
+
+
+def _options(socket_dir: Path) -> str:
+    """Server options: the Unix socket in ``socket_dir`` only, and no durability (a throwaway database)."""
+    return (f"-k {socket_dir} -c listen_addresses='' -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+
+
+def _url(socket_dir: Path, database: str = "postgres") -> str:
+    return f"postgresql://affidavit@{quote(str(socket_dir), safe='')}/{database}"
 
 
 def _as_postgres() -> list[str]:
@@ -47,7 +60,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """Start a server, yield ``postgresql://affidavit@127.0.0.1:PORT/postgres``, stop it by pid."""
+    """Start a server, yield ``postgresql://affidavit@SOCKET-DIR/postgres``, stop it by pid."""
     if not (PG_BIN / "initdb").exists():
         raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN}")
     tmp = Path(tempfile.mkdtemp(prefix="affidavit-pg-"))
@@ -62,24 +75,16 @@ def postgres_server() -> Iterator[str]:
                    "-E", "UTF8", "--no-sync", "--no-instructions"],
             check=True, capture_output=True, timeout=120,
         )
-        for attempt in range(3):  # the free port may be taken between choosing and binding it
-            port = free_port()
-            options = (
-                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
-            )
-            started = subprocess.run(
-                run + [str(PG_BIN / "pg_ctl"), "start", "-D", str(data), "-o", options,
-                       "-l", str(tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
-                capture_output=True, timeout=START_TIMEOUT + 10,
-            )
-            if started.returncode == 0:
-                break
-            if attempt == 2:
-                log = (tmp / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()}\n{log}")
+        started = subprocess.run(
+            run + [str(PG_BIN / "pg_ctl"), "start", "-D", str(data), "-o", _options(tmp),
+                   "-l", str(tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
+            capture_output=True, timeout=START_TIMEOUT + 10,
+        )
+        if started.returncode != 0:
+            log = (tmp / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()}\n{log}")
         pid = int((data / "postmaster.pid").read_text().split()[0])
-        url = f"postgresql://affidavit@127.0.0.1:{port}/postgres"
+        url = _url(tmp)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -128,7 +133,7 @@ def postgres_db(postgres_url: str) -> str:
 
 
 class RestartablePostgres:
-    """A throwaway PostgreSQL that a test can stop and start again on the same port and data (outages).
+    """A throwaway PostgreSQL that a test can stop and start again on the same socket and data (outages).
 
     ``with RestartablePostgres() as pg: pg.url; pg.stop(); pg.start()``; stopped by pid at the end.
     """
@@ -136,8 +141,7 @@ class RestartablePostgres:
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="affidavit-pg-"))
         self.data = self.tmp / "data"
-        self.port = 0
-        self.url = ""
+        self.url = _url(self.tmp)
 
     def __enter__(self) -> RestartablePostgres:
         run = _as_postgres()
@@ -148,16 +152,12 @@ class RestartablePostgres:
                    "-E", "UTF8", "--no-sync", "--no-instructions"],
             check=True, capture_output=True, timeout=120,
         )
-        self.port = free_port()
-        self.url = f"postgresql://affidavit@127.0.0.1:{self.port}/postgres"
         self.start()
         return self
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
         subprocess.run(
-            _as_postgres() + [str(PG_BIN / "pg_ctl"), "start", "-D", str(self.data), "-o", options,
+            _as_postgres() + [str(PG_BIN / "pg_ctl"), "start", "-D", str(self.data), "-o", _options(self.tmp),
                               "-l", str(self.tmp / "server.log"), "-w", "-t", str(int(START_TIMEOUT))],
             check=True, capture_output=True, timeout=START_TIMEOUT + 10,
         )

@@ -16,7 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.service.helpers import BANNER_PORT
 
 DOCKERFILE = ROOT / "Dockerfile"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -108,9 +109,8 @@ def test_dockerfile_stages_replayed_build_the_wheel_that_serves(tmp_path: Path) 
     entry = (next(site.glob("affidavit-*.dist-info")) / "entry_points.txt").read_text()
     assert "affidavit = affidavit.cli:main" in entry
 
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AFFIDAVIT_", "PYTHONPATH"))}
-    env.update(PYTHONPATH=str(site), AFFIDAVIT_HOST="127.0.0.1", AFFIDAVIT_PORT=str(port),
+    env.update(PYTHONPATH=str(site), AFFIDAVIT_HOST="127.0.0.1", AFFIDAVIT_PORT="0",  # reported in the banner
                AFFIDAVIT_DATA_DIR=str(tmp_path / "data"), AFFIDAVIT_PCS_URL="none")
     code = ("import sys, affidavit; print('imported', affidavit.__file__, flush=True); "
             "from affidavit.cli import main; sys.exit(main(['serve']))")
@@ -122,6 +122,12 @@ def test_dockerfile_stages_replayed_build_the_wheel_that_serves(tmp_path: Path) 
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            found = BANNER_PORT.search(log_path.read_text(errors="replace"))
+            if found is None:
+                time.sleep(0.1)
+                continue
+            port = int(found.group(1))
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break

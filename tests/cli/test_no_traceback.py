@@ -20,7 +20,7 @@ import pytest
 
 from affidavit.cli import build_parser
 from tests.cli.conftest import Run
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, refused_port
 
 
 class _NotAffidavit(http.server.BaseHTTPRequestHandler):
@@ -56,7 +56,13 @@ def wrong_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def f(tmp_path_factory: pytest.TempPathFactory, wrong_server: str) -> dict[str, str]:
+def down() -> Iterator[str]:
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def f(tmp_path_factory: pytest.TempPathFactory, wrong_server: str, down: str) -> dict[str, str]:
     d = tmp_path_factory.mktemp("bad-inputs")
     (d / "garbage").write_bytes(os.urandom(300) + b"\x00\xff")
     (d / "text").write_text("hello, not a policy, a quote, a token or a key\n")
@@ -73,7 +79,7 @@ def f(tmp_path_factory: pytest.TempPathFactory, wrong_server: str) -> dict[str, 
         "policy": str(d / "policy.txt"),
         "token": str(d / "token"),
         "unwritable": str(d / "garbage" / "sub" / "out"),  # a file in place of a directory
-        "down": f"http://127.0.0.1:{free_port()}",
+        "down": down,
         "wrong": wrong_server,
         "nodb": f"sqlite:///{d / 'nowhere' / 'affidavit.db'}",
         "baddb": f"sqlite:///{d / 'garbage' / 'x.db'}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import pytest
 
 from affidavit.relying_party import RelyingPartyError, keys_from_jwks, verify_token
 from affidavit.simulate import SimulatedPlatform
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.pg import fresh_database, postgres_url  # noqa: F401 -- the session's PostgreSQL
 from tests.service.conftest import Inputs
 from tests.service.helpers import ADMIN_TOKEN, Server, b64url, jwt_body, jwt_header, unsigned_policy
@@ -46,7 +47,9 @@ pytestmark = [
 ]
 
 
-def _haproxy_config(port: int, backends: list[int]) -> str:
+def _haproxy_config(listener: int, backends: list[int]) -> str:
+    """``listener``: the file descriptor of a socket the test bound to port 0 (HAProxy's ``fd@``), so the
+    port is known before the replicas start (their issuer) and nobody can take it in between."""
     servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check" for i, p in enumerate(backends))
     return f"""global
     maxconn 512
@@ -68,7 +71,7 @@ defaults
     retry-on conn-failure empty-response response-timeout 503
 
 frontend attest
-    bind 127.0.0.1:{port}
+    bind fd@{listener}
     default_backend replicas
 
 backend replicas
@@ -109,7 +112,10 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path, inputs: Inputs, postgres_url: str) -> Iterator[Cluster]:  # noqa: F811
     database = fresh_database(postgres_url)
-    lb_port = free_port()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    lb_port = listener.getsockname()[1]
     kek = tmp_path / "kek"  # replicas share the database's key-encryption key (docs/operations.md)
     kek.write_text("00" * 32)
     args = [*inputs.serve_args(), "--database-url", database, "--issuer", f"http://127.0.0.1:{lb_port}",
@@ -121,10 +127,12 @@ def cluster(tmp_path: Path, inputs: Inputs, postgres_url: str) -> Iterator[Clust
         for replica in replicas:  # one after the other: the first creates the schema and the first key
             started.append(replica.start())
         config = tmp_path / "haproxy.cfg"
-        config.write_text(_haproxy_config(lb_port, [r.port for r in replicas]))
+        config.write_text(_haproxy_config(listener.fileno(), [r.port for r in replicas]))
         log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115 -- handed to the process
-        haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                   pass_fds=(listener.fileno(),))
         log.close()
+        listener.close()  # HAProxy holds it now: connections are its alone
         deadline = time.monotonic() + 20
         while True:
             assert haproxy.poll() is None, (tmp_path / "haproxy.log").read_text()
@@ -138,6 +146,7 @@ def cluster(tmp_path: Path, inputs: Inputs, postgres_url: str) -> Iterator[Clust
         time.sleep(0.6)  # every server through its first health checks
         yield Cluster(replicas, lb_port, database, haproxy, kek)
     finally:
+        listener.close()
         if haproxy is not None and haproxy.poll() is None:
             os.kill(haproxy.pid, signal.SIGTERM)
             try:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from affidavit.service import ServiceError
 from affidavit.service.auth import OidcVerifier
-from tests.conftest import free_port
+from tests.conftest import refused_port
 from tests.service.conftest import Inputs
 from tests.service.helpers import Server, StaticCredential, b64url
 
@@ -34,10 +34,10 @@ def _uint(value: int) -> str:
 class FakeIssuer:
     """An OIDC issuer: discovery, JWKS with an RSA and an EC key, and a minting function."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int) -> None:
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
-        self.port = free_port()
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.fetches = 0
         self.fail_next = 0  # answer this many key fetches with a 503
@@ -77,7 +77,7 @@ class FakeIssuer:
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[FakeIssuer]:
-    fake = FakeIssuer()
+    fake: FakeIssuer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -92,7 +92,8 @@ def issuer() -> Iterator[FakeIssuer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", fake.port), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: the OS picks, the server keeps it
+    fake = FakeIssuer(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield fake
@@ -155,8 +156,8 @@ def test_unknown_kids_do_not_hammer_the_issuer(issuer: FakeIssuer) -> None:
 
 
 def test_unreachable_issuer_is_401() -> None:
-    with pytest.raises(ServiceError) as info:
-        asyncio.run(OidcVerifier(f"http://127.0.0.1:{free_port()}", AUDIENCE).verify(FakeIssuer().mint()))
+    with refused_port() as port, pytest.raises(ServiceError) as info:
+        asyncio.run(OidcVerifier(f"http://127.0.0.1:{port}", AUDIENCE).verify(FakeIssuer(port).mint()))
     assert info.value.status == 401
 
 
@@ -221,7 +222,7 @@ def test_serve_refuses_oidc_without_audience(tmp_path: Path, issuer: FakeIssuer)
     from tests.conftest import ROOT
 
     r = subprocess.run([sys.executable, "-m", "affidavit", "serve", "--data-dir", str(tmp_path),
-                        "--port", str(free_port()), "--admin-oidc-issuer", issuer.url],
+                        "--port", "0", "--admin-oidc-issuer", issuer.url],
                        capture_output=True, text=True, timeout=60, cwd=ROOT,
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
     assert r.returncode != 0 and "audience" in r.stderr + r.stdout and "Traceback" not in r.stderr

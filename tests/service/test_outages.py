@@ -13,6 +13,7 @@ import pytest
 
 from affidavit.simulate import SimulatedPlatform
 from tests.collateral.fake_pcs import FakePcs
+from tests.conftest import refused_port
 from tests.pg import RestartablePostgres
 from tests.service.conftest import EVIDENCE_TIME, EVIDENCE_TIME_ARG, Inputs
 from tests.service.helpers import ADMIN_TOKEN, Server, b64url
@@ -61,16 +62,14 @@ def test_an_untrusted_pki_makes_no_upstream_requests(
 def test_an_unreachable_pcs_is_503_with_retry_after_not_a_bad_quote(
     tmp_path: Path, inputs: Inputs, sim: SimulatedPlatform
 ) -> None:
-    pcs = FakePcs()
-    pcs.start()
-    url = pcs.url
-    pcs.stop()  # connections to it are now refused
-    with _pcs_server(tmp_path / "srv", inputs, url) as server, server.client() as c:
+    with refused_port() as port, \
+            _pcs_server(tmp_path / "srv", inputs, f"http://127.0.0.1:{port}") as server, \
+            server.client() as c:  # connections to the PCS are refused
         r = c.post(ATTEST, json={"quote": b64url(sim.sgx_quote())})
         assert r.status_code == 503, r.text
         assert r.json()["error"]["code"] == r.headers["x-ms-error-code"] == "ServiceUnavailable"
         assert int(r.headers["retry-after"]) > 0
-        _no_internals(r.text, str(url.rsplit(":", 1)[1]))
+        _no_internals(r.text, str(port))
         # A quote that is wrong is still 400, whatever the upstream's state.
         evil = SimulatedPlatform.create(fmspc="10A0F0F00000", ca="processor", now=EVIDENCE_TIME, seed="evil")
         r = c.post(ATTEST, json={"quote": b64url(evil.sgx_quote())})
@@ -114,7 +113,7 @@ def test_attestations_ride_out_a_database_outage(
                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
                 assert r.status_code == 503 and r.json()["error"]["code"] == "ServiceUnavailable", r.text
                 assert "retry-after" in r.headers
-                _no_internals(r.text, str(pg.port))
+                _no_internals(r.text, str(pg.tmp), "PGSQL")  # its socket
                 during = len(results)
                 time.sleep(max(0.0, 15.0 - (time.monotonic() - outage_start)))
                 served_in_outage = len(results) - during

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from affidavit.store import SCHEMA_VERSION, StoreError, open_store
-from tests.conftest import free_port
+from tests.conftest import refused_port
 
 
 def test_schema_is_created_once(db_url: str) -> None:
@@ -43,8 +43,8 @@ def test_bad_urls(url: str) -> None:
 
 
 def test_unreachable_postgres() -> None:
-    with pytest.raises(StoreError) as err:
-        open_store(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
+    with refused_port() as port, pytest.raises(StoreError) as err:
+        open_store(f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2")
     assert err.value.code == "unavailable"
 
 

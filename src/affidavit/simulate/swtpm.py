@@ -1,9 +1,11 @@
-"""A software TPM for development and demos: swtpm on loopback, a replayed boot log, an AK certificate.
+"""A software TPM for development and demos: swtpm on a Unix socket, a replayed boot log, an AK certificate.
 
 ``running_swtpm(workdir, banks)`` manufactures a fresh TPM (``swtpm_setup``) with exactly the given PCR
-banks, serves it on two free loopback ports, and stops it by its pid after ``tpm2_shutdown -c`` (an
-unorderly stop counts towards the TPM's dictionary-attack lockout). swtpm runs TPM2_Startup itself
-(``startup-clear``), so the TPM is usable as soon as it listens.
+banks, serves it on a Unix socket in a private temporary directory (its control channel beside it, as
+``SOCKET.ctrl``, where tpm2-tss's swtpm TCTI looks for it), and stops it by its pid after
+``tpm2_shutdown -c`` (an unorderly stop counts towards the TPM's dictionary-attack lockout). A socket
+file, unlike a TCP port chosen in advance, cannot be taken by another process before swtpm binds it. swtpm
+runs TPM2_Startup itself (``startup-clear``), so the TPM is usable as soon as it listens.
 
 ``replay_event_log(tpm, log)`` extends every measured event of a TCG event log into the matching banks, so
 the PCRs hold what the firmware that wrote the log would have left: the log then verifies against quotes
@@ -14,9 +16,11 @@ certificate (``tpm-aik-roots.pem``) trusts. Needs the Debian packages swtpm, swt
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,50 +61,35 @@ def run_tool(tcti: str, *args: str) -> str:
 
 @dataclass(frozen=True)
 class Swtpm:
-    """A running swtpm: its pid, its TPM command and control ports, and its state directory."""
+    """A running swtpm: its pid, the Unix socket of its TPM commands (the control channel is
+    ``socket_path.ctrl``), and its state directory."""
 
     pid: int
-    port: int
-    ctrl_port: int
+    socket_path: Path
     state_dir: Path
 
     @property
     def tcti(self) -> str:
         """The tpm2-tools TCTI string (``TPM2TOOLS_TCTI``, ``affidavit attest tpm --tcti``)."""
-        return f"swtpm:host=127.0.0.1,port={self.port}"
+        return f"swtpm:path={self.socket_path}"
 
     def tool(self, *args: str) -> str:
         return run_tool(self.tcti, *args)
 
 
-def _port_pair() -> tuple[int, int]:
-    """Two adjacent free loopback ports (swtpm's TCTI finds the control port at port + 1)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port, port + 1
-    raise SwtpmError("no two adjacent free loopback ports")
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_listening(path: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SwtpmError(f"swtpm exited at start with status {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(0.2)
+                probe.connect(str(path))
                 return
         except OSError:
             time.sleep(0.05)
-    raise SwtpmError(f"swtpm did not listen on port {port} within {READY_TIMEOUT:.0f} s")
+    raise SwtpmError(f"swtpm did not listen on {path} within {READY_TIMEOUT:.0f} s")
 
 
 def _manufacture(workdir: Path, banks: tuple[str, ...]) -> Path:
@@ -148,23 +137,30 @@ def running_swtpm(workdir: Path, banks: tuple[str, ...] = ("sha256",)) -> Iterat
     the TPM in order.
     """
     state = _manufacture(workdir, banks)
-    port, ctrl = _port_pair()
+    # A short private directory: a Unix socket path has at most 107 bytes, and a TCTI string cannot hold
+    # the commas or colons a test's working directory might have.
+    sockets = Path(tempfile.mkdtemp(prefix="swtpm-"))
+    path = sockets / "tpm"
     try:
         proc = subprocess.Popen(
             ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-             "--ctrl", f"type=tcp,port={ctrl},bindaddr=127.0.0.1",
+             "--server", f"type=unixio,path={path},mode=0600",
+             "--ctrl", f"type=unixio,path={path}.ctrl,mode=0600",
              "--flags", "not-need-init,startup-clear"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
     except FileNotFoundError:
+        shutil.rmtree(sockets, ignore_errors=True)
         raise SwtpmError("swtpm not found: install swtpm") from None
-    tpm = Swtpm(proc.pid, port, ctrl, state)
+    tpm = Swtpm(proc.pid, path, state)
     try:
-        _wait_listening(port, proc)
+        _wait_listening(path, proc)
         yield tpm
     finally:
-        _stop(tpm, proc)
+        try:
+            _stop(tpm, proc)
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 def event_log_banks(log: bytes) -> tuple[str, ...]:

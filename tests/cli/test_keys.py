@@ -8,6 +8,11 @@ import pytest
 
 from affidavit.cli import main
 from affidavit.store import load_keyring, open_store, read_kek_file
+from tests import pg
+from tests.store import conftest as store_fixtures
+
+db_url = store_fixtures.db_url  # every test on SQLite and on PostgreSQL, as the store's tests
+postgres_url = pg.postgres_url
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
