@@ -92,7 +92,7 @@ def tdx_guest() -> Callable[[], Any]:
         check_encryption_key,
     )
     from affidavit.evidence.azure_cvm.claims import OsInfo, azurevm_claims
-    from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
+    from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral
     from affidavit.simulate import SimulatedPlatform
     from affidavit.simulate.azure_cvm import SoftVtpm, report_data_for
 

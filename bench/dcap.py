@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral, verify_quote
+from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral, verify_quote
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = Path(os.environ.get("AFFIDAVIT_VECTORS", REPO.parent / "shared" / "vectors")).resolve()
@@ -178,7 +178,7 @@ def floor_call(case: Case) -> Callable[[], None]:
 
 def cold_ecdsa_per_quote(cases: list[Case]) -> float:
     """ECDSA verifications an uncached ``verify_quote`` makes, averaged over the cases."""
-    from affidavit.evidence.sgx import pki as sgx_pki
+    from affidavit.evidence.dcap import pki as sgx_pki
 
     count = [0]
     real = sgx_pki.ecdsa_ok
@@ -198,7 +198,7 @@ def cold_ecdsa_per_quote(cases: list[Case]) -> float:
 
 def platform_sweep(counts: list[int]) -> tuple[dict[int, float], int]:
     """Per-quote microseconds for each platform count, and the ECDSA count of one new platform."""
-    from affidavit.evidence.sgx import pki as sgx_pki
+    from affidavit.evidence.dcap import pki as sgx_pki
     from affidavit.simulate import SimulatedPki
     from affidavit.simulate.platform import PlatformTcb, SimulatedPlatform
 

@@ -294,7 +294,7 @@ def find_vectors(explicit: Path | None = None) -> Path:
 @contextmanager
 def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[DemoContext]:
     """Start the service with the demo's trust (simulated Intel root, demo AK CA) and a TPM policy."""
-    from affidavit.evidence.sgx.trust import INTEL_ROOT_PEM
+    from affidavit.evidence.dcap.trust import INTEL_ROOT_PEM
 
     n = narrator
     n.step("0", "Setup: start the Affidavit service")
@@ -305,7 +305,7 @@ def demo_context(work: Path, vectors: Path, narrator: Narrator) -> Iterator[Demo
     collateral_dir.mkdir()
     (collateral_dir / "simulated-platform.json").write_text(json.dumps(enclave.collateral()))
     (work / "simulated-intel-root.pem").write_bytes(enclave.root_pem)
-    intel_root = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
+    intel_root = resources.files("affidavit.evidence.dcap").joinpath(INTEL_ROOT_PEM).read_bytes()
     (work / "intel-sgx-root.pem").write_bytes(intel_root)
     (work / "demo-ak-ca.pem").write_bytes(ak_ca.pem)
     service = DemoService(data_dir, (

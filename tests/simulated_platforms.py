@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from affidavit.evidence.sgx import DcapVerifier, SgxCollateral, TrustAnchors, load_collateral
+from affidavit.evidence.dcap import DcapVerifier, SgxCollateral, TrustAnchors, load_collateral
 from affidavit.simulate import SimulatedPlatform
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

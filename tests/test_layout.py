@@ -1,5 +1,5 @@
 """tests/ mirrors src/affidavit/: a test lives in the directory of the package it tests (tests/cli/ for the
-commands, tests/evidence/sgx/ for evidence.sgx, ...), so a reader finds a module's tests at the same path.
+commands, tests/evidence/dcap/ for evidence.dcap, ...), so a reader finds a module's tests at the same path.
 Tests of top-level modules sit in tests/ itself."""
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ def test_every_test_directory_mirrors_a_source_package() -> None:
 
 
 def test_a_directory_without_a_package_is_found(tmp_path: Path) -> None:
-    for rel in ("src/cli", "src/evidence/sgx", "tests/cli", "tests/evidence/sgx", "tests/evidence/sgxx",
+    for rel in ("src/cli", "src/evidence/dcap", "tests/cli", "tests/evidence/dcap", "tests/evidence/dcapx",
                 "tests/policy/data"):
         (tmp_path / rel).mkdir(parents=True)
-    for rel in ("src/cli", "src/evidence/sgx", "src/evidence"):
+    for rel in ("src/cli", "src/evidence/dcap", "src/evidence"):
         (tmp_path / rel / "__init__.py").touch()
-    for rel in ("tests/cli/test_a.py", "tests/evidence/sgx/test_b.py", "tests/evidence/sgxx/test_c.py"):
+    for rel in ("tests/cli/test_a.py", "tests/evidence/dcap/test_b.py", "tests/evidence/dcapx/test_c.py"):
         (tmp_path / rel).touch()
     (tmp_path / "tests/policy/data/d.policy").touch()  # a data directory is no test package
-    assert strays(tmp_path / "tests", tmp_path / "src") == ["tests/evidence/sgxx"]
+    assert strays(tmp_path / "tests", tmp_path / "src") == ["tests/evidence/dcapx"]
 
 
 def test_every_test_directory_is_a_package() -> None:

@@ -120,7 +120,7 @@ def test_callers_keep_their_error_types() -> None:
 
 def test_tcb_info_dates_need_a_zone() -> None:
     from affidavit.evidence import EvidenceError
-    from affidavit.evidence.sgx.tcbinfo import _Obj
+    from affidavit.evidence.dcap.tcbinfo import _Obj
 
     assert _Obj({"issueDate": "2025-06-10T12:30:05Z"}, "tcbInfo").date("issueDate") == Z
     for bad in ("2025-06-10T12:30:05", "June 10", "2025-06-10T12:30:05z"):

@@ -39,7 +39,7 @@ from demo.tour import (
 )
 
 from affidavit.client import ServiceRejected
-from affidavit.evidence.sgx import parse_quote
+from affidavit.evidence.dcap import parse_quote
 from affidavit.evidence.tpm import parse_event_log
 from affidavit.relying_party import ExpectationFailed, Expectations, RelyingPartyError
 from tests.conftest import ROOT

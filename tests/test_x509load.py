@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from affidavit import x509load
 from affidavit.errors import AffidavitError
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import parse_quote, platform_of
-from affidavit.evidence.sgx.pki import load_pck_chain
+from affidavit.evidence.dcap import parse_quote, platform_of
+from affidavit.evidence.dcap.pki import load_pck_chain
 from affidavit.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
 from affidavit.evidence.tpm.aik import load_certificate as load_ak_certificate
 from affidavit.jose import b64url
@@ -82,20 +82,20 @@ cert_bytes = st.one_of(st.binary(max_size=200), mutated_der, st.just(bad_version
 # -- the PCK chain inside a DCAP quote ---------------------------------------------------------------------
 
 def _quote_with_chain(pem: bytes) -> bytes:
-    from tests.evidence.sgx.test_bad_input import SGX, _replace_cert_data
+    from tests.evidence.dcap.test_bad_input import SGX, _replace_cert_data
 
     return _replace_cert_data(SGX.quote(), pem)
 
 
 def _sgx_leaf_der() -> bytes:
-    from tests.evidence.sgx.test_bad_input import SGX
+    from tests.evidence.dcap.test_bad_input import SGX
 
     pem = parse_quote(SGX.quote()).pck_chain_pem
     return x509.load_pem_x509_certificates(pem)[0].public_bytes(Encoding.DER)
 
 
 def test_pck_chain_with_a_bad_version_is_pck_chain_malformed() -> None:
-    from tests.evidence.sgx.test_bad_input import SGX
+    from tests.evidence.dcap.test_bad_input import SGX
 
     chain = x509.load_pem_x509_certificates(parse_quote(SGX.quote()).pck_chain_pem)
     rest = b"".join(c.public_bytes(Encoding.PEM) for c in chain[1:])

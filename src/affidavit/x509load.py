@@ -49,7 +49,7 @@ def load_pem_certificates(
 
     ``touch=False`` skips forcing the lazy fields (building ``x509.Name`` objects and the extensions costs
     ~0.15 ms a certificate): only for a caller that reads names and extensions from the DER itself and
-    types the errors of every field it reads (`evidence.sgx.pki`'s PCK chain)."""
+    types the errors of every field it reads (`evidence.dcap.pki`'s PCK chain)."""
     raw = bytes(data)
     if raw.count(b"-----BEGIN") > limit:
         raise fail(f"{what}: more than {limit} certificates")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from affidavit.cli import main
-from tests.evidence.sgx.conftest import vector_cases
+from tests.evidence.dcap.conftest import vector_cases
 
 _CASES = {c.id: c for c in vector_cases()}
 TDX = _CASES["phala-tdx-v4-b0c06f000000-2025-06/tdx-v4-uptodate"]

@@ -10,7 +10,7 @@ import pytest
 from affidavit.client import ClientError
 from affidavit.client.sources import SimulatedSource, report_data_for
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
+from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

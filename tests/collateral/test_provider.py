@@ -16,7 +16,7 @@ import pytest
 from affidavit.collateral import CollateralError
 from affidavit.collateral.items import tcb_info_key
 from affidavit.collateral.provider import CachingPcsProvider
-from affidavit.evidence.sgx import DcapVerifier, SgxCollateral, TrustAnchors, platform_of
+from affidavit.evidence.dcap import DcapVerifier, SgxCollateral, TrustAnchors, platform_of
 from tests.collateral.conftest import AZURE, AZURE_AT, PHALA_AT, PHALA_SGX, PHALA_TDX, Platform, read_json
 from tests.collateral.fake_pcs import PCK_CRL, QE, ROOT_CRL, TCB, FakePcs
 

@@ -1,5 +1,5 @@
 """The collateral gate (`collateral.verify`) checks items with the verifier's own chain, CRL and signature
-rules (`evidence.sgx.pki`), so where the gate's former copy was laxer it is now as strict as the verifier:
+rules (`evidence.dcap.pki`), so where the gate's former copy was laxer it is now as strict as the verifier:
 issuer chains are exactly (signer, root) and the signer must have its role. Items the verifier would
 refuse never enter the cache."""
 
@@ -17,9 +17,9 @@ from affidavit.collateral import CollateralError
 from affidavit.collateral.items import CollateralSet
 from affidavit.collateral.verify import verify_item
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import load_collateral
-from affidavit.evidence.sgx.pki import verify_collateral
-from affidavit.evidence.sgx.trust import TrustAnchors
+from affidavit.evidence.dcap import load_collateral
+from affidavit.evidence.dcap.pki import verify_collateral
+from affidavit.evidence.dcap.trust import TrustAnchors
 from affidavit.simulate import SimulatedPlatform
 from affidavit.simulate.collateral import sign_document
 from tests.collateral.conftest import AZURE_AT

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.evidence import EvidenceError, der
-from tests.evidence.sgx.conftest import vector_cases
+from tests.evidence.dcap.conftest import vector_cases
 
 
 def _encode(tag: int, value: bytes) -> bytes:

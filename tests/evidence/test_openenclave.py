@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from affidavit.evidence import EvidenceError, openenclave
-from affidavit.evidence.sgx import DcapVerifier, collateral_hashes, parse_quote
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap import DcapVerifier, collateral_hashes, parse_quote
+from tests.evidence.dcap.conftest import vector_cases
 
 _CASES = {c.id: c for c in vector_cases()}
 AZURE = _CASES["azure-dcsv2-sgx-00906ed50000-2025-05/maa2022-standard-eval17"]

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from affidavit.attestation_types import SGX_ENCLAVE
 from affidavit.evidence.contract import CustomClaim, EvidenceInput, VerifiedEvidence, VerifyOptions
-from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
-from affidavit.evidence.sgx.attest import DcapEvidenceVerifier
+from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral
+from affidavit.evidence.dcap.attest import DcapEvidenceVerifier
 from affidavit.evidence.tpm import analyze_log
 from affidavit.evidence.tpm.claims import derive_claims
 from affidavit.jose import b64url

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from affidavit.cli import build_parser
 from affidavit.cli.serve import config_from_args
 from affidavit.collateral import CollateralError, DirectoryProvider
-from affidavit.evidence.sgx import DcapVerifier, Platform, TrustAnchors, platform_of
+from affidavit.evidence.dcap import DcapVerifier, Platform, TrustAnchors, platform_of
 from affidavit.service import ServiceConfig, ServiceError
 from affidavit.service.decode import b64decode_lenient, parse_attest_request
 from affidavit.service.tls import ensure_self_signed

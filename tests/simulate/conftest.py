@@ -1,4 +1,4 @@
-"""The simulated platforms (``tests/simulated_platforms.py``), shared with ``tests/evidence/sgx``."""
+"""The simulated platforms (``tests/simulated_platforms.py``), shared with ``tests/evidence/dcap``."""
 
 from tests.simulated_platforms import (  # noqa: F401 -- fixtures
     now,

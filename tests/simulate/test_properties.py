@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from affidavit.evidence.sgx import DcapVerifier, SgxCollateral
+from affidavit.evidence.dcap import DcapVerifier, SgxCollateral
 from affidavit.simulate import SimulatedPlatform
 from tests.simulated_platforms import NOW
 

@@ -84,7 +84,7 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from affidavit.cli.output import print_fields, print_json
     from affidavit.evidence import EvidenceError
-    from affidavit.evidence.sgx import parse_quote, platform_of
+    from affidavit.evidence.dcap import parse_quote, platform_of
 
     try:
         _, raw, oe = _read_evidence(args.quote)
@@ -132,7 +132,7 @@ def _parse_time(text: str | None) -> datetime:
 def _verify(args: argparse.Namespace) -> int:
     from affidavit.cli.output import print_fields, print_json
     from affidavit.evidence import EvidenceError
-    from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
+    from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral
 
     try:
         now = _parse_time(args.at)

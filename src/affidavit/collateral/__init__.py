@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from affidavit.errors import AffidavitError
 
 if TYPE_CHECKING:
-    from affidavit.evidence.sgx import Platform
+    from affidavit.evidence.dcap import Platform
 
 
 class CollateralError(AffidavitError):

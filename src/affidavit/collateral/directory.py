@@ -22,10 +22,10 @@ from cryptography.x509.oid import NameOID
 
 from affidavit.collateral import CollateralError
 from affidavit.collateral.items import parse_time
-from affidavit.evidence.sgx.names import pck_ca_kind
+from affidavit.evidence.dcap.names import pck_ca_kind
 
 if TYPE_CHECKING:
-    from affidavit.evidence.sgx import Platform
+    from affidavit.evidence.dcap import Platform
 
 _REQUIRED_KEYS = frozenset(
     {"pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info", "tcb_info_signature", "qe_identity"}
@@ -134,7 +134,7 @@ class DirectoryProvider:
         loaded = self._loaded.get(chosen.path)
         if loaded is None:
             from affidavit.evidence import EvidenceError
-            from affidavit.evidence.sgx import load_collateral
+            from affidavit.evidence.dcap import load_collateral
 
             try:
                 loaded = load_collateral(chosen.path.read_bytes())

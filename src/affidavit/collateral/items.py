@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from affidavit import strict_json, timefmt
 from affidavit.collateral import CollateralError
-from affidavit.evidence.sgx.collateral import OFFLINE_KEYS
-from affidavit.evidence.sgx.names import pck_ca_kind
+from affidavit.evidence.dcap.collateral import OFFLINE_KEYS
+from affidavit.evidence.dcap.names import pck_ca_kind
 
 TCB_INFO = "tcb_info"
 QE_IDENTITY = "qe_identity"

@@ -48,13 +48,13 @@ def anchor_keys(trust: Any = None) -> list[ec.EllipticCurvePublicKey]:
     None means Intel's SGX Root CA as shipped with the verifier.
     """
     if trust is None:
-        from affidavit.evidence.sgx import TrustAnchors
+        from affidavit.evidence.dcap import TrustAnchors
 
         trust = TrustAnchors.intel()
     if isinstance(trust, Path):
         trust = trust.read_bytes()
     if isinstance(trust, str | bytes):
-        from affidavit.evidence.sgx import TrustAnchors
+        from affidavit.evidence.dcap import TrustAnchors
 
         trust = TrustAnchors.from_pem(trust)
     if hasattr(trust, "keys") and isinstance(trust.keys, dict):
@@ -305,7 +305,7 @@ class CachingPcsProvider:
         if found is not None:
             return found
         from affidavit.evidence import EvidenceError
-        from affidavit.evidence.sgx import load_collateral
+        from affidavit.evidence.dcap import load_collateral
 
         try:
             built = load_collateral(collateral.to_json())

@@ -2,7 +2,7 @@
 
 This is the gate, not the verifier: the DCAP verifier checks the assembled collateral again against
 each quote. Both use one implementation of Intel's chain, CRL and signature rules
-(`affidavit.evidence.sgx.pki`: issuer chains of exactly signer and root, the signer's role, names
+(`affidavit.evidence.dcap.pki`: issuer chains of exactly signer and root, the signer's role, names
 compared as DER, ECDSA-SHA256 only, a root edition other than a pinned certificate self-signed by its
 trusted key); this module only decodes an item, checks validity at ``now`` and maps the verdict to
 `CollateralError`. Trust is anchored on root public keys. Pure: items, anchors and ``now`` in.
@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from affidavit.collateral import CollateralError
 from affidavit.collateral.items import PCK_CRL, ROOT_CA_CRL, CollateralItem, invalid
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import pki
-from affidavit.evidence.sgx.trust import TrustAnchors, spki
+from affidavit.evidence.dcap import pki
+from affidavit.evidence.dcap.trust import TrustAnchors, spki
 
 _MAX_CHAIN = 4  # certificates read from an item's PEM chain (pki then requires exactly two)
 
@@ -57,7 +57,7 @@ def verify_item(
     ``root_crl`` (a verified root CA CRL item) adds the revocation check of the item's signer.
     """
     from affidavit import x509load
-    from affidavit.evidence.sgx.collateral import parse_crl
+    from affidavit.evidence.dcap.collateral import parse_crl
 
     if not anchors:
         raise invalid("no trust anchors configured")

@@ -7,7 +7,7 @@
   version = 3, 16-byte format UUID, u64 data size), then the quote followed by OE's custom-claims
   buffer. No real sample of this form was available; its layout follows the OE headers.
 
-Both only unwrap: the quote inside is verified by `affidavit.evidence.sgx`.
+Both only unwrap: the quote inside is verified by `affidavit.evidence.dcap`.
 """
 
 from __future__ import annotations

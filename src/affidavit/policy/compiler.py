@@ -67,11 +67,8 @@ class PolicyCompiler:
         """The compiled ``text`` if it is in the cache (never compiles: for callers that must not block)."""
         key = (policy_hash(text) if isinstance(text, str) else "", lenient)
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0].text == text:
-                self._cache.move_to_end(key)
-                return hit[0]
-        return None
+            hit = self._cache.use(key)
+        return hit if hit is not None and hit.text == text else None
 
     @property
     def cached_bytes(self) -> int:

@@ -294,7 +294,7 @@ class AzureGuestVerifier:
     async def collateral(self, parsed: GuestRequest) -> GuestCollateral:
         if parsed.td_quote is None:
             return GuestCollateral()
-        from affidavit.evidence.sgx import parse_quote
+        from affidavit.evidence.dcap import parse_quote
 
         state = self._state
         quote = parse_quote(parsed.td_quote)

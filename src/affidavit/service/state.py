@@ -25,7 +25,7 @@ from affidavit.service.config import ServiceConfig
 
 if TYPE_CHECKING:
     from affidavit.evidence.contract import EvidenceVerifier
-    from affidavit.evidence.sgx import DcapVerifier
+    from affidavit.evidence.dcap import DcapVerifier
     from affidavit.policy import PolicyCompiler
     from affidavit.service.auth import OidcVerifier
     from affidavit.store import Store
@@ -52,7 +52,7 @@ class ServiceState:
     - ``store``: the ``affidavit.store.Store`` (policies, policy-management certificates, signing keys).
     - ``keyring()``: the current ``affidavit.tokens.KeyRing`` (refreshed from the store periodically).
     - ``compiler``: an ``affidavit.policy.PolicyCompiler`` (compiled policies cached by hash).
-    - ``verifier``: an ``affidavit.evidence.sgx.DcapVerifier`` over the configured trust anchors.
+    - ``verifier``: an ``affidavit.evidence.dcap.DcapVerifier`` over the configured trust anchors.
     - ``collateral``: a ``CollateralProvider`` (``DirectoryProvider`` with --collateral-dir, else the
       caching Intel PCS/PCCS provider).
     - ``clock()``: real time (tokens, certificate validity); ``evidence_clock()``: the evidence-time
@@ -352,7 +352,7 @@ def read_pem_certificates(path: Path) -> list[x509.Certificate]:
 
 def trust_anchors(config: ServiceConfig) -> Any:
     """The configured roots (PEM files), or the Intel SGX Root CA when none is given."""
-    from affidavit.evidence.sgx import TrustAnchors
+    from affidavit.evidence.dcap import TrustAnchors
 
     if not config.trust_roots:
         return TrustAnchors.intel()
@@ -449,7 +449,7 @@ def collateral_provider(config: ServiceConfig, state: ServiceState) -> Any:
 
 def build_state(config: ServiceConfig, *, clock: Callable[[], datetime] = utcnow) -> ServiceState:
     """Open the store, seed isolated-mode signers, and build the verifier and collateral provider."""
-    from affidavit.evidence.sgx import DcapVerifier
+    from affidavit.evidence.dcap import DcapVerifier
     from affidavit.policy import PolicyCompiler
     from affidavit.service.config import load_secrets
     from affidavit.store import open_store

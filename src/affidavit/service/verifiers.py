@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from affidavit.evidence.sgx.attest import DcapEvidenceVerifier
-    from affidavit.evidence.sgx.collateral import SgxCollateral
-    from affidavit.evidence.sgx.verifier import Platform
+    from affidavit.evidence.dcap.attest import DcapEvidenceVerifier
+    from affidavit.evidence.dcap.collateral import SgxCollateral
+    from affidavit.evidence.dcap.verifier import Platform
     from affidavit.evidence.tpm.attest import TpmEvidenceVerifier
     from affidavit.service.state import ServiceState
 
@@ -29,7 +29,7 @@ class _StateCollateral:
 def _dcap(
     state: ServiceState, type_name: str, tee: str, *, open_enclave: bool = False
 ) -> DcapEvidenceVerifier:
-    from affidavit.evidence.sgx.attest import DcapEvidenceVerifier
+    from affidavit.evidence.dcap.attest import DcapEvidenceVerifier
 
     return DcapEvidenceVerifier(
         type_name=type_name,

@@ -14,8 +14,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from affidavit.evidence.sgx.tcbinfo import ENCLAVE_STATUSES as ENCLAVE_STATUSES  # noqa: E402 -- re-exported
-from affidavit.evidence.sgx.tcbinfo import TCB_STATUSES as TCB_STATUSES  # noqa: E402
+from affidavit.evidence.dcap.tcbinfo import ENCLAVE_STATUSES as ENCLAVE_STATUSES  # noqa: E402 -- re-exported
+from affidavit.evidence.dcap.tcbinfo import TCB_STATUSES as TCB_STATUSES  # noqa: E402
 from affidavit.simulate.keys import sign_raw
 
 # Identity of Intel's quoting enclaves as published in 2025 collateral (sgx-dcap.md §3.2).

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from affidavit.evidence.sgx.names import PCK_CA_NAMES
+from affidavit.evidence.dcap.names import PCK_CA_NAMES
 from affidavit.simulate.keys import derive_key, derive_serial
 from affidavit.simulate.pck_extension import SGX_EXTENSION_OID, PckExtension
 

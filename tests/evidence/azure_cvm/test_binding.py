@@ -14,7 +14,7 @@ from affidavit.evidence.azure_cvm import (
     HclFormatError,
     VtpmQuote,
 )
-from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral
+from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral
 from affidavit.simulate import SimulatedPlatform
 from affidavit.simulate.azure_cvm import SoftVtpm, report_data_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from affidavit.evidence.azure_cvm import AzureCvmEvidence, VtpmQuote
-from affidavit.evidence.sgx import DcapVerifier, load_collateral
+from affidavit.evidence.dcap import DcapVerifier, load_collateral
 from tests.conftest import VECTORS
 
 AZ = VECTORS / "azure-cvm"

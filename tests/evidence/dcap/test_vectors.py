@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from affidavit.evidence.sgx import DcapVerifier, EvidenceError
-from tests.evidence.sgx.conftest import Case, vector_cases
+from affidavit.evidence.dcap import DcapVerifier, EvidenceError
+from tests.evidence.dcap.conftest import Case, vector_cases
 
 CASES = vector_cases()
 

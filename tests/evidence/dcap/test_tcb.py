@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from affidavit.evidence.sgx import EvidenceError, PckExtension, SgxReportBody, TdReportBody
-from affidavit.evidence.sgx.tcb import converge, evaluate, match_qe_identity, tdx_module_level
-from affidavit.evidence.sgx.tcbinfo import (
+from affidavit.evidence.dcap import EvidenceError, PckExtension, SgxReportBody, TdReportBody
+from affidavit.evidence.dcap.tcb import converge, evaluate, match_qe_identity, tdx_module_level
+from affidavit.evidence.dcap.tcbinfo import (
     EnclaveIdentity,
     IdentityTcbLevel,
     TcbInfo,
@@ -200,8 +200,8 @@ def test_td15_relaunch_advised() -> None:
 def test_levels_are_ordered_as_qvl_orders_them() -> None:
     import json
 
-    from affidavit.evidence.sgx import parse_enclave_identity, parse_tcb_info
-    from tests.evidence.sgx.conftest import vector_cases
+    from affidavit.evidence.dcap import parse_enclave_identity, parse_tcb_info
+    from tests.evidence.dcap.conftest import vector_cases
 
     case = next(c for c in vector_cases() if c.set.startswith("phala-tdx"))
     doc = json.loads(case.collateral_path.read_text())

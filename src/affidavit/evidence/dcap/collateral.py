@@ -19,7 +19,7 @@ from cryptography import x509
 
 from affidavit import strict_json
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx.tcbinfo import EnclaveIdentity, TcbInfo, parse_enclave_identity, parse_tcb_info
+from affidavit.evidence.dcap.tcbinfo import EnclaveIdentity, TcbInfo, parse_enclave_identity, parse_tcb_info
 
 # Generous bound on any one collateral document (real ones are 2-40 KB; a PCK CRL may grow).
 MAX_DOCUMENT_SIZE = 4 * 1024 * 1024

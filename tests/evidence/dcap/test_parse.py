@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from affidavit.evidence.sgx import TdReportBody, parse_quote, platform_of
-from affidavit.evidence.sgx.pck import pck_extension_of
-from affidavit.evidence.sgx.pki import load_pck_chain
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap import TdReportBody, parse_quote, platform_of
+from affidavit.evidence.dcap.pck import pck_extension_of
+from affidavit.evidence.dcap.pki import load_pck_chain
+from tests.evidence.dcap.conftest import vector_cases
 
 _SETS = sorted({c.quote_path.parent for c in vector_cases()})
 QUOTES = [

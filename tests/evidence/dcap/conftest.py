@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from affidavit.evidence.sgx import DcapVerifier, SgxCollateral, TrustAnchors, load_collateral
+from affidavit.evidence.dcap import DcapVerifier, SgxCollateral, TrustAnchors, load_collateral
 
 _VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "sgx"
 
@@ -70,7 +70,7 @@ def sgx_vectors(vectors: Path) -> Path:
 def verifier() -> DcapVerifier:
     return DcapVerifier(TrustAnchors.intel())
 
-from tests.simulated_platforms import (  # noqa: E402, F401 -- fixtures of tests/evidence/sgx/test_simulated.py
+from tests.simulated_platforms import (  # noqa: E402, F401 -- fixtures of tests/evidence/dcap/test_simulated.py
     now,
     sgx_collateral,
     sgx_platform,

@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.evidence import der as sgx_der
-from affidavit.evidence.sgx import DcapVerifier, EvidenceError, TrustAnchors, load_collateral, parse_quote
-from affidavit.evidence.sgx.names import cert_names, common_name, crl_issuer
-from affidavit.evidence.sgx.pki import crl_tbs
+from affidavit.evidence.dcap import DcapVerifier, EvidenceError, TrustAnchors, load_collateral, parse_quote
+from affidavit.evidence.dcap.names import cert_names, common_name, crl_issuer
+from affidavit.evidence.dcap.pki import crl_tbs
 from affidavit.simulate import SimulatedPlatform
-from tests.evidence.sgx.conftest import vector_cases
+from tests.evidence.dcap.conftest import vector_cases
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -167,8 +167,8 @@ def test_pck_ca_kind_is_an_exact_name_everywhere() -> None:
     from cryptography.x509.oid import NameOID
 
     from affidavit.evidence import EvidenceError
-    from affidavit.evidence.sgx.names import pck_ca_kind
-    from affidavit.evidence.sgx.pki import ca_type
+    from affidavit.evidence.dcap.names import pck_ca_kind
+    from affidavit.evidence.dcap.pki import ca_type
 
     assert pck_ca_kind("Intel SGX PCK Processor CA") == "processor"
     assert pck_ca_kind("Intel SGX PCK Platform CA") == "platform"

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import parse_quote
-from affidavit.evidence.sgx.names import cert_names
-from affidavit.evidence.sgx.pck import pck_extension_in, pck_extension_of
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap import parse_quote
+from affidavit.evidence.dcap.names import cert_names
+from affidavit.evidence.dcap.pck import pck_extension_in, pck_extension_of
+from tests.evidence.dcap.conftest import vector_cases
 
 
 def test_extension_and_spki_from_der_agree_with_cryptography() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from affidavit.evidence.sgx import (
+from affidavit.evidence.dcap import (
     DcapVerifier,
     EvidenceError,
     TrustAnchors,
@@ -16,8 +16,8 @@ from affidavit.evidence.sgx import (
     parse_quote,
     platform_of,
 )
-from affidavit.evidence.sgx.pck import parse_pck_extension
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap.pck import parse_pck_extension
+from tests.evidence.dcap.conftest import vector_cases
 
 _BY_NAME = {c.id: c for c in vector_cases()}
 SGX = _BY_NAME["phala-sgx-v3-00a067110000-2025-06/sgx-v3-configuration-and-sw-hardening-needed"]

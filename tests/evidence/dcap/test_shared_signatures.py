@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import DcapVerifier, TrustAnchors, load_collateral, pki
+from affidavit.evidence.dcap import DcapVerifier, TrustAnchors, load_collateral, pki
 from affidavit.simulate import SimulatedPki
 from affidavit.simulate.platform import PlatformTcb, SimulatedPlatform
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from affidavit.evidence.sgx.quote import SgxReportBody, TdReportBody
+from affidavit.evidence.dcap.quote import SgxReportBody, TdReportBody
 
 # TDATTRIBUTES bits (u64 little-endian at TD report offset 120).
 TD_ATTR_DEBUG = 1 << 0

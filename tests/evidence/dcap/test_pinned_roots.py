@@ -6,7 +6,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from affidavit.evidence.sgx.trust import TrustAnchors
+from affidavit.evidence.dcap.trust import TrustAnchors
 
 
 def test_intel_anchor_pins_both_root_editions_of_one_key() -> None:

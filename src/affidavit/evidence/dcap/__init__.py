@@ -38,16 +38,16 @@ time-independent results, so a lenient call never makes a later strict one pass.
 """
 
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx.collateral import SgxCollateral, load_collateral, signed_json
-from affidavit.evidence.sgx.pck import SGX_EXTENSION_OID, PckExtension, parse_pck_extension
-from affidavit.evidence.sgx.quote import (
+from affidavit.evidence.dcap.collateral import SgxCollateral, load_collateral, signed_json
+from affidavit.evidence.dcap.pck import SGX_EXTENSION_OID, PckExtension, parse_pck_extension
+from affidavit.evidence.dcap.quote import (
     Quote,
     QuoteHeader,
     SgxReportBody,
     TdReportBody,
     parse_quote,
 )
-from affidavit.evidence.sgx.tcbinfo import (
+from affidavit.evidence.dcap.tcbinfo import (
     EnclaveIdentity,
     IdentityTcbLevel,
     TcbInfo,
@@ -56,8 +56,8 @@ from affidavit.evidence.sgx.tcbinfo import (
     parse_enclave_identity,
     parse_tcb_info,
 )
-from affidavit.evidence.sgx.trust import TrustAnchors
-from affidavit.evidence.sgx.verifier import (
+from affidavit.evidence.dcap.trust import TrustAnchors
+from affidavit.evidence.dcap.verifier import (
     DcapResult,
     DcapVerifier,
     Platform,

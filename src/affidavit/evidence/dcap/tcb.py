@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx.pck import PckExtension
-from affidavit.evidence.sgx.quote import SgxReportBody, TdReportBody
-from affidavit.evidence.sgx.tcbinfo import (
+from affidavit.evidence.dcap.pck import PckExtension
+from affidavit.evidence.dcap.quote import SgxReportBody, TdReportBody
+from affidavit.evidence.dcap.tcbinfo import (
     EnclaveIdentity,
     IdentityTcbLevel,
     TcbInfo,

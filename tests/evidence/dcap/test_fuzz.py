@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affidavit.evidence import openenclave
-from affidavit.evidence.sgx import (
+from affidavit.evidence.dcap import (
     DcapVerifier,
     EvidenceError,
     Quote,
@@ -19,8 +19,8 @@ from affidavit.evidence.sgx import (
     parse_tcb_info,
     platform_of,
 )
-from affidavit.evidence.sgx.pck import parse_pck_extension
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap.pck import parse_pck_extension
+from tests.evidence.dcap.conftest import vector_cases
 
 _CASES = {c.id: c for c in vector_cases()}
 SGX = _CASES["phala-sgx-v3-00a067110000-2025-06/sgx-v3-configuration-and-sw-hardening-needed"]

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from affidavit.evidence.sgx import (
+from affidavit.evidence.dcap import (
     DcapVerifier,
     EvidenceError,
     SgxCollateral,
@@ -15,7 +15,7 @@ from affidavit.evidence.sgx import (
     verify_quote,
 )
 from affidavit.simulate import SimulatedPlatform
-from tests.evidence.sgx.conftest import vector_cases
+from tests.evidence.dcap.conftest import vector_cases
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

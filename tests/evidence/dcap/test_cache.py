@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from affidavit.evidence.sgx import DcapVerifier, EvidenceError, verify_quote
-from affidavit.evidence.sgx import verifier as verifier_module
-from tests.evidence.sgx.conftest import vector_cases
+from affidavit.evidence.dcap import DcapVerifier, EvidenceError, verify_quote
+from affidavit.evidence.dcap import verifier as verifier_module
+from tests.evidence.dcap.conftest import vector_cases
 
 _CASES = {c.id: c for c in vector_cases()}
 DEBUG = _CASES["azure-dcsv2-sgx-00906ed50000-2025-05/intelsdk-debug-standard-eval17"]

@@ -31,10 +31,10 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 
 from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError, der
-from affidavit.evidence.sgx.collateral import SgxCollateral
-from affidavit.evidence.sgx.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
-from affidavit.evidence.sgx.pck import PckExtension, pck_extension_in
-from affidavit.evidence.sgx.trust import TrustAnchors
+from affidavit.evidence.dcap.collateral import SgxCollateral
+from affidavit.evidence.dcap.names import Names, cert_names, common_name, crl_issuer, pck_ca_kind
+from affidavit.evidence.dcap.pck import PckExtension, pck_extension_in
+from affidavit.evidence.dcap.trust import TrustAnchors
 
 ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _ECDSA_PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))

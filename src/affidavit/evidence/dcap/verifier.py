@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from affidavit.bounded import BoundedDict
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx.claims import body_claims
-from affidavit.evidence.sgx.collateral import SgxCollateral
-from affidavit.evidence.sgx.pck import PckExtension, pck_extension_of
-from affidavit.evidence.sgx.pki import (
+from affidavit.evidence.dcap.claims import body_claims
+from affidavit.evidence.dcap.collateral import SgxCollateral
+from affidavit.evidence.dcap.pck import PckExtension, pck_extension_of
+from affidavit.evidence.dcap.pki import (
     Seen,
     VerifiedChain,
     VerifiedCollateral,
@@ -34,16 +34,16 @@ from affidavit.evidence.sgx.pki import (
     verify_collateral,
     verify_pck_chain,
 )
-from affidavit.evidence.sgx.quote import Quote, TdReportBody, parse_quote
-from affidavit.evidence.sgx.tcb import (
+from affidavit.evidence.dcap.quote import Quote, TdReportBody, parse_quote
+from affidavit.evidence.dcap.tcb import (
     TcbOutcome,
     check_identity_kind,
     evaluate,
     match_qe_identity,
     tdx_module_level,
 )
-from affidavit.evidence.sgx.tcbinfo import IdentityTcbLevel
-from affidavit.evidence.sgx.trust import TrustAnchors
+from affidavit.evidence.dcap.tcbinfo import IdentityTcbLevel
+from affidavit.evidence.dcap.trust import TrustAnchors
 
 _P256 = ec.SECP256R1()
 

@@ -44,7 +44,7 @@ class TrustAnchors:
     @classmethod
     def intel(cls) -> TrustAnchors:
         """The Intel SGX Root CA shipped in this package (both editions Intel issued with its one key)."""
-        data = resources.files("affidavit.evidence.sgx").joinpath(INTEL_ROOT_PEM).read_bytes()
+        data = resources.files("affidavit.evidence.dcap").joinpath(INTEL_ROOT_PEM).read_bytes()
         return cls.from_pem(data)
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from affidavit.evidence import EvidenceError
-from affidavit.evidence.sgx import DcapResult, DcapVerifier, TrustAnchors, load_collateral, platform_of
+from affidavit.evidence.dcap import DcapResult, DcapVerifier, TrustAnchors, load_collateral, platform_of
 from affidavit.simulate import (
     TCB_STATUSES,
     EnclaveLevel,

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from affidavit.evidence import EvidenceError
 from affidavit.evidence.contract import EvidenceInput, VerifiedEvidence, VerifyOptions
-from affidavit.evidence.sgx.collateral import SgxCollateral
-from affidavit.evidence.sgx.quote import Quote, TdReportBody, parse_quote
-from affidavit.evidence.sgx.verifier import DcapResult, DcapVerifier, Platform, platform_of
+from affidavit.evidence.dcap.collateral import SgxCollateral
+from affidavit.evidence.dcap.quote import Quote, TdReportBody, parse_quote
+from affidavit.evidence.dcap.verifier import DcapResult, DcapVerifier, Platform, platform_of
 
 
 class Collateral(Protocol):

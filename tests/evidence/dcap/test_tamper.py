@@ -12,8 +12,8 @@ from datetime import datetime
 
 import pytest
 
-from affidavit.evidence.sgx import DcapVerifier, EvidenceError, load_collateral, parse_quote
-from tests.evidence.sgx.conftest import Case, vector_cases
+from affidavit.evidence.dcap import DcapVerifier, EvidenceError, load_collateral, parse_quote
+from tests.evidence.dcap.conftest import Case, vector_cases
 
 _BY_NAME = {c.id: c for c in vector_cases()}
 SGX = _BY_NAME["phala-sgx-v3-00a067110000-2025-06/sgx-v3-configuration-and-sw-hardening-needed"]
