@@ -109,3 +109,15 @@ def test_the_guard_sees_a_call_on_the_event_loop(tmp_path: Path) -> None:
 
         asyncio.run(on_loop())
         assert store.on_loop == ["get_policy"] and len(store.calls) == 2
+
+
+@pytest.mark.parametrize("url", ["/.well-known/openid-configuration", "/certs"])
+def test_metadata_reads_the_key_ring_from_worker_threads(
+    guarded: tuple[AsgiClient, ServiceState, LoopGuardedStore, Signer], url: str,
+) -> None:
+    """The key ring's first read (and a next key's takeover) goes to the store: never on the event loop."""
+    client, _state, store, _signer = guarded
+    r = client.get(url + API)
+    assert r.status_code == 200, r.text
+    assert "list_signing_keys" in {name for name, _thread in store.calls}
+    assert store.on_loop == [], f"store calls on the event loop: {store.on_loop}"

@@ -17,7 +17,8 @@ async def openid_metadata(request: Request) -> Response:
 
     check_api_version(request)
     state = state_of(request)
-    algorithms = {k.algorithm for k in state.keyring().published(state.clock())}
+    ring = state.keyring_if_ready() or await run_in_threadpool(state.keyring)  # never the store on the loop
+    algorithms = {k.algorithm for k in ring.published(state.clock())}
     document = openid_configuration(state.issuer, claims_supported(), algorithms)
     return JSONResponse(document, media_type=JSON_MEDIA)
 
