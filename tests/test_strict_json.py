@@ -125,3 +125,98 @@ def test_jmespath_json_arguments_refuse_non_finite_numbers() -> None:
     except PolicyEvaluationError:
         return
     assert "x" not in outcome.claims and not outcome.authorized
+
+
+# -- duplicate members (issue 13 pt 3: one strictness) -----------------------------------------------------
+# Python keeps the last of two equal names, many parsers the first: a body that reads one way here and
+# another way in a proxy, a log pipeline or a relying party must not be accepted anywhere.
+
+json_docs = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _dumps_with_duplicate(doc: object, target: int, counter: list[int]) -> str:
+    """``doc`` as JSON text, its ``target``-th non-empty object (depth first) naming a member twice."""
+    if isinstance(doc, dict) and doc:
+        index = counter[0]
+        counter[0] += 1
+        members = [f"{json.dumps(k)}:{_dumps_with_duplicate(v, target, counter)}" for k, v in doc.items()]
+        if index == target:
+            first = next(iter(doc))
+            members.append(f"{json.dumps(first)}:{json.dumps(['second', doc[first]])}")
+        return "{" + ",".join(members) + "}"
+    if isinstance(doc, dict):
+        return "{}"
+    if isinstance(doc, list):
+        return "[" + ",".join(_dumps_with_duplicate(v, target, counter) for v in doc) + "]"
+    return json.dumps(doc)
+
+
+@given(json_docs, st.integers(0, 20))
+def test_loader_refuses_a_duplicate_member_at_any_depth(doc: object, where: int) -> None:
+    counter = [0]
+    _dumps_with_duplicate(doc, -1, counter)  # count the non-empty objects
+    if counter[0] == 0:
+        doc, counter = {"k": doc}, [1]
+    text = _dumps_with_duplicate(doc, where % counter[0], [0])
+    with pytest.raises(strict_json.DuplicateMember):
+        strict_json.loads(text)
+    assert strict_json.loads(_dumps_with_duplicate(doc, -1, [0])) == doc
+
+
+def _duplicate_bodies(field: str) -> list[str]:
+    """The evidence member twice, and a duplicate nested in an object the route reads."""
+    return [
+        f'{{"{field}": "AAAA", "{field}": "QUJD"}}',
+        f'{{"{field}": "AAAA", "runtimeData": {{"data": "AAAA", "data": "QUJD", "dataType": "Binary"}}}}',
+        f'{{"nonce": "n", "{field}": "AAAA", "draftPolicyForAttestation": "x", "nonce": "m"}}',
+    ]
+
+
+def _route_cases() -> list[tuple[str, str]]:
+    from affidavit.attestation_types import AZURE_GUEST_SHAPE, TPM_SHAPE, all_types
+
+    cases = []
+    for kind in all_types():
+        if kind.request_shape == TPM_SHAPE:
+            inner = b64url(b'{"payload": {"type": "aikcert"}, "payload": {"type": "x"}}')
+            bodies = ['{"data": "AAAA", "data": "QUJD"}', json.dumps({"data": inner})]
+        elif kind.request_shape == AZURE_GUEST_SHAPE:
+            info = b64url(b'{"AttestationProtocolVersion": "2.0", "AttestationProtocolVersion": "1.0"}')
+            bodies = ['{"AttestationInfo": "AAAA", "AttestationInfo": "QUJD"}',
+                      json.dumps({"AttestationInfo": info})]
+        else:
+            bodies = _duplicate_bodies(kind.evidence_field)
+        cases += [(kind.name, body) for body in bodies]
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "body"), _route_cases())
+def test_attest_body_with_a_duplicate_member_is_400_on_every_route(client: AsgiClient, kind: str,
+                                                                  body: str) -> None:
+    r = client.post(f"/attest/{kind}?api-version=2022-08-01", content=body,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "InvalidParameter"
+    assert "duplicate member" in r.json()["error"]["message"]
+
+
+def test_evidence_documents_refuse_duplicate_members() -> None:
+    """JSON inside evidence (MAA's SNP report document, the HCL runtime claims, a sealed token's envelope)
+    is read with the same strictness as the request around it."""
+    from affidavit.evidence.azure_cvm.errors import HclFormatError
+    from affidavit.evidence.azure_cvm.hcl import parse_runtime_claims
+    from affidavit.evidence.snp.errors import SnpError
+    from affidavit.evidence.snp.maa import parse_document
+    from affidavit.tokens.sealed import unseal_token
+
+    with pytest.raises(SnpError):
+        parse_document(b'{"SnpReport": "AAAA", "SnpReport": "QUJD"}')
+    with pytest.raises(HclFormatError):
+        parse_runtime_claims(b'{"keys": [], "keys": [{"kid": "x"}]}')
+    with pytest.raises(TokenError) as info:
+        unseal_token(b64url(b'{"Jwt": "AA", "Jwt": "QQ"}'), lambda key: key)
+    assert info.value.code == "bad_json"

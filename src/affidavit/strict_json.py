@@ -1,5 +1,7 @@
-"""The one JSON reader for untrusted text: tokens, claims, request bodies, protocol messages.
+"""The one JSON reader for untrusted text: tokens, claims, request bodies, evidence, protocol messages.
 
+Duplicate members are refused (:class:`DuplicateMember`): Python keeps the last, other parsers the first,
+so ``{"quote": A, "quote": B}`` would let a proxy or a relying party see other data than we verified.
 Python's ``json.loads`` accepts ``NaN``, ``Infinity`` and ``-Infinity`` and turns ``1e999`` into ``inf``;
 none of these is JSON (RFC 8259 §6) and each compares in surprising ways (``exp: NaN`` is never "in the
 past", ``svn: NaN >= 3`` is false but ``not (NaN < 3)`` is true). :func:`loads` refuses them with
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
 
 class NonFiniteNumber(ValueError):
     """The text holds NaN, Infinity or a number too large for a finite float."""
+
+
+class DuplicateMember(ValueError):
+    """An object names the same member twice."""
 
 
 def _constant(name: str) -> Any:
@@ -30,10 +35,19 @@ def _float(text: str) -> float:
     return value
 
 
-PairsHook = Callable[[list[tuple[str, Any]]], Any]
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the rare case pays for finding the name
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateMember(f"duplicate member {name[:40]!r}")
+            seen.add(name)
+    return obj
 
 
-def loads(data: str | bytes | bytearray, *, object_pairs_hook: PairsHook | None = None) -> Any:
-    """``json.loads`` without NaN/Infinity; raises ``ValueError`` (``json.JSONDecodeError``,
-    :class:`NonFiniteNumber`), ``UnicodeDecodeError`` or ``RecursionError`` for bad input."""
-    return json.loads(data, parse_constant=_constant, parse_float=_float, object_pairs_hook=object_pairs_hook)
+def loads(data: str | bytes | bytearray) -> Any:
+    """``json.loads`` without NaN/Infinity or duplicate members; raises ``ValueError``
+    (``json.JSONDecodeError``, :class:`NonFiniteNumber`, :class:`DuplicateMember`), ``UnicodeDecodeError``
+    or ``RecursionError`` for bad input."""
+    return json.loads(data, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)

@@ -1,6 +1,6 @@
-"""The one JSON reading of JOSE headers, payloads and JWKs: duplicate members and non-JSON constants
-(``NaN``, ``Infinity``) are refused. Two parsers that disagree on ``{"alg":"none","alg":"RS256"}`` is how
-signature checks get bypassed, so every layer reads JOSE JSON through here."""
+"""JOSE headers, payloads and JWKs read through :mod:`affidavit.strict_json` (duplicate members and
+``NaN``/``Infinity`` refused: two parsers that disagree on ``{"alg":"none","alg":"RS256"}`` is how signature
+checks get bypassed), its errors as the JOSE layer's ``bad_json``."""
 
 from __future__ import annotations
 
@@ -10,21 +10,11 @@ from affidavit import strict_json
 from affidavit.jose.errors import JoseError
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise ValueError(f"duplicate member {k!r}")
-        obj[k] = v
-    return obj
-
-
 def loads(data: bytes | str, what: str) -> Any:
     """Any JSON value, strictly; ``bad_json`` otherwise."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        # the one NaN/Infinity refusal (affidavit.strict_json), plus duplicate members
-        return strict_json.loads(text, object_pairs_hook=_reject_duplicates)
+        return strict_json.loads(text)  # the one refusal of duplicates and NaN/Infinity
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise JoseError(f"{what} is not valid JSON: {exc}", code="bad_json") from None
 

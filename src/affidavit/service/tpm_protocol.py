@@ -119,6 +119,8 @@ def b64_decode(text: object, what: str) -> bytes:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         obj = strict_json.loads(raw.decode("utf-8"))
+    except (strict_json.DuplicateMember, strict_json.NonFiniteNumber) as exc:
+        raise TpmProtocolError(f"{what} is not JSON text: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TpmProtocolError(f"{what} is not JSON text") from None
     if not isinstance(obj, dict):

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from affidavit import strict_json
 from affidavit.jose import b64url
 from affidavit.tokens.errors import TokenError
 
@@ -66,7 +67,7 @@ def unseal_token(token: str, decrypt_key: Callable[[bytes], bytes]) -> str:
     if len(token) > MAX_SEALED_TOKEN:
         raise TokenError("sealed token too large", code="malformed_jws")
     try:
-        envelope = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        envelope = strict_json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise TokenError("sealed token is not base64url JSON", code="bad_json") from None
     params = envelope.get("EncryptionParams") if isinstance(envelope, dict) else None

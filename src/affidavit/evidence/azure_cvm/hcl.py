@@ -18,13 +18,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from affidavit import strict_json
 from affidavit.evidence.azure_cvm.errors import HclBindingError, HclFormatError
 
 HCL_MAGIC = b"HCLA"
@@ -199,7 +199,7 @@ def parse_runtime_claims(data: bytes) -> RuntimeClaims:
     if len(data) > MAX_CLAIMS_SIZE:
         raise HclFormatError(f"runtime claims of {len(data)} bytes exceed {MAX_CLAIMS_SIZE}")
     try:
-        value = json.loads(bytes(data).decode("utf-8"))
+        value = strict_json.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise HclFormatError("the runtime claims are not UTF-8 JSON") from None
     if not isinstance(value, dict):

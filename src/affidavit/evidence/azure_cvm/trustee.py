@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
+from affidavit import strict_json
 from affidavit.evidence.azure_cvm.errors import HclFormatError
 from affidavit.evidence.azure_cvm.verify import AzureCvmEvidence, VtpmQuote
 
@@ -43,7 +43,7 @@ def parse_trustee_evidence(data: bytes) -> AzureCvmEvidence:
     if len(data) > MAX_EVIDENCE_JSON:
         raise HclFormatError(f"evidence JSON larger than {MAX_EVIDENCE_JSON} bytes")
     try:
-        obj = json.loads(bytes(data).decode("utf-8"))
+        obj = strict_json.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise HclFormatError("the evidence is not UTF-8 JSON") from None
     if not isinstance(obj, dict):

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from affidavit import strict_json
 from affidavit.evidence.snp.claims import AFFIDAVIT_PREFIX
 from affidavit.evidence.snp.errors import REPORT_MALFORMED, SnpError
 from affidavit.evidence.snp.report import REPORT_SIZE, SnpReport, parse_report
@@ -59,7 +60,7 @@ def parse_document(data: bytes) -> SnpEvidence:
     if len(data) > MAX_DOCUMENT_BYTES:
         raise _fail(f"the report document is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = strict_json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _fail("report is neither a 1184-byte SNP report nor a JSON document") from None
     if not isinstance(doc, dict):
@@ -75,7 +76,7 @@ def parse_document(data: bytes) -> SnpEvidence:
     endorsements: list[UvmEndorsement] = []
     if doc.get("Endorsements"):
         try:
-            inner = json.loads(b64_lenient(doc["Endorsements"], "Endorsements").decode("utf-8"))
+            inner = strict_json.loads(b64_lenient(doc["Endorsements"], "Endorsements").decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise _fail("Endorsements is not base64 JSON") from None
         uvm = inner.get("Uvm", []) if isinstance(inner, dict) else None

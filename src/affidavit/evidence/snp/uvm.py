@@ -11,10 +11,10 @@ results are exposed as Affidavit claims saying "matches, unverified signature", 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from affidavit import strict_json
 from affidavit.evidence.snp.errors import ENDORSEMENT_MALFORMED, SnpError
 
 MAX_ENDORSEMENT_BYTES = 64 * 1024
@@ -118,7 +118,7 @@ def parse_uvm_endorsement(data: bytes) -> UvmEndorsement:
     if not isinstance(protected, dict):
         raise SnpError("UVM endorsement protected header is not a map", code=ENDORSEMENT_MALFORMED)
     try:
-        payload = json.loads(value[2].decode("utf-8"))
+        payload = strict_json.loads(value[2].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise SnpError("UVM endorsement payload is not JSON", code=ENDORSEMENT_MALFORMED) from None
     if not isinstance(payload, dict):
