@@ -100,6 +100,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def shutdown(self) -> None:
+        """On SIGTERM, drop an idle kept-alive connection at once: ``close()`` on a TLS transport waits for
+        the client's close_notify, which an idle pooled client never sends, so every restart sat out the
+        whole graceful timeout. A response still in the write buffer is flushed by ``close()`` instead."""
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
+            self.transport.abort()
+        else:
+            super().shutdown()
+
     def _headers_timed_out(self) -> None:
         self._read_timer = None
         if self._awaiting_headers and not self.transport.is_closing():
