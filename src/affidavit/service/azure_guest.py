@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from affidavit.attestation_types import AttestationType
-from affidavit.errors import AffidavitError
 from affidavit.evidence.contract import EvidenceInput, VerifiedEvidence, VerifyOptions
 from affidavit.service.common import state_of, token_response
 from affidavit.service.decode import (
@@ -222,22 +221,6 @@ def load_baselines(value: object) -> tuple[Mapping[str, Any], ...]:
     return check_baselines(value)
 
 
-def _snp_trust(extra: Mapping[str, Any]) -> Any:
-    """The SEV-SNP roots ``/attest/SevSnpVm`` uses (``snp_trust_roots``: PEM files), when configured."""
-    roots = extra.get("snp_trust_roots")
-    if not roots:
-        return None
-    try:
-        from affidavit.evidence.snp import AmdTrust  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    paths = [roots] if isinstance(roots, str | Path) else list(roots)
-    try:
-        return AmdTrust.from_pem(b"".join(Path(p).read_bytes() for p in paths))
-    except (OSError, AffidavitError) as exc:
-        raise ServiceError(f"cannot read the SEV-SNP trust roots: {exc}", status=500) from None
-
-
 def _public_jwk(key: Any, kid: str) -> dict[str, Any]:
     from affidavit.jose import b64url
 
@@ -284,7 +267,10 @@ class AzureGuestVerifier:
         from affidavit.evidence.azure_cvm import AzureCvmVerifier, snp_verifier_from_package
 
         self._state = state
-        snp = snp_verifier_from_package(_snp_trust(state.config.extra))
+        from affidavit.service.snp_route import load_trust
+
+        # the roots /attest/SevSnpVm pins (--snp-trust-root), read and refused at start the same way
+        snp = snp_verifier_from_package(load_trust(state.config.extra.get("snp_trust_roots")))
         self.verifier = AzureCvmVerifier(snp=snp, dcap=state.verifier, tpm=state.tpm_verifier)
         self.baselines = load_baselines(state.config.extra.get("azure_cvm_baselines"))
 

@@ -98,13 +98,15 @@ def _paths(value: Any) -> list[str]:
     return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value]
 
 
-def load_trust(paths: list[str]) -> Any:
-    """The pinned AMD roots from ``--snp-trust-root`` files (AMD's shipped ones when none are given), or
+def load_trust(value: Any) -> Any:
+    """The pinned AMD roots from ``--snp-trust-root`` files (``snp_trust_roots``: a path or a list of
+    them; AMD's shipped roots when none are given), or
     a one-line ``configuration`` error naming the flag and the file: `build` runs when the service
     starts (``build_state`` builds every registered verifier), so a bad root stops ``affidavit serve``
     instead of failing the first SevSnpVm request."""
     from affidavit.evidence.snp import AmdTrust, SnpError
 
+    paths = _paths(value)
     if not paths:
         return AmdTrust.amd()
     blobs = []
@@ -136,7 +138,7 @@ def build(state: Any) -> SnpAttestationVerifier:
 
     config = state.config
     extra = config.extra
-    trust = load_trust(_paths(extra.get("snp_trust_roots")))
+    trust = load_trust(extra.get("snp_trust_roots"))
     product = extra.get("snp_product")
     require_crl = bool(extra.get("snp_require_crl", False))
     provider: Any = None

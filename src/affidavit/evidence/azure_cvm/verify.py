@@ -62,16 +62,13 @@ class SnpReportVerifier(Protocol):
     def __call__(self, report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]: ...
 
 
-def snp_verifier_from_package(trust: Any = None) -> SnpReportVerifier | None:
-    """An adapter over ``affidavit.evidence.snp`` (``SnpVerifier(AmdTrust.amd()).verify``, API of
-    notes/snp-api.md), or None when that package is not installed. This is the one place the two
+def snp_verifier_from_package(trust: Any = None) -> SnpReportVerifier:
+    """An adapter over ``affidavit.evidence.snp`` (``SnpVerifier(trust).verify``): the one place the two
     packages meet. ``trust``: an ``AmdTrust`` (default ``AmdTrust.amd()``, AMD's pinned ARKs). The chain
     is split here: the VEK first, then the ASK/ARK given with it (none given: the ASK shipped with the SNP
     package), so a VEK under another product's chain fails."""
-    try:
-        from affidavit.evidence import snp as amd
-    except ImportError:
-        return None
+    from affidavit.evidence import snp as amd
+
     verifier = amd.SnpVerifier(trust if trust is not None else amd.AmdTrust.amd())
 
     def verify(report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]:
