@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,25 +30,11 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from timing import rate
+
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = Path(os.environ.get("AFFIDAVIT_VECTORS", ROOT.parent / "shared" / "vectors"))
 AZ = VECTORS / "azure-cvm"
-
-
-def rate(fn: Callable[[], Any], seconds: float, batches: int = 5) -> float:
-    """Calls per second: the best of ``batches`` batches (the 2-core machine is shared; load is bursty)."""
-    fn()
-    best = 0.0
-    for _ in range(batches):
-        runs, start = 0, time.perf_counter()
-        while True:
-            fn()
-            runs += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / batches:
-                break
-        best = max(best, runs / elapsed)
-    return best
 
 
 def floor_fn(ecdsa: str | None, rsa_verifications: int) -> Callable[[], None]:

@@ -11,8 +11,6 @@ Run: .venv/bin/python bench/policy.py
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import jmespath
@@ -20,6 +18,7 @@ import jmespath.visitor
 
 from affidavit.policy import DEFAULT_POLICIES, claims_from_mapping, compile_policy, evaluate
 from affidavit.policy import functions as policy_functions
+from timing import rate
 
 TARGET = 20_000
 
@@ -179,19 +178,6 @@ def stock_search(st: Any, document: str, query: str) -> str:
         st.jmes_steps = interpreter.steps
 
 
-def rate(fn: Callable[[], object], seconds: float = 2.0) -> float:
-    fn()
-    n, start = 0, time.perf_counter()
-    batch = 50
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
-
-
 def main() -> None:
     sgx_text = DEFAULT_POLICIES["SgxEnclave"]
     sgx = compile_policy(sgx_text)
@@ -209,14 +195,14 @@ def main() -> None:
     assert tpm_outcome.authorized and tpm_outcome.claims["CodeIntegrityEnabled"] is True
 
     compile_rate = rate(lambda: compile_policy(sgx_text), 1.0)
-    sgx_rate = rate(lambda: evaluate(sgx, sgx_claims))
-    tpm_rate = rate(lambda: evaluate(tpm, tpm_claims))
+    sgx_rate = rate(lambda: evaluate(sgx, sgx_claims), 2.0)
+    tpm_rate = rate(lambda: evaluate(tpm, tpm_claims), 2.0)
     compiled_search = policy_functions.jmes_search
     policy_functions.jmes_search = stock_search
     try:
         stock_outcome = evaluate(tpm, tpm_claims)
         assert stock_outcome.claims == tpm_outcome.claims
-        stock_rate = rate(lambda: evaluate(tpm, tpm_claims))
+        stock_rate = rate(lambda: evaluate(tpm, tpm_claims), 2.0)
     finally:
         policy_functions.jmes_search = compiled_search
     events_kb = len(next(c.value for c in tpm_claims if c.type == "events")) / 1024

@@ -20,33 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from timing import rate
+
 ROOT = Path(__file__).resolve().parents[1]
 SNP = ROOT.parent / "shared" / "vectors" / "snp"
 CASES = ("oak-turin-v5", "oak-genoa-v5", "oak-milan-v3", "trustee-milan-v2-vcek", "trustee-milan-v3-vlek-aws")
-
-
-def rate(fn: Callable[[], Any], seconds: float, batches: int = 5) -> float:
-    """Calls per CPU-second of this process: the best of ``batches`` batches of about ``seconds /
-    batches`` each (CPU time, because 8 people share the 2 cores and wall time measures them)."""
-    fn()
-    best = 0.0
-    for _ in range(batches):
-        runs = 0
-        start = time.process_time()
-        while True:
-            fn()
-            runs += 1
-            elapsed = time.process_time() - start
-            if elapsed >= seconds / batches:
-                break
-        best = max(best, runs / elapsed)
-    return best
 
 
 def load() -> list[dict[str, Any]]:
@@ -134,7 +116,7 @@ def main() -> None:
               ("chain_floor_warm_key", chain_floor_warm_key))
     for _ in range(2):
         for name, fn in rounds:
-            results[name].append(rate(fn, args.seconds / 2))
+            results[name].append(rate(fn, args.seconds / 2, cpu=True))
     best = {k: max(v) for k, v in results.items()}
     out = {
         "bench": "snp",

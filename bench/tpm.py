@@ -14,39 +14,17 @@ import base64
 import json
 import logging
 import sys
-import time
 import types
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from timing import rate
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT.parent / "shared" / "vectors" / "tpm"
 KL = VECTORS / "keylime" / "swtpm-replayed-secureboot"
 SB_LOG = VECTORS / "keylime" / "binary_bios_measurements-secureboot"
-
-
-def rate(fn: Callable[[], Any], seconds: float, batches: int = 5) -> tuple[float, int]:
-    """Calls per second: the best of ``batches`` batches of about ``seconds / batches`` each.
-
-    Best-of, for both sides alike, because the 2-core machine is shared and load comes in bursts.
-    """
-    fn()  # warm up
-    best = 0.0
-    total = 0
-    for _ in range(batches):
-        runs = 0
-        start = time.perf_counter()
-        while True:
-            fn()
-            runs += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / batches:
-                break
-        total += runs
-        best = max(best, runs / elapsed)
-    return best, total
 
 
 def load_logs() -> dict[str, bytes]:
@@ -104,10 +82,10 @@ def ours(logs: dict[str, bytes], seconds: float) -> dict[str, float]:
     def full_cold() -> None:
         verify_tpm(evidence, nonce, trust, now, required_pcr_mask=mask)
 
-    parse_rate, _ = rate(parse_all, seconds)
-    analyze_rate, _ = rate(analyze_all, seconds)
-    full_rate, _ = rate(full, seconds)
-    cold_rate, _ = rate(full_cold, seconds)
+    parse_rate = rate(parse_all, seconds)
+    analyze_rate = rate(analyze_all, seconds)
+    full_rate = rate(full, seconds)
+    cold_rate = rate(full_cold, seconds)
     return {
         "logs_per_s_parse_replay": parse_rate * len(logs),
         "logs_per_s_parse_replay_datacheck": analyze_rate * len(logs),
@@ -188,11 +166,11 @@ def sweep(logs: dict[str, bytes], seconds: float) -> tuple[list[dict[str, Any]],
         def full(verifier: Any = verifier, evidence: Any = evidence) -> None:
             verifier.verify(evidence, nonce, now, required_pcr_mask=0)
 
-        per_s, _ = rate(full, seconds, batches=3)
+        per_s = rate(full, seconds, batches=3)
         rows.append({"log": key, "kib": round(len(log) / 1024, 1), "full_checks_per_s": round(per_s, 1)})
     # The same verifier for the largest log, its SIPA memo bypassed.
     verifier.cache.events.sipa_pairs = sipa_pairs  # type: ignore[method-assign]
-    before, _ = rate(full, seconds, batches=3)
+    before = rate(full, seconds, batches=3)
     return rows, before
 
 
@@ -248,8 +226,8 @@ def keylime(logs: dict[str, bytes], seconds: float) -> dict[str, Any]:
         for b64 in parseable.values():
             mba.bootlog_parse(b64, "sha256")
 
-    parse_rate, _ = rate(parse_all, seconds)
-    full_rate, _ = rate(full, seconds)
+    parse_rate = rate(parse_all, seconds)
+    full_rate = rate(full, seconds)
     return {
         "logs_per_s_parse_replay": parse_rate * len(parseable),
         "full_checks_per_s": full_rate,
