@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -38,16 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "soak-admin-token"
 ATTEST = "/attest/SgxEnclave?api-version=2022-08-01"
 REPORT_EVERY = 30.0
+BANNER_PORT = re.compile(r"Affidavit attestation service \(\w+ mode\) at https?://[^\s:/]+:(\d+)")
 
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def workers_of(pid: int) -> list[int]:
@@ -97,8 +93,8 @@ class Soak:
 
         self.minutes = minutes
         self.deadline = 0.0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # the server binds port 0 and says in its banner which port it got (start)
+        self.url = ""
         now = datetime.now(UTC)
         self.sim = SimulatedPlatform.create(fmspc="00A0BE0C0000", ca="processor", now=now, seed="soak")
         self.evil = SimulatedPlatform.create(fmspc="00A0BE0C0001", ca="processor", now=now, seed="evil")
@@ -106,7 +102,7 @@ class Soak:
         (tmp / "collateral" / "sim.json").write_text(json.dumps(self.sim.collateral(now=now)))
         (tmp / "root.pem").write_bytes(self.sim.root_pem)
         self.cmd = [sys.executable, "-m", "affidavit", "serve", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--data-dir", str(tmp / "data"),
+                    "--port", "0", "--data-dir", str(tmp / "data"),
                     "--collateral-dir", str(tmp / "collateral"),
                     "--trust-root", str(tmp / "root.pem"), "--admin-token", ADMIN, "--workers", str(workers),
                     "--log-level", "warning", "--header-timeout", "5"]
@@ -126,6 +122,13 @@ class Soak:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         for _ in range(600):
+            if not self.port:
+                found = BANNER_PORT.search(self.log.read_text(errors="replace"))
+                if found is None:
+                    time.sleep(0.1)
+                    continue
+                self.port = int(found.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
             try:
                 if httpx.get(self.url + "/.well-known/openid-configuration", timeout=2).status_code == 200:
                     return
