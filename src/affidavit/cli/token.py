@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from affidavit import strict_json
 from affidavit.cli.arguments import read_input, read_text_input, service_url
 from affidavit.cli.errors import UsageError, emit_error
 from affidavit.cli.output import print_fields, print_json
@@ -108,7 +109,7 @@ def _jwks_keys(path: str) -> Any:
     from affidavit.relying_party import RelyingPartyError, keys_from_jwks
 
     try:
-        doc = json.loads(read_input(path, "JWKS file"))
+        doc = strict_json.loads(read_input(path, "JWKS file"))
     except (ValueError, RecursionError):
         raise RelyingPartyError(f"{path} is not JSON", code="jwks_invalid") from None
     keys = keys_from_jwks(doc)

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from affidavit import strict_json
 from affidavit.collateral import CollateralError
 from affidavit.collateral.items import CollateralSet
 
@@ -64,7 +65,7 @@ def read_bundle(path: Path) -> list[BundleEntry]:
             if f.stat().st_size > _MAX_FILE_BYTES:
                 raise CollateralError(f"larger than {_MAX_FILE_BYTES} bytes", code="collateral_invalid")
             try:
-                obj = json.loads(f.read_bytes())
+                obj = strict_json.loads(f.read_bytes())
             except (ValueError, RecursionError) as exc:
                 raise CollateralError("not JSON", code="collateral_invalid") from exc
             entries.append(BundleEntry(f, CollateralSet.from_json(obj)))

@@ -10,7 +10,6 @@ owns the freshness check, reports the precise reason. Anything that is not colla
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from affidavit import strict_json
 from affidavit.collateral import CollateralError
 from affidavit.collateral.items import parse_time
 from affidavit.evidence.dcap.names import pck_ca_kind
@@ -68,11 +68,11 @@ def index_file(path: Path) -> CollateralFile | None:
     try:
         if path.stat().st_size > _MAX_FILE_BYTES:
             return None
-        obj = json.loads(path.read_bytes())
+        obj = strict_json.loads(path.read_bytes())
         if not isinstance(obj, dict) or not _REQUIRED_KEYS <= obj.keys():
             return None
-        tcb = json.loads(obj["tcb_info"])
-        qe = json.loads(obj["qe_identity"])
+        tcb = strict_json.loads(obj["tcb_info"])
+        qe = strict_json.loads(obj["qe_identity"])
         pck_from, pck_to, issuer = _crl_window(obj["pck_crl"])
         root_from, root_to, _ = _crl_window(obj["root_ca_crl"])
         ca = pck_ca_kind(issuer or "")
