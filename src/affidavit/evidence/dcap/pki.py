@@ -111,9 +111,13 @@ class Seen:
         self._names: BoundedDict[bytes, Names] = BoundedDict(size)
         self._keys: BoundedDict[bytes, tuple[ec.EllipticCurvePublicKey, bytes]] = BoundedDict(size)
 
-    def names(self, cert: x509.Certificate, cert_der: bytes, code: str, what: str) -> Names:
-        """`cert_names` of ``cert``, parsed from ``cert_der``."""
+    def names(
+        self, cert: x509.Certificate, cert_der: bytes, code: str, what: str, trust: TrustAnchors | None = None
+    ) -> Names:
+        """`cert_names` of ``cert``, parsed from ``cert_der``; for a root, ``trust`` has the pinned ones'."""
         names = self._names.get(cert_der)
+        if names is None and trust is not None:
+            names = trust.pinned.get(cert_der)
         if names is None:
             names = cert_names(cert, code, what, cert_der)
             self._names.put(cert_der, names)
@@ -128,10 +132,6 @@ class Seen:
             found = (p256_key(cert, what, code), names.spki)
             self._keys.put(cert_der, found)
         return found
-
-    def pinned(self, cert: x509.Certificate, names: Names, trust: TrustAnchors) -> bool:
-        """Whether ``cert`` is a pinned root certificate of ``trust``: the same signed TBS and signature."""
-        return (names.tbs, cert.signature) in trust.pinned
 
     def verify(
         self, key: ec.EllipticCurvePublicKey, key_spki: bytes, signature: bytes, signed: bytes
@@ -257,7 +257,13 @@ class VerifiedChain:
 
 
 def _check_root(
-    root: x509.Certificate, names: Names, trust: TrustAnchors, what: str, code: str, seen: Seen
+    root: x509.Certificate,
+    root_der: bytes,
+    names: Names,
+    trust: TrustAnchors,
+    what: str,
+    code: str,
+    seen: Seen,
 ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
     """The trust anchor a chain's root certificate carries, with its SPKI.
 
@@ -271,7 +277,7 @@ def _check_root(
         raise fail(code, f"{what} ({names.cn!r}) does not carry a trusted root key")
     if names.issuer != names.subject:
         raise fail(code, f"{what} is not a self-issued root")
-    if not seen.pinned(root, names, trust) and not signed_by(root, names.tbs, anchor, key_spki, seen):
+    if root_der not in trust.pinned and not signed_by(root, names.tbs, anchor, key_spki, seen):
         raise fail(code, f"{what} is not self-signed by its trusted key")
     return anchor, key_spki
 
@@ -321,11 +327,11 @@ def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedCh
     code = "pck_chain_untrusted"
     leaf_names = seen.names(leaf, leaf_der, "pck_chain_malformed", "PCK certificate")
     inter_names = seen.names(inter, inter_der, "pck_chain_malformed", "PCK CA certificate")
-    root_names = seen.names(root, root_der, "pck_chain_malformed", "PCK chain root")
+    root_names = seen.names(root, root_der, "pck_chain_malformed", "PCK chain root", trust)
     if "SGX Root CA" not in root_names.cn or "SGX PCK Certificate" not in leaf_names.cn:
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
     ca = ca_type(inter, inter_names)
-    anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code, seen)
+    anchor, root_spki = _check_root(root, root_der, root_names, trust, "PCK chain root", code, seen)
     inter_key, inter_spki = seen.key(inter, inter_der, inter_names, "PCK CA certificate", code)
     if inter_names.issuer != root_names.subject or not signed_by(
         inter, inter_names.tbs, anchor, root_spki, seen
@@ -409,8 +415,8 @@ def signer_chain(
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
     signer, root = chain
     names = seen.names(signer, ders[0], "collateral_malformed", f"{what} signer")
-    root_names = seen.names(root, ders[1], "collateral_malformed", f"{what} root")
-    anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code, seen)
+    root_names = seen.names(root, ders[1], "collateral_malformed", f"{what} root", trust)
+    anchor, anchor_spki = _check_root(root, ders[1], root_names, trust, f"{what} root", code, seen)
     if role not in names.cn:
         raise fail(code, f"{what} signer {names.cn!r} is not an {role!r} certificate")
     key, key_spki = seen.key(signer, ders[0], names, f"{what} signer", code)
