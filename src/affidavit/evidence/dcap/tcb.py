@@ -50,8 +50,7 @@ def _masked_equal(value: bytes, mask: bytes, expected: bytes) -> bool:
     """``value & mask == expected``, byte for byte (all three the same length), as integers."""
     if not len(value) == len(mask) == len(expected):
         raise ValueError("value, mask and expected value differ in length")
-    big = "big"
-    return int.from_bytes(value, big) & int.from_bytes(mask, big) == int.from_bytes(expected, big)
+    return int.from_bytes(value) & int.from_bytes(mask) == int.from_bytes(expected)
 
 
 def match_qe_identity(qe: SgxReportBody, ident: EnclaveIdentity) -> IdentityTcbLevel:
