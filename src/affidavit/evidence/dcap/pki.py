@@ -62,6 +62,17 @@ def ecdsa_ok(
     return True
 
 
+def _der_integer(value: bytes) -> bytes | None:
+    """The DER INTEGER of a positive big-endian number (as ``encode_dss_signature`` writes it: minimal,
+    a zero byte before a high bit), None for zero."""
+    digits = value.lstrip(b"\0")
+    if not digits:
+        return None
+    if digits[0] & 0x80:
+        digits = b"\0" + digits
+    return b"\x02" + bytes((len(digits),)) + digits
+
+
 def raw_ecdsa_ok(
     key: ec.EllipticCurvePublicKey,
     sig: bytes,
@@ -72,11 +83,10 @@ def raw_ecdsa_ok(
     once."""
     if len(sig) != 64:
         return False
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:], "big")
-    if not r or not s:
+    r, s = _der_integer(sig[:32]), _der_integer(sig[32:])
+    if r is None or s is None:
         return False
-    der_sig = utils.encode_dss_signature(r, s)
+    der_sig = b"\x30" + bytes((len(r) + len(s),)) + r + s  # at most 70 bytes: a one-byte length
     if seen is not None:
         return seen[0].verify(key, seen[1], der_sig, data)
     return ecdsa_ok(key, der_sig, data)
