@@ -245,3 +245,52 @@ def test_service_answers_400_for_a_bad_version_aik_cert(tpm_client: AsgiClient) 
 def test_service_tpm_aik_cert_fuzz(tpm_client: AsgiClient, der: bytes) -> None:
     status, body = _aik_cert_status(tpm_client, der)
     assert status == 400 and set(body["error"]) == {"code", "message"}
+
+
+# -- PEM with each certificate's DER (the PCK chain) ---------------------------------------------------
+
+
+def _with_der(data: bytes) -> list[bytes] | str:
+    try:
+        return [der for _, der in x509load.load_pem_certificates_der(data, ValueError, touch=False)]
+    except ValueError:
+        return "refused"
+
+
+def _by_cryptography(data: bytes) -> list[bytes] | str:
+    try:
+        certs = x509load.load_pem_certificates(data, ValueError, touch=False)
+    except ValueError:
+        return "refused"
+    return [c.public_bytes(Encoding.DER) for c in certs]
+
+
+def test_pem_with_der_decides_as_cryptography_on_every_byte_change() -> None:
+    """Canonical PEM is decoded without `cryptography`'s PEM reader; any byte change either keeps it
+    canonical (and decodes to what that reader gives) or goes to that reader."""
+    from tests.evidence.dcap.test_bad_input import SGX
+
+    pem = parse_quote(SGX.quote()).pck_chain_pem
+    assert x509load._canonical_pem_ders(pem) is not None  # Intel's chain takes the canonical path
+    assert _with_der(pem) == _by_cryptography(pem)
+    for i in range(len(pem)):
+        for bit in (0x01, 0x20):
+            changed = bytearray(pem)
+            changed[i] ^= bit
+            assert _with_der(bytes(changed)) == _by_cryptography(bytes(changed)), i
+
+
+def test_pem_in_other_layouts_goes_to_cryptography() -> None:
+    der = GOOD_DER
+    text = base64.b64encode(der)
+
+    def pem(width: int, newline: bytes = b"\n") -> bytes:
+        lines = [text[i : i + width] for i in range(0, len(text), width)]
+        body = b"".join(line + newline for line in lines)
+        return b"-----BEGIN CERTIFICATE-----" + newline + body + b"-----END CERTIFICATE-----" + newline
+
+    assert x509load._canonical_pem_ders(pem(64)) == [der]
+    assert x509load._canonical_pem_ders(pem(64).rstrip(b"\n")) == [der]
+    for other in (pem(76), pem(32), pem(64, b"\r\n"), pem(64).replace(b"\n-----END", b"\n\n-----END")):
+        assert x509load._canonical_pem_ders(other) is None
+        assert _with_der(other) == _by_cryptography(other)

@@ -129,16 +129,20 @@ class SgxCollateral:
     # DER encodings, made once here (`cryptography` re-encodes on every call) for the digest and the
     # ``x-ms-sgx-collateral`` hashes: each chain's certificates concatenated, signer first; the CRLs.
     der: dict[str, bytes] = field(init=False, repr=False, compare=False)
+    # Each chain's certificates' DER, in chain order: what the verifier reads names and TBS from.
+    certificate_der: dict[str, tuple[bytes, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from cryptography.hazmat.primitives.serialization import Encoding
 
         object.__setattr__(self, "tcb_info", parse_tcb_info(self.tcb_info_json))
         object.__setattr__(self, "qe_identity", parse_enclave_identity(self.qe_identity_json))
-        der = {
-            name: b"".join(c.public_bytes(Encoding.DER) for c in getattr(self, name))
+        certificate_der = {
+            name: tuple(c.public_bytes(Encoding.DER) for c in getattr(self, name))
             for name in ("tcb_info_issuer_chain", "qe_identity_issuer_chain", "pck_crl_issuer_chain")
         }
+        object.__setattr__(self, "certificate_der", certificate_der)
+        der = {name: b"".join(chain) for name, chain in certificate_der.items()}
         der["pck_crl"] = self.pck_crl.public_bytes(Encoding.DER)
         der["root_ca_crl"] = self.root_ca_crl.public_bytes(Encoding.DER)
         object.__setattr__(self, "der", der)

@@ -6,6 +6,7 @@ and its FMSPC / PCE-ID select the TCB Info.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -130,8 +131,101 @@ def _svn(tlv: der.Tlv | None, what: str, limit: int) -> int:
     return v
 
 
+def _entry(suffix: str, value: bytes, size: int) -> bytes:
+    """The pattern of one (OID, value) entry with a one-byte length: the value pattern matches ``size``
+    bytes, so the entry's SEQUENCE length is fixed."""
+    oid = der.encode(der.TAG_OID, _OID[suffix])
+    return re.escape(bytes((der.TAG_SEQUENCE, len(oid) + size)) + oid) + value
+
+
+def _either(*patterns: bytes) -> bytes:
+    return b"(?:" + b"|".join(patterns) + b")"
+
+
+# INTEGER contents in their minimal encoding: 0..127, 128..255, 256..0x7FFF, 0x8000..0xFFFF.
+_BYTE = rb"\x02\x01([\x00-\x7f])"
+_BYTE_HIGH = rb"\x02\x02\x00([\x80-\xff])"
+_U16_LOW = rb"\x02\x02([\x01-\x7f][\x00-\xff]|\x00[\x80-\xff])"
+_U16_HIGH = rb"\x02\x03\x00([\x80-\xff][\x00-\xff])"
+
+
+def _octets_of(size: int) -> bytes:
+    return re.escape(bytes((der.TAG_OCTET_STRING, size))) + b"(.{%d})" % size
+
+
+def _fast_pattern() -> re.Pattern[bytes]:
+    """The SGX extension as Intel encodes it: every field in the order of Intel's ASN.1, short values,
+    PlatformInstanceID and Configuration (with its three flags) present together or not at all."""
+    comps = [_either(_entry(f".2.{i}", _BYTE, 3), _entry(f".2.{i}", _BYTE_HIGH, 4)) for i in range(1, 17)]
+    tcb = b"".join(comps)
+    tcb += _either(_entry(".2.17", _BYTE, 3), _entry(".2.17", _U16_LOW, 4), _entry(".2.17", _U16_HIGH, 5))
+    tcb += _entry(".2.18", _octets_of(16), 18)
+    flags = b"".join(_entry(f".7.{i}", rb"\x01\x01([\x00\xff])", 3) for i in (1, 2, 3))
+    flags_size = 3 * (2 + len(der.encode(der.TAG_OID, _OID[".7.1"])) + 3)
+    configuration = _entry(".7", re.escape(bytes((der.TAG_SEQUENCE, flags_size))) + flags, 2 + flags_size)
+    tcb_oid = re.escape(der.encode(der.TAG_OID, _OID[".2"]))
+    return re.compile(
+        rb"\x30\x82(..)"  # the extension's SEQUENCE (a two-byte length, checked after the match)
+        + _entry(".1", _octets_of(16), 18)
+        + rb"\x30\x82(..)" + tcb_oid + rb"\x30\x82(..)(" + tcb + b")"  # the TCB entry and its SEQUENCE
+        + _entry(".3", _octets_of(2), 4)
+        + _entry(".4", _octets_of(6), 8)
+        + _entry(".5", rb"\x0a\x01([\x00-\x02])", 3)
+        + b"(?:" + _entry(".6", _octets_of(16), 18) + configuration + b")?",
+        re.DOTALL,
+    )
+
+
+def _fast_parse(value: bytes) -> PckExtension | None:
+    """`_parse` of an extension in Intel's encoding (`_fast_pattern`) in one regular-expression match,
+    or None for anything else, which `_parse` decides. A match is exactly what `_parse` accepts, with
+    the same result: fixed OIDs in order, minimal short values and every length checked."""
+    m = _FAST.fullmatch(value)
+    if m is None:
+        return None
+    g = m.groups()
+    top, ppid, tcb_entry, tcb_seq, tcb = g[0], g[1], g[2], g[3], g[4]
+    if not (top[0] and tcb_entry[0] and tcb_seq[0]):
+        return None  # a two-byte length below 256 is not minimal: `_parse` refuses it
+    tcb_len = int.from_bytes(tcb_seq, "big")
+    oid_len = len(der.encode(der.TAG_OID, _OID[".2"]))
+    if (
+        int.from_bytes(top, "big") != len(value) - 4
+        or tcb_len != len(tcb)
+        or int.from_bytes(tcb_entry, "big") != oid_len + 4 + tcb_len
+    ):
+        return None
+    svns = g[5:37]
+    comps = tuple((a or b)[0] for a, b in zip(svns[0::2], svns[1::2], strict=True))
+    pcesvn_raw = g[37] or g[38] or g[39]
+    pce_id, fmspc, sgx_type, platform_instance_id = g[41], g[42], g[43][0], g[44]
+    flags = [None if f is None else f == b"\xff" for f in g[45:48]]
+    return PckExtension(
+        ppid=ppid,
+        tcb_components=comps,
+        pcesvn=int.from_bytes(pcesvn_raw, "big"),
+        cpusvn=g[40],
+        pce_id=pce_id,
+        fmspc=fmspc,
+        sgx_type=sgx_type,
+        platform_instance_id=platform_instance_id,
+        dynamic_platform=flags[0],
+        cached_keys=flags[1],
+        smt_enabled=flags[2],
+    )
+
+
+_FAST = _fast_pattern()
+
+
 def parse_pck_extension(value: bytes) -> PckExtension:
-    """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING)."""
+    """Decode the extension's DER value (the bytes inside the extnValue OCTET STRING).
+
+    Intel's own encoding takes one regular-expression match (`_fast_parse`: a new platform paid ~0.1 ms
+    for the general walk); anything else goes through `_parse`."""
+    fast = _fast_parse(value)
+    if fast is not None:
+        return fast
     try:
         return _parse(value)
     except der.DerError as exc:

@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from affidavit.bounded import BoundedDict
@@ -61,6 +62,17 @@ def ecdsa_ok(
     return True
 
 
+def _der_integer(value: bytes) -> bytes | None:
+    """The DER INTEGER of a positive big-endian number (as ``encode_dss_signature`` writes it: minimal,
+    a zero byte before a high bit), None for zero."""
+    digits = value.lstrip(b"\0")
+    if not digits:
+        return None
+    if digits[0] & 0x80:
+        digits = b"\0" + digits
+    return b"\x02" + bytes((len(digits),)) + digits
+
+
 def raw_ecdsa_ok(
     key: ec.EllipticCurvePublicKey,
     sig: bytes,
@@ -71,11 +83,10 @@ def raw_ecdsa_ok(
     once."""
     if len(sig) != 64:
         return False
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:], "big")
-    if not r or not s:
+    r, s = _der_integer(sig[:32]), _der_integer(sig[32:])
+    if r is None or s is None:
         return False
-    der_sig = utils.encode_dss_signature(r, s)
+    der_sig = b"\x30" + bytes((len(r) + len(s),)) + r + s  # at most 70 bytes: a one-byte length
     if seen is not None:
         return seen[0].verify(key, seen[1], der_sig, data)
     return ecdsa_ok(key, der_sig, data)
@@ -100,40 +111,37 @@ class Seen:
 
     ``signatures``: verified signatures as (SHA-256 of the signed bytes, signature, signer SPKI): a hit
     needs the same bytes signed by the same key with the same signature. Names and keys are remembered by
-    certificate, looked up by signature and confirmed by equality, so a different certificate is always
-    read afresh. ``limit``: entries per table (None: unbounded, for one pass).
+    certificate DER (the bytes ``cryptography`` parsed the certificate from), so a different certificate
+    is always read afresh. ``limit``: entries per table (None: unbounded, for one pass).
     """
 
     def __init__(self, limit: int | None = None) -> None:
         size = limit if limit is not None else 1 << 62
         self.signatures: BoundedDict[tuple[bytes, bytes, bytes], bool] = BoundedDict(size)
-        self._names: BoundedDict[bytes, tuple[x509.Certificate, Names]] = BoundedDict(size)
-        self._keys: BoundedDict[bytes, tuple[x509.Certificate, tuple[ec.EllipticCurvePublicKey, bytes]]] = (
-            BoundedDict(size)
-        )
+        self._names: BoundedDict[bytes, Names] = BoundedDict(size)
+        self._keys: BoundedDict[bytes, tuple[ec.EllipticCurvePublicKey, bytes]] = BoundedDict(size)
 
-    def names(self, cert: x509.Certificate, code: str, what: str) -> Names:
-        hit = self._names.get(cert.signature)
-        if hit is not None and (hit[0] is cert or hit[0] == cert):
-            return hit[1]
-        names = cert_names(cert, code, what)
-        self._names.put(cert.signature, (cert, names))
+    def names(
+        self, cert: x509.Certificate, cert_der: bytes, code: str, what: str, trust: TrustAnchors | None = None
+    ) -> Names:
+        """`cert_names` of ``cert``, parsed from ``cert_der``; for a root, ``trust`` has the pinned ones'."""
+        names = self._names.get(cert_der)
+        if names is None and trust is not None:
+            names = trust.pinned.get(cert_der)
+        if names is None:
+            names = cert_names(cert, code, what, cert_der)
+            self._names.put(cert_der, names)
         return names
 
     def key(
-        self, cert: x509.Certificate, names: Names, what: str, code: str
+        self, cert: x509.Certificate, cert_der: bytes, names: Names, what: str, code: str
     ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
         """The certificate's P-256 key and its SPKI (as in the DER, ``names.spki``)."""
-        hit = self._keys.get(cert.signature)
-        if hit is not None and (hit[0] is cert or hit[0] == cert):
-            return hit[1]
-        found = (p256_key(cert, what, code), names.spki)
-        self._keys.put(cert.signature, (cert, found))
+        found = self._keys.get(cert_der)
+        if found is None:
+            found = (p256_key(cert, what, code), names.spki)
+            self._keys.put(cert_der, found)
         return found
-
-    def pinned(self, cert: x509.Certificate, names: Names, trust: TrustAnchors) -> bool:
-        """Whether ``cert`` is a pinned root certificate of ``trust``: the same signed TBS and signature."""
-        return (names.tbs, cert.signature) in trust.pinned
 
     def verify(
         self, key: ec.EllipticCurvePublicKey, key_spki: bytes, signature: bytes, signed: bytes
@@ -259,7 +267,13 @@ class VerifiedChain:
 
 
 def _check_root(
-    root: x509.Certificate, names: Names, trust: TrustAnchors, what: str, code: str, seen: Seen
+    root: x509.Certificate,
+    root_der: bytes,
+    names: Names,
+    trust: TrustAnchors,
+    what: str,
+    code: str,
+    seen: Seen,
 ) -> tuple[ec.EllipticCurvePublicKey, bytes]:
     """The trust anchor a chain's root certificate carries, with its SPKI.
 
@@ -270,20 +284,23 @@ def _check_root(
     key_spki = names.spki  # looked up as DER: the root's own key object is never needed
     anchor = trust.keys.get(key_spki)
     if anchor is None:
-        raise fail(code, f"{what} ({common_name(names.subject)!r}) does not carry a trusted root key")
+        raise fail(code, f"{what} ({names.cn!r}) does not carry a trusted root key")
     if names.issuer != names.subject:
         raise fail(code, f"{what} is not a self-issued root")
-    if not seen.pinned(root, names, trust) and not signed_by(root, names.tbs, anchor, key_spki, seen):
+    if root_der not in trust.pinned and not signed_by(root, names.tbs, anchor, key_spki, seen):
         raise fail(code, f"{what} is not self-signed by its trusted key")
     return anchor, key_spki
 
 
-def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
-    """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
+CertDer = tuple[x509.Certificate, bytes]  # a certificate and the DER it was parsed from
+
+
+def load_pck_chain_der(pem: bytes) -> tuple[CertDer, CertDer, CertDer]:
+    """The three certificates of a PCK chain (leaf, intermediate, root), unverified, each with its DER."""
     from affidavit import x509load
 
     # Names, keys and the SGX extension are read from the DER (`names`), so the lazy fields are left be.
-    certs = x509load.load_pem_certificates(
+    certs = x509load.load_pem_certificates_der(
         pem, lambda m: fail("pck_chain_malformed", m), "PCK certificate chain", limit=3, touch=False
     )
     if len(certs) != 3:
@@ -291,10 +308,16 @@ def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509
     return certs[0], certs[1], certs[2]
 
 
+def load_pck_chain(pem: bytes) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
+    """The three certificates of a PCK chain (leaf, intermediate, root), unverified."""
+    leaf, inter, root = load_pck_chain_der(pem)
+    return leaf[0], inter[0], root[0]
+
+
 def ca_type(intermediate: x509.Certificate, names: Names | None = None) -> str:
     if names is None:
         names = cert_names(intermediate, "pck_chain_malformed", "PCK CA certificate")
-    cn = common_name(names.subject)
+    cn = names.cn
     kind = pck_ca_kind(cn)
     if kind is None:
         raise fail("pck_chain_malformed", f"PCK issuer {cn!r} is neither the Processor nor the Platform CA")
@@ -310,18 +333,16 @@ def verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen | None = None) 
 
 
 def _verify_pck_chain(pem: bytes, trust: TrustAnchors, seen: Seen) -> VerifiedChain:
-    leaf, inter, root = load_pck_chain(pem)
+    (leaf, leaf_der), (inter, inter_der), (root, root_der) = load_pck_chain_der(pem)
     code = "pck_chain_untrusted"
-    leaf_names = seen.names(leaf, "pck_chain_malformed", "PCK certificate")
-    inter_names = seen.names(inter, "pck_chain_malformed", "PCK CA certificate")
-    root_names = seen.names(root, "pck_chain_malformed", "PCK chain root")
-    if "SGX Root CA" not in common_name(root_names.subject) or "SGX PCK Certificate" not in common_name(
-        leaf_names.subject
-    ):
+    leaf_names = seen.names(leaf, leaf_der, "pck_chain_malformed", "PCK certificate")
+    inter_names = seen.names(inter, inter_der, "pck_chain_malformed", "PCK CA certificate")
+    root_names = seen.names(root, root_der, "pck_chain_malformed", "PCK chain root", trust)
+    if "SGX Root CA" not in root_names.cn or "SGX PCK Certificate" not in leaf_names.cn:
         raise fail("pck_chain_malformed", "PCK chain certificates have unexpected subjects")
     ca = ca_type(inter, inter_names)
-    anchor, root_spki = _check_root(root, root_names, trust, "PCK chain root", code, seen)
-    inter_key, inter_spki = seen.key(inter, inter_names, "PCK CA certificate", code)
+    anchor, root_spki = _check_root(root, root_der, root_names, trust, "PCK chain root", code, seen)
+    inter_key, inter_spki = seen.key(inter, inter_der, inter_names, "PCK CA certificate", code)
     if inter_names.issuer != root_names.subject or not signed_by(
         inter, inter_names.tbs, anchor, root_spki, seen
     ):
@@ -389,20 +410,26 @@ PCK_CRL_SIGNER_ROLE = "CA"  # the PCK CRL: the Processor or Platform CA
 
 
 def signer_chain(
-    chain: tuple[x509.Certificate, ...], trust: TrustAnchors, what: str, role: str, seen: Seen
+    chain: tuple[x509.Certificate, ...],
+    ders: tuple[bytes, ...],
+    trust: TrustAnchors,
+    what: str,
+    role: str,
+    seen: Seen,
 ) -> SignerChain:
-    """Check a collateral issuer chain: exactly (signer, root), the root a trust anchor, the signer's
-    common name containing ``role``, issued (names as DER) and signed (ECDSA-SHA256) by the root."""
+    """Check a collateral issuer chain (``ders``: each certificate's DER): exactly (signer, root), the
+    root a trust anchor, the signer's common name containing ``role``, issued (names as DER) and signed
+    (ECDSA-SHA256) by the root."""
     code = "collateral_chain_untrusted"
-    if len(chain) != 2:
+    if len(chain) != 2 or len(ders) != 2:
         raise fail(code, f"{what} has {len(chain)} certificates, expected 2 (signer, root)")
     signer, root = chain
-    names = seen.names(signer, "collateral_malformed", f"{what} signer")
-    root_names = seen.names(root, "collateral_malformed", f"{what} root")
-    anchor, anchor_spki = _check_root(root, root_names, trust, f"{what} root", code, seen)
-    if role not in common_name(names.subject):
-        raise fail(code, f"{what} signer {common_name(names.subject)!r} is not an {role!r} certificate")
-    key, key_spki = seen.key(signer, names, f"{what} signer", code)
+    names = seen.names(signer, ders[0], "collateral_malformed", f"{what} signer")
+    root_names = seen.names(root, ders[1], "collateral_malformed", f"{what} root", trust)
+    anchor, anchor_spki = _check_root(root, ders[1], root_names, trust, f"{what} root", code, seen)
+    if role not in names.cn:
+        raise fail(code, f"{what} signer {names.cn!r} is not an {role!r} certificate")
+    key, key_spki = seen.key(signer, ders[0], names, f"{what} signer", code)
     if names.issuer != root_names.subject or not signed_by(signer, names.tbs, anchor, anchor_spki, seen):
         raise fail(code, f"{what} signer is not signed by the trusted root")
     return SignerChain(signer, names, key, key_spki, root_names, anchor, anchor_spki)
@@ -471,9 +498,31 @@ def verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen | None =
 
 
 def _verify_collateral(c: SgxCollateral, trust: TrustAnchors, seen: Seen) -> VerifiedCollateral:
-    tcb = signer_chain(c.tcb_info_issuer_chain, trust, "TCB Info issuer chain", TCB_SIGNER_ROLE, seen)
-    qe = signer_chain(c.qe_identity_issuer_chain, trust, "QE identity issuer chain", TCB_SIGNER_ROLE, seen)
-    crl = signer_chain(c.pck_crl_issuer_chain, trust, "PCK CRL issuer chain", PCK_CRL_SIGNER_ROLE, seen)
+    der_of = c.certificate_der
+    tcb = signer_chain(
+        c.tcb_info_issuer_chain,
+        der_of["tcb_info_issuer_chain"],
+        trust,
+        "TCB Info issuer chain",
+        TCB_SIGNER_ROLE,
+        seen,
+    )
+    qe = signer_chain(
+        c.qe_identity_issuer_chain,
+        der_of["qe_identity_issuer_chain"],
+        trust,
+        "QE identity issuer chain",
+        TCB_SIGNER_ROLE,
+        seen,
+    )
+    crl = signer_chain(
+        c.pck_crl_issuer_chain,
+        der_of["pck_crl_issuer_chain"],
+        trust,
+        "PCK CRL issuer chain",
+        PCK_CRL_SIGNER_ROLE,
+        seen,
+    )
     root_spki, root_key = tcb.anchor_spki, tcb.anchor
     if qe.anchor_spki != root_spki or crl.anchor_spki != root_spki:
         raise fail("collateral_chain_untrusted", "collateral issuer chains end in different roots")
@@ -528,19 +577,20 @@ def verify_collateral_item(
     """
     seen = Seen()
     try:
+        ders = tuple(cert.public_bytes(Encoding.DER) for cert in chain)
         if kind == "root_ca_crl":
             crl = x509.load_der_x509_crl(body)
             check_root_crl(crl, body, list(zip(trust.keys.values(), trust.keys, strict=True)), None, seen)
             return [_crl_window(crl, "Root CA CRL")]
         if kind == "pck_crl":
-            signer = signer_chain(chain, trust, "PCK CRL issuer chain", PCK_CRL_SIGNER_ROLE, seen)
+            signer = signer_chain(chain, ders, trust, "PCK CRL issuer chain", PCK_CRL_SIGNER_ROLE, seen)
             crl = x509.load_der_x509_crl(body)
             check_pck_crl(crl, body, signer, seen)
             parts = [_crl_window(crl, "PCK CRL")]
             what = "PCK CRL issuer"
         elif kind in ("tcb_info", "qe_identity"):
             what = "TCB Info" if kind == "tcb_info" else "QE identity"
-            signer = signer_chain(chain, trust, f"{what} issuer chain", TCB_SIGNER_ROLE, seen)
+            signer = signer_chain(chain, ders, trust, f"{what} issuer chain", TCB_SIGNER_ROLE, seen)
             check_signed_document(signer, signature, body, what, seen)
             parts = []
         else:

@@ -6,12 +6,15 @@ checked the signatures. All integers are little-endian.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from affidavit.evidence import EvidenceError
 
 HEADER_SIZE = 48
+# version, attestation key type, TEE type (reserved in v3), QE SVN, PCE SVN, QE vendor ID, user data
+_HEADER = struct.Struct("<HHIHH16s20s")
 SGX_REPORT_SIZE = 384
 TD10_REPORT_SIZE = 584
 TD15_REPORT_SIZE = 648
@@ -304,27 +307,25 @@ class Quote:
 def parse_header(data: bytes) -> QuoteHeader:
     if len(data) < HEADER_SIZE:
         raise _fail("quote_truncated", f"quote is {len(data)} bytes, shorter than its 48-byte header")
-    version = _u16(data, 0)
+    version, att_key_type, tee_field, qe_svn, pce_svn, qe_vendor_id, user_data = _HEADER.unpack_from(data)
     if version not in (3, 4, 5):
         raise _fail("unsupported_quote_version", f"quote version {version} is not supported (3, 4 or 5)")
-    att_key_type = _u16(data, 2)
     if att_key_type != ATT_KEY_ECDSA_P256:
         name = "ECDSA-P384" if att_key_type == ATT_KEY_ECDSA_P384 else f"type {att_key_type}"
         raise _fail("unsupported_key_type", f"attestation key {name} is not supported (ECDSA-P256 only)")
-    tee_type = 0 if version == 3 else _u32(data, 4)
+    tee_type = 0 if version == 3 else tee_field
     if tee_type not in (TEE_SGX, TEE_TDX):
         raise _fail("unsupported_tee_type", f"TEE type 0x{tee_type:08x} is neither SGX nor TDX")
-    qe_vendor_id = data[12:28]
     if qe_vendor_id != INTEL_QE_VENDOR_ID:
         raise _fail("unsupported_qe_vendor", f"QE vendor ID {qe_vendor_id.hex()} is not Intel's")
     return QuoteHeader(
         version=version,
         att_key_type=att_key_type,
         tee_type=tee_type,
-        qe_svn=_u16(data, 8),
-        pce_svn=_u16(data, 10),
+        qe_svn=qe_svn,
+        pce_svn=pce_svn,
         qe_vendor_id=qe_vendor_id,
-        user_data=data[28:48],
+        user_data=user_data,
     )
 
 

@@ -4,6 +4,7 @@ status convergence and TD relaunch (sgx-dcap.md §5 D-G).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from affidavit.evidence import EvidenceError
@@ -45,14 +46,19 @@ def identity_level(levels: tuple[IdentityTcbLevel, ...], isvsvn: int) -> Identit
     return None
 
 
+def _masked_equal(value: bytes, mask: bytes, expected: bytes) -> bool:
+    """``value & mask == expected``, byte for byte (all three the same length), as integers."""
+    if not len(value) == len(mask) == len(expected):
+        raise ValueError("value, mask and expected value differ in length")
+    return int.from_bytes(value) & int.from_bytes(mask) == int.from_bytes(expected)
+
+
 def match_qe_identity(qe: SgxReportBody, ident: EnclaveIdentity) -> IdentityTcbLevel:
     """Check the QE report against the QE identity; return the QE's TCB level."""
     raw = qe.raw
-    misc = raw[16:20]
-    if bytes(a & m for a, m in zip(misc, ident.miscselect_mask, strict=True)) != ident.miscselect:
+    if not _masked_equal(raw[16:20], ident.miscselect_mask, ident.miscselect):
         raise fail("qe_identity_mismatch", "QE MISCSELECT does not match the QE identity")
-    attrs = raw[48:64]
-    if bytes(a & m for a, m in zip(attrs, ident.attributes_mask, strict=True)) != ident.attributes:
+    if not _masked_equal(raw[48:64], ident.attributes_mask, ident.attributes):
         raise fail("qe_identity_mismatch", "QE ATTRIBUTES do not match the QE identity")
     if qe.mrsigner != ident.mrsigner:
         raise fail(
@@ -110,9 +116,10 @@ def tdx_module_level(tcb: TcbInfo, body: TdReportBody) -> IdentityTcbLevel | Non
 
 
 def _sgx_ok(lv: TcbLevel, pck: PckExtension) -> bool:
-    return pck.pcesvn >= lv.pcesvn and all(
-        a >= b for a, b in zip(pck.tcb_components, lv.sgx_components, strict=True)
-    )
+    comps, level = pck.tcb_components, lv.sgx_components
+    if len(comps) != len(level):
+        raise ValueError("SGX TCB components differ in number")
+    return pck.pcesvn >= lv.pcesvn and all(map(operator.ge, comps, level))
 
 
 def _tdx_ok(lv: TcbLevel, tee_tcb_svn: bytes) -> bool:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from affidavit import x509load
 from affidavit.evidence import EvidenceError
+from affidavit.evidence.dcap.names import Names, cert_names
 
 INTEL_ROOT_PEM = "intel_sgx_root_ca.pem"
 
@@ -36,10 +37,14 @@ class TrustAnchors:
         return hash(frozenset(self.keys))
 
     @cached_property
-    def pinned(self) -> frozenset[tuple[bytes, bytes]]:
-        """(TBS, signature) of each pinned certificate: what a chain root is compared by."""
-        certs = [x509.load_der_x509_certificate(der) for der in self.certificates]
-        return frozenset((c.tbs_certificate_bytes, c.signature) for c in certs)
+    def pinned(self) -> dict[bytes, Names]:
+        """Each pinned certificate's names, by its DER: a chain root byte-equal to one is that certificate
+        (no self-signature to check), and its names are read once per trust, not once per chain."""
+        out = {}
+        for der in self.certificates:
+            cert = x509.load_der_x509_certificate(der)
+            out[der] = cert_names(cert, "trust_anchor_invalid", "pinned root certificate", der)
+        return out
 
     @classmethod
     def intel(cls) -> TrustAnchors:

@@ -46,6 +46,7 @@ from affidavit.evidence.dcap.tcbinfo import IdentityTcbLevel
 from affidavit.evidence.dcap.trust import TrustAnchors
 
 _P256 = ec.SECP256R1()
+_NO_GRACE = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ class DcapVerifier:
         collateral: SgxCollateral,
         now: datetime,
         *,
-        collateral_grace: timedelta = timedelta(0),
+        collateral_grace: timedelta = _NO_GRACE,
     ) -> DcapResult:
         """Verify ``quote`` (bytes, or already parsed) at time ``now`` (timezone-aware).
 
@@ -232,7 +233,7 @@ class DcapVerifier:
         """
         if now.tzinfo is None:
             raise EvidenceError("verification time must be timezone-aware", code="invalid_time")
-        if collateral_grace < timedelta(0):
+        if collateral_grace < _NO_GRACE:
             raise EvidenceError("the collateral grace period must not be negative", code="invalid_time")
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
         evidence = q.raw if isinstance(quote, Quote) else bytes(quote)
