@@ -49,11 +49,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
-# pytest-xdist worker processes for `make test` and `make test-fast`: 0 runs in this process. On the shared
-# 2-core machine -n 2 was slower than 0 (each worker starts its own session servers and PostgreSQL, and
-# the CPU is the limit); on an idle machine with more cores try PYTEST_WORKERS=auto. A module's tests stay
-# on one worker (--dist loadscope), so module-scoped servers start once.
-PYTEST_WORKERS ?= 0
+# pytest-xdist worker processes for `make test` and `make test-fast`: 0 runs in this process. Two workers
+# on the 2-core machine: 531 s against 782 s in one process at load average 4-5 (much of the suite waits
+# on servers, outages and timeouts, and the other worker uses that time; each worker starts its own
+# session servers and PostgreSQL). A module's tests stay on one worker (--dist loadscope), so
+# module-scoped servers start once.
+PYTEST_WORKERS ?= 2
 PYTEST_XDIST := -n $(PYTEST_WORKERS) $(if $(filter-out 0,$(PYTEST_WORKERS)),--dist loadscope)
 
 # The whole suite with the coverage of the library (in-process code; servers in subprocesses are not traced;
