@@ -150,6 +150,32 @@ def test_warm_attestations_verify_on_the_loop_and_cold_ones_in_a_thread(
     assert not state.placement.verify_inline("SgxEnclave", marker)  # measured slow: a thread
 
 
+def test_warm_path_keeps_the_policy_while_the_store_hands_out_the_same_one(
+    app: AffidavitApp, asgi: AsgiClient, sim: SimulatedPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm attestation neither hashes the policy text nor looks it up in the compiler's cache while
+    the stored policy is the object last seen; a stored policy the view re-reads applies at once."""
+    state = app.state.affidavit
+    for _ in range(3):
+        assert asgi.post(URL, json=_body(sim)).status_code == 200
+    looked_up: list[str] = []
+    cached = state.compiler.cached
+    monkeypatch.setattr(state.compiler, "cached",
+                        lambda text, **kw: looked_up.append(text) or cached(text, **kw))
+    for _ in range(3):
+        assert asgi.post(URL, json=_body(sim)).status_code == 200
+    assert looked_up == []
+
+    marked = ('version=1.0; authorizationrules{=> permit();}; '
+              'issuancerules{=> issue(type="warm", value="1");};')
+    stored = type("Stored", (), {"text": marked, "signer_cert_der": None})()
+    monkeypatch.setattr(state, "stored_policy",
+                        lambda att_type: stored if att_type == "SgxEnclave" else None)
+    tokens = [asgi.post(URL, json=_body(sim)).json()["token"] for _ in range(3)]
+    assert all(jwt_body(t)["x-ms-policy"] == {"warm": "1"} for t in tokens)
+    assert looked_up[:1] == [marked]  # the new policy object: looked up once, then kept
+
+
 # -- policy outcome reuse ---------------------------------------------------------------------------------
 
 SGX_CLAIMS: dict[str, Any] = {

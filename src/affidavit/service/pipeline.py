@@ -559,14 +559,23 @@ def _claims(
 
 
 def _warm_policy(state: ServiceState, entry: AttestationType) -> tuple[PolicyChoice, Any] | None:
-    """The stored policy and its compiled form when both are at hand without blocking, else None."""
-    from affidavit.service.policies import stored_policy_choice
+    """The stored policy and its compiled form when both are at hand without blocking, else None. Both
+    are kept per type while the store view hands out the same policy object (it re-reads every
+    ``state.POLICY_TTL``), so a warm attestation neither hashes the policy text nor converts its signer."""
+    from affidavit.service.policies import policy_choice
 
     if not state.policy_ready(entry.name):
         return None
-    policy = stored_policy_choice(state, entry.name)
+    stored = state.stored_policy(entry.name)
+    known = state.warm_policies.get(entry.name)
+    if known is not None and known[0] is stored:
+        return known[1], known[2]
+    policy = policy_choice(entry.name, stored)
     compiled = state.compiler.cached(policy.text)
-    return None if compiled is None else (policy, compiled)
+    if compiled is None:
+        return None
+    state.warm_policies[entry.name] = (stored, policy, compiled)
+    return policy, compiled
 
 
 async def issue(state: ServiceState, entry: AttestationType, submitted: AttestationInput) -> str:

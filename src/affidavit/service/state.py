@@ -95,6 +95,8 @@ class ServiceState:
     _refresher: asyncio.Task[None] | None = None
     loop_monitor: Any = None  # a loopwatch.LoopStallMonitor while started
     _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per type: (the stored policy object, its PolicyChoice, its compiled form), see pipeline._warm_policy
+    warm_policies: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
 
     @cached_property
     def issuer(self) -> str:
