@@ -21,7 +21,7 @@ from affidavit.policy import DEFAULT_POLICIES, compile_policy, evaluate
 from affidavit.service import ServiceConfig, create_app
 from affidavit.service import pipeline as P
 from affidavit.service.app import AffidavitApp
-from affidavit.service.front import AttestFront, attest_kind
+from affidavit.service.front import AttestFront, LoopTurns, attest_kind
 from affidavit.service.loopwatch import LoopStallMonitor
 from affidavit.simulate import SimulatedPlatform
 from tests.service.conftest import EVIDENCE_TIME, Inputs
@@ -119,6 +119,54 @@ def test_front_shares_the_concurrency_limit(
         gate.in_flight = 0
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert busy.json()["error"]["code"] == "ServiceUnavailable"
+
+
+def test_attestations_take_turns_one_per_loop_iteration() -> None:
+    """Requests ready together start their loop work in successive iterations (the loop polls between
+    them), each once, in arrival order; a cancelled waiter passes its turn on; a new loop starts afresh."""
+
+    async def run() -> tuple[list[tuple[str, int]], int]:
+        loop = asyncio.get_running_loop()
+        iteration = [0]
+
+        def tick() -> None:  # counts loop iterations: one call per iteration
+            iteration[0] += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        turns = LoopTurns()
+        started: list[tuple[str, int]] = []
+
+        async def attestation(name: str) -> None:
+            await turns.turn()
+            started.append((name, iteration[0]))
+
+        tasks = [asyncio.ensure_future(attestation(n)) for n in "abcd"]
+        cancelled = asyncio.ensure_future(attestation("x"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(0.01)
+        again: list[int] = []
+        await turns.turn()  # nothing waiting any more: at once
+        again.append(iteration[0])
+        return started, len(again)
+
+    started, later = asyncio.run(run())
+    assert [name for name, _ in started] == ["a", "b", "c", "d"]
+    iterations = [i for _, i in started]
+    assert len(set(iterations)) == 4 and iterations == sorted(iterations)
+    assert later == 1
+    turns = LoopTurns()
+    gone = asyncio.new_event_loop()
+    turns._loop, turns._taken = gone, True  # a turn left taken by a loop that ended before its release
+    gone.close()
+    assert asyncio.run(asyncio.wait_for(_one_turn(turns), 1))  # a new loop does not wait for it
+
+
+async def _one_turn(turns: LoopTurns) -> bool:
+    await turns.turn()
+    return True
 
 
 def test_warm_attestations_verify_on_the_loop_and_cold_ones_in_a_thread(
