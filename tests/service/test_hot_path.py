@@ -316,6 +316,49 @@ def test_metrics_expose_the_loop_stall(asgi: AsgiClient) -> None:
     assert "affidavit_event_loop_stall_max_seconds" in text
 
 
+def test_metrics_are_collected_while_busy_and_written_when_quiet() -> None:
+    """Samples recorded while another request is in flight wait for the flush timer (or a scrape of this
+    worker); a worker with nothing in flight writes them at once, so sequential requests are counted
+    exactly; histograms written in one go equal histograms observed value by value."""
+    from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+
+    from affidavit.service import metrics
+
+    labels = {"route": "/hot/{path}", "method": "GET", "status": "200"}
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("affidavit_http_requests_total", labels) or 0.0
+
+    async def run() -> tuple[float, float, float, float]:
+        start = count()
+        metrics.request_started()  # another request is in flight
+        metrics.record_request("/hot/{path}", "GET", 200, 0.01)
+        metrics.request_finished()
+        collected = count() - start
+        await asyncio.sleep(metrics.FLUSH_SECONDS * 3)
+        timed = count() - start
+        metrics.request_ended()  # quiet now
+        metrics.record_request("/hot/{path}", "GET", 200, 0.01)
+        metrics.request_finished()
+        return start, collected, timed, count() - start
+
+    _, collected, timed, quiet = asyncio.run(run())
+    assert (collected, timed, quiet) == (0, 1, 2)
+
+    one, batched = (Histogram(f"h{i}", "", buckets=metrics.STALL_BUCKETS, registry=CollectorRegistry())
+                    for i in range(2))
+    values = [0.0, 0.00025, 0.0003, 0.002, 0.0021, 0.5, 1.0, 7.0, 0.00025]
+    for v in values:
+        one.observe(v)
+    metrics._observe_all(batched, values)
+
+    def samples(h: Histogram) -> list[tuple[str, Any, float]]:
+        found = h.collect()[0].samples
+        return [(s.name[2:], s.labels, s.value) for s in found if not s.name.endswith("_created")]
+
+    assert samples(one) == samples(batched)
+
+
 # -- the key-ring reload ---------------------------------------------------------------------------------
 
 

@@ -127,7 +127,7 @@ class AttestFront:
         scope["route"] = self.route
         scope["path_params"] = {"kind": kind}
         status, maa_code = 500, None
-        metrics.HTTP_IN_FLIGHT.inc()
+        metrics.request_started()
         try:
             request = Request(scope, receive)
             unexpected: Exception | None = None
@@ -143,7 +143,7 @@ class AttestFront:
             if unexpected is not None:
                 raise unexpected
         finally:
-            metrics.HTTP_IN_FLIGHT.dec()
+            metrics.request_ended()
             finish(scope, obs, status, maa_code)
 
     async def _answer(self, request: Request, kind: str) -> Response:

@@ -247,9 +247,12 @@ class ServiceState:
         self.loop_monitor.start()
 
     async def aclose(self) -> None:
+        from affidavit.service import metrics
+
         if self.loop_monitor is not None:
             self.loop_monitor.stop()
             self.loop_monitor = None
+        metrics.flush()  # the samples collected since the last write
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
