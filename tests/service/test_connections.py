@@ -93,26 +93,3 @@ def test_a_stalled_body_gets_408_after_the_body_timeout() -> None:
 def test_a_complete_request_is_answered_and_kept_alive() -> None:
     t = _feed([REQUEST, REQUEST], ConnectionLimits(header_timeout=0.05, body_timeout=0.05), wait=0.01)
     assert t.written.count(b"HTTP/1.1 200") == 2
-
-
-def test_one_timer_per_connection_and_each_timeout_on_time(monkeypatch: Any) -> None:
-    """A kept-alive connection re-arms no timer per request (one sleeping timer, woken at most every
-    shortest timeout), and a short header timeout armed after a long body timeout still fires on time."""
-    armed: list[float] = []
-    loop_cls = type(asyncio.new_event_loop())
-    call_at = loop_cls.call_at
-
-    def counting_call_at(self: Any, when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
-        guard = isinstance(getattr(callback, "__self__", None), BoundedHttpToolsProtocol)
-        if guard and callback.__name__ in ("_wake", "_headers_timed_out", "_body_timed_out"):
-            armed.append(when)  # the guard's read timers (uvicorn's own keep-alive timer is not counted)
-        return call_at(self, when, callback, *args, **kwargs)
-
-    monkeypatch.setattr(loop_cls, "call_at", counting_call_at)
-    t = _feed([REQUEST] * 20, ConnectionLimits(header_timeout=5, body_timeout=5), wait=0.01)
-    assert t.written.count(b"HTTP/1.1 200") == 20
-    assert len(armed) <= 2  # was two timers a request (headers, then body)
-
-    limits = ConnectionLimits(header_timeout=0.05, body_timeout=30)
-    t = _feed([REQUEST, b"POST /x HT"], limits, wait=0.3)
-    assert t.written.count(b"HTTP/1.1 200") == 1 and t.closed  # closed after 0.05 s, not 30

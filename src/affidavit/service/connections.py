@@ -60,35 +60,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limits = limits or ConnectionLimits()
         self._read_timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None  # loop time at which ``_on_timeout`` runs; None: nothing due
-        self._on_timeout: Any = None
         self._awaiting_headers = False
-        # the timer never sleeps longer than the shortest timeout, so a deadline set while it sleeps is
-        # never earlier than its wake-up: one timer per connection, re-armed only when it wakes (a
-        # call_later and a cancel per request and phase cost more than the request's own parsing)
-        self._longest_sleep = min(self.limits.header_timeout, self.limits.body_timeout)
 
     def _arm(self, seconds: float, handler: Any) -> None:
-        self._deadline = self.loop.time() + seconds
-        self._on_timeout = handler
-        if self._read_timer is None:
-            self._read_timer = self.loop.call_at(
-                min(self._deadline, self.loop.time() + self._longest_sleep), self._wake)
+        self._disarm()
+        self._read_timer = self.loop.call_later(seconds, handler)
 
     def _disarm(self) -> None:
-        self._deadline = None
-
-    def _wake(self) -> None:
-        self._read_timer = None
-        deadline = self._deadline
-        if deadline is None:
-            return
-        now = self.loop.time()
-        if now < deadline:
-            self._read_timer = self.loop.call_at(min(deadline, now + self._longest_sleep), self._wake)
-            return
-        self._deadline = None
-        self._on_timeout()
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,9 +82,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -123,10 +101,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _headers_timed_out(self) -> None:
+        self._read_timer = None
         if self._awaiting_headers and not self.transport.is_closing():
             self.transport.close()
 
     def _body_timed_out(self) -> None:
+        self._read_timer = None
         if not self.transport.is_closing():
             if self.cycle is not None and not self.cycle.response_started:
                 self.transport.write(_TIMEOUT_408)

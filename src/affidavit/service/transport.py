@@ -50,9 +50,6 @@ class CoalescingTransport:
         self._flush()
         self._transport.close()
 
-    def is_closing(self) -> bool:  # asked on every request: not through __getattr__
-        return self._transport.is_closing()
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
