@@ -8,12 +8,17 @@ server run (the mean of the two is the floor: other load on the machine varies).
 with one worker per core (SQLite, simulated Intel PKI as the only trust anchor, plain HTTP on loopback) and
 concurrent keep-alive clients in this process post pre-built requests for a fixed time.
 
-    .venv/bin/python bench/attest.py [--seconds 15] [--clients 16] [--workers N] [--algorithms RS256,ES256]
+    .venv/bin/python bench/attest.py [--seconds 15] [--clients 8] [--workers N] [--algorithms RS256,ES256]
+                                     [--no-floor-app]
 
 Ends with one JSON line. ``ratio`` = attestations per server CPU-second (the uvicorn workers' user+system
 time, from /proc) / floor attestations per CPU-second: per-core efficiency, unaffected by the load generator
 and by other processes sharing the cores. ``ratio_wall`` is the wall-clock form (per worker / floor), equal
 to it on an otherwise idle machine whose cores the service saturates.
+
+Unless ``--no-floor-app``, the same requests then drive bench/floor_app.py, a minimal ASGI app on the same
+uvicorn + httptools + uvloop stack doing only the unavoidable work (its docstring): ``stack_floor_ratio`` is
+its ratio to the crypto floor, ``of_stack_floor`` the service's efficiency over its own, both from this run.
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ def longest_stall_ms(before: dict[float, float], after: dict[float, float]) -> t
 
 
 async def drive(
-    port: int, reqs: list[bytes], clients: int, seconds: float, server_pid: int
+    port: int, reqs: list[bytes], clients: int, seconds: float, server_pid: int, *, stalls: bool = True
 ) -> tuple[list[float], list[int], float, float, dict[str, float]]:
     warm_lat: list[float] = []
     warm_err: list[int] = []
@@ -189,12 +194,12 @@ async def drive(
                            for i in range(clients)))
     lat: list[float] = []
     errors: list[int] = []
-    stalls0, _ = await asyncio.to_thread(scrape, port)
+    stalls0 = (await asyncio.to_thread(scrape, port))[0] if stalls else {}
     cpu0, start, own0 = tree_cpu(server_pid), time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(port, reqs, i * 7, start + seconds, lat, errors) for i in range(clients)))
     elapsed, own = time.perf_counter() - start, time.process_time() - own0
     server_cpu = tree_cpu(server_pid) - cpu0
-    stalls1, since_start = await asyncio.to_thread(scrape, port)
+    stalls1, since_start = (await asyncio.to_thread(scrape, port)) if stalls else ({}, float("nan"))
     longest, ticks = longest_stall_ms(stalls0, stalls1)
     print(f"load generator CPU: {own:.1f} s ({own / elapsed:.2f} cores)")
     loop = {"max_loop_stall_ms": longest, "loop_ticks": ticks,
@@ -226,6 +231,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--floor-seconds", type=float, default=3.0)
+    parser.add_argument("--no-floor-app", dest="floor_app", action="store_false",
+                        help="skip the minimal app on the same stack (bench/floor_app.py)")
     parser.add_argument("--algorithms", default="RS256,ES256",
                         help="token signing algorithms to measure, one server run each (default both)")
     args = parser.parse_args()
@@ -240,7 +247,36 @@ def main() -> int:
         figures["es256_over_rs256"] = round(
             results["ES256"]["per_cpu_second"] / results["RS256"]["per_cpu_second"], 3)
     print(json.dumps(figures))
-    return 0 if not any(r["errors"] for r in results.values()) else 1
+    failed = any(r["errors"] or r.get("stack_floor_errors") for r in results.values())
+    return 1 if failed else 0
+
+
+def _p99(lat: list[float]) -> float:
+    ms = sorted(x * 1000 for x in lat)
+    return ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else float("nan")
+
+
+def serve_and_drive(
+    cmd: list[str], log_path: Path, reqs: list[bytes], args: argparse.Namespace, *, stalls: bool = True
+) -> tuple[list[float], list[int], float, float, dict[str, float]]:
+    """Start ``cmd`` (``{port}`` replaced by a free port) in its own session, drive it, stop it."""
+    port = free_port()
+    cmd = [part.replace("{port}", str(port)) for part in cmd]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
+    proc = None
+    try:
+        with open(log_path, "wb") as log:  # the access log: a line per request
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                    start_new_session=True)
+        wait_ready(port, proc)
+        return asyncio.run(drive(port, reqs, args.clients, args.seconds, proc.pid, stalls=stalls))
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the supervisor and its workers, started by us
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int | str]:
@@ -251,29 +287,22 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
           f"({sign} sign + 2 x ECDSA P-256 verify)")
 
     tmp = Path(tempfile.mkdtemp(prefix="affidavit-bench-"))
-    port = free_port()
-    proc = None
     try:
         reqs = requests(64, tmp)
-        cmd = [sys.executable, "-m", "affidavit", "serve", "--port", str(port),
+        cmd = [sys.executable, "-m", "affidavit", "serve", "--port", "{port}",
                "--data-dir", str(tmp / "data"), "--collateral-dir", str(tmp / "collateral"),
                "--trust-root", str(tmp / "root.pem"), "--workers", str(args.workers),
                "--signing-algorithm", algorithm, "--log-level", "warning"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AFFIDAVIT_")}
-        with open(tmp / "server.log", "wb") as log:  # the access log: a line per request
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-                                    start_new_session=True)
-        wait_ready(port, proc)
-        lat, errors, elapsed, server_cpu, loop = asyncio.run(
-            drive(port, reqs, args.clients, args.seconds, proc.pid)
-        )
+        lat, errors, elapsed, server_cpu, loop = serve_and_drive(cmd, tmp / "server.log", reqs, args)
+        stack = None
+        if args.floor_app:
+            cmd = [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", "{port}",
+                   "--workers", str(args.workers), "--algorithm", algorithm]
+            f_lat, f_err, f_elapsed, f_cpu, _ = serve_and_drive(cmd, tmp / "floor_app.log", reqs, args,
+                                                               stalls=False)
+            stack = {"per_cpu_second": len(f_lat) / f_cpu if f_cpu > 0 else float("nan"),
+                     "errors": len(f_err), "p99_ms": _p99(f_lat)}
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # uvicorn's supervisor and its workers, started by us
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
 
     # measured again after the run: on a machine shared with other load, the mean of the two is what the
@@ -300,7 +329,7 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
           f"{loop['max_loop_stall_ms_since_start']:.1f} ms)")
     print(f"[{algorithm}] ratio to the crypto floor, per CPU-second: {ratio:.2f} "
           f"(wall clock per worker: {per_core / floor:.2f})")
-    return {
+    figures: dict[str, float | int | str] = {
         "algorithm": algorithm,
         "attestations_per_s": round(rate, 1), "per_worker": round(per_core, 1),
         "per_cpu_second": round(per_cpu_second, 1), "floor_per_cpu_second": round(floor, 1),
@@ -311,6 +340,20 @@ def run_one(args: argparse.Namespace, algorithm: str) -> dict[str, float | int |
         "max_loop_stall_ms": round(loop["max_loop_stall_ms"], 2), "loop_ticks": loop["loop_ticks"],
         "max_loop_stall_ms_since_start": round(loop["max_loop_stall_ms_since_start"], 2),
     }
+    if stack is not None:
+        # the stack's own floor (bench/floor_app.py), measured in this run: how far the service is from it
+        stack_ratio = stack["per_cpu_second"] / floor
+        of_stack = per_cpu_second / stack["per_cpu_second"]
+        print(f"[{algorithm}] minimal app on the same stack: {stack['per_cpu_second']:,.0f} per server "
+              f"CPU-second, {stack_ratio:.2f} of the crypto floor ({stack['errors']} errors, p99 "
+              f"{stack['p99_ms']:.1f} ms); the service is {of_stack:.2f} of it")
+        figures.update({
+            "stack_floor_per_cpu_second": round(stack["per_cpu_second"], 1),
+            "stack_floor_ratio": round(stack_ratio, 3),
+            "of_stack_floor": round(of_stack, 3),
+            "stack_floor_errors": stack["errors"], "stack_floor_p99_ms": round(stack["p99_ms"], 2),
+        })
+    return figures
 
 
 if __name__ == "__main__":

@@ -30,3 +30,17 @@ def test_every_encoding_clients_send_decodes(data: bytes) -> None:
     std, url = base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode()
     for text in (std, url, std.rstrip("="), url.rstrip("=")):
         assert b64decode_lenient(text, "field") == data
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(min_size=40, max_size=700), st.integers(0, 10_000), st.sampled_from("A+/-_=$\n\u00e9"),
+       st.booleans(), st.integers(0, 3))
+def test_long_texts_decide_as_the_checked_decoder(
+    data: bytes, where: int, char: str, url: bool, strip: int
+) -> None:
+    """The SIMD decoder's long-input paths too: valid encodings and ones with a character replaced
+    anywhere (or padding cut) decide exactly as the checked decoder."""
+    text = (base64.urlsafe_b64encode(data) if url else base64.b64encode(data)).decode()
+    for candidate in (text, text[:len(text) - strip] if strip else text,
+                      text[:where % len(text)] + char + text[where % len(text) + 1:]):
+        assert _result(b64decode_lenient, candidate) == _result(_b64decode_lenient_checked, candidate)

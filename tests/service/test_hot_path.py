@@ -21,7 +21,7 @@ from affidavit.policy import DEFAULT_POLICIES, compile_policy, evaluate
 from affidavit.service import ServiceConfig, create_app
 from affidavit.service import pipeline as P
 from affidavit.service.app import AffidavitApp
-from affidavit.service.front import AttestFront, attest_kind
+from affidavit.service.front import AttestFront, LoopTurns, attest_kind
 from affidavit.service.loopwatch import LoopStallMonitor
 from affidavit.simulate import SimulatedPlatform
 from tests.service.conftest import EVIDENCE_TIME, Inputs
@@ -121,6 +121,54 @@ def test_front_shares_the_concurrency_limit(
     assert busy.json()["error"]["code"] == "ServiceUnavailable"
 
 
+def test_attestations_take_turns_one_per_loop_iteration() -> None:
+    """Requests ready together start their loop work in successive iterations (the loop polls between
+    them), each once, in arrival order; a cancelled waiter passes its turn on; a new loop starts afresh."""
+
+    async def run() -> tuple[list[tuple[str, int]], int]:
+        loop = asyncio.get_running_loop()
+        iteration = [0]
+
+        def tick() -> None:  # counts loop iterations: one call per iteration
+            iteration[0] += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        turns = LoopTurns()
+        started: list[tuple[str, int]] = []
+
+        async def attestation(name: str) -> None:
+            await turns.turn()
+            started.append((name, iteration[0]))
+
+        tasks = [asyncio.ensure_future(attestation(n)) for n in "abcd"]
+        cancelled = asyncio.ensure_future(attestation("x"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(0.01)
+        again: list[int] = []
+        await turns.turn()  # nothing waiting any more: at once
+        again.append(iteration[0])
+        return started, len(again)
+
+    started, later = asyncio.run(run())
+    assert [name for name, _ in started] == ["a", "b", "c", "d"]
+    iterations = [i for _, i in started]
+    assert len(set(iterations)) == 4 and iterations == sorted(iterations)
+    assert later == 1
+    turns = LoopTurns()
+    gone = asyncio.new_event_loop()
+    turns._loop, turns._taken = gone, True  # a turn left taken by a loop that ended before its release
+    gone.close()
+    assert asyncio.run(asyncio.wait_for(_one_turn(turns), 1))  # a new loop does not wait for it
+
+
+async def _one_turn(turns: LoopTurns) -> bool:
+    await turns.turn()
+    return True
+
+
 def test_warm_attestations_verify_on_the_loop_and_cold_ones_in_a_thread(
     app: AffidavitApp, asgi: AsgiClient, sim: SimulatedPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +196,32 @@ def test_warm_attestations_verify_on_the_loop_and_cold_ones_in_a_thread(
     marker = object()
     state.placement.verified("SgxEnclave", marker, P.INLINE_VERIFY_SECONDS * 2)
     assert not state.placement.verify_inline("SgxEnclave", marker)  # measured slow: a thread
+
+
+def test_warm_path_keeps_the_policy_while_the_store_hands_out_the_same_one(
+    app: AffidavitApp, asgi: AsgiClient, sim: SimulatedPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm attestation neither hashes the policy text nor looks it up in the compiler's cache while
+    the stored policy is the object last seen; a stored policy the view re-reads applies at once."""
+    state = app.state.affidavit
+    for _ in range(3):
+        assert asgi.post(URL, json=_body(sim)).status_code == 200
+    looked_up: list[str] = []
+    cached = state.compiler.cached
+    monkeypatch.setattr(state.compiler, "cached",
+                        lambda text, **kw: looked_up.append(text) or cached(text, **kw))
+    for _ in range(3):
+        assert asgi.post(URL, json=_body(sim)).status_code == 200
+    assert looked_up == []
+
+    marked = ('version=1.0; authorizationrules{=> permit();}; '
+              'issuancerules{=> issue(type="warm", value="1");};')
+    stored = type("Stored", (), {"text": marked, "signer_cert_der": None})()
+    monkeypatch.setattr(state, "stored_policy",
+                        lambda att_type: stored if att_type == "SgxEnclave" else None)
+    tokens = [asgi.post(URL, json=_body(sim)).json()["token"] for _ in range(3)]
+    assert all(jwt_body(t)["x-ms-policy"] == {"warm": "1"} for t in tokens)
+    assert looked_up[:1] == [marked]  # the new policy object: looked up once, then kept
 
 
 # -- policy outcome reuse ---------------------------------------------------------------------------------
@@ -240,6 +314,49 @@ def test_metrics_expose_the_loop_stall(asgi: AsgiClient) -> None:
     text = asgi.get("/metrics").text
     assert "affidavit_event_loop_stall_seconds_bucket" in text
     assert "affidavit_event_loop_stall_max_seconds" in text
+
+
+def test_metrics_are_collected_while_busy_and_written_when_quiet() -> None:
+    """Samples recorded while another request is in flight wait for the flush timer (or a scrape of this
+    worker); a worker with nothing in flight writes them at once, so sequential requests are counted
+    exactly; histograms written in one go equal histograms observed value by value."""
+    from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+
+    from affidavit.service import metrics
+
+    labels = {"route": "/hot/{path}", "method": "GET", "status": "200"}
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("affidavit_http_requests_total", labels) or 0.0
+
+    async def run() -> tuple[float, float, float, float]:
+        start = count()
+        metrics.request_started()  # another request is in flight
+        metrics.record_request("/hot/{path}", "GET", 200, 0.01)
+        metrics.request_finished()
+        collected = count() - start
+        await asyncio.sleep(metrics.FLUSH_SECONDS * 3)
+        timed = count() - start
+        metrics.request_ended()  # quiet now
+        metrics.record_request("/hot/{path}", "GET", 200, 0.01)
+        metrics.request_finished()
+        return start, collected, timed, count() - start
+
+    _, collected, timed, quiet = asyncio.run(run())
+    assert (collected, timed, quiet) == (0, 1, 2)
+
+    one, batched = (Histogram(f"h{i}", "", buckets=metrics.STALL_BUCKETS, registry=CollectorRegistry())
+                    for i in range(2))
+    values = [0.0, 0.00025, 0.0003, 0.002, 0.0021, 0.5, 1.0, 7.0, 0.00025]
+    for v in values:
+        one.observe(v)
+    metrics._observe_all(batched, values)
+
+    def samples(h: Histogram) -> list[tuple[str, Any, float]]:
+        found = h.collect()[0].samples
+        return [(s.name[2:], s.labels, s.value) for s in found if not s.name.endswith("_created")]
+
+    assert samples(one) == samples(batched)
 
 
 # -- the key-ring reload ---------------------------------------------------------------------------------

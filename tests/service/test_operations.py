@@ -407,6 +407,26 @@ def test_formatters_redact_configured_secrets_and_text_format(capsys: pytest.Cap
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
 
 
+def test_json_log_lines_hold_what_json_would_write() -> None:
+    """The JSON formatter writes with orjson; the objects read back are json's, including the values
+    orjson writes natively or refuses (datetimes, dataclasses and paths as str, non-str keys, integers
+    beyond 64 bits, non-ASCII text)."""
+    import dataclasses
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    fields = {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "where": Path("/tmp/x"), "p": Point(1),
+              "n": 2**70, "ratio": 0.1, "text": "naïve ☃", "nested": {1: [True, None, 1.5e-7]}}
+    for value in ({"a": 1, **fields}, {"only": 2**70}, {"mixed": {1: "x", "b": 2}}):
+        line = service_logs.json_line(value)
+        assert "\n" not in line
+        assert json.loads(line) == json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
 # -- 4: one issuer for the fleet ------------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 ACCESS_LOGGER = "affidavit.access"
 AUDIT_LOGGER = "affidavit.audit"
 FORMATS = ("json", "text")
@@ -92,6 +94,20 @@ def lean_records() -> None:
     logging.logMultiprocessing = False
 
 
+# datetimes and dataclasses as json's default=str writes them; non-str keys as json converts them
+_ORJSON_LINE = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def json_line(obj: Mapping[str, Any]) -> str:
+    """One log object as one line of JSON: orjson (a twentieth of json's time, and the access log writes a
+    line per request), else ``json.dumps`` for what orjson refuses (integers beyond 64 bits). Compact
+    separators; NaN and infinities are written as ``null`` (json would write non-JSON)."""
+    try:
+        return orjson.dumps(obj, default=str, option=_ORJSON_LINE).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(obj, default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message", ...fields, "exception"?}`` on one line."""
 
@@ -107,7 +123,7 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(out, default=str, ensure_ascii=False))
+        return scrub(json_line(out))
 
 
 class TextFormatter(logging.Formatter):

@@ -141,11 +141,11 @@ class ObservabilityMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        metrics.HTTP_IN_FLIGHT.inc()
+        metrics.request_started()
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            metrics.HTTP_IN_FLIGHT.dec()
+            metrics.request_ended()
             self._finish(scope, obs, status, maa_code)
 
     def _finish(self, scope: Scope, obs: Observation, status: int, maa_code: str | None) -> None:
@@ -180,6 +180,7 @@ def finish(scope: Scope, obs: Observation, status: int, maa_code: str | None) ->
         fields.update({k: v for k, v in obs.fields.items() if k not in fields})
         if route not in QUIET_ROUTES or status >= 400:
             logs.log_access(fields)
+        metrics.request_finished()
     except Exception:  # noqa: BLE001 -- observing must never break serving
         log.exception("recording request %s failed", obs.request_id)
 

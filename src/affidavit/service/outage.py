@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from affidavit.store.errors import unavailable
+
 T = TypeVar("T")
 log = logging.getLogger("affidavit.service")
 
@@ -74,8 +76,6 @@ class StoreView(Generic[T]):
 
     def get(self) -> T:
         """The current value: read now on first use, else the cached one (refreshed in the background)."""
-        from affidavit.store.errors import unavailable
-
         now = time.monotonic()
         if self._value is _MISSING:
             if self._error is not None and now - self._tried_at < 1.0:  # nothing to serve: fail fast

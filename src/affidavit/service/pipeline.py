@@ -44,8 +44,11 @@ from affidavit.attestation_types import AttestationType
 from affidavit.bounded import BoundedDict
 from affidavit.evidence.contract import EvidenceInput, EvidenceVerifier, VerifiedEvidence, VerifyOptions
 from affidavit.jose import b64url
+from affidavit.policy import custom_claim, evaluate, explain, policy_hash
 from affidavit.service.decode import DataField
 from affidavit.service.errors import INVALID_PARAMETER, POLICY_EVALUATION, ServiceError
+from affidavit.tokens import SoftwareSigner
+from affidavit.tokens.jwt import signing_input, with_signature
 
 if TYPE_CHECKING:
     from affidavit.service.state import ServiceState
@@ -184,8 +187,6 @@ def incoming_claim_list(
     policy can match a single advisory ID). ``custom`` is what the client merely asserted, as
     ``(name, value, value_type)``: those claims get issuer ``CustomClaim`` and a type behind
     ``policy.CUSTOM_CLAIM_PREFIX``, so they never match a rule written for a service claim."""
-    from affidavit.policy import custom_claim
-
     get = (cache or ClaimCache()).get
     claims: list[Any] = []
     for source in (incoming, extra):
@@ -262,13 +263,17 @@ class OutcomeCache:
         reads = self._reads(compiled)
         if reads is None:
             return None
-        from affidavit.policy import custom_claim
-
         get = (cache or ClaimCache()).get
         count = 0
         read: list[tuple[Any, ...]] = []
+        scalar = _SCALAR_TYPES
         for source in (incoming, extra):
             for name, value in source.items():
+                if type(value) in scalar:  # most claims: one claim each (_count_of, _claims_of inlined)
+                    count += 1
+                    if name in reads:
+                        read.append(_fact(get(name, value)))
+                    continue
                 count += _count_of(value)
                 if name in reads:
                     read.extend(_fact(c) for c in _claims_of(name, value, get))
@@ -317,8 +322,6 @@ class Placement:
             self._verify.put((type_name, id(collateral)), (collateral, seconds))
 
     def sign_inline(self, key: Any) -> bool:
-        from affidavit.tokens import SoftwareSigner
-
         cost = self._sign.get(key.kid)
         return cost is not None and cost < INLINE_SIGN_SECONDS and isinstance(key.signer, SoftwareSigner)
 
@@ -417,8 +420,6 @@ def token_claims(
     """Bindings, incoming claims, policy evaluation and the token's claims for one verified evidence
     (maa-api §6.2). A draft policy is explained rule by rule (``TRACE_CLAIM``); a denial is explained.
     ``outcomes``: reuse of outcomes (:class:`OutcomeCache`), never for a draft."""
-    from affidavit.policy import evaluate, explain, policy_hash
-
     check_bindings(entry, verified, submitted)
     token = evidence_token_claims(entry, verified, submitted)
     phash = getattr(compiled, "hash", None) or policy_hash(policy.text)
@@ -478,8 +479,6 @@ def custom_of(verified: VerifiedEvidence) -> list[tuple[str, Any, str]]:
 def denial_error(compiled: Any, incoming: Any, *, draft: bool = False) -> ServiceError:
     """The 400 a denial gets: MAA's reason plus the rules that did not match and why (explain runs only
     here, on the refusal path). Only evidence values are shown unless the caller wrote the policy."""
-    from affidavit.policy import explain
-
     explanation = explain(compiled, incoming, reveal_policy=draft)
     message = f"the attestation policy did not authorize: {explanation.denial_message(reveal_policy=draft)}"
     details = {"trace": explanation.to_dict()["rules"]} if draft else None
@@ -524,8 +523,6 @@ def _decide(
         from affidavit.tokens import unsecured_jwt
 
         return str(unsecured_jwt(claims, jku=state.jku, kid=ring.current.kid))
-    from affidavit.tokens.jwt import signing_input, with_signature
-
     text = signing_input(claims, ring.current, jku=state.jku)
     return with_signature(text, state.placement.sign(ring.current, text.encode("ascii")))
 
@@ -559,14 +556,23 @@ def _claims(
 
 
 def _warm_policy(state: ServiceState, entry: AttestationType) -> tuple[PolicyChoice, Any] | None:
-    """The stored policy and its compiled form when both are at hand without blocking, else None."""
-    from affidavit.service.policies import stored_policy_choice
+    """The stored policy and its compiled form when both are at hand without blocking, else None. Both
+    are kept per type while the store view hands out the same policy object (it re-reads every
+    ``state.POLICY_TTL``), so a warm attestation neither hashes the policy text nor converts its signer."""
+    from affidavit.service.policies import policy_choice
 
     if not state.policy_ready(entry.name):
         return None
-    policy = stored_policy_choice(state, entry.name)
+    stored = state.stored_policy(entry.name)
+    known = state.warm_policies.get(entry.name)
+    if known is not None and known[0] is stored:
+        return known[1], known[2]
+    policy = policy_choice(entry.name, stored)
     compiled = state.compiler.cached(policy.text)
-    return None if compiled is None else (policy, compiled)
+    if compiled is None:
+        return None
+    state.warm_policies[entry.name] = (stored, policy, compiled)
+    return policy, compiled
 
 
 async def issue(state: ServiceState, entry: AttestationType, submitted: AttestationInput) -> str:
@@ -589,8 +595,6 @@ async def issue(state: ServiceState, entry: AttestationType, submitted: Attestat
     policy, compiled = warm
     verified = _verify(state, entry, verifier, parsed, collateral, compiled)
     claims = _claims(state, entry, verified, submitted, policy, compiled, ring)
-    from affidavit.tokens.jwt import signing_input, with_signature
-
     key = ring.current
     data = signing_input(claims, key, jku=state.jku).encode("ascii")
     if state.placement.sign_inline(key):

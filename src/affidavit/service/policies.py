@@ -37,10 +37,14 @@ _JWS_MEDIA = ("text/plain", "application/jwt", "application/jose")
 
 def stored_policy_choice(state: ServiceState, att_type: str) -> PolicyChoice:
     """The policy attestations of ``att_type`` run under: the stored one, else the type's default."""
+    return policy_choice(att_type, state.stored_policy(att_type))
+
+
+def policy_choice(att_type: str, stored: Any) -> PolicyChoice:
+    """The :class:`PolicyChoice` of a stored policy (a ``store.StoredPolicy``; None: the default)."""
     from affidavit.attestation_types import lookup
     from affidavit.tokens import certificate_jwk
 
-    stored = state.stored_policy(att_type)
     if stored is None:
         return PolicyChoice(text=lookup(att_type).default_policy)
     signer = certificate_jwk(stored.signer_cert_der) if stored.signer_cert_der else None

@@ -95,6 +95,8 @@ class ServiceState:
     _refresher: asyncio.Task[None] | None = None
     loop_monitor: Any = None  # a loopwatch.LoopStallMonitor while started
     _verify_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per type: (the stored policy object, its PolicyChoice, its compiled form), see pipeline._warm_policy
+    warm_policies: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
 
     @cached_property
     def issuer(self) -> str:
@@ -245,9 +247,12 @@ class ServiceState:
         self.loop_monitor.start()
 
     async def aclose(self) -> None:
+        from affidavit.service import metrics
+
         if self.loop_monitor is not None:
             self.loop_monitor.stop()
             self.loop_monitor = None
+        metrics.flush()  # the samples collected since the last write
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
