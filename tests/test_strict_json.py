@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -220,3 +221,75 @@ def test_evidence_documents_refuse_duplicate_members() -> None:
     with pytest.raises(TokenError) as info:
         unseal_token(b64url(b'{"Jwt": "AA", "Jwt": "QQ"}'), lambda key: key)
     assert info.value.code == "bad_json"
+
+
+# -- the orjson fast path decides exactly as the checked reader ----------------------------------------------
+
+_leaves = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+_docs = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=12)
+
+
+def _typed(value: object) -> object:
+    """``value`` with every number's type made part of it (1 == 1.0 == True in Python)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def _outcome(reader: Callable[[str | bytes], object], text: str | bytes) -> object:
+    try:
+        return ("ok", _typed(reader(text)))
+    except (ValueError, RecursionError) as exc:
+        return ("error", type(exc).__name__, str(exc))
+
+
+def _writings(doc: object) -> list[bytes]:
+    import orjson
+
+    try:
+        own = orjson.dumps(doc)
+    except TypeError:  # integers beyond 64 bits
+        own = json.dumps(doc, separators=(",", ":")).encode()
+    return [own, json.dumps(doc).encode(), json.dumps(doc, separators=(",", ":")).encode(),
+            json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")]
+
+
+_EDITS = st.sampled_from(["", "x", "1", '"', "{", "\\", "\u00e9"])
+
+
+@given(_docs, st.integers(0, 3), st.integers(0, 400), _EDITS, st.booleans())
+def test_loads_decides_every_text_as_the_checked_reader(doc: object, writer: int, at: int, edit: str,
+                                                        as_str: bool) -> None:
+    """Any writing of any document, edited anywhere or not, given as bytes or str: the same value (types
+    included) or the same error from ``loads`` (orjson first) as from the checked reader alone."""
+    text = _writings(doc)[writer]
+    if edit:
+        i = at % (len(text) + 1)
+        text = text[:i] + edit.encode() + text[i + 1 :]
+    data: str | bytes = text
+    if as_str:
+        try:
+            data = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+    assert _outcome(strict_json.loads, data) == _outcome(strict_json.checked_loads, data)
+
+
+@given(st.dictionaries(st.text(max_size=4), json_docs, min_size=1, max_size=3), st.booleans())
+def test_a_duplicate_in_orjsons_own_writing_is_refused(doc: dict[str, object], same_value: bool) -> None:
+    """orjson's compact writing with its first member written again (the same value or another): the
+    fast path must not take it, whatever the value."""
+    import orjson
+
+    try:
+        text = orjson.dumps(doc)
+    except TypeError:
+        return
+    first, value = next(iter(doc.items()))
+    again = orjson.dumps({first: value if same_value else [value]})[1:-1]
+    with pytest.raises(strict_json.DuplicateMember):
+        strict_json.loads(text[:-1] + b"," + again + b"}")

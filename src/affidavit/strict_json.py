@@ -7,6 +7,12 @@ none of these is JSON (RFC 8259 §6) and each compares in surprising ways (``exp
 past", ``svn: NaN >= 3`` is false but ``not (NaN < 3)`` is true). :func:`loads` refuses them with
 :class:`NonFiniteNumber`, a ``ValueError`` like every other malformed-JSON error, so callers' existing
 ``except ValueError`` clauses map it to their layer's typed error.
+
+Speed: checking for duplicates costs a Python call per object (a 34 KB TPM event list: 0.61 ms parsed,
+1.11 ms checked). A text that is exactly orjson's compact writing of what orjson reads from it cannot hold
+a duplicate (the second member would be missing from the writing) nor anything else the checked reader
+refuses, so such texts, which is what the service itself writes, are taken from orjson (0.3 ms); any other
+text is decided by the checked reader alone.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+import orjson
 
 
 class NonFiniteNumber(ValueError):
@@ -50,4 +58,16 @@ def loads(data: str | bytes | bytearray) -> Any:
     """``json.loads`` without NaN/Infinity or duplicate members; raises ``ValueError``
     (``json.JSONDecodeError``, :class:`NonFiniteNumber`, :class:`DuplicateMember`), ``UnicodeDecodeError``
     or ``RecursionError`` for bad input."""
+    try:
+        value = orjson.loads(data)
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if orjson.dumps(value) == raw:  # the module docstring: exactly its own compact writing
+            return value
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError, TypeError):
+        pass
+    return checked_loads(data)
+
+
+def checked_loads(data: str | bytes | bytearray) -> Any:
+    """:func:`loads` by the checked reader alone (what decides every text orjson does not write back)."""
     return json.loads(data, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
