@@ -98,18 +98,23 @@ async def _post_only(request: Request) -> Response:  # pragma: no cover - Affida
     raise RuntimeError("POST /attest/{kind} is served by service.front, never by the router")
 
 
-def _lifespan(state: ServiceState) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    state: ServiceState, freeze_gc: bool
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.start()
+        await state.start(freeze_gc=freeze_gc)
         yield
         await state.aclose()
 
     return lifespan
 
 
-def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> AffidavitApp:
-    """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here."""
+def create_app(
+    config: ServiceConfig, *, state: ServiceState | None = None, freeze_gc: bool = False
+) -> AffidavitApp:
+    """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here.
+    ``freeze_gc``: a worker process's app (``app_from_environment``), not one of many in a test process."""
     state = state or build_state(config)
     # Other methods get 405 from this route; POST never reaches it (AffidavitApp.front serves it).
     attest_route = Route("/attest/{kind}", _post_only, methods=["POST"])
@@ -136,7 +141,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> A
             ClientDisconnect: handle_disconnect,
             Exception: handle_unexpected,
         }),
-        lifespan=_lifespan(state),
+        lifespan=_lifespan(state, freeze_gc),
     )
     app.state.affidavit = state
     gate = InFlight(config.max_concurrency)
@@ -151,4 +156,4 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> A
 def app_from_environment() -> AffidavitApp:
     """uvicorn factory for worker processes: the configuration is in ``AFFIDAVIT_SERVICE_CONFIG_JSON``."""
     text = os.environ.get(CONFIG_ENV)
-    return create_app(ServiceConfig.from_json(text) if text else ServiceConfig())
+    return create_app(ServiceConfig.from_json(text) if text else ServiceConfig(), freeze_gc=True)
