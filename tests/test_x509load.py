@@ -294,3 +294,65 @@ def test_pem_in_other_layouts_goes_to_cryptography() -> None:
     for other in (pem(76), pem(32), pem(64, b"\r\n"), pem(64).replace(b"\n-----END", b"\n\n-----END")):
         assert x509load._canonical_pem_ders(other) is None
         assert _with_der(other) == _by_cryptography(other)
+
+
+def test_certificate_warnings_are_ignored_without_touching_the_global_filters(vectors: Path) -> None:
+    """cryptography warns about VCEKs (serial number 0, sev-snp.md §3.1). The loaders used to silence it
+    with ``warnings.catch_warnings()``, which swaps the process-wide filter list: threads verifying at once
+    restored each other's copies, leaving the filters changed after the run or raising the warning as an
+    error inside another thread's load (under ``-W error`` or a filter like it, a valid VCEK refused)."""
+    import sys
+    import threading
+    import warnings
+
+    from affidavit.evidence.snp.certs import cn
+    from affidavit.evidence.snp.certs import load_certificate as load_vek
+
+    der = (vectors / "snp" / "trustee-genoa-v3-e2e" / "vcek.der").read_bytes()
+    long_name = _long_name_certificate()  # "Attribute's length must be <= 64" (a UserWarning)
+    errors: list[BaseException] = []
+
+    def load_many() -> None:
+        try:
+            for _ in range(300):
+                cn(x509load.load_der_certificate(der, ValueError))
+                load_vek(der)
+                x509load.load_der_certificate(long_name, ValueError)
+        except BaseException as exc:  # noqa: BLE001 -- collected for the assertion below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what `-W error` installs, behind the package's own filter
+        x509load.ignore_certificate_warnings()
+        before = list(warnings.filters)
+        sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+        try:
+            threads = [threading.Thread(target=load_many) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        after = list(warnings.filters)
+    assert errors == []
+    assert after == before
+
+
+def _long_name_certificate() -> bytes:
+    """A self-signed certificate whose CN is longer than RFC 5280's 64 characters, as GCE's AK
+    certificates have long name attributes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.warns(UserWarning, match="Attribute's length"):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x" * 80, _validate=False)])
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(when).not_valid_after(when).sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER)

@@ -16,9 +16,27 @@ from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 Fail = Callable[[str], Exception]
 MAX_CERTIFICATES = 64  # per PEM bundle from untrusted input
+
+
+def ignore_certificate_warnings() -> None:
+    """Silence cryptography's warnings about certificates that RFC 5280 disallows but real hardware
+    issues: serial number 0 in every VCEK and VLEK (sev-snp.md §3.1), over-long name attributes in GCE's
+    AK certificates, odd ones in hostile input. The verifiers decide on such certificates by their own
+    checks; under ``-W error`` the warning would refuse a valid one.
+
+    One filter for the process, scoped to this package's modules (a warning names the module whose code
+    touched the certificate) and installed at import, instead of ``warnings.catch_warnings()`` around
+    each load: that swaps the process-wide filter list, so concurrent verifications restored each other's
+    copies (a VCEK refused in one thread, the filters left changed)."""
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=r"affidavit\.")
+    warnings.filterwarnings("ignore", r"Attribute's length must be", UserWarning, r"affidavit\.")
+
+
+ignore_certificate_warnings()
 
 
 def _checked(cert: x509.Certificate) -> x509.Certificate:
@@ -37,9 +55,7 @@ def _reason(exc: BaseException) -> str:
 def load_der_certificate(data: bytes, fail: Fail, what: str = "certificate") -> x509.Certificate:
     """One DER certificate; ``fail(message)`` is raised for anything that is not one."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. over-long names: lenient, as real AK certificates need
-            return _checked(x509.load_der_x509_certificate(bytes(data)))
+        return _checked(x509.load_der_x509_certificate(bytes(data)))
     except Exception as exc:  # noqa: BLE001 -- every parser failure, whatever its type, is the caller's error
         raise fail(f"{what} is not a valid DER certificate: {_reason(exc)}") from None
 
@@ -56,11 +72,9 @@ def load_pem_certificates(
     if raw.count(b"-----BEGIN") > limit:
         raise fail(f"{what}: more than {limit} certificates")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            certs = x509.load_pem_x509_certificates(raw)
-            if touch:
-                certs = [_checked(c) for c in certs]
+        certs = x509.load_pem_x509_certificates(raw)
+        if touch:
+            certs = [_checked(c) for c in certs]
     except Exception as exc:  # noqa: BLE001 -- as above
         raise fail(f"{what} is not valid PEM certificates: {_reason(exc)}") from None
     if not certs:
@@ -122,12 +136,10 @@ def load_pem_certificates_der(
         certs = load_pem_certificates(raw, fail, what, limit=limit, touch=touch)
         return [(c, c.public_bytes(Encoding.DER)) for c in certs]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = []
-            for der in ders:
-                cert = x509.load_der_x509_certificate(der)
-                out.append((_checked(cert) if touch else cert, der))
+        out = []
+        for der in ders:
+            cert = x509.load_der_x509_certificate(der)
+            out.append((_checked(cert) if touch else cert, der))
     except Exception as exc:  # noqa: BLE001 -- as in load_pem_certificates
         raise fail(f"{what} is not valid PEM certificates: {_reason(exc)}") from None
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from affidavit import x509load  # noqa: F401 -- installs the certificate-warning filter
 from affidavit.evidence import EvidenceError, der
 from affidavit.evidence.der import span  # the strict TLV header reader, by offsets
 from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED, SnpError
@@ -64,23 +64,18 @@ def cn_of_name(name: x509.Name) -> str:
 
 
 def cn(cert: x509.Certificate) -> str:
-    """The subject CN, "" when absent or malformed (cryptography parses names lazily, and warns about
-    odd attribute lengths: hostile input is not worth a warning)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return cn_of_name(cert.subject)
-        except ValueError:
-            return ""
+    """The subject CN, "" when absent or malformed (cryptography parses names lazily)."""
+    try:
+        return cn_of_name(cert.subject)
+    except ValueError:
+        return ""
 
 
 def issuer_cn(cert: x509.Certificate) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return cn_of_name(cert.issuer)
-        except ValueError:
-            return ""
+    try:
+        return cn_of_name(cert.issuer)
+    except ValueError:
+        return ""
 
 
 _CN_OID = b"\x55\x04\x03"
@@ -223,17 +218,15 @@ def load_certificate(data: CertInput, known: Known = None, names: Facts = None) 
         raise _fail(f"certificate larger than {MAX_CERTIFICATE_BYTES} bytes")
     facts = _strict_outer(raw)
     try:
-        with warnings.catch_warnings():
-            # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1); cryptography warns about it (and
-            # about odd attribute lengths in hostile input): the checks here are what decides.
-            warnings.simplefilter("ignore")
-            cert = x509.load_der_x509_certificate(raw)
-            # `cryptography` parses lazily: touch everything used later so a bad field fails here.
-            cert.serial_number  # noqa: B018
-            cert.not_valid_before_utc  # noqa: B018
-            cert.not_valid_after_utc  # noqa: B018
-            cert.public_key()
-            cert.signature_algorithm_oid  # noqa: B018
+        # VCEKs and VLEKs have serial number 0 (sev-snp.md §3.1): cryptography's warning about it is
+        # silenced for this package (x509load.ignore_certificate_warnings); the checks here decide.
+        cert = x509.load_der_x509_certificate(raw)
+        # `cryptography` parses lazily: touch everything used later so a bad field fails here.
+        cert.serial_number  # noqa: B018
+        cert.not_valid_before_utc  # noqa: B018
+        cert.not_valid_after_utc  # noqa: B018
+        cert.public_key()
+        cert.signature_algorithm_oid  # noqa: B018
     except Exception as exc:  # noqa: BLE001 - cryptography raises ValueError, InvalidVersion,
         # DuplicateExtension, UnsupportedAlgorithm ... for hostile DER; all of them mean "malformed".
         raise _fail(f"not a usable DER certificate: {exc}") from None
