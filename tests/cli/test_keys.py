@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +35,9 @@ def test_keys_rotate_publishes_next_then_list_shows_states(
     assert "no signing keys" in _run(capsys, "keys", "list", "--database-url", db_url)
     first = json.loads(_run(capsys, "keys", "rotate", *args, "--issuer", "https://a.test", "--json"))
     assert first["state"] == "current" and first["published"] == [first["new"]]  # the first key: at once
+    with open_store(db_url) as store:  # the history names who rotated: the OS account and host
+        actors = {change.actor for change in store.history("key")}
+    assert actors == {f"cli:{getpass.getuser()}@{socket.gethostname()}"}
     second = json.loads(_run(capsys, "keys", "rotate", *args, "--bits", "3072", "--delay", "10m", "--json"))
     assert second["state"] == "next" and second["current"] == first["new"]
     assert second["retiring"] == first["new"] and second["issuer"] == "https://a.test"

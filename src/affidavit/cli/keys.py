@@ -178,6 +178,18 @@ def _kek(args: argparse.Namespace, store: Any) -> Any:
     return kek
 
 
+def _actor() -> str:
+    """Who rotated, for the store's history: the OS account and host (``cli`` alone named nobody)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}@{socket.gethostname()}"[:500]
+
+
 def _rotate(args: argparse.Namespace) -> int:
     from affidavit.store import KeyMaker, open_store, rotate_keyring
 
@@ -198,8 +210,7 @@ def _rotate(args: argparse.Namespace) -> int:
                 hsm, key = _hsm_key(args, issuer, algorithm, bits, now)
             maker = KeyMaker(issuer, algorithm, bits, hsm)
             ring = rotate_keyring(store, issuer, bits, now=now, kek=kek, delay=delay,
-                max_token_lifetime=lifetime,
-                                  actor="cli", maker=maker, key=key)
+                                  max_token_lifetime=lifetime, actor=_actor(), maker=maker, key=key)
             after = {k.kid: k for k in store.list_signing_keys()}
         finally:
             if hsm is not None:
