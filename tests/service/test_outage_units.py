@@ -62,6 +62,38 @@ def test_a_store_view_serves_the_last_good_value_within_the_staleness(
     assert sum("database reachable again" in m for m in lines) == 1, lines
 
 
+def test_a_view_refreshes_in_one_thread_and_it_ends_with_the_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refreshes are handed to one long-lived thread per view: a new thread per refresh cost the event loop
+    ``Thread.start()`` every ``ttl`` (355 µs median, up to 2.2 ms beside a busy signing thread). The thread
+    holds its view weakly, so a forgotten view's thread ends."""
+    import gc
+    import threading
+
+    from affidavit.service import outage
+
+    monkeypatch.setattr(outage, "REFRESHER_IDLE_SECONDS", 0.05, raising=False)
+    readers: list[threading.Thread] = []  # the Thread objects themselves: ids of live objects are unique
+
+    def read() -> str:
+        readers.append(threading.current_thread())
+        return "v"
+
+    view = StoreView(read, ttl=0.0, staleness=60, monitor=OutageMonitor())
+    assert view.get() == "v"  # the first read is the caller's own
+    for _ in range(20):
+        view.get()
+        _settle(view)
+    background = readers[1:]
+    assert len(background) >= 10
+    assert len({id(thread) for thread in background}) == 1
+    worker = background[0]
+    assert worker is not threading.current_thread() and worker.daemon
+    del view, background
+    gc.collect()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+
+
 def test_a_view_without_a_value_fails_fast_while_the_store_is_down() -> None:
     store = FlakyStore()
     store.down = True

