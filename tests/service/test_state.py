@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from affidavit.service import ServiceConfig
-from affidavit.service.state import build_state
+from affidavit.service.state import GIL_SWITCH_INTERVAL, build_state
 
 
 def test_keyring_refreshes_in_the_background(tmp_path: Path) -> None:
@@ -50,9 +50,10 @@ def test_every_registered_type_has_its_verifier_at_start(tmp_path: Path) -> None
 def test_a_started_worker_has_paid_its_one_time_costs(tmp_path: Path) -> None:
     """Before a worker's app serves: anyio's asyncio backend is loaded (the first ``run_in_threadpool``
     imports it: 10-40 ms on the loop, which bench/attest.py saw as a 40 ms stall at the first key-ring
-    refresh, 15 s in), and what startup built is frozen out of the collector's passes (generation-1 passes
-    over it took 1.3-3.8 ms on the loop). A fresh interpreter, as a worker is: no other test has imported
-    anyio's backend or frozen anything in it."""
+    refresh, 15 s in); what startup built is frozen out of the collector's passes (generation-1 passes over
+    it took 1.3-3.8 ms on the loop); the GIL switch interval is short (the loop waited up to 5 ms for the
+    GIL while the signing thread ran Python). A fresh interpreter, as a worker is: no other test has
+    imported anyio's backend or frozen anything in it."""
     import os
     import subprocess
     import sys
@@ -65,13 +66,14 @@ from affidavit.service.app import app_from_environment
 app = app_from_environment()
 async def run():
     async with app.router.lifespan_context(app):
-        return "anyio._backends._asyncio" in sys.modules, gc.get_freeze_count()
+        return "anyio._backends._asyncio" in sys.modules, gc.get_freeze_count(), sys.getswitchinterval()
 print(*asyncio.run(run()))
 """
     config = ServiceConfig(data_dir=tmp_path, admin_token="x", pcs_url=None)
     env = {**os.environ, CONFIG_ENV: config.to_json()}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
-    loaded, frozen = out.stdout.split()
+    loaded, frozen, switch = out.stdout.split()
     assert loaded == "True"
     assert int(frozen) > 10_000
+    assert float(switch) == GIL_SWITCH_INTERVAL < 0.005  # CPython's default: 5 ms

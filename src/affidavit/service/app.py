@@ -99,11 +99,11 @@ async def _post_only(request: Request) -> Response:  # pragma: no cover - Affida
 
 
 def _lifespan(
-    state: ServiceState, freeze_gc: bool
+    state: ServiceState, worker_process: bool
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.start(freeze_gc=freeze_gc)
+        await state.start(worker_process=worker_process)
         yield
         await state.aclose()
 
@@ -111,10 +111,11 @@ def _lifespan(
 
 
 def create_app(
-    config: ServiceConfig, *, state: ServiceState | None = None, freeze_gc: bool = False
+    config: ServiceConfig, *, state: ServiceState | None = None, worker_process: bool = False
 ) -> AffidavitApp:
     """The ASGI app for ``config``; ``state`` may be supplied (tests), else it is built here.
-    ``freeze_gc``: a worker process's app (``app_from_environment``), not one of many in a test process."""
+    ``worker_process``: the app of a worker process (``app_from_environment``), which tunes the process for
+    it (``ServiceState.start``), not one of many apps in a test process."""
     state = state or build_state(config)
     # Other methods get 405 from this route; POST never reaches it (AffidavitApp.front serves it).
     attest_route = Route("/attest/{kind}", _post_only, methods=["POST"])
@@ -141,7 +142,7 @@ def create_app(
             ClientDisconnect: handle_disconnect,
             Exception: handle_unexpected,
         }),
-        lifespan=_lifespan(state, freeze_gc),
+        lifespan=_lifespan(state, worker_process),
     )
     app.state.affidavit = state
     gate = InFlight(config.max_concurrency)
@@ -156,4 +157,4 @@ def create_app(
 def app_from_environment() -> AffidavitApp:
     """uvicorn factory for worker processes: the configuration is in ``AFFIDAVIT_SERVICE_CONFIG_JSON``."""
     text = os.environ.get(CONFIG_ENV)
-    return create_app(ServiceConfig.from_json(text) if text else ServiceConfig(), freeze_gc=True)
+    return create_app(ServiceConfig.from_json(text) if text else ServiceConfig(), worker_process=True)

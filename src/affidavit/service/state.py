@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from affidavit.service.pipeline import ClaimCache, OutcomeCache, Placement, Sign
 log = logging.getLogger("affidavit.service")
 
 KEYRING_REFRESH = 30.0  # seconds: the default key_reload_seconds (how long replicas take to see a rotation)
+GIL_SWITCH_INTERVAL = 0.0005  # seconds; a worker's (ServiceState.start)
 POLICY_TTL = 1.0  # seconds a stored policy is reused; another server's change shows within it
 PLATFORM_CACHE = 4096  # PCK chains remembered
 
@@ -234,16 +236,20 @@ class ServiceState:
             except Exception as exc:  # noqa: BLE001 -- a store outage: keep serving the ring we have
                 log.warning("key ring refresh failed (the current ring stays in use): %s", exc)
 
-    async def start(self, *, freeze_gc: bool = False) -> None:
+    async def start(self, *, worker_process: bool = False) -> None:
         """Background work that needs the event loop (the PCS provider's refresh of expiring items, the
         key ring's refresh) and the one-time costs a worker pays before it serves.
 
-        ``freeze_gc`` (a worker process, not one of many states in a test process): what startup built
-        (modules, verifiers, trust, compiled policies: ~55,000 objects) lives as long as the worker. Left to
-        the collector, every pass over the older generations walks it on the event loop: 1.3-3.8 ms for a
-        generation-1 pass, measured under load, and ~25 ms for a full one. Frozen, the passes see only
-        what requests made (~1,500 objects). Done before the stall monitor starts: the collection before
-        the freeze (~25 ms) is not a stall of a serving worker."""
+        ``worker_process``: this state is its process's only one (a worker, not one of many states in a
+        test process), so the process is tuned for it, before the stall monitor starts:
+
+        - what startup built (modules, verifiers, trust, compiled policies: ~55,000 objects) lives as long
+          as the worker. Left to the collector, every pass over the older generations walks it on the
+          event loop: 1.3-3.8 ms for a generation-1 pass, measured under load, ~25 ms for a full one.
+          Frozen, the passes see only what requests made (~1,500 objects);
+        - the GIL switch interval is ``GIL_SWITCH_INTERVAL``: the loop thread waits that long for the GIL
+          while the signing thread runs Python. At CPython's 5 ms the longest stalls in bench/attest.py
+          were 2.5-5 ms (4 runs), at 0.5 ms 1.25-2 ms, throughput the same within the runs' noise."""
         from starlette.concurrency import run_in_threadpool
 
         from affidavit.service import metrics
@@ -257,9 +263,10 @@ class ServiceState:
         if start is not None:
             start()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_keyring())
-        if freeze_gc:
+        if worker_process:
             gc.collect()
             gc.freeze()
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.loop_monitor = LoopStallMonitor(observe=metrics.loop_stall)
         self.loop_monitor.start()
 
