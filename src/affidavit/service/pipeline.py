@@ -300,6 +300,7 @@ INLINE_VERIFY_SECONDS = 0.001  # CPU: a warm DCAP quote measures 0.1-0.4 ms, a c
 # CPU: ES256 measures ~0.06 ms (on the loop); RSA-2048 0.9-1.4 ms, which would hold the loop, and an
 # event-loop iteration serves every ready request: RSA goes to the signing thread (OpenSSL releases the GIL)
 INLINE_SIGN_SECONDS = 0.00025
+PLACEMENT_ENTRIES = 256  # (attestation type, collateral set) costs remembered (Placement)
 
 
 class Placement:
@@ -307,8 +308,10 @@ class Placement:
     last verification per (attestation type, collateral object) and of the last signature per key."""
 
     def __init__(self) -> None:
-        # the collateral object itself is kept with its cost, so a recycled id() never matches
-        self._verify: BoundedDict[tuple[str, int], tuple[Any, float]] = BoundedDict(256)
+        # The collateral object itself is kept with its cost, so a recycled id() never matches. 256 sets
+        # (DCAP: one per FMSPC and PCK CA, tens in a fleet); past that the oldest is measured again, its
+        # next verification running in a thread: slower, never wrong.
+        self._verify: BoundedDict[tuple[str, int], tuple[Any, float]] = BoundedDict(PLACEMENT_ENTRIES)
         self._sign: dict[str, float] = {}
 
     def verify_inline(self, type_name: str, collateral: Any) -> bool:
