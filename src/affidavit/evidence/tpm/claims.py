@@ -1,8 +1,9 @@
 """MAA incoming claims derived from a verified event log (tpm.md §3).
 
-A claim is read only from events that (a) lie in a PCR whose replay matched the quote and (b) whose
-data is covered by their digest. Claims that rest on the *absence* of an event (no boot debugging,
-not safe mode, ...) are emitted only when every PCR such an event would be in is bound by the quote.
+A claim is read only from events that (a) lie in a PCR whose replay matched the quote, with a digest
+in a bank of that comparison, and (b) whose data is covered by their digest. Claims that rest on the
+*absence* of an event (no boot debugging, not safe mode, ...) are emitted only when every PCR such an
+event would be in is bound by the quote.
 """
 
 from __future__ import annotations
@@ -77,11 +78,19 @@ def derive_claims(
     if analysis is None:
         return claims
     log = analysis.log
+    # An event is bound only through a bank whose replay of its PCR was compared with the quote: one
+    # carrying digests for other banks alone (the log names the banks) extends no quoted value.
+    bound_banks: dict[int, set[int]] = {}
+    for bank, values in quoted.items():
+        replayed = analysis.replayed.get(bank, {})
+        for i in values:
+            if i in replayed:
+                bound_banks.setdefault(i, set()).add(c.HASH_IDS[bank])
     # EV_NO_ACTION records are never extended, so nothing binds them: left out, as MAA does.
     trusted = [
         (e, s)
         for e, s in zip(log.events, analysis.status, strict=True)
-        if e.pcr in covered and s != NOT_EXTENDED
+        if e.pcr in covered and s != NOT_EXTENDED and not bound_banks.get(e.pcr, set()).isdisjoint(e.digests)
     ]
     verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
     events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks, cache)
