@@ -346,4 +346,30 @@ def test_event_only_in_an_unquoted_bank_is_not_trusted(vectors: Path) -> None:
     events = result.claims["events"]["Events"]
     assert all(e["PcrIndex"] != 7 or e["EventType"] != c.EV_EFI_ACTION or "Debug" not in json.dumps(e)
                for e in events)
-    assert result.claims["bootDebuggingDisabled"] is True
+    honest = _verify_synthetic(ev, nonce, trust).claims
+    assert len(events) == len(honest["events"]["Events"])
+    assert {k: v for k, v in result.claims.items() if k not in ("events", "bootEvents")} == {
+        k: v for k, v in honest.items() if k not in ("events", "bootEvents")
+    }
+
+
+def test_absence_claims_need_the_sipa_pcrs_accounted_for(vectors: Path) -> None:
+    """A Windows log with every PCR 12-14 record left out still replays PCRs 0-7 to the quote, and then
+    shows no SIPA event at all; the quoted PCRs 12-14 are not at their start value, so the log hides
+    what was measured there (boot debugging, safe mode): no claim may rest on those events' absence."""
+    ev = _windows(vectors)
+    assert isinstance(ev.ak_public, bytes) and ev.event_log is not None
+    from affidavit.evidence.tpm import parse_public
+
+    trust = TpmTrust(registered_aks=frozenset({_spki(parse_public(ev.ak_public).public_key)}))
+    log = parse_event_log(ev.event_log)
+    ends = [e.offset for e in log.events[1:]] + [len(ev.event_log) - log.trailing]
+    kept = b"".join(
+        ev.event_log[e.offset : end]
+        for e, end in zip(log.events, ends, strict=True)
+        if e.pcr not in (12, 13, 14)
+    )
+    result = verify_tpm(dataclasses.replace(ev, event_log=kept), b"", trust, NOW, allow_sha1_signature=True)
+    assert result.claims["secureBootEnabled"] is True  # PCR7 is still bound
+    for name in ("bootDebuggingDisabled", "notSafeMode", "notWinPE", "iommuEnabled", "vbsEnabled"):
+        assert name not in result.claims, name

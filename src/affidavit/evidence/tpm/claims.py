@@ -17,7 +17,7 @@ from affidavit.evidence.tpm.analysis import LogAnalysis
 from affidavit.evidence.tpm.coverage import NOT_EXTENDED, VERIFIED
 from affidavit.evidence.tpm.eventlog import Event
 from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json, sipa_pairs
-from affidavit.evidence.tpm.replay import PcrValues
+from affidavit.evidence.tpm.replay import PcrValues, initial_value
 
 SIPA_PCRS = frozenset({12, 13, 14})
 
@@ -44,6 +44,13 @@ def secure_boot_state(events: Iterable[tuple[Event, str]]) -> bool | None:
     if len(found) != 1:
         return None
     return found[0] == b"\x01"
+
+
+def _quoted_unextended(quoted: PcrValues, pcr: int) -> bool:
+    """Whether a bank of the quote shows ``pcr`` at its start value: nothing was ever extended into it."""
+    return any(
+        pcr in values and values[pcr] == initial_value(pcr, len(values[pcr])) for values in quoted.values()
+    )
 
 
 def _debug_mode_action(e: Event) -> bool:
@@ -112,8 +119,11 @@ def derive_claims(
                     sipa_values.setdefault(name, []).append(value)
     sipa_bound = SIPA_PCRS <= covered
     uefi_debug = any(_debug_mode_action(e) for e, _ in trusted)
+    # "Not Windows" rests on the log: a client may leave out every record of PCRs 12-14, so it counts only
+    # when each of them is bound by the log or quoted at its start value (nothing measured there).
+    sipa_empty = all(i in covered or _quoted_unextended(quoted, i) for i in SIPA_PCRS)
 
-    if 7 in covered and (sipa_bound or not windows):
+    if 7 in covered and (sipa_bound or (not windows and sipa_empty)):
         debugging = uefi_debug or any(v is True for v in sipa_values.get("EVENT_BOOTDEBUGGING", []))
         claims["bootDebuggingDisabled"] = not debugging
     if windows and sipa_bound:
