@@ -98,3 +98,11 @@ def test_uefi_debug_mode_is_read_from_the_digest() -> None:
     honest = [_event(7, c.EV_EFI_ACTION, b"UEFI Debug Mode"), _event(7, c.EV_SEPARATOR, SEPARATOR)]
     assert _claims(honest)["bootDebuggingDisabled"] is False
     assert _claims([_event(7, c.EV_SEPARATOR, SEPARATOR)])["bootDebuggingDisabled"] is True
+
+
+def test_dma_protection_disabled_is_read_from_the_digest() -> None:
+    iommu_on = _sipa((0x0005000C, b"\x01"))  # EVENT_HYPERVISOR_IOMMU_POLICY = 1
+    pcr12, pcr13 = _event(12, c.EV_EVENT_TAG, iommu_on), _event(13, c.EV_EVENT_TAG, iommu_on)
+    assert _claims(_windows(pcr12, pcr13))["iommuEnabled"] is True
+    relabelled = _event(7, c.EV_EFI_VARIABLE_AUTHORITY, b"nothing", measured=b"DMA Protection Disabled")
+    assert _claims([relabelled, *_windows(pcr12, pcr13)])["iommuEnabled"] is False
