@@ -123,3 +123,32 @@ def test_ledger_refuses_reuse_and_forgets_expired_challenges(client: AsgiClient)
     with pytest.raises(TpmProtocolError, match="already used"):
         consume_challenge(state, b"a" * 16, 1000.0 + CONTEXT_TTL_SECONDS + LEDGER_SKEW)
     consume_challenge(state, b"a" * 16, 1001.0 + CONTEXT_TTL_SECONDS + LEDGER_SKEW)  # expired anyway
+
+
+def test_request_key_info_in_the_token_is_only_what_was_checked(client: AsgiClient) -> None:
+    """``x-ms-tpm-request-key.info`` is what the service attests about the request key (in MAA's tokens,
+    ``tpm_certify`` means a TPM2_Certify it verified): a client's extra members, such as a
+    ``tpm_certify`` it made up next to its ``tpm_quote`` binding, must not reach the token."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from affidavit.client.tpm import rsa_jwk, sign_request
+    from affidavit.service.tpm_protocol import TpmProtocolError
+    from affidavit.service.tpm_route import open_request
+
+    state = client.app.state.affidavit
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = rsa_jwk(key.public_key())
+    made_up = {"name_alg": 11, "obj_attr": 0x00050072, "auth_policy": ""}
+    for info in (
+        {"tpm_quote": {"hash_alg": "sha-256"}, "tpm_certify": made_up},
+        {"tpm_quote": {"hash_alg": "sha-256", "tpm_certify": made_up}},
+    ):
+        att_data = {"request_key": {"jwk": jwk, "info": info}, "service_context": _context_of(client),
+                    "tpm_att_data": {}}
+        message = {"request": sign_request({"att_type": "basic", "att_data": att_data}, key)}
+        try:
+            submitted = open_request(state, message)
+        except TpmProtocolError:
+            continue  # refusing what it cannot check is as good
+        info = submitted.request_claims["x-ms-tpm-request-key"]["info"]
+        assert info == {"tpm_quote": {"hash_alg": "sha-256"}}

@@ -311,6 +311,19 @@ def expected_qualifying_data(request: SignedRequest, challenge: bytes) -> bytes:
     return challenge
 
 
+def checked_key_info(request: SignedRequest) -> dict[str, Any]:
+    """The request key's ``info`` as the token may state it: the binding this service checked (the
+    ``tpm_quote`` hash), nothing else a client put there (a ``tpm_certify`` would claim a TPM2_Certify
+    that was never verified). Call after :func:`expected_qualifying_data` accepted the request."""
+    rk = request.request_key
+    info = rk.get("info") if rk else None
+    if not isinstance(info, dict) or "tpm_quote" not in info:
+        return {}
+    quote_info = info.get("tpm_quote")
+    return {"tpm_quote": {"hash_alg": quote_info.get("hash_alg", "sha-256") if isinstance(quote_info, dict)
+                          else None}}
+
+
 # ------------------------------------------------------------------------------------------ TPM evidence
 # The decoders of the evidence inside ``att_data`` live in the evidence layer (``evidence.tpm.request``).
 

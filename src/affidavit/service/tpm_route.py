@@ -59,6 +59,7 @@ from affidavit.service.tpm_protocol import (
     challenge_message,
     check_init,
     check_request_challenge,
+    checked_key_info,
     context_key_name,
     decode_envelope,
     derive_context_key,
@@ -116,16 +117,18 @@ def open_request(state: ServiceState, message: Mapping[str, Any]) -> Attestation
     def spend() -> None:  # both signatures checked (the request JWS, the quote): now it is spent
         consume_challenge(state, challenge, seconds)
 
+    nonce = expected_qualifying_data(request, challenge)
     claims: dict[str, Any] = {"ver": "1.0", "cnf": {"jwk": public_jwk(request.signing_jwk)}}
     if request.request_key is not None:
         info = request.request_key.get("info")
         claims["x-ms-tpm-request-key"] = {"jwk": public_jwk(request.signing_jwk),
-                                          **({"info": info} if isinstance(info, dict) else {})}
+                                          **({"info": checked_key_info(request)} if isinstance(info, dict)
+                                             else {})}
     if rp_data is not None:
         claims["rp_data"] = rp_data
         claims["nonce"] = rp_data
     return AttestationInput(
-        evidence=EvidenceInput(b"", document=att_data, nonce=expected_qualifying_data(request, challenge)),
+        evidence=EvidenceInput(b"", document=att_data, nonce=nonce),
         request_claims=claims,
         on_verified=spend,
     )

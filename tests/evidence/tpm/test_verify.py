@@ -312,3 +312,64 @@ def test_one_verifier_serves_threads_without_a_lock(vectors: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: verifier.verify(ev, b"\x90\x09", NOW).claims, range(16)))
     assert all(r == expected for r in results)
+
+
+def _with_unquoted_bank_event(log: bytes, pcr: int, etype: int, data: bytes) -> bytes:
+    """The log with SHA-512 added to its Spec ID and, first, an event whose only digest is SHA-512
+    (over ``data``): the quoted banks' replay does not see it."""
+    import hashlib
+    import struct
+
+    size = struct.unpack_from("<I", log, 28)[0]
+    spec = log[32 : 32 + size]
+    count = struct.unpack_from("<I", spec, 24)[0]
+    table_end = 28 + 4 * count
+    spec = spec[:24] + struct.pack("<I", count + 1) + spec[28:table_end] + struct.pack("<HH", 0x000D, 64) + (
+        spec[table_end:]
+    )
+    forged = struct.pack("<III", pcr, etype, 1) + struct.pack("<H", 0x000D) + hashlib.sha512(data).digest()
+    forged += struct.pack("<I", len(data)) + data
+    return log[:28] + struct.pack("<I", len(spec)) + spec + forged + log[32 + size :]
+
+
+def test_event_only_in_an_unquoted_bank_is_not_trusted(vectors: Path) -> None:
+    """An event carrying a digest only for a bank the quote does not cover extends no quoted PCR:
+    nothing binds it, so neither the events document nor a claim may be read from it."""
+    ev, nonce, trust = _synthetic(vectors, "rsa")
+    assert ev.event_log is not None
+    forged_log = _with_unquoted_bank_event(ev.event_log, 7, c.EV_EFI_ACTION, b"UEFI Debug Mode")
+    assert parse_event_log(forged_log).banks == (c.ALG_SHA1, c.ALG_SHA256, 0x000D)
+    try:
+        result = _verify_synthetic(dataclasses.replace(ev, event_log=forged_log), nonce, trust)
+    except EvidenceError:
+        return  # refusing the log is as good as ignoring the event
+    events = result.claims["events"]["Events"]
+    assert all(e["PcrIndex"] != 7 or e["EventType"] != c.EV_EFI_ACTION or "Debug" not in json.dumps(e)
+               for e in events)
+    honest = _verify_synthetic(ev, nonce, trust).claims
+    assert len(events) == len(honest["events"]["Events"])
+    assert {k: v for k, v in result.claims.items() if k not in ("events", "bootEvents")} == {
+        k: v for k, v in honest.items() if k not in ("events", "bootEvents")
+    }
+
+
+def test_absence_claims_need_the_sipa_pcrs_accounted_for(vectors: Path) -> None:
+    """A Windows log with every PCR 12-14 record left out still replays PCRs 0-7 to the quote, and then
+    shows no SIPA event at all; the quoted PCRs 12-14 are not at their start value, so the log hides
+    what was measured there (boot debugging, safe mode): no claim may rest on those events' absence."""
+    ev = _windows(vectors)
+    assert isinstance(ev.ak_public, bytes) and ev.event_log is not None
+    from affidavit.evidence.tpm import parse_public
+
+    trust = TpmTrust(registered_aks=frozenset({_spki(parse_public(ev.ak_public).public_key)}))
+    log = parse_event_log(ev.event_log)
+    ends = [e.offset for e in log.events[1:]] + [len(ev.event_log) - log.trailing]
+    kept = b"".join(
+        ev.event_log[e.offset : end]
+        for e, end in zip(log.events, ends, strict=True)
+        if e.pcr not in (12, 13, 14)
+    )
+    result = verify_tpm(dataclasses.replace(ev, event_log=kept), b"", trust, NOW, allow_sha1_signature=True)
+    assert result.claims["secureBootEnabled"] is True  # PCR7 is still bound
+    for name in ("bootDebuggingDisabled", "notSafeMode", "notWinPE", "iommuEnabled", "vbsEnabled"):
+        assert name not in result.claims, name
