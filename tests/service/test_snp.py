@@ -253,6 +253,13 @@ def test_debug_guest_under_a_policy_that_forbids_it(
         client.close()
 
 
+def test_an_endorsement_with_a_tagged_container_as_map_key_is_a_400(client: AsgiClient, setup: Setup) -> None:
+    uvm = bytes([0x84, 0x44, 0xA1, 0xC1, 0x80, 0x00, 0xA0, 0x40, 0x40])  # protected {tag 1([]): 0}
+    body = {"report": b64url(build_document(_report(setup.vcek), setup.vcek.chain_pem, (uvm,)))}
+    r = _attest(client, body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", r.text
+
+
 def test_default_policy_is_maas_text(client: AsgiClient) -> None:
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     r = client.get("/policies/SevSnpVm?api-version=2022-08-01", headers=auth)
