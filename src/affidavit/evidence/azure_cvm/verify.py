@@ -68,11 +68,17 @@ def snp_verifier_from_package(trust: Any = None) -> SnpReportVerifier:
     is split here: the VEK first, then the ASK/ARK given with it (none given: the ASK shipped with the SNP
     package), so a VEK under another product's chain fails."""
     from affidavit.evidence import snp as amd
+    from affidavit.evidence.snp.certs import MAX_BUNDLE_CERTIFICATES
+    from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED
 
     verifier = amd.SnpVerifier(trust if trust is not None else amd.AmdTrust.amd())
 
     def verify(report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]:
-        # Split by PEM armour only: certificate parsing (hostile DER) is the SNP package's.
+        # Split by PEM armour only: certificate parsing (hostile DER) is the SNP package's. The lazy
+        # pattern scans to the end from each BEGIN line, so their number is bounded first.
+        if vcek_chain.count(b"-----BEGIN") > MAX_BUNDLE_CERTIFICATES:
+            raise amd.SnpError(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in the VCEK chain",
+                               code=CERTIFICATE_MALFORMED)
         blocks = _PEM_BLOCK.findall(vcek_chain)
         vek, chain = (blocks[0], b"".join(blocks[1:]) or None) if blocks else (vcek_chain, None)
         return dict(verifier.verify(report, vek, chain, now).claims)
