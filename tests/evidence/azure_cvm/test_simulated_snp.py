@@ -102,3 +102,24 @@ def test_a_chain_of_begin_lines_is_refused_without_quadratic_work(sim: Any) -> N
     with pytest.raises(EvidenceError):
         verify(vek.report(), chain, NOW)
     assert time.perf_counter() - start < 0.3
+
+
+def test_the_seam_checks_the_crl_it_is_given_and_its_product(sim: Any) -> None:
+    """With CRLs looked up (``crl`` not None) the chain must be of their product; a revoked VCEK is
+    refused; ``require_crl`` refuses a report without its ARK's CRL."""
+    snp, pki, vek = sim
+    verify = snp_verifier_from_package(pki.trust())
+    report = vek.report()
+    empty = pki.crl([], now=NOW)
+    assert verify(report, vek.chain_pem, NOW, (empty,), "Milan")["x-ms-sevsnpvm-vmpl"] == 0
+    revoked = pki.crl([vek.certificate.serial_number], issuer="ask", now=NOW)
+    for crl, product, code in (((empty,), "Genoa", "snp_crl_unavailable"), ((), None, "snp_crl_unavailable"),
+                               ((empty, revoked), "Milan", "snp_revoked")):
+        with pytest.raises(EvidenceError) as caught:
+            verify(report, vek.chain_pem, NOW, crl, product)
+        assert caught.value.code == code
+    strict = snp_verifier_from_package(pki.trust(), require_crl=True)
+    with pytest.raises(EvidenceError) as caught:
+        strict(report, vek.chain_pem, NOW, (), "Milan")
+    assert caught.value.code == "snp_crl_unavailable"
+    assert strict(report, vek.chain_pem, NOW, (empty,), "Milan")
