@@ -157,6 +157,20 @@ def test_another_tpms_key_certified_is_rejected(
     assert r.status_code == 400 and "certified" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("field", ["TpmInfo.EncKeyPub", "TpmInfo.AikPub"])
+def test_a_zero_rsa_modulus_is_a_400(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform, field: str
+) -> None:
+    info, _ = _tdx_info(vtpm, sim_td)
+    node: Any = info
+    for p in field.split("."):
+        node = node[p]
+    raw = base64.b64decode(node)
+    zero = base64.b64encode(raw[:-256] + bytes(256)).decode()
+    r = client.post(URL, json=request_body(_tamper(info, field, zero)))
+    assert r.status_code == 400, r.text
+
+
 def test_trusted_launch_is_refused(client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
     r = client.post(URL, json=request_body(_tamper(info, "IsolationInfo", {"Type": "TrustedLaunch"})))
