@@ -171,6 +171,20 @@ def test_a_zero_rsa_modulus_is_a_400(
     assert r.status_code == 400, r.text
 
 
+def test_the_os_type_the_request_names_does_not_make_elam_enabled(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    """``OSType`` is the client's word (echoed as ``x-ms-azurevm-ostype`` / ``-is-windows``, as MAA does);
+    it must not become ``x-ms-azurevm-elam-enabled``, a boot measurement nothing here verified."""
+    info, enc = _tdx_info(vtpm, sim_td)
+    info["OSType"] = base64.b64encode(b"Windows").decode()
+    r = client.post(URL, json=request_body(info))
+    assert r.status_code == 200, r.text
+    claims = _unseal(r.json(), enc)
+    assert claims["x-ms-azurevm-ostype"] == "Windows" and claims["x-ms-azurevm-is-windows"] is True
+    assert claims["x-ms-azurevm-elam-enabled"] is False
+
+
 def test_trusted_launch_is_refused(client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
     r = client.post(URL, json=request_body(_tamper(info, "IsolationInfo", {"Type": "TrustedLaunch"})))
