@@ -185,6 +185,18 @@ def test_the_os_type_the_request_names_does_not_make_elam_enabled(
     assert claims["x-ms-azurevm-elam-enabled"] is False
 
 
+def test_two_spellings_of_attestation_info_are_refused(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    """The member is matched case-insensitively: with two spellings, which one is verified would depend
+    on their order, and a proxy may read the other (strict_json refuses exact duplicates for that)."""
+    info, _ = _tdx_info(vtpm, sim_td)
+    body = request_body(info)
+    (value,) = body.values()
+    r = client.post(URL, json={"AttestationInfo": value, "attestationInfo": "e30"})
+    assert r.status_code == 400 and "AttestationInfo" in r.json()["error"]["message"], r.text
+
+
 def test_trusted_launch_is_refused(client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
     r = client.post(URL, json=request_body(_tamper(info, "IsolationInfo", {"Type": "TrustedLaunch"})))

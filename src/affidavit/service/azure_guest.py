@@ -113,11 +113,12 @@ def _object(obj: Any, name: str) -> dict[str, Any]:
 
 
 def _member(obj: Mapping[str, Any], name: str) -> Any:
-    """A member by name, case-insensitively (the 2025-06-01 spec writes ``attestationInfo``)."""
-    for key, value in obj.items():
-        if isinstance(key, str) and key.lower() == name.lower():
-            return value
-    return None
+    """A member by name, case-insensitively (the 2025-06-01 spec writes ``attestationInfo``); two
+    spellings are refused, as strict_json refuses duplicates (which one counts would depend on order)."""
+    found = [value for key, value in obj.items() if isinstance(key, str) and key.lower() == name.lower()]
+    if len(found) > 1:
+        raise ServiceError(f"request body names {name} more than once (in different cases)")
+    return found[0] if found else None
 
 
 def _snp_proof(proof: bytes) -> tuple[bytes, bytes]:
