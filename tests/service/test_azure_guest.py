@@ -157,6 +157,46 @@ def test_another_tpms_key_certified_is_rejected(
     assert r.status_code == 400 and "certified" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("field", ["TpmInfo.EncKeyPub", "TpmInfo.AikPub"])
+def test_a_zero_rsa_modulus_is_a_400(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform, field: str
+) -> None:
+    info, _ = _tdx_info(vtpm, sim_td)
+    node: Any = info
+    for p in field.split("."):
+        node = node[p]
+    raw = base64.b64decode(node)
+    zero = base64.b64encode(raw[:-256] + bytes(256)).decode()
+    r = client.post(URL, json=request_body(_tamper(info, field, zero)))
+    assert r.status_code == 400, r.text
+
+
+def test_the_os_type_the_request_names_does_not_make_elam_enabled(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    """``OSType`` is the client's word (echoed as ``x-ms-azurevm-ostype`` / ``-is-windows``, as MAA does);
+    it must not become ``x-ms-azurevm-elam-enabled``, a boot measurement nothing here verified."""
+    info, enc = _tdx_info(vtpm, sim_td)
+    info["OSType"] = base64.b64encode(b"Windows").decode()
+    r = client.post(URL, json=request_body(info))
+    assert r.status_code == 200, r.text
+    claims = _unseal(r.json(), enc)
+    assert claims["x-ms-azurevm-ostype"] == "Windows" and claims["x-ms-azurevm-is-windows"] is True
+    assert claims["x-ms-azurevm-elam-enabled"] is False
+
+
+def test_two_spellings_of_attestation_info_are_refused(
+    client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform
+) -> None:
+    """The member is matched case-insensitively: with two spellings, which one is verified would depend
+    on their order, and a proxy may read the other (strict_json refuses exact duplicates for that)."""
+    info, _ = _tdx_info(vtpm, sim_td)
+    body = request_body(info)
+    (value,) = body.values()
+    r = client.post(URL, json={"AttestationInfo": value, "attestationInfo": "e30"})
+    assert r.status_code == 400 and "AttestationInfo" in r.json()["error"]["message"], r.text
+
+
 def test_trusted_launch_is_refused(client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
     r = client.post(URL, json=request_body(_tamper(info, "IsolationInfo", {"Type": "TrustedLaunch"})))
@@ -228,7 +268,8 @@ def test_snp_guest_token(tmp_path: Path) -> None:
         data_dir=tmp_path / "data",
         admin_token="x",
         evidence_time=EVIDENCE_TIME,
-        extra={"snp_trust_roots": [str(tmp_path / "ark.pem")], "azure_cvm_baselines": baselines},
+        extra={"snp_trust_roots": [str(tmp_path / "ark.pem")], "azure_cvm_baselines": baselines,
+               "snp_kds_url": "none"},  # the CRL lookup stays offline
     )
     c = AsgiClient(create_app(config))
     try:
@@ -321,3 +362,61 @@ def test_a_bad_baselines_file_stops_the_start(
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _snp_guest_app(tmp_path: Path, pki: Any, **extra: Any) -> AsgiClient:
+    (tmp_path / "roots.pem").write_bytes(pki.ark_pem + pki.cert_chain_vcek)  # the ASK ships with the ARK
+    config = ServiceConfig(
+        data_dir=tmp_path / "data",
+        admin_token="x",
+        evidence_time=EVIDENCE_TIME,
+        extra={"snp_trust_roots": [str(tmp_path / "roots.pem")], "snp_kds_url": "none", **extra},
+    )
+    return AsgiClient(create_app(config))
+
+
+def _snp_guest_body(vek: Any, chain: bytes | None = None) -> dict[str, Any]:
+    vtpm = SoftVtpm()
+    claims_bytes = vtpm.runtime_claims()
+    report = vek.report(report_data=report_data_for(claims_bytes))
+    proof = {
+        "SnpReport": base64.urlsafe_b64encode(report).rstrip(b"=").decode(),
+        "VcekCertChain": base64.b64encode(chain or vek.chain_pem).decode(),
+    }
+    info, _ = attestation_info(vtpm, claims_bytes, snp_proof=proof)
+    return request_body(info)
+
+
+def test_snp_guest_with_a_revoked_vcek_is_refused(tmp_path: Path) -> None:
+    """AzureGuest's SNP report is checked against AMD's CRLs as /attest/SevSnpVm's is (it was not at all:
+    a revoked VCEK or ASK got a token, even with --snp-require-crl)."""
+    snp = pytest.importorskip("affidavit.simulate.snp")
+    pki = snp.SimulatedAmdPki.create(now=EVIDENCE_TIME)
+    good, revoked = pki.vcek(now=EVIDENCE_TIME), pki.vcek(now=EVIDENCE_TIME)
+    kds = tmp_path / "kds"
+    kds.mkdir()
+    (kds / "cert_chain").write_bytes(pki.cert_chain_vcek)
+    (kds / "crl").write_bytes(pki.crl([], now=EVIDENCE_TIME))
+    (kds / "ask.crl").write_bytes(
+        pki.crl([revoked.certificate.serial_number], issuer="ask", now=EVIDENCE_TIME)
+    )
+    c = _snp_guest_app(tmp_path, pki, snp_collateral_dir=str(kds))
+    try:
+        r = c.post(URL, json=_snp_guest_body(good))
+        assert r.status_code == 200, r.text
+        for chain in (revoked.chain_pem, revoked.pem):
+            r = c.post(URL, json=_snp_guest_body(revoked, chain))
+            assert r.status_code == 400 and "revoked" in r.json()["error"]["message"], r.text
+    finally:
+        c.close()
+
+
+def test_snp_guest_without_a_crl_is_refused_when_one_is_required(tmp_path: Path) -> None:
+    snp = pytest.importorskip("affidavit.simulate.snp")
+    pki = snp.SimulatedAmdPki.create(now=EVIDENCE_TIME)
+    c = _snp_guest_app(tmp_path, pki, snp_require_crl=True)  # no KDS, an empty cache: no CRL to be had
+    try:
+        r = c.post(URL, json=_snp_guest_body(pki.vcek(now=EVIDENCE_TIME)))
+        assert r.status_code in (400, 503) and "amd_crl" in r.json()["error"]["message"], r.text
+    finally:
+        c.close()

@@ -212,6 +212,23 @@ def test_offline_directory_and_revoked_vcek(offline_client: AsgiClient, setup: S
     _refused(_attest(offline_client, _body(_report(setup.revoked), setup.revoked.chain_pem)), "revoked")
 
 
+def test_revoked_vcek_sent_alone_with_a_v2_report(offline_client: AsgiClient, setup: Setup) -> None:
+    """A v2 report names no product, and a chain of the VCEK alone has no ASK/ARK CN naming one (the
+    shipped ASK completes it): the CRL is still the one of the product the chain verifies to."""
+    _refused(_attest(offline_client, _body(_report(setup.revoked, version=2), setup.revoked.pem)), "revoked")
+    ok = _attest(offline_client, _body(_report(setup.vcek, version=2), setup.vcek.pem))
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_chain_whose_crl_was_not_fetched_is_refused(offline_client: AsgiClient, setup: Setup) -> None:
+    """An ARK of another product put first in the chain must not decide which CRL is checked; a chain
+    verified to a product whose CRL was not fetched is refused, never verified without revocation."""
+    other = SimulatedAmdPki.create("Genoa", now=NOW)
+    chain = other.ark_pem + setup.revoked.chain_pem
+    r = _attest(offline_client, _body(_report(setup.revoked, version=2), chain))
+    assert r.status_code == 400, r.text
+
+
 def test_debug_guest_under_a_policy_that_forbids_it(
     tmp_path: Path, setup: Setup
 ) -> None:
@@ -234,6 +251,13 @@ def test_debug_guest_under_a_policy_that_forbids_it(
                          expectations=Expectations())
     finally:
         client.close()
+
+
+def test_an_endorsement_with_a_tagged_container_as_map_key_is_a_400(client: AsgiClient, setup: Setup) -> None:
+    uvm = bytes([0x84, 0x44, 0xA1, 0xC1, 0x80, 0x00, 0xA0, 0x40, 0x40])  # protected {tag 1([]): 0}
+    body = {"report": b64url(build_document(_report(setup.vcek), setup.vcek.chain_pem, (uvm,)))}
+    r = _attest(client, body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidParameter", r.text
 
 
 def test_default_policy_is_maas_text(client: AsgiClient) -> None:
@@ -286,3 +310,19 @@ def test_client_server_token_relying_party(tmp_path: Path, setup: Setup) -> None
             verifier.close()
     assert claims["x-ms-attestation-type"] == "sevsnpvm"
     assert claims["x-ms-sevsnpvm-reportdata"].startswith(hashlib.sha256(RUNTIME).hexdigest())
+
+
+def test_verify_refuses_a_chain_of_another_product_than_its_crl(setup: Setup) -> None:
+    """The backstop behind the CRL lookup: the verifier refuses a client chain that verified to another
+    product than the one whose CRL ``collateral`` looked up (or when none was looked up)."""
+    from affidavit.collateral.amd import SnpCollateral
+    from affidavit.evidence.snp import SnpError
+    from affidavit.service.snp_route import SnpAttestationVerifier
+
+    verifier = SnpAttestationVerifier(setup.pki.trust(), provider=object())
+    parsed = verifier.parse(build_document(_report(setup.vcek, version=2), setup.vcek.chain_pem))
+    assert verifier.verify(parsed, SnpCollateral(None, parsed.chain, (), crl_product="Milan"), NOW).claims
+    for asked in ("Genoa", None):
+        with pytest.raises(SnpError) as info:
+            verifier.verify(parsed, SnpCollateral(None, parsed.chain, (), crl_product=asked), NOW)
+        assert info.value.code == "snp_crl_unavailable"

@@ -295,11 +295,13 @@ class KdsClient:
 class SnpCollateral:
     """Certificates and CRLs for one report: ``vek`` (DER, None for a VLEK: it must come with the
     evidence), ``chain`` (PEM: ASK/ASVK then ARK) and ``crl`` (DER CRLs: AMD's ARK CRL, and any
-    ASK/ASVK CRL an offline directory holds; empty when unavailable)."""
+    ASK/ASVK CRL an offline directory holds; empty when unavailable). ``crl_product``: for a chain sent
+    with the evidence, the product whose CRL was looked up (None: none), which it must verify to."""
 
     vek: bytes | None
     chain: bytes
     crl: tuple[bytes, ...] = ()
+    crl_product: str | None = None
 
 
 def _wanted(report: Any, product: str | None) -> tuple[str, str]:

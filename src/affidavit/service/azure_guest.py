@@ -113,11 +113,12 @@ def _object(obj: Any, name: str) -> dict[str, Any]:
 
 
 def _member(obj: Mapping[str, Any], name: str) -> Any:
-    """A member by name, case-insensitively (the 2025-06-01 spec writes ``attestationInfo``)."""
-    for key, value in obj.items():
-        if isinstance(key, str) and key.lower() == name.lower():
-            return value
-    return None
+    """A member by name, case-insensitively (the 2025-06-01 spec writes ``attestationInfo``); two
+    spellings are refused, as strict_json refuses duplicates (which one counts would depend on order)."""
+    found = [value for key, value in obj.items() if isinstance(key, str) and key.lower() == name.lower()]
+    if len(found) > 1:
+        raise ServiceError(f"request body names {name} more than once (in different cases)")
+    return found[0] if found else None
 
 
 def _snp_proof(proof: bytes) -> tuple[bytes, bytes]:
@@ -252,9 +253,13 @@ def incoming_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class GuestCollateral:
-    """What a guest's hardware report needs fetched: the TD quote's DCAP collateral (None for SNP)."""
+    """What a guest's hardware report needs fetched: the TD quote's DCAP collateral (None for SNP), or
+    AMD's CRLs for an SNP report (``snp_crl``, None when none was looked up) and the product they are
+    for, looked up as ``/attest/SevSnpVm`` does for a chain sent with the report."""
 
     tdx: Any = None
+    snp_crl: tuple[bytes, ...] | None = None
+    snp_crl_product: str | None = None
 
 
 class AzureGuestVerifier:
@@ -270,7 +275,10 @@ class AzureGuestVerifier:
         from affidavit.service.snp_route import load_trust
 
         # the roots /attest/SevSnpVm pins (--snp-trust-root), read and refused at start the same way
-        snp = snp_verifier_from_package(load_trust(state.config.extra.get("snp_trust_roots")))
+        extra = state.config.extra
+        snp = snp_verifier_from_package(
+            load_trust(extra.get("snp_trust_roots")), require_crl=bool(extra.get("snp_require_crl", False))
+        )
         self.verifier = AzureCvmVerifier(snp=snp, dcap=state.verifier, tpm=state.tpm_verifier)
         self.baselines = load_baselines(state.config.extra.get("azure_cvm_baselines"))
 
@@ -279,12 +287,30 @@ class AzureGuestVerifier:
 
     async def collateral(self, parsed: GuestRequest) -> GuestCollateral:
         if parsed.td_quote is None:
-            return GuestCollateral()
+            return await self._snp_crl(parsed)
         from affidavit.evidence.dcap import parse_quote
 
         state = self._state
         quote = parse_quote(parsed.td_quote)
         return GuestCollateral(await state.collateral.get(state.platform_of(quote)))
+
+    async def _snp_crl(self, parsed: GuestRequest) -> GuestCollateral:
+        """AMD's CRLs for the SNP report through the SevSnpVm verifier's provider (KDS, cache or directory);
+        nothing when the report does not parse or came without a chain (``verify`` then refuses it)."""
+        from affidavit.evidence.snp import SnpError, parse_report
+        from affidavit.evidence.snp.maa import SnpEvidence
+
+        if parsed.snp_report is None or not parsed.vcek_chain:
+            return GuestCollateral()
+        try:
+            report = parse_report(parsed.snp_report)
+        except SnpError:
+            return GuestCollateral()
+        snp = self._state.evidence_verifier("SevSnpVm")
+        if snp.provider is None:
+            return GuestCollateral()
+        found = await snp.collateral(SnpEvidence(report, parsed.vcek_chain))
+        return GuestCollateral(snp_crl=found.crl, snp_crl_product=found.crl_product)
 
     def verify(
         self, parsed: GuestRequest, collateral: GuestCollateral, now: Any, options: VerifyOptions
@@ -301,7 +327,8 @@ class AzureGuestVerifier:
             td_quote=req.td_quote,
         )
         result = self.verifier.verify(
-            evidence, now=now, tdx_collateral=collateral.tdx, collateral_grace=options.collateral_grace
+            evidence, now=now, tdx_collateral=collateral.tdx, collateral_grace=options.collateral_grace,
+            snp_crl=collateral.snp_crl, snp_crl_product=collateral.snp_crl_product,
         )
         enc = check_encryption_key(
             req.enc_key_pub, req.enc_key_certify_info, req.enc_key_certify_signature, result.ak

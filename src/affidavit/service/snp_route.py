@@ -50,7 +50,7 @@ class SnpAttestationVerifier:
             if self.provider is not None and product is not None:
                 kind = "vlek" if parsed.report.signing_key == 1 else "vcek"
                 crl = await self.provider.crl_for(product, kind)
-            return SnpCollateral(None, parsed.chain, crl)
+            return SnpCollateral(None, parsed.chain, crl, crl_product=product)
         if self.provider is None:
             raise no_collateral_source()
         return await self.provider.get_snp(parsed.report)
@@ -61,6 +61,17 @@ class SnpAttestationVerifier:
         with self._lock:
             result = self.verifier.verify(
                 parsed.report, collateral.vek, collateral.chain, now, crl=collateral.crl, options=self.options
+            )
+        sent = parsed.chain is not None and self.provider is not None
+        if sent and collateral.crl_product != result.product:
+            # the CRL asked for was another product's (or none): never a chain verified without its CRL
+            from affidavit.evidence.snp import SnpError
+            from affidavit.evidence.snp.errors import CRL_UNAVAILABLE
+
+            raise SnpError(
+                f"the certificates sent are {result.product}'s, but the CRL looked up was "
+                f"{collateral.crl_product or 'none'}'s (the chain's first VCEK/VLEK names its issuer)",
+                code=CRL_UNAVAILABLE,
             )
         return VerifiedEvidence(
             claims=dict(result.claims),
@@ -76,19 +87,26 @@ class SnpAttestationVerifier:
 
 
 def _product_hint(parsed: Any) -> str | None:
-    """The product a report's CRL belongs to, before verification (only to pick which CRL to fetch)."""
+    """The product a report's CRL belongs to, before verification (only to pick which CRL to fetch): the
+    CPUID's, else that of the ASK/ASVK named as issuer by the chain's first VCEK/VLEK (the one
+    ``verify_chain`` takes; a chain of the VEK alone is completed by the shipped ASKs), else any AMD CN's.
+    ``verify`` refuses a chain that verifies to another product than this one."""
     from affidavit.evidence.snp import SnpError, load_certificates
-    from affidavit.evidence.snp.certs import cn, product_of_name
+    from affidavit.evidence.snp.certs import cn, is_vek, issuer_cn, product_of_name
 
     if parsed.report.cpuid_product:
         return str(parsed.report.cpuid_product)
     try:
-        for cert in load_certificates(parsed.chain):
-            product = product_of_name(cn(cert))
-            if product:
-                return product
+        certs = load_certificates(parsed.chain)
     except SnpError:
         return None
+    veks = [cert for cert in certs if is_vek(cert)]
+    if veks:
+        return product_of_name(issuer_cn(veks[0]))
+    for cert in certs:
+        product = product_of_name(cn(cert))
+        if product:
+            return product
     return None
 
 

@@ -88,3 +88,38 @@ def test_snp_failures(sim: Any) -> None:
             dataclasses.replace(ev, vtpm=dataclasses.replace(ev.vtpm, message=message, signature=signature)),
             now=NOW,
         )
+
+
+def test_a_chain_of_begin_lines_is_refused_without_quadratic_work(sim: Any) -> None:
+    """The seam splits the chain by PEM armour: 64 KiB of BEGIN lines without an END took a lazy
+    regular expression 1.6 s (quadratic); more BEGIN lines than a bundle may hold are refused at once."""
+    import time
+
+    _, pki, vek = sim
+    verify = snp_verifier_from_package(pki.trust())
+    chain = b"-----BEGIN CERTIFICATE-----" * (64 * 1024 // 27)
+    start = time.perf_counter()
+    with pytest.raises(EvidenceError):
+        verify(vek.report(), chain, NOW)
+    assert time.perf_counter() - start < 0.3
+
+
+def test_the_seam_checks_the_crl_it_is_given_and_its_product(sim: Any) -> None:
+    """With CRLs looked up (``crl`` not None) the chain must be of their product; a revoked VCEK is
+    refused; ``require_crl`` refuses a report without its ARK's CRL."""
+    snp, pki, vek = sim
+    verify = snp_verifier_from_package(pki.trust())
+    report = vek.report()
+    empty = pki.crl([], now=NOW)
+    assert verify(report, vek.chain_pem, NOW, (empty,), "Milan")["x-ms-sevsnpvm-vmpl"] == 0
+    revoked = pki.crl([vek.certificate.serial_number], issuer="ask", now=NOW)
+    for crl, product, code in (((empty,), "Genoa", "snp_crl_unavailable"), ((), None, "snp_crl_unavailable"),
+                               ((empty, revoked), "Milan", "snp_revoked")):
+        with pytest.raises(EvidenceError) as caught:
+            verify(report, vek.chain_pem, NOW, crl, product)
+        assert caught.value.code == code
+    strict = snp_verifier_from_package(pki.trust(), require_crl=True)
+    with pytest.raises(EvidenceError) as caught:
+        strict(report, vek.chain_pem, NOW, (), "Milan")
+    assert caught.value.code == "snp_crl_unavailable"
+    assert strict(report, vek.chain_pem, NOW, (empty,), "Milan")

@@ -71,3 +71,17 @@ def test_edited_endorsement_gives_a_result_or_snp_error(edits: list[tuple[int, i
         parse_uvm_endorsement(bytes(data))
     except SnpError:
         pass
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes([0xA1, 0xC1, 0x80, 0x00]),  # {tag 1([]): 0}: a map key that holds a list
+        bytes([0x84, 0x44, 0xA1, 0xC1, 0x80, 0x00, 0xA0, 0x40, 0x40]),  # the same in the protected header
+        bytes([0xA1, 0xC1, 0xA0, 0x00]),  # {tag 1({}): 0}
+    ],
+)
+def test_a_map_key_holding_a_container_is_refused(data: bytes) -> None:
+    with pytest.raises(SnpError) as caught:
+        parse_uvm_endorsement(data)
+    assert caught.value.code == "snp_endorsement_malformed"

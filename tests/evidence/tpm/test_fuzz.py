@@ -171,3 +171,15 @@ def test_maa_pcrs_rules_are_the_protocols(pcrs: object) -> None:
 
     ok = [{"algorithm": 11, "values": [{"index": 23, "digest": b64url(digest)}]}]
     assert parse_maa_pcrs(ok) == ((11, ((23, digest),)),)
+
+
+@pytest.mark.parametrize("modulus", [bytes(256), b"\x00" * 255 + b"\x01"])
+def test_an_rsa_modulus_cryptography_refuses_is_a_tpm_error(modulus: bytes) -> None:
+    """A zero or tiny modulus of the right size passed the size checks and escaped as ValueError (a
+    500 for /attest/AzureGuest's AikPub or EncKeyPub)."""
+    from affidavit.simulate.azure_cvm import SoftVtpm
+
+    _, pub, _, _ = SoftVtpm().certified_key()
+    assert len(pub) > 256 and parse_public(pub).public_key.key_size == 2048
+    with pytest.raises(TpmError):
+        parse_public(pub[:-256] + modulus)

@@ -13,7 +13,8 @@ object for one TEE::
 
 Hex comparisons ignore case. The Windows boot booleans (``x-ms-azurevm-*-enabled`` & co) come from the
 TPM claims of the replayed log where the log shows them, otherwise they take the values every real
-Linux ``azurevm`` token carries.
+Linux ``azurevm`` token carries. The OS fields are the request's, echoed (``-ostype``, ``-is-windows``)
+as MAA does; they never decide a boot claim (``-elam-enabled`` is false: no ELAM event is verified).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def azurevm_claims(
         "x-ms-azurevm-dbxvalidated": secureboot,
         "x-ms-azurevm-debuggersdisabled": not boot_debug,
         "x-ms-azurevm-default-securebootkeysvalidated": secureboot,
-        "x-ms-azurevm-elam-enabled": windows,
+        "x-ms-azurevm-elam-enabled": False,  # not from OSType, the client's word (module docstring)
         "x-ms-azurevm-flightsigning-enabled": False,
         "x-ms-azurevm-hvci-policy": 0,
         "x-ms-azurevm-hypervisordebug-enabled": False,

@@ -57,25 +57,47 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE---
 class SnpReportVerifier(Protocol):
     """The seam to the SEV-SNP verifier: verify a 1184-byte ATTESTATION_REPORT against its VCEK chain
     (PEM or DER: VCEK first, then ASK, ARK) at ``now``, exactly as ``/attest/SevSnpVm`` does, and return
-    its ``x-ms-sevsnpvm-*`` claims; raise an ``EvidenceError`` when it does not verify."""
+    its ``x-ms-sevsnpvm-*`` claims; raise an ``EvidenceError`` when it does not verify. ``crl``: None
+    when no CRL was looked up, else AMD's CRLs looked up for ``crl_product`` (possibly none), which the
+    chain must verify to."""
 
-    def __call__(self, report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]: ...
+    def __call__(
+        self, report: bytes, vcek_chain: bytes, now: datetime,
+        crl: tuple[bytes, ...] | None = None, crl_product: str | None = None,
+    ) -> Mapping[str, Any]: ...
 
 
-def snp_verifier_from_package(trust: Any = None) -> SnpReportVerifier:
+def snp_verifier_from_package(trust: Any = None, *, require_crl: bool = False) -> SnpReportVerifier:
     """An adapter over ``affidavit.evidence.snp`` (``SnpVerifier(trust).verify``): the one place the two
     packages meet. ``trust``: an ``AmdTrust`` (default ``AmdTrust.amd()``, AMD's pinned ARKs). The chain
     is split here: the VEK first, then the ASK/ARK given with it (none given: the ASK shipped with the SNP
-    package), so a VEK under another product's chain fails."""
+    package), so a VEK under another product's chain fails. ``require_crl``: refuse a report without
+    its product's ARK-signed CRL (``SnpOptions.require_crl``)."""
     from affidavit.evidence import snp as amd
+    from affidavit.evidence.snp.certs import MAX_BUNDLE_CERTIFICATES
+    from affidavit.evidence.snp.errors import CERTIFICATE_MALFORMED, CRL_UNAVAILABLE
 
     verifier = amd.SnpVerifier(trust if trust is not None else amd.AmdTrust.amd())
+    options = amd.SnpOptions(require_crl=require_crl)
 
-    def verify(report: bytes, vcek_chain: bytes, now: datetime) -> Mapping[str, Any]:
-        # Split by PEM armour only: certificate parsing (hostile DER) is the SNP package's.
+    def verify(
+        report: bytes, vcek_chain: bytes, now: datetime,
+        crl: tuple[bytes, ...] | None = None, crl_product: str | None = None,
+    ) -> Mapping[str, Any]:
+        # Split by PEM armour only: certificate parsing (hostile DER) is the SNP package's. The lazy
+        # pattern scans to the end from each BEGIN line, so their number is bounded first.
+        if vcek_chain.count(b"-----BEGIN") > MAX_BUNDLE_CERTIFICATES:
+            raise amd.SnpError(f"more than {MAX_BUNDLE_CERTIFICATES} certificates in the VCEK chain",
+                               code=CERTIFICATE_MALFORMED)
         blocks = _PEM_BLOCK.findall(vcek_chain)
         vek, chain = (blocks[0], b"".join(blocks[1:]) or None) if blocks else (vcek_chain, None)
-        return dict(verifier.verify(report, vek, chain, now).claims)
+        result = verifier.verify(report, vek, chain, now, crl=crl or None, options=options)
+        if crl is not None and result.product != crl_product:  # never verified without its own CRL
+            raise amd.SnpError(
+                f"the certificates are {result.product}'s, but the CRL looked up was "
+                f"{crl_product or 'none'}'s", code=CRL_UNAVAILABLE,
+            )
+        return dict(result.claims)
 
     return verify
 
@@ -248,7 +270,10 @@ class AzureCvmVerifier:
         tdx_collateral: Any = None,
         expected_user_data: bytes | None = None,
         collateral_grace: Any = None,
+        snp_crl: tuple[bytes, ...] | None = None,
+        snp_crl_product: str | None = None,
     ) -> AzureCvmResult:
+        """``snp_crl`` / ``snp_crl_product``: AMD's CRLs for an SNP report, as the seam takes them."""
         hcl: HclReport | None = None
         claims_bytes = evidence.runtime_claims
         snp_report = evidence.snp_report
@@ -274,7 +299,9 @@ class AzureCvmVerifier:
         if snp_report is not None and evidence.td_quote is None:
             if hcl is not None and hcl.report_type != REPORT_TYPE_SNP:
                 raise HardwareMismatchError("SNP evidence for an HCL report that is not SNP")
-            hardware, tee = self._verify_snp(snp_report, evidence.vcek_chain, claims_bytes, now), "sevsnpvm"
+            crl = (snp_crl, snp_crl_product)
+            hardware = self._verify_snp(snp_report, evidence.vcek_chain, claims_bytes, now, crl)
+            tee = "sevsnpvm"
         elif evidence.td_quote is not None and snp_report is None:
             if hcl is not None and hcl.report_type != REPORT_TYPE_TDX:
                 raise HardwareMismatchError("a TD quote for an HCL report that is not TDX")
@@ -304,7 +331,10 @@ class AzureCvmVerifier:
                 raise HclFormatError("the runtime claims' user-data does not start with the expected data")
         return AzureCvmResult(tee, runtime, hardware, tpm_result, ak, dcap_result, hcl, tdreport)
 
-    def _verify_snp(self, report: bytes, chain: bytes | None, claims: bytes, now: datetime) -> dict[str, Any]:
+    def _verify_snp(
+        self, report: bytes, chain: bytes | None, claims: bytes, now: datetime,
+        crl: tuple[tuple[bytes, ...] | None, str | None] = (None, None),
+    ) -> dict[str, Any]:
         if len(report) != HW_REPORT_SIZE:
             raise HclFormatError(f"the SNP report is {len(report)} bytes, not {HW_REPORT_SIZE}")
         if self.snp is None:
@@ -312,7 +342,9 @@ class AzureCvmVerifier:
         if not chain:
             raise NotAttestableError("SNP: no VCEK certificate chain was given")
         try:
-            hardware = dict(self.snp(report, chain, now))
+            # a seam is called with the CRL arguments only when a CRL was looked up
+            found = self.snp(report, chain, now, *crl) if crl[0] is not None else self.snp(report, chain, now)
+            hardware = dict(found)
         except EvidenceError:
             raise
         except (ValueError, TypeError) as exc:  # a seam must not let a parser error escape untyped

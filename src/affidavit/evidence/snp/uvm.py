@@ -77,7 +77,7 @@ class _Cbor:
             out = {}
             for _ in range(value):
                 key = self.read(depth + 1)
-                if isinstance(key, list | dict):
+                if isinstance(key, list | dict | tuple):  # a tag may wrap a container: unhashable
                     raise self._fail("map key is not a scalar")
                 out[key if not isinstance(key, bytes) else key.hex()] = self.read(depth + 1)
             return out

@@ -264,9 +264,12 @@ def _tpmt_public(r: Reader) -> TpmPublic:
             raise r.fail(f"RSA modulus of {len(modulus)} bytes for keyBits {bits}")
         if exponent < 3 or exponent % 2 == 0:
             raise r.fail(f"invalid RSA exponent {exponent}")
-        key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey = rsa.RSAPublicNumbers(
-            exponent, int.from_bytes(modulus, "big")
-        ).public_key()
+        try:
+            key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey = rsa.RSAPublicNumbers(
+                exponent, int.from_bytes(modulus, "big")
+            ).public_key()
+        except ValueError as exc:  # a zero or tiny modulus of the right size (n < 3, e >= n)
+            raise r.fail(f"invalid RSA public key ({exc})") from None
     elif typ == c.ALG_ECC:
         _sym_def(r)
         scheme, scheme_hash = _scheme(r)
