@@ -121,6 +121,14 @@ def _flip_b64(text: str, pos: int = 40) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
+def _at(info: dict[str, Any], field: str) -> Any:
+    """The value at a dotted path of the evidence (``TpmInfo.AikPub``)."""
+    node: Any = info
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
 @pytest.mark.parametrize(
     "field",
     [
@@ -138,10 +146,7 @@ def test_a_flipped_byte_in_signed_evidence_is_rejected(
     client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform, field: str
 ) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
-    node: Any = info
-    for p in field.split("."):
-        node = node[p]
-    r = client.post(URL, json=request_body(_tamper(info, field, _flip_b64(node, 300))))
+    r = client.post(URL, json=request_body(_tamper(info, field, _flip_b64(_at(info, field), 300))))
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "InvalidParameter"
 
@@ -162,10 +167,7 @@ def test_a_zero_rsa_modulus_is_a_400(
     client: AsgiClient, vtpm: SoftVtpm, sim_td: SimulatedPlatform, field: str
 ) -> None:
     info, _ = _tdx_info(vtpm, sim_td)
-    node: Any = info
-    for p in field.split("."):
-        node = node[p]
-    raw = base64.b64decode(node)
+    raw = base64.b64decode(_at(info, field))
     zero = base64.b64encode(raw[:-256] + bytes(256)).decode()
     r = client.post(URL, json=request_body(_tamper(info, field, zero)))
     assert r.status_code == 400, r.text
