@@ -56,11 +56,13 @@ def spki(cert: x509.Certificate) -> bytes:
 
 
 def cn_of_name(name: x509.Name) -> str:
+    """The name's last CN, as the strict DER walk (``_names_of``) reads it: the chain and CRL look-ups
+    use one reader, the product and role checks the other, and they must not disagree."""
     try:
         attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     except ValueError:
         return ""
-    return str(attrs[0].value) if attrs else ""
+    return str(attrs[-1].value) if attrs else ""
 
 
 def cn(cert: x509.Certificate) -> str:
