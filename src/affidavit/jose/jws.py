@@ -3,7 +3,8 @@
 Uses and their allow-lists:
 - :data:`TOKEN_ALGS`: attestation tokens a relying party verifies by default: what the issuers sign
   (Affidavit RS256 or ES256, MAA RS256); a caller may widen it for its own issuer;
-- :data:`TPM_REQUEST_ALGS`: the TPM protocol's ``attReq`` signed by the request key;
+- :data:`TPM_REQUEST_ALGS`: the TPM protocol's ``attReq`` signed by the request key: PS256 as MAA
+  documents it, and RS256 (which ``affidavit.client.tpm`` can send);
 - :data:`POLICY_ALGS`: policy-management JWS. MAA's SDK writes ``"alg": "RSA256"`` for RS256 and puts the
   signer under ``jwk.x5c``: that non-standard shape is handled at its edge, ``tokens.jws``.
 
@@ -28,7 +29,7 @@ from affidavit.jose.strict_json import loads_object
 from affidavit.jose.verify import ALGORITHMS, ES_CURVES, HASHES, signature_ok
 
 TOKEN_ALGS = frozenset({"RS256", "ES256"})
-TPM_REQUEST_ALGS = ALGORITHMS
+TPM_REQUEST_ALGS = frozenset({"PS256", "RS256"})
 POLICY_ALGS = frozenset({"RS256"})
 _WS = " \t\r\n"
 
