@@ -340,7 +340,7 @@ P384 = ec.generate_private_key(ec.SECP384R1())
 
 @pytest.mark.parametrize("alg, key", [("PS256", "rsa"), ("RS384", "rsa"), ("ES384", "p384")])
 def test_only_rs256_and_es256_are_accepted_by_default(signer, alg: str, key: str) -> None:
-    """Affidavit signs RS256 or ES256 and MAA RS256: any other alg is refused unless the caller asks for it."""
+    """Affidavit signs RS256 or ES256 and MAA RS256: any other alg is refused unless the caller asks."""
     rsa_key, cert, kid = signer
     private = rsa_key if key == "rsa" else P384
     keys = {kid: rsa_key.public_key() if key == "rsa" else P384.public_key()}

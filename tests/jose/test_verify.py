@@ -69,3 +69,11 @@ def test_an_es_algorithm_is_tied_to_its_curve() -> None:
     p521 = ec.generate_private_key(ec.SECP521R1())
     assert signature_ok("ES512", p521.public_key(), DATA, _ecdsa_raw(p521, "512"))
     assert not signature_ok("ES256", p521.public_key(), DATA, _ecdsa_raw(p521, "256"))
+
+
+def test_sign_compact_refuses_an_es_alg_on_another_curve() -> None:
+    from affidavit.jose import JoseError, sign_compact
+
+    with pytest.raises(JoseError) as err:
+        sign_compact({"alg": "ES256"}, b"{}", EC_KEYS["384"])
+    assert err.value.code == "unsupported_alg"

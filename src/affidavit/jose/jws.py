@@ -105,7 +105,9 @@ def sign_compact(
     head = b64url(json.dumps(dict(header), separators=(",", ":")).encode("utf-8"))
     signing_input = f"{head}.{b64url(payload)}".encode("ascii")
     family, hash_alg = alg[:2], HASHES[alg[2:]]()
-    if family == "ES" and isinstance(key, ec.EllipticCurvePrivateKey) and type(key.curve) is ES_CURVES[alg[2:]]:
+    if family == "ES" and isinstance(key, ec.EllipticCurvePrivateKey):
+        if type(key.curve) is not ES_CURVES[alg[2:]]:
+            raise JoseError(f"alg {alg} does not fit a {key.curve.name} key", code="unsupported_alg")
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hash_alg)))
         size = (key.curve.key_size + 7) // 8
         signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
