@@ -171,8 +171,9 @@ def test_signed_request_verifies_with_the_key_it_carries(key: rsa.RSAPrivateKey,
 
 @pytest.mark.parametrize("alg", ["ES256", "PS384", "RS512"])
 def test_request_algorithms_are_the_ones_maa_documents(key: rsa.RSAPrivateKey, alg: str) -> None:
-    """MAA's TPM protocol signs ``attReq`` PS256 (tpm.md §3; RS256 too, as the client can): an ES256 request
-    signed by the EC key it carries, or another RSA hash, is refused, and the message says what is accepted."""
+    """MAA's TPM protocol signs ``attReq`` PS256 (tpm.md §3; RS256 too, as the client can): an ES256
+    request signed by the EC key it carries, or another RSA hash, is refused; the message says what is
+    accepted."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from affidavit import jose
