@@ -99,6 +99,10 @@ def register(sub: Any) -> None:
     imp.add_argument("--snp-trust-root", dest="snp_trust_roots", action="append", default=[], metavar="PEM",
                      help="AMD ARK certificates AMD files must chain to (repeatable; default: AMD's Milan, "
                           "Genoa and Turin roots shipped with Affidavit)")
+    imp.add_argument("--snp-crl-kind", choices=("vcek", "vlek"), default=None,
+                     help="the chain the ARK-signed CRLs among the AMD files are for: KDS's "
+                          "/vcek/v1/{product}/crl or /vlek/v1/{product}/crl (they look alike; without "
+                          "it such a CRL is refused)")
     imp.add_argument("--json", action="store_true", help="print JSON")
     imp.set_defaults(func=_import)
 
@@ -209,7 +213,8 @@ def _import(args: argparse.Namespace) -> int:
     parsed: list[tuple[Path, Any]] = []  # (file, AmdFile or the CollateralError it raised)
     for path in amd_files:
         try:
-            parsed.append((path, amd_file_items(read_input(path, "AMD collateral file"), amd_trust)))
+            parsed.append((path, amd_file_items(read_input(path, "AMD collateral file"), amd_trust,
+                                                crl_kind=args.snp_crl_kind)))
         except CollateralError as exc:
             parsed.append((path, exc))
     wall = datetime.now(UTC)
