@@ -137,6 +137,21 @@ def test_import_without_a_crl_kind_stores_no_crl(run: Run, kds: Kds, tmp_path: P
     assert not any(name.startswith("amd_crl/") for name in _stored(db))
 
 
+def test_two_ark_crls_under_one_kind_are_refused(run: Run, kds: Kds, tmp_path: Path) -> None:
+    """A directory with both KDS CRLs and one --snp-crl-kind would file one of them under the wrong
+    chain: both are refused, nothing stored."""
+    src = tmp_path / "both"
+    src.mkdir()
+    (src / "vcek-crl").write_bytes(kds.pki.crl([], now=NOW))
+    (src / "vlek-crl").write_bytes(kds.pki.crl([kds.pki.asvk.serial_number], now=NOW))
+    db = tmp_path / "affidavit.db"
+    status, rows = _import(run, src, db, kds.trust, "--snp-crl-kind", "vcek")
+    assert status == 1
+    assert [r["result"].split(":")[0] for r in rows] == ["unreadable", "unreadable"], rows
+    assert "separately" in rows[0]["result"]
+    assert not db.exists() or not _stored(db)
+
+
 def test_a_vcek_crl_is_not_looked_up_for_a_vlek_chain(run: Run, kds: Kds, tmp_path: Path) -> None:
     """The lookup: with only the VCEK CRL imported, a VLEK chain has no CRL (refused under require_crl)
     rather than the VCEK's, which would pass a revoked ASVK; the VLEK CRL, imported as such, revokes it."""
