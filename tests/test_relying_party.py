@@ -324,3 +324,43 @@ def test_verifier_reports_unreachable_issuer() -> None:
         with pytest.raises(RelyingPartyError) as info:
             verifier.verify("a.b.c")
         assert info.value.code in {"metadata_unavailable", "token_malformed"}
+
+
+# -- algorithms: what the issuers sign, each ES alg on its own curve -----------------------------------------
+
+
+def _jose_token(alg: str, key: Any, kid: str) -> str:
+    from affidavit import jose
+
+    return jose.sign_compact({"alg": alg, "kid": kid, "typ": "JWT"}, b'{"exp":1800000000}', key)
+
+
+P384 = ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.mark.parametrize("alg, key", [("PS256", "rsa"), ("RS384", "rsa"), ("ES384", "p384")])
+def test_only_rs256_and_es256_are_accepted_by_default(signer, alg: str, key: str) -> None:
+    """Affidavit signs RS256 or ES256 and MAA RS256: any other alg is refused unless the caller asks."""
+    rsa_key, cert, kid = signer
+    private = rsa_key if key == "rsa" else P384
+    keys = {kid: rsa_key.public_key() if key == "rsa" else P384.public_key()}
+    token = _jose_token(alg, private, kid)
+    with pytest.raises(RelyingPartyError) as info:
+        verify_token(token, keys, issuer=None, now=NOW)
+    assert info.value.code == "alg_not_allowed"
+    assert verify_token(token, keys, issuer=None, now=NOW, algorithms=frozenset({alg})).kid == kid
+
+
+def test_an_es_alg_is_tied_to_its_curve() -> None:
+    """ES256 on a P-384 key (a 96-byte signature over SHA-256) is refused, even when ES384 is allowed too."""
+    h = b64url(b'{"alg":"ES256","kid":"p384","typ":"JWT"}')
+    p = b64url(b'{"exp":1800000000}')
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(P384.sign(f"{h}.{p}".encode(), ec.ECDSA(hashes.SHA256())))
+    token = f"{h}.{p}.{b64url(r.to_bytes(48, 'big') + s.to_bytes(48, 'big'))}"
+    for algorithms in (None, frozenset({"ES256", "ES384"})):
+        extra = {} if algorithms is None else {"algorithms": algorithms}
+        with pytest.raises(RelyingPartyError) as info:
+            verify_token(token, {"p384": P384.public_key()}, issuer=None, now=NOW, **extra)
+        assert info.value.code == "bad_signature"

@@ -6,8 +6,9 @@ token header are ignored, since an attacker controls them. The pure core is :fun
 :class:`TokenVerifier` adds fetching and caching of the metadata, with a rate-limited refetch when a token
 names a key it has not seen (key rotation).
 
-It verifies Affidavit's tokens and Microsoft Azure Attestation's alike: both are RS256 JWTs with a ``kid``
-listed in a JWKS whose keys carry ``x5c`` (MAA) or ``n``/``e``.
+It verifies Affidavit's tokens and Microsoft Azure Attestation's alike: JWTs with a ``kid`` listed in a JWKS
+whose keys carry ``x5c`` (MAA) or ``n``/``e``, signed RS256 (MAA, Affidavit's default) or ES256 (Affidavit
+with ES256 keys). Other algorithms are refused unless the caller passes ``algorithms``.
 """
 
 from __future__ import annotations
@@ -117,13 +118,12 @@ def keys_from_jwks(jwks: Any) -> dict[str, PublicKey]:
     return out
 
 
-def _check_signature(decoded: DecodedToken, key: PublicKey) -> bool:
-    alg = decoded.header.get("alg")
-    if not isinstance(alg, str) or alg not in jose.TOKEN_ALGS:
-        raise RelyingPartyError(f"signature algorithm {alg!r} is not accepted", code="alg_not_allowed")
+def _check_signature(decoded: DecodedToken, key: PublicKey, algorithms: frozenset[str]) -> bool:
+    """Does ``key`` sign the token under one of ``algorithms``? The alg and key rules are the JOSE
+    package's; an alg not on the list is an error, not a mismatch."""
     jws = jose.CompactJws("", decoded.header, b"", decoded.signing_input, decoded.signature)
     try:
-        jose.verify_signature(jws, key, jose.TOKEN_ALGS)
+        jose.verify_signature(jws, key, algorithms)
     except jose.JoseError as exc:
         if exc.code == "unsupported_alg":
             raise RelyingPartyError(exc.message, code="alg_not_allowed") from None
@@ -334,8 +334,12 @@ def verify_token(
     nonce: str | None = None,
     allow_unsecured: bool = False,
     expectations: Expectations | None = None,
+    algorithms: frozenset[str] = jose.TOKEN_ALGS,
 ) -> VerifiedToken:
-    """Check signature, time window, issuer, nonce and expectations; return the claims or raise."""
+    """Check signature, time window, issuer, nonce and expectations; return the claims or raise.
+
+    ``algorithms`` defaults to what Affidavit and MAA sign (RS256, ES256); a caller whose issuer signs
+    otherwise names its algorithms (any of ``jose.ALGORITHMS``; each ES alg only on its own curve)."""
     decoded = decode_unverified(token)
     header, claims = decoded.header, decoded.claims
     alg = header.get("alg")
@@ -355,7 +359,7 @@ def verify_token(
             candidates = [keys[kid]]
         else:
             candidates = list(keys.values())
-        if not any(_check_signature(decoded, k) for k in candidates):
+        if not any(_check_signature(decoded, k, algorithms) for k in candidates):
             raise RelyingPartyError("token signature does not verify", code="bad_signature")
     _check_times(claims, now, leeway)
     iss = claims.get("iss")
@@ -413,8 +417,10 @@ class TokenVerifier:
         min_refetch_interval: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        algorithms: frozenset[str] = jose.TOKEN_ALGS,
     ) -> None:
         self.issuer = issuer_url.rstrip("/")
+        self.algorithms = algorithms
         self.leeway = leeway
         self.allow_unsecured = allow_unsecured
         self.min_refetch_interval = min_refetch_interval
@@ -501,4 +507,5 @@ class TokenVerifier:
             nonce=nonce,
             allow_unsecured=self.allow_unsecured,
             expectations=expectations,
+            algorithms=self.algorithms,
         )

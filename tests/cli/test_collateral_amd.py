@@ -70,16 +70,16 @@ def _stored(db: Path) -> set[str]:
 
 def test_import_verifies_and_stores_kds_files(run: Run, kds: Kds, tmp_path: Path) -> None:
     db = tmp_path / "affidavit.db"
-    status, rows = _import(run, kds.files, db, kds.trust)
+    status, rows = _import(run, kds.files, db, kds.trust, "--snp-crl-kind", "vcek")
     assert status == 0, rows
     assert all(r["result"] == "stored" for r in rows), rows
     kinds = [r["item"].split("/")[0] for r in rows]
     assert kinds.count("amd_vcek") == 2 and kinds.count("amd_cert_chain") == 1
-    assert kinds.count("amd_crl") == 2  # the ARK's CRL serves the vcek and vlek chains
+    assert [r["item"] for r in rows if r["item"].startswith("amd_crl")] == ["amd_crl/snp/Milan/vcek"]
     hw = kds.vcek.chip_id.hex()
     assert any(name.startswith(f"amd_vcek/Milan/{hw}/") for name in _stored(db))
     # again: nothing new
-    status, rows = _import(run, kds.files, db, kds.trust)
+    status, rows = _import(run, kds.files, db, kds.trust, "--snp-crl-kind", "vcek")
     assert status == 0 and all(r["result"].startswith("kept") for r in rows), rows
 
 
@@ -92,7 +92,7 @@ def test_import_refuses_what_does_not_chain_to_a_pinned_root(run: Run, kds: Kds,
     (src / "crl").write_bytes(rogue.crl([], now=NOW))
     (src / "notes.txt").write_bytes(b"hello")
     db = tmp_path / "affidavit.db"
-    status, rows = _import(run, src, db, kds.trust)
+    status, rows = _import(run, src, db, kds.trust, "--snp-crl-kind", "vcek")
     assert status == 1
     by_file = {Path(r["file"]).name: r["result"] for r in rows}
     assert by_file["notes.txt"].startswith("unreadable")
@@ -116,6 +116,80 @@ def test_vlek_ark_and_ask_crl_are_named_not_stored(kds: Kds) -> None:
         amd_file_items(b"\x30\x03\x02\x01\x00")
 
 
+def test_an_ark_crl_fills_only_the_kind_it_is_named_for(kds: Kds) -> None:
+    """AMD serves one ARK-signed CRL per chain (/vcek/v1/{product}/crl revokes ASKs, /vlek/… ASVKs) and
+    the two cannot be told apart by content: a CRL without a kind is refused, never filed under both."""
+    crl = kds.pki.crl([], now=NOW)
+    with pytest.raises(CollateralError, match="--snp-crl-kind"):
+        amd_file_items(crl)
+    for kind in ("vcek", "vlek"):
+        assert [str(i.key) for i in amd_file_items(crl, crl_kind=kind).items] == [f"amd_crl/snp/Milan/{kind}"]
+    with pytest.raises(CollateralError):
+        amd_file_items(crl, crl_kind="both")
+
+
+def test_import_without_a_crl_kind_stores_no_crl(run: Run, kds: Kds, tmp_path: Path) -> None:
+    db = tmp_path / "affidavit.db"
+    status, rows = _import(run, kds.files, db, kds.trust)
+    assert status == 1
+    crl_row = next(r for r in rows if Path(r["file"]).name == "crl")
+    assert crl_row["result"].startswith("unreadable") and "--snp-crl-kind" in crl_row["result"], rows
+    assert not any(name.startswith("amd_crl/") for name in _stored(db))
+
+
+def test_two_ark_crls_under_one_kind_are_refused(run: Run, kds: Kds, tmp_path: Path) -> None:
+    """A directory with both KDS CRLs and one --snp-crl-kind would file one of them under the wrong
+    chain: both are refused, nothing stored."""
+    src = tmp_path / "both"
+    src.mkdir()
+    (src / "vcek-crl").write_bytes(kds.pki.crl([], now=NOW))
+    (src / "vlek-crl").write_bytes(kds.pki.crl([kds.pki.asvk.serial_number], now=NOW))
+    db = tmp_path / "affidavit.db"
+    status, rows = _import(run, src, db, kds.trust, "--snp-crl-kind", "vcek")
+    assert status == 1
+    assert [r["result"].split(":")[0] for r in rows] == ["unreadable", "unreadable"], rows
+    assert "separately" in rows[0]["result"]
+    assert not db.exists() or not _stored(db)
+
+
+def test_a_vcek_crl_is_not_looked_up_for_a_vlek_chain(run: Run, kds: Kds, tmp_path: Path) -> None:
+    """The lookup: with only the VCEK CRL imported, a VLEK chain has no CRL (refused under require_crl)
+    rather than the VCEK's, which would pass a revoked ASVK; the VLEK CRL, imported as such, revokes it."""
+    import asyncio
+
+    from affidavit.collateral import CollateralCache
+    from affidavit.collateral.amd import CachingKdsProvider
+    from affidavit.evidence.snp import SnpError, SnpOptions, verify_report
+
+    db = tmp_path / "affidavit.db"
+    assert _import(run, kds.files / "crl", db, kds.trust, "--snp-crl-kind", "vcek")[0] == 0
+    revokes_asvk = tmp_path / "vlek-crl"
+    revokes_asvk.write_bytes(kds.pki.crl([kds.pki.asvk.serial_number], now=NOW))
+    vlek = kds.pki.vlek(tcb=TCB, now=NOW)
+    report = vlek.report()
+
+    def provider() -> CachingKdsProvider:
+        cache = CollateralCache.open(f"sqlite:///{db}", [], amd_trust=kds.pki.trust())
+        return CachingKdsProvider(None, cache=cache, require_crl=True)
+
+    async def crls(kind: str) -> tuple[bytes, ...]:
+        p = provider()
+        try:
+            return await p.crl_for("Milan", kind, NOW)
+        finally:
+            await p.aclose()
+
+    assert asyncio.run(crls("vcek"))
+    with pytest.raises(CollateralError):
+        asyncio.run(crls("vlek"))
+    assert _import(run, revokes_asvk, db, kds.trust, "--snp-crl-kind", "vlek")[0] == 0
+    vlek_crls = asyncio.run(crls("vlek"))
+    assert vlek_crls and vlek_crls != asyncio.run(crls("vcek"))
+    with pytest.raises(SnpError, match="revoked"):
+        verify_report(report, vlek.der, kds.pki.cert_chain_vlek, kds.pki.trust(), NOW, crl=vlek_crls,
+                      options=SnpOptions(require_crl=True))
+
+
 def _report(vek: SimulatedVek, **changes: object) -> bytes:
     data = hashlib.sha256(RUNTIME).digest() + bytes(32)
     return vek.report(replace(ReportFields().with_tcb(vek.tcb), report_data=data, **changes))  # type: ignore[arg-type]
@@ -125,7 +199,7 @@ def _report(vek: SimulatedVek, **changes: object) -> bytes:
 def test_serve_verifies_from_imported_collateral_without_kds(run: Run, kds: Kds, tmp_path: Path) -> None:
     data = tmp_path / "srv"
     data.mkdir()
-    status, rows = _import(run, kds.files, data / "affidavit.db", kds.trust)
+    status, rows = _import(run, kds.files, data / "affidavit.db", kds.trust, "--snp-crl-kind", "vcek")
     assert status == 0, rows
     args = ["--admin-token", ADMIN_TOKEN, "--snp-trust-root", str(kds.trust), "--kds-url", "none"]
     runtime = RuntimeData(RUNTIME, json=True)

@@ -64,10 +64,12 @@ def test_nan_is_not_json() -> None:
 
 def test_alg_allow_list_per_use() -> None:
     jws = parse_compact(jose.sign_compact({"alg": "PS256"}, b"{}", KEY))
-    verify_signature(jws, KEY.public_key(), jose.TOKEN_ALGS)
-    with pytest.raises(JoseError) as err:
-        verify_signature(jws, KEY.public_key(), jose.POLICY_ALGS)  # policy JWS: RS256 only
-    assert err.value.code == "unsupported_alg"
+    verify_signature(jws, KEY.public_key(), jose.TPM_REQUEST_ALGS)  # attReq: PS256 as MAA specifies
+    for allowed in (jose.TOKEN_ALGS, jose.POLICY_ALGS):  # tokens: RS256/ES256; policy JWS: RS256 only
+        with pytest.raises(JoseError) as err:
+            verify_signature(jws, KEY.public_key(), allowed)
+        assert err.value.code == "unsupported_alg"
+    assert jose.TOKEN_ALGS == {"RS256", "ES256"}
     none = parse_compact(b64url(b'{"alg":"none"}') + "." + b64url(b"{}") + ".")
     for allowed in (jose.TOKEN_ALGS, jose.TPM_REQUEST_ALGS, jose.POLICY_ALGS):
         with pytest.raises(JoseError):

@@ -51,3 +51,29 @@ def test_algorithm_must_fit_the_key() -> None:
 def test_any_signature_bytes_give_a_boolean(alg: str, signature: bytes) -> None:
     for key in (RSA_KEY.public_key(), EC_KEYS["256"].public_key(), None):
         assert signature_ok(alg, key, DATA, signature) is False
+
+
+def _ecdsa_raw(key: ec.EllipticCurvePrivateKey, hash_name: str) -> bytes:
+    size = (key.curve.key_size + 7) // 8
+    r, s = decode_dss_signature(key.sign(DATA, ec.ECDSA(HASHES[hash_name]())))
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def test_an_es_algorithm_is_tied_to_its_curve() -> None:
+    """RFC 7518 §3.4: ES256 is P-256 (64-byte signature), ES384 P-384, ES512 P-521; a valid ECDSA signature
+    with the alg's hash on another curve is not that alg's signature."""
+    p256, p384 = EC_KEYS["256"], EC_KEYS["384"]
+    assert not signature_ok("ES256", p384.public_key(), DATA, _ecdsa_raw(p384, "256"))
+    assert not signature_ok("ES384", p256.public_key(), DATA, _ecdsa_raw(p256, "384"))
+    assert not signature_ok("ES512", p384.public_key(), DATA, _ecdsa_raw(p384, "512"))
+    p521 = ec.generate_private_key(ec.SECP521R1())
+    assert signature_ok("ES512", p521.public_key(), DATA, _ecdsa_raw(p521, "512"))
+    assert not signature_ok("ES256", p521.public_key(), DATA, _ecdsa_raw(p521, "256"))
+
+
+def test_sign_compact_refuses_an_es_alg_on_another_curve() -> None:
+    from affidavit.jose import JoseError, sign_compact
+
+    with pytest.raises(JoseError) as err:
+        sign_compact({"alg": "ES256"}, b"{}", EC_KEYS["384"])
+    assert err.value.code == "unsupported_alg"

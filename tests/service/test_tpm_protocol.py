@@ -169,6 +169,26 @@ def test_signed_request_verifies_with_the_key_it_carries(key: rsa.RSAPrivateKey,
     assert req.header["alg"] == alg and req.header["typ"] == "attReq"
 
 
+@pytest.mark.parametrize("alg", ["ES256", "PS384", "RS512"])
+def test_request_algorithms_are_the_ones_maa_documents(key: rsa.RSAPrivateKey, alg: str) -> None:
+    """MAA's TPM protocol signs ``attReq`` PS256 (tpm.md §3; RS256 too, as the client can): an ES256
+    request signed by the EC key it carries, or another RSA hash, is refused; the message says what is
+    accepted."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from affidavit import jose
+
+    signer: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = key
+    jwk = rsa_jwk(key.public_key())
+    if alg.startswith("ES"):
+        signer = ec.generate_private_key(ec.SECP256R1())
+        jwk = jose.public_jwk(signer.public_key())
+    body = json.dumps({"att_type": "basic", "att_data": _att_data(jwk, "ctx")}).encode()
+    jws = jose.sign_compact({"alg": alg, "typ": "attReq"}, body, signer)
+    with pytest.raises(TpmProtocolError, match=r"is not accepted \(PS256 or RS256 expected\)"):
+        verify_request({"request": jws})
+
+
 def test_request_signed_by_another_key_is_rejected(key: rsa.RSAPrivateKey,
                                                    other_key: rsa.RSAPrivateKey) -> None:
     jwk = rsa_jwk(key.public_key())

@@ -99,6 +99,10 @@ def register(sub: Any) -> None:
     imp.add_argument("--snp-trust-root", dest="snp_trust_roots", action="append", default=[], metavar="PEM",
                      help="AMD ARK certificates AMD files must chain to (repeatable; default: AMD's Milan, "
                           "Genoa and Turin roots shipped with Affidavit)")
+    imp.add_argument("--snp-crl-kind", choices=("vcek", "vlek"), default=None,
+                     help="the chain the ARK-signed CRLs among the AMD files are for: KDS's "
+                          "/vcek/v1/{product}/crl or /vlek/v1/{product}/crl (they look alike; without "
+                          "it such a CRL is refused)")
     imp.add_argument("--json", action="store_true", help="print JSON")
     imp.set_defaults(func=_import)
 
@@ -195,6 +199,32 @@ def _amd_files(bundle: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _one_crl_per_kind(parsed: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
+    """``parsed`` with every file refused whose CRL shares its key with a different CRL of another file:
+    one ``--snp-crl-kind`` over a directory holding both KDS CRLs would file one under the wrong chain."""
+    from affidavit.collateral import CollateralError
+    from affidavit.collateral.amd import AMD_CRL
+
+    bodies: dict[Any, set[str]] = {}
+    for _, found in parsed:
+        if not isinstance(found, CollateralError):
+            for item in found.items:
+                if item.key.kind == AMD_CRL:
+                    bodies.setdefault(item.key, set()).add(item.body)
+    clash = {key for key, seen in bodies.items() if len(seen) > 1}
+    if not clash:
+        return parsed
+    out: list[tuple[Path, Any]] = []
+    for path, found in parsed:
+        keys = set() if isinstance(found, CollateralError) else {i.key for i in found.items} & clash
+        if keys:
+            found = CollateralError(
+                f"another file holds a different CRL for {', '.join(sorted(map(str, keys)))}: import the "
+                "VCEK and VLEK CRLs separately, each with its --snp-crl-kind", code="collateral_invalid")
+        out.append((path, found))
+    return out
+
+
 def _import(args: argparse.Namespace) -> int:
     from affidavit.cli.arguments import read_input
     from affidavit.collateral import CollateralError
@@ -209,9 +239,11 @@ def _import(args: argparse.Namespace) -> int:
     parsed: list[tuple[Path, Any]] = []  # (file, AmdFile or the CollateralError it raised)
     for path in amd_files:
         try:
-            parsed.append((path, amd_file_items(read_input(path, "AMD collateral file"), amd_trust)))
+            parsed.append((path, amd_file_items(read_input(path, "AMD collateral file"), amd_trust,
+                                                crl_kind=args.snp_crl_kind)))
         except CollateralError as exc:
             parsed.append((path, exc))
+    parsed = _one_crl_per_kind(parsed)
     wall = datetime.now(UTC)
     now = args.at or wall
     chains = [i for _, f in parsed if not isinstance(f, CollateralError) for i in f.items]

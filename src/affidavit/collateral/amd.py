@@ -522,11 +522,18 @@ class AmdFile:
     notes: tuple[str, ...] = ()
 
 
-def amd_file_items(data: bytes, trust: Any = None) -> AmdFile:
+def amd_file_items(data: bytes, trust: Any = None, *, crl_kind: str | None = None) -> AmdFile:
     """Cache items from one file as AMD KDS serves it: a VCEK (DER or PEM), a ``cert_chain`` PEM (ASK or
     ASVK, then ARK; an ASK/ASVK alone is paired with ``trust``'s pinned ARK), a CRL (DER or PEM) or a
     PEM bundle of these. Raises `CollateralError` (``collateral_invalid``) when the file is none of them.
-    ``trust``: an ``AmdTrust`` (default AMD's shipped roots), only to pair a lone ASK/ASVK."""
+    ``trust``: an ``AmdTrust`` (default AMD's shipped roots), only to pair a lone ASK/ASVK.
+
+    ``crl_kind`` (``vcek`` or ``vlek``) names the chain an ARK-signed CRL is for: KDS serves one per chain
+    (``/vcek/v1/{product}/crl`` revokes ASKs, ``/vlek/…`` ASVKs), both signed by the same ARK, so the
+    content cannot tell them apart. Without it such a CRL is refused: filed under the other chain, it
+    would pass a revoked ASK/ASVK."""
+    if crl_kind is not None and crl_kind not in CHAIN_KINDS:
+        raise invalid(f"CRL kind {crl_kind!r} is not one of {', '.join(CHAIN_KINDS)}")
     snp = _snp()
     from affidavit.evidence.snp.certs import cn, cn_of_name, issuer_cn, product_of_name, split_chain
 
@@ -588,8 +595,10 @@ def amd_file_items(data: bytes, trust: Any = None) -> AmdFile:
         if issuer != f"ARK-{product}":
             notes.append(f"a CRL of {issuer}: not stored (the cache keeps the ARK-signed CRLs KDS serves)")
             continue
-        der = crl.public_bytes(Encoding.DER)
-        items.extend(crl_item_amd(crl_key(product, kind), der) for kind in CHAIN_KINDS)
+        if crl_kind is None:
+            raise invalid(f"an {issuer} CRL, for the VCEK or the VLEK chain (KDS serves one each); "
+                          "say which with --snp-crl-kind vcek|vlek")
+        items.append(crl_item_amd(crl_key(product, crl_kind), crl.public_bytes(Encoding.DER)))
     return AmdFile(tuple(items), tuple(notes))
 
 
@@ -605,9 +614,12 @@ def with_chains(trust: Any, items: Iterable[CollateralItem]) -> Any:
     return snp.AmdTrust(dict(trust.arks), tuple(trust.intermediates) + tuple(extra)) if extra else trust
 
 
-def items_from_files(paths: Iterable[Path], trust: Any = None) -> list[CollateralItem]:
+def items_from_files(
+    paths: Iterable[Path], trust: Any = None, *, crl_kind: str | None = None
+) -> list[CollateralItem]:
     """Cache items from KDS files (`amd_file_items` of each; unverified)."""
-    return [item for path in paths for item in amd_file_items(Path(path).read_bytes(), trust).items]
+    return [item for path in paths
+            for item in amd_file_items(Path(path).read_bytes(), trust, crl_kind=crl_kind).items]
 
 
 def no_collateral_source() -> CollateralError:

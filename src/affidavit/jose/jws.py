@@ -1,8 +1,10 @@
 """Compact JWS (RFC 7515): one parser, one signature check with an algorithm allow-list per use.
 
 Uses and their allow-lists:
-- :data:`TOKEN_ALGS`: attestation tokens a relying party verifies (Affidavit's and MAA's);
-- :data:`TPM_REQUEST_ALGS`: the TPM protocol's ``attReq`` signed by the request key;
+- :data:`TOKEN_ALGS`: attestation tokens a relying party verifies by default: what the issuers sign
+  (Affidavit RS256 or ES256, MAA RS256); a caller may widen it for its own issuer;
+- :data:`TPM_REQUEST_ALGS`: the TPM protocol's ``attReq`` signed by the request key: PS256 as MAA
+  documents it, and RS256 (which ``affidavit.client.tpm`` can send);
 - :data:`POLICY_ALGS`: policy-management JWS. MAA's SDK writes ``"alg": "RSA256"`` for RS256 and puts the
   signer under ``jwk.x5c``: that non-standard shape is handled at its edge, ``tokens.jws``.
 
@@ -24,10 +26,10 @@ from affidavit.jose.b64 import b64url, b64url_decode
 from affidavit.jose.errors import JoseError
 from affidavit.jose.jwk import check_key
 from affidavit.jose.strict_json import loads_object
-from affidavit.jose.verify import ALGORITHMS, HASHES, signature_ok
+from affidavit.jose.verify import ALGORITHMS, ES_CURVES, HASHES, signature_ok
 
-TOKEN_ALGS = ALGORITHMS
-TPM_REQUEST_ALGS = ALGORITHMS
+TOKEN_ALGS = frozenset({"RS256", "ES256"})
+TPM_REQUEST_ALGS = frozenset({"PS256", "RS256"})
 POLICY_ALGS = frozenset({"RS256"})
 _WS = " \t\r\n"
 
@@ -95,7 +97,8 @@ def verify_signature(
 def sign_compact(
     header: Mapping[str, Any], payload: bytes, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 ) -> str:
-    """A compact JWS over ``payload`` with ``header["alg"]`` (RS*/PS* with salt = hash length, ES*)."""
+    """A compact JWS over ``payload`` with ``header["alg"]`` (RS*/PS* with salt = hash length, ES* on the
+    alg's curve)."""
     alg = str(header.get("alg"))
     if alg not in ALGORITHMS:
         raise JoseError(f"cannot sign with alg {alg!r}", code="unsupported_alg")
@@ -103,6 +106,8 @@ def sign_compact(
     signing_input = f"{head}.{b64url(payload)}".encode("ascii")
     family, hash_alg = alg[:2], HASHES[alg[2:]]()
     if family == "ES" and isinstance(key, ec.EllipticCurvePrivateKey):
+        if type(key.curve) is not ES_CURVES[alg[2:]]:
+            raise JoseError(f"alg {alg} does not fit a {key.curve.name} key", code="unsupported_alg")
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hash_alg)))
         size = (key.curve.key_size + 7) // 8
         signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")

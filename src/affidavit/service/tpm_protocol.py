@@ -260,7 +260,8 @@ def verify_request(message: Mapping[str, Any]) -> SignedRequest:
     header = compact.header
     alg, typ = header.get("alg"), header.get("typ")
     if alg not in TPM_REQUEST_ALGS:
-        raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted (PS256 or RS256 expected)")
+        expected = " or ".join(sorted(TPM_REQUEST_ALGS))
+        raise TpmProtocolError(f"request JWS algorithm {alg!r} is not accepted ({expected} expected)")
     if typ is not None and typ not in ("attReq", "attReqV2", "JWT"):
         raise TpmProtocolError(f"request JWS typ {typ!r} is not attReq")
     if payload is None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from affidavit.jose import signature_ok
 from affidavit.tokens.b64 import b64std_encode, b64url_encode
 from affidavit.tokens.errors import TokenError
 
@@ -244,9 +245,7 @@ class SigningKey:
                   signer)
         if signer is not None:
             probe = b"affidavit signing key self-test"
-            if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) or not _verifies(
-                public, alg, probe, signer.sign(probe)
-            ):
+            if not signature_ok(alg, public, probe, signer.sign(probe)):
                 raise TokenError("signing key and certificate do not match", code="bad_key")
         return key
 
@@ -330,21 +329,6 @@ class SigningKey:
 
     def __hash__(self) -> int:
         return hash(self.kid)
-
-
-def _verifies(public: PublicKey, alg: Algorithm, data: bytes, signature: bytes) -> bool:
-    try:
-        if isinstance(public, rsa.RSAPublicKey):
-            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            if len(signature) != 2 * _P256_BYTES:
-                return False
-            der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                int.from_bytes(signature[32:], "big"))
-            public.verify(der, data, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return alg in ALGORITHMS
 
 
 @dataclass(frozen=True)
