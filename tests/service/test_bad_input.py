@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from affidavit.simulate import SimulatedPlatform
+from affidavit.tokens import MAX_X5C
 from tests.service.conftest import Signers
 from tests.service.helpers import (
     ADMIN_TOKEN,
@@ -182,6 +183,8 @@ def isolated_cases(signers: Signers) -> list[Case]:
     policy = f"/policies/SgxEnclave{V}"
     payload = {"AttestationPolicy": b64url(PERMIT.encode())}
     cert_payload = certificate_payload(signers.second)
+    second = cert_payload["policyCertificate"]["x5c"][0]
+    stranger = certificate_payload(signers.stranger)["policyCertificate"]["x5c"][0]
     return [
         Case("unsigned policy", "PUT", policy, TEXT, unsigned_policy(PERMIT).encode(), 400,
              "InvalidOperation"),
@@ -212,6 +215,13 @@ def isolated_cases(signers: Signers) -> list[Case]:
              "UnsupportedMediaType"),
         Case("remove by unregistered", "POST", remove, JSON,
              _json(sign_jws(certificate_payload(signers.admin), signers.stranger)), 400, "InvalidOperation"),
+        # A registered signer, then more than MAX_X5C entries in all (refused before any is decoded).
+        Case("x5c too long", "PUT", policy, TEXT,
+             sign_jws(payload, signers.admin, more_x5c=[stranger] * MAX_X5C).encode(), 400,
+             "InvalidParameter"),
+        Case("policyCertificate x5c too long", "POST", add, JSON,
+             _json(sign_jws({"policyCertificate": {"kty": "RSA", "x5c": [second] + ["AAAA"] * MAX_X5C}},
+                            signers.admin)), 400, "InvalidOperation"),
     ]
 
 
