@@ -13,6 +13,7 @@ import httpx
 
 from affidavit.simulate import SimulatedPlatform
 from affidavit.tokens import MAX_X5C
+from tests.policy.test_limits import grown
 from tests.service.conftest import Signers
 from tests.service.helpers import (
     ADMIN_TOKEN,
@@ -96,6 +97,15 @@ def attest_cases(sim: SimulatedPlatform, sim_td: SimulatedPlatform) -> list[Case
                                         "version=1.0; authorizationrules{=> deny();}; issuancerules{};"}),
           code="PolicyEvaluationError")
         c("draft policy not a string", _json({field: b64url(good), "draftPolicyForAttestation": 5}))
+        long_name = grown(6, 'issue(type=AppendString(c.value, "!"), value=1)')  # 1,025 characters
+        c("draft policy issues too long a name",
+          _json({field: b64url(good), "draftPolicyForAttestation": long_name}), code="PolicyEvaluationError")
+        # Nine distinct values of 512 KiB: 4.5 MiB of token claims (each under AppendString's 1 MiB).
+        nine = '; c:[type=="s15"] => '.join(f'issue(type="v", value=AppendString("{i}", c.value))'
+                                             for i in range(9))
+        c("draft policy issues too much", _json({field: b64url(good), "draftPolicyForAttestation":
+                                                 grown(15, nine)}),
+          code="PolicyEvaluationError")
         c("nonce not a string", _json({field: b64url(good), "nonce": {"a": 1}}))
         c("wrong content type", _json({field: b64url(good)}), 415, "UnsupportedMediaType",
           {"Content-Type": "text/plain"})
@@ -154,6 +164,9 @@ def policy_cases(signers: Signers) -> list[Case]:
         c("put empty payload", "PUT", b"eyJhbGciOiJub25lIn0..")
         c("put unparsable policy", "PUT", unsigned_policy("version=1.0; authorizationrules{").encode(),
           code="PolicyParsingError")
+        c("put issues too long a name", "PUT", unsigned_policy(
+            'version=1.0; authorizationrules{=> permit();}; issuancerules{=> issue(type="' + "n" * 1025
+            + '", value=1);};').encode(), code="PolicyEvaluationError")
         c("put bad signature", "PUT", bad_sig.encode())
         c("put signed without certificate", "PUT",
           f"{RS256}.{body}.{sig}".encode())

@@ -30,6 +30,7 @@ class State:
         "facts",
         "by_type",
         "outgoing",
+        "issued_chars",
         "properties",
         "permit",
         "deny",
@@ -47,6 +48,7 @@ class State:
         self.facts: list[Fact] = []
         self.by_type: dict[str, list[Fact]] = {}
         self.outgoing: list[tuple[str, ClaimValue]] = []
+        self.issued_chars = 0  # issued types and String values so far (``max_issued_chars``)
         self.properties: dict[str, ClaimValue] = {}
         self.permit = False
         self.deny = False
