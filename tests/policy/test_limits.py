@@ -97,8 +97,8 @@ def test_each_limit_is_refused_by_name() -> None:
 def test_defaults_are_documented_values() -> None:
     assert DEFAULT_LIMITS.as_dict() == {
         "max_claims": 20_000, "max_comparisons": 2_000_000, "max_issued": 10_000, "max_name_chars": 1024,
-        "max_value_chars": 1 << 20, "max_issued_chars": 1 << 22, "max_nesting": 32,
-        "max_text_chars": 1 << 20, "max_seconds": 1.0,
+        "max_value_chars": 1 << 20, "max_issued_chars": 1 << 22, "max_computed_chars": 16 << 20,
+        "max_nesting": 32, "max_text_chars": 1 << 20, "max_seconds": 1.0,
     }
     with pytest.raises(ValueError):
         PolicyLimits(max_claims=0)
@@ -179,3 +179,13 @@ def test_issued_literals_too_large_are_refused_when_compiled() -> None:
     # add() claims are not token claims: no limit on their literals.
     long_add = 'version=1.0; authorizationrules{=> add(type="' + "n" * 2000 + '", value=1); => permit();};'
     compile_policy(long_add)
+
+
+def test_text_the_functions_return_is_bounded_even_when_nothing_is_issued() -> None:
+    # 33 distinct 512 KiB strings kept as claims (16.5 MiB with the doublings): over 16 MiB.
+    add = 'add(type="x", value=AppendString("{}", c.value))'
+    copies = '; c:[type=="s15"] => '.join(add.format(i) for i in range(33))
+    start = time.perf_counter()
+    refused(grown(15, copies), "max_computed_chars")
+    assert time.perf_counter() - start < 1.0
+    evaluate(compile_policy(grown(15, copies)), [], limits=PolicyLimits(max_computed_chars=32 << 20))

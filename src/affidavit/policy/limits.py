@@ -27,6 +27,7 @@ class PolicyLimits:
     max_name_chars: int = 1024  # length of an issued claim's type (its name in the token)
     max_value_chars: int = 1 << 20  # length of one issued String value
     max_issued_chars: int = 1 << 22  # issued types and String values, summed over every issued value
+    max_computed_chars: int = 16 << 20  # Strings the functions return, summed over the evaluation
     max_nesting: int = 32  # depth of nested function calls in an expression
     max_text_chars: int = 1 << 20  # policy text length (a draft or a stored policy)
     max_seconds: float = 1.0  # wall time of one evaluation, and of one compilation
