@@ -96,8 +96,9 @@ def test_each_limit_is_refused_by_name() -> None:
 
 def test_defaults_are_documented_values() -> None:
     assert DEFAULT_LIMITS.as_dict() == {
-        "max_claims": 20_000, "max_comparisons": 2_000_000, "max_issued": 10_000, "max_nesting": 32,
-        "max_text_chars": 1 << 20, "max_seconds": 1.0,
+        "max_claims": 20_000, "max_comparisons": 2_000_000, "max_issued": 10_000, "max_name_chars": 1024,
+        "max_value_chars": 1 << 20, "max_issued_chars": 1 << 22, "max_computed_chars": 16 << 20,
+        "max_nesting": 32, "max_text_chars": 1 << 20, "max_seconds": 1.0,
     }
     with pytest.raises(ValueError):
         PolicyLimits(max_claims=0)
@@ -138,3 +139,53 @@ def test_the_compiled_policy_cache_is_bounded_by_bytes_and_keeps_no_drafts() -> 
     tiny = PolicyCompiler(max_bytes=1000)
     tiny.compile(PERMIT)
     assert len(tiny) == 0
+
+
+def grown(doublings: int, issue: str) -> str:
+    """A policy that doubles a 16-character string ``doublings`` times (``AppendString``), then runs
+    ``issue`` (``c`` is the doubled string)."""
+    rules = ['=> add(type="s0", value="xxxxxxxxxxxxxxxx");']
+    for i in range(doublings):
+        rules.append(f'c:[type=="s{i}"] => add(type="s{i + 1}", value=AppendString(c.value, c.value));')
+    rules.append(f'c:[type=="s{doublings}"] => {issue};')
+    return "version=1.2; authorizationrules{=> permit();}; issuancerules{" + "\n".join(rules) + "};"
+
+
+def test_issued_claim_sizes_are_refused_by_name_when_evaluated() -> None:
+    # 16 << 6 = 1,024 characters: at the default name limit; one more is over.
+    assert len(evaluate(compile_policy(grown(6, "issue(type=c.value, value=1)")), []).claims) == 1
+    refused(grown(6, 'issue(type=AppendString(c.value, "!"), value=1)'), "max_name_chars")
+    # Values: at the limit, and one more character (AppendString's own bound is 1 MiB).
+    out = evaluate(compile_policy(grown(16, 'issue(type="v", value=c.value)')), [])
+    assert len(out.claims["v"]) == DEFAULT_LIMITS.max_value_chars
+    refused(grown(6, 'issue(type="v", value=c.value)'), "max_value_chars", max_value_chars=1023)
+    # Every issued value counts with its type towards the total, through each issuing path: "v" or "s6"
+    # and 1,024 characters.
+    for issue in ('issue(type="v", value=c.value)', "issue(claim=c)"):
+        refused(grown(6, issue), "max_issued_chars", max_issued_chars=1024)
+        evaluate(compile_policy(grown(6, issue)), [], limits=PolicyLimits(max_issued_chars=1024 + 2))
+    incoming = [Claim("t", "x" * 600), Claim("t", "y" * 600)]
+    refused('version=1.0; authorizationrules{=> permit();}; issuancerules{c:[type=="t"] => issue(claim=c);};',
+            "max_issued_chars", incoming, max_issued_chars=1200)
+
+
+def test_issued_literals_too_large_are_refused_when_compiled() -> None:
+    for literal, limit in (('issue(type="' + "n" * 1025 + '", value=1)', "max_name_chars"),
+                           ('issue(type="n", value="' + "v" * 101 + '")', "max_value_chars")):
+        text = "version=1.0; authorizationrules{=> permit();}; issuancerules{=> " + literal + ";};"
+        with pytest.raises(PolicyLimitError) as err:
+            compile_policy(text, limits=PolicyLimits(max_value_chars=100))
+        assert err.value.limit == limit and "line 1, column" in err.value.message
+    # add() claims are not token claims: no limit on their literals.
+    long_add = 'version=1.0; authorizationrules{=> add(type="' + "n" * 2000 + '", value=1); => permit();};'
+    compile_policy(long_add)
+
+
+def test_text_the_functions_return_is_bounded_even_when_nothing_is_issued() -> None:
+    # 33 distinct 512 KiB strings kept as claims (16.5 MiB with the doublings): over 16 MiB.
+    add = 'add(type="x", value=AppendString("{}", c.value))'
+    copies = '; c:[type=="s15"] => '.join(add.format(i) for i in range(33))
+    start = time.perf_counter()
+    refused(grown(15, copies), "max_computed_chars")
+    assert time.perf_counter() - start < 1.0
+    evaluate(compile_policy(grown(15, copies)), [], limits=PolicyLimits(max_computed_chars=32 << 20))

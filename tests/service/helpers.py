@@ -231,12 +231,18 @@ def compact_json(obj: Any) -> bytes:
 
 
 def sign_jws(
-    payload: dict[str, Any] | None, signer: Signer, *, alg: str = "RSA256", sdk_form: bool = True
+    payload: dict[str, Any] | None,
+    signer: Signer,
+    *,
+    alg: str = "RSA256",
+    sdk_form: bool = True,
+    more_x5c: Sequence[str] = (),
 ) -> str:
-    """A JWS signed as the SDK does (``RSA256`` and ``jwk.x5c``), or the standard ``RS256``/``x5c`` form."""
+    """A JWS signed as the SDK does (``RSA256`` and ``jwk.x5c``), or the standard ``RS256``/``x5c`` form;
+    ``more_x5c``: entries after the signer's certificate."""
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    x5c = [base64.b64encode(signer.cert.public_bytes(serialization.Encoding.DER)).decode()]
+    x5c = [base64.b64encode(signer.cert.public_bytes(serialization.Encoding.DER)).decode(), *more_x5c]
     header = {"alg": alg, "jwk": {"x5c": x5c}} if sdk_form else {"alg": alg, "x5c": x5c}
     body = b64url(compact_json(payload)) if payload is not None else ""
     signing_input = b64url(compact_json(header)) + "." + body

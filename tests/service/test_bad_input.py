@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 
 from affidavit.simulate import SimulatedPlatform
+from affidavit.tokens import MAX_X5C
+from tests.policy.test_limits import grown
 from tests.service.conftest import Signers
 from tests.service.helpers import (
     ADMIN_TOKEN,
@@ -95,6 +97,15 @@ def attest_cases(sim: SimulatedPlatform, sim_td: SimulatedPlatform) -> list[Case
                                         "version=1.0; authorizationrules{=> deny();}; issuancerules{};"}),
           code="PolicyEvaluationError")
         c("draft policy not a string", _json({field: b64url(good), "draftPolicyForAttestation": 5}))
+        long_name = grown(6, 'issue(type=AppendString(c.value, "!"), value=1)')  # 1,025 characters
+        c("draft policy issues too long a name",
+          _json({field: b64url(good), "draftPolicyForAttestation": long_name}), code="PolicyEvaluationError")
+        # Nine distinct values of 512 KiB: 4.5 MiB of token claims (each under AppendString's 1 MiB).
+        nine = '; c:[type=="s15"] => '.join(f'issue(type="v", value=AppendString("{i}", c.value))'
+                                             for i in range(9))
+        c("draft policy issues too much", _json({field: b64url(good), "draftPolicyForAttestation":
+                                                 grown(15, nine)}),
+          code="PolicyEvaluationError")
         c("nonce not a string", _json({field: b64url(good), "nonce": {"a": 1}}))
         c("wrong content type", _json({field: b64url(good)}), 415, "UnsupportedMediaType",
           {"Content-Type": "text/plain"})
@@ -153,6 +164,9 @@ def policy_cases(signers: Signers) -> list[Case]:
         c("put empty payload", "PUT", b"eyJhbGciOiJub25lIn0..")
         c("put unparsable policy", "PUT", unsigned_policy("version=1.0; authorizationrules{").encode(),
           code="PolicyParsingError")
+        c("put issues too long a name", "PUT", unsigned_policy(
+            'version=1.0; authorizationrules{=> permit();}; issuancerules{=> issue(type="' + "n" * 1025
+            + '", value=1);};').encode(), code="PolicyEvaluationError")
         c("put bad signature", "PUT", bad_sig.encode())
         c("put signed without certificate", "PUT",
           f"{RS256}.{body}.{sig}".encode())
@@ -182,6 +196,8 @@ def isolated_cases(signers: Signers) -> list[Case]:
     policy = f"/policies/SgxEnclave{V}"
     payload = {"AttestationPolicy": b64url(PERMIT.encode())}
     cert_payload = certificate_payload(signers.second)
+    second = cert_payload["policyCertificate"]["x5c"][0]
+    stranger = certificate_payload(signers.stranger)["policyCertificate"]["x5c"][0]
     return [
         Case("unsigned policy", "PUT", policy, TEXT, unsigned_policy(PERMIT).encode(), 400,
              "InvalidOperation"),
@@ -212,6 +228,13 @@ def isolated_cases(signers: Signers) -> list[Case]:
              "UnsupportedMediaType"),
         Case("remove by unregistered", "POST", remove, JSON,
              _json(sign_jws(certificate_payload(signers.admin), signers.stranger)), 400, "InvalidOperation"),
+        # A registered signer, then more than MAX_X5C entries in all (refused before any is decoded).
+        Case("x5c too long", "PUT", policy, TEXT,
+             sign_jws(payload, signers.admin, more_x5c=[stranger] * MAX_X5C).encode(), 400,
+             "InvalidParameter"),
+        Case("policyCertificate x5c too long", "POST", add, JSON,
+             _json(sign_jws({"policyCertificate": {"kty": "RSA", "x5c": [second] + ["AAAA"] * MAX_X5C}},
+                            signers.admin)), 400, "InvalidOperation"),
     ]
 
 

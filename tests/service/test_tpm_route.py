@@ -214,6 +214,27 @@ def test_default_empty_policy_denies_with_a_clear_message(env: Env, request_key:
         env.service.put_policy("Tpm", POLICY)
 
 
+def test_a_log_of_more_than_max_events_is_refused_with_a_400(
+    env: Env, request_key: rsa.RSAPrivateKey
+) -> None:
+    """The real log plus EV_NO_ACTION records (never extended, so the quote still matches it): the
+    record count alone is refused, before replay and SIPA decoding."""
+    import struct
+
+    from affidavit.evidence.tpm import constants as c
+    from affidavit.evidence.tpm.eventlog import MAX_EVENTS
+
+    note = struct.pack("<IIIH32sI", 0, c.EV_NO_ACTION, 1, 11, bytes(32), 4)  # one SHA-256 digest, 4 bytes
+    padded = env.log + b"".join(note + struct.pack("<I", i) for i in range(MAX_EVENTS))
+    with env.sdk() as client:
+        challenge, context = _init(client)
+        with pytest.raises(HttpResponseError) as info:
+            request = build_request(env.source(log=padded), challenge, context, request_key)
+            _sdk_send(client, {"request": request})
+    status, code, message = _error(info)
+    assert (status, code) == (400, "InvalidParameter") and f"more than {MAX_EVENTS} events" in message
+
+
 @pytest.mark.parametrize("body", [
     b"", b"not json", b'{"data": 1}', b'{"data": "!!!"}',
     json.dumps({"data": b64url(b'{"payload": {"type": "ekcert"}}')}).encode(),

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from affidavit.service.errors import classify
 from affidavit.tokens import (
+    MAX_X5C,
     TokenError,
     certificate_from_jws,
     check_signer_trusted,
@@ -331,3 +332,28 @@ def test_random_json_headers_and_payloads(obj: object) -> None:
         b64u(json.dumps({"alg": "RSA256", "jwk": obj, "x5c": obj}).encode()) + f".{claims}.AAAA",
     ):
         _exercise(text)
+
+
+@pytest.mark.parametrize("where", ["x5c", "jwk.x5c"])
+def test_x5c_is_bounded_before_any_certificate_is_decoded(pki: Pki, where: str) -> None:
+    """Past MAX_X5C entries the list is refused as such: entry 2 onwards are not even base64."""
+    signer = b64(pki.self_cert.public_bytes(Encoding.DER))
+
+    def header(entries: list[str]) -> dict:
+        if where == "x5c":
+            return {"alg": "RS256", "x5c": entries}
+        return {"alg": "RSA256", "jwk": {"x5c": entries}}
+
+    at_limit = [signer] * MAX_X5C
+    assert verify_jws(parse_jws(sign_jws(header(at_limit), {}, pki.self_key)), now=NOW) == pki.self_cert
+    with pytest.raises(TokenError) as err:
+        verify_jws(parse_jws(sign_jws(header([signer] + ["!!!"] * MAX_X5C), {}, pki.self_key)), now=NOW)
+    assert err.value.code == "bad_certificate" and f"at most {MAX_X5C}" in err.value.message
+    assert classify(err.value)[0] == 400
+
+
+def test_policy_certificate_x5c_is_bounded() -> None:
+    body = {"policyCertificate": {"kty": "RSA", "x5c": ["AAAA"] * (MAX_X5C + 1)}}
+    with pytest.raises(TokenError) as err:
+        certificate_from_jws(parse_jws("eyJhbGciOiJub25lIn0." + b64u(json.dumps(body).encode()) + "."))
+    assert err.value.code == "bad_claim" and f"at most {MAX_X5C}" in err.value.message

@@ -126,8 +126,9 @@ def register(subparsers: Any) -> None:
                       help="how often the key ring is re-read from the database (default 30s); a rotation's "
                            "delay must exceed it plus the relying parties' JWKS refetch interval")
     p.add_argument("--policy-limit", dest="policy_limits", action="append", metavar="NAME=VALUE",
-                   help="a policy evaluation limit (max_claims, max_comparisons, max_issued, max_nesting, "
-                        "max_text_chars, max_seconds; repeatable; the variable takes a comma-separated list)")
+                   help="a policy evaluation limit (max_claims, max_comparisons, max_issued, max_name_chars, "
+                        "max_value_chars, max_issued_chars, max_computed_chars, max_nesting, max_text_chars, "
+                        "max_seconds; repeatable; the variable takes a comma-separated list)")
     p.add_argument("--policy-cache-bytes", type=int, default=_env("policy-cache-bytes") or str(64 << 20),
                    help="memory budget of the compiled-policy cache per worker (default 64 MiB)")
     p.add_argument("--store-staleness", type=duration, default=_env("store-staleness") or "15m",

@@ -3,9 +3,11 @@
 Each limit has a name; exceeding it raises :class:`PolicyLimitError` (a ``PolicyEvaluationError``, so
 the service answers 400 ``PolicyEvaluationError``) whose message and ``limit`` attribute name it. The
 defaults sit far above what real policies need (MAA's published policies stay under 100 claims, 1,000
-comparisons and 50 issued values) and far below what would take a second of CPU. The wall-time limit
-is the backstop for work the counters do not see; it reads a monotonic clock, which makes it the one
-non-deterministic part of evaluation (a resource guard, never a policy decision).
+comparisons and 50 issued values; the largest value real policies issue is a TPM log's ``events`` JSON,
+208 KB for the largest real log in the test vectors, 219 KB in a real MAA token; claim names stay under
+100 characters) and far below what would take a second of CPU or grow a token past a few MB. The
+wall-time limit is the backstop for work the counters do not see; it reads a monotonic clock, which makes
+it the one non-deterministic part of evaluation (a resource guard, never a policy decision).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class PolicyLimits:
     max_claims: int = 20_000  # claims in the evaluation's set: incoming plus everything rules add
     max_comparisons: int = 2_000_000  # claim tests against condition values, summed over the evaluation
     max_issued: int = 10_000  # values issued to the token (issue), summed over all types
+    max_name_chars: int = 1024  # length of an issued claim's type (its name in the token)
+    max_value_chars: int = 1 << 20  # length of one issued String value
+    max_issued_chars: int = 1 << 22  # issued types and String values, summed over every issued value
+    max_computed_chars: int = 16 << 20  # Strings the functions return, summed over the evaluation
     max_nesting: int = 32  # depth of nested function calls in an expression
     max_text_chars: int = 1 << 20  # policy text length (a draft or a stored policy)
     max_seconds: float = 1.0  # wall time of one evaluation, and of one compilation
@@ -43,7 +49,8 @@ class PolicyLimitError(PolicyEvaluationError):
 
     def __init__(self, limit: str, value: float, what: str, where: str = "") -> None:
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}policy limit {limit}={value:g} exceeded: {what}")
+        shown = str(value) if isinstance(value, int) else f"{value:g}"  # 4194304, not 4.1943e+06
+        super().__init__(f"{prefix}policy limit {limit}={shown} exceeded: {what}")
         self.limit, self.value, self.what = limit, value, what
 
     def at(self, where: str) -> PolicyLimitError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from affidavit.policy.claims import ClaimValue
-from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimits
+from affidavit.policy.limits import DEFAULT_LIMITS, PolicyLimitError, PolicyLimits
 
 Values = tuple[ClaimValue, ...]
 # Internal claim form, kept as a tuple for speed: (type, value, issuer, read_only).
@@ -30,6 +30,8 @@ class State:
         "facts",
         "by_type",
         "outgoing",
+        "issued_chars",
+        "computed_chars",
         "properties",
         "permit",
         "deny",
@@ -47,6 +49,8 @@ class State:
         self.facts: list[Fact] = []
         self.by_type: dict[str, list[Fact]] = {}
         self.outgoing: list[tuple[str, ClaimValue]] = []
+        self.issued_chars = 0  # issued types and String values so far (``max_issued_chars``)
+        self.computed_chars = 0  # Strings the functions returned so far (``max_computed_chars``)
         self.properties: dict[str, ClaimValue] = {}
         self.permit = False
         self.deny = False
@@ -119,7 +123,16 @@ class Call(Expr):
             v, r = a.ev(env, st)
             vals.append(v)
             ro = ro or r
-        return self.impl(st, vals), ro and self.taints
+        out = self.impl(st, vals)
+        # Every String a function returns is new memory (AppendString, JmesPath's JSON text): one rule
+        # per value would otherwise keep thousands of 1 MiB strings as claims within the time limit.
+        made = sum(len(v) for v in out if type(v) is str)
+        if made:
+            st.computed_chars += made
+            if st.computed_chars > st.limits.max_computed_chars:
+                limit = st.limits.max_computed_chars
+                raise PolicyLimitError("max_computed_chars", limit, "the functions returned too much text")
+        return out, ro and self.taints
 
 
 # A property test: (fact, right-hand values) -> bool.

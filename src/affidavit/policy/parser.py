@@ -133,6 +133,7 @@ def _ordered(x: object, vals: Values, cmp: object) -> bool:
 class _Parser:
     def __init__(self, text: str, lenient: bool, limits: PolicyLimits = DEFAULT_LIMITS) -> None:
         self.max_nesting = limits.max_nesting
+        self.limits = limits
         self.max_seconds = limits.max_seconds
         self.deadline = time.monotonic() + limits.max_seconds
         self.text = text
@@ -458,6 +459,7 @@ class _Parser:
             return Action(kind, claim_ident=ident_tok.text)
         if first.kind == "string" and self.lenient:
             self.warn(first.pos, "positional claim type read as 'type='")
+            type_tok = first
             type_expr = self.parse_expr(idents, 0)
         else:
             self.expect_kw(("type",))
@@ -469,7 +471,22 @@ class _Parser:
         self.expect_op(",")
         self.expect_kw(("value",))
         self.expect_op("=")
+        value_tok = self.peek()
         value_expr = self.parse_expr(idents, 0)
         self.expect_op(")")
+        if kind == "issue":  # literals too large for the token: refused when the policy is set
+            self.check_issued_literal(type_tok, type_expr, "name")
+            self.check_issued_literal(value_tok, value_expr, "value")
         self.path.pop()
         return Action(kind, type_expr=type_expr, value_expr=value_expr)
+
+    def check_issued_literal(self, tok: Token, expr: Expr, what: str) -> None:
+        """``runner.issue_values``' size limits, for a literal type or value of ``issue``."""
+        if not isinstance(expr, Literal) or type(expr.values[0]) is not str:
+            return
+        limit = self.limits.max_name_chars if what == "name" else self.limits.max_value_chars
+        if len(expr.values[0]) > limit:
+            line, col = self.positions.line_col(tok.pos)
+            raise PolicyLimitError(
+                f"max_{what}_chars", limit, f"an issued claim {what} is longer (line {line}, column {col})"
+            )

@@ -7,6 +7,7 @@ from affidavit.tokens.b64 import b64std_decode, b64std_encode, b64url_decode, b6
 from affidavit.tokens.errors import TokenError
 from affidavit.tokens.jws import (
     MANAGEMENT_SKEW,
+    MAX_X5C,
     POLICY_CERTIFICATE_CLAIMS,
     Jws,
     certificate_from_jws,
@@ -68,6 +69,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "MANAGEMENT_SKEW",
+    "MAX_X5C",
     "certificate_from_jws",
     "check_jws_times",
     "certificate_jwk",

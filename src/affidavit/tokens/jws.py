@@ -30,6 +30,9 @@ POLICY_CERTIFICATE_CLAIMS = (
     "policyCertificate", "maa-policyCertificate", "x-ms-policyCertificate", "aas-policyCertificate",
 )
 _MAX_CHAIN_DEPTH = 8
+# Certificates an ``x5c`` may list (signer first), counted before any is decoded: a real signer chain
+# has 1-4; unbounded, a 1 MiB body lists ~2,000 that are each parsed and tried as the signer's issuer.
+MAX_X5C = 10
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,12 @@ def parse_jws(text: str | bytes) -> Jws:
     return Jws(compact.text, compact.header, payload, compact.signing_input, compact.signature)
 
 
-def _x5c_list(value: Any, where: str) -> list[str]:
+def _x5c_list(value: Any, where: str, code: str = "bad_certificate") -> list[str]:
+    """``value`` as an ``x5c``: 1 to ``MAX_X5C`` strings, checked before any is decoded."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise TokenError(f"{where} must be a non-empty list of base64 strings", code="bad_certificate")
+        raise TokenError(f"{where} must be a non-empty list of base64 strings", code=code)
+    if len(value) > MAX_X5C:
+        raise TokenError(f"{where} lists {len(value)} certificates, at most {MAX_X5C}", code=code)
     return value
 
 
@@ -226,9 +232,7 @@ def certificate_from_jws(jws: Jws) -> x509.Certificate:
     jwk = found[0]
     if not isinstance(jwk, dict) or "x5c" not in jwk:
         raise TokenError("policyCertificate must be a JWK with x5c", code="bad_claim")
-    entries = jwk["x5c"]
-    if not isinstance(entries, list) or not entries or not isinstance(entries[0], str):
-        raise TokenError("policyCertificate x5c must be a non-empty list of strings", code="bad_claim")
+    entries = _x5c_list(jwk["x5c"], "policyCertificate x5c", code="bad_claim")
     return load_certificate(entries[0], "policyCertificate")
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from affidavit.evidence.tpm import Event, EventLog, analyze_log
+import pytest
+
+from affidavit.evidence.tpm import Event, EventLog, EventLogError, analyze_log, sipa
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm.claims import derive_claims
 
@@ -106,3 +108,20 @@ def test_dma_protection_disabled_is_read_from_the_digest() -> None:
     assert _claims(_windows(pcr12, pcr13))["iommuEnabled"] is True
     relabelled = _event(7, c.EV_EFI_VARIABLE_AUTHORITY, b"nothing", measured=b"DMA Protection Disabled")
     assert _claims([relabelled, *_windows(pcr12, pcr13)])["iommuEnabled"] is False
+
+
+def test_a_logs_sipa_payloads_share_one_entry_budget() -> None:
+    """Each payload far under ``sipa.MAX_ENTRIES``, the log's together over it: refused before any is
+    decoded. Hidden types count too: they are read even though they are not rendered."""
+    hidden = _tlv(0x00020008, b"\x01")  # EVENT_MORBIT_NOT_CANCELABLE, decoded but never emitted
+    fill = sipa.MAX_ENTRIES // 2 - 3  # each tag: its container, BOOTCOUNTER and the fill; PCR14's WINDOWS: 2
+
+    def log(extra: int) -> list[tuple[int, int, bytes, bytes]]:
+        tag12 = _event(12, c.EV_EVENT_TAG, _sipa((BOOTCOUNTER, b"\x01")) + hidden * fill)
+        tag13 = _event(13, c.EV_EVENT_TAG, _sipa((BOOTCOUNTER, b"\x02")) + hidden * (fill + extra))
+        return _windows(tag12, tag13)
+
+    assert sum(sipa.count_entries(r[2]) for r in log(0) if r[1] == c.EV_EVENT_TAG) == sipa.MAX_ENTRIES
+    assert _claims(log(0))["notSafeMode"] is True
+    with pytest.raises(EventLogError, match=f"more than {sipa.MAX_ENTRIES} entries"):
+        _claims(log(1))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from pathlib import Path
 
 import pytest
 
-from affidavit.evidence.tpm import EventLogError, analyze_log, parse_event_log, replay
+from affidavit.evidence.tpm import EventLogError, analyze_log, parse_event_log, replay, sipa
 from affidavit.evidence.tpm import constants as c
 from affidavit.evidence.tpm.claims import secure_boot_state
 from affidavit.evidence.tpm.coverage import MISMATCH, VERIFIED
+from affidavit.evidence.tpm.eventlog import MAX_EVENT_DATA, MAX_EVENTS, SPEC_ID_SIGNATURE
 from affidavit.evidence.tpm.replay import initial_value
 from tests.conftest import VECTORS
 from tests.evidence.tpm.vectors import (
@@ -126,3 +129,80 @@ def test_forged_secureboot_data_is_flagged(vectors: Path) -> None:
     by_seq = dict(zip((e.seq for e in analysis.log.events), analysis.status, strict=True))
     assert by_seq[seq] == MISMATCH
     assert dict(zip((e.seq for e in original.log.events), original.status, strict=True))[seq] == VERIFIED
+
+
+# ---------------------------------------------------------------------------------------------- bounds
+
+def _spec_id_record() -> bytes:
+    """A crypto-agile Spec ID header naming SHA-1 and SHA-256."""
+    body = SPEC_ID_SIGNATURE + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 2) + struct.pack("<HHHH", 4, 20, 11, 32)
+    body += b"\x00"
+    return struct.pack("<II20sI", 0, c.EV_NO_ACTION, bytes(20), len(body)) + body
+
+
+def _agile_record(i: int, data: bytes = b"", *, sha1_only: bool = False) -> bytes:
+    """One record: both banks (the parser's fast path) or SHA-1 alone (its general path)."""
+    data = data or struct.pack("<I", i)
+    digests = struct.pack("<H", 4) + hashlib.sha1(data).digest()
+    if not sha1_only:
+        digests += struct.pack("<H", 11) + hashlib.sha256(data).digest()
+    count = 1 if sha1_only else 2
+    return struct.pack("<III", i % 8, c.EV_IPL, count) + digests + struct.pack("<I", len(data)) + data
+
+
+def _legacy_record(i: int, data: bytes = b"") -> bytes:
+    data = data or struct.pack("<I", i)
+    return struct.pack("<II20sI", i % 8, c.EV_IPL, hashlib.sha1(data).digest(), len(data)) + data
+
+
+def test_real_logs_are_far_below_the_bounds(vectors: Path) -> None:
+    largest = max((parse_event_log(log_bytes(vectors, key)) for key in SUMMARY), key=lambda g: len(g.events))
+    assert 100 < len(largest.events) <= MAX_EVENTS // 4
+    windows = parse_event_log((vectors / "tpm/go-attestation/option_rom_eventlog").read_bytes())
+    biggest = max(len(e.data) for e in windows.events)
+    assert 30_000 < biggest <= MAX_EVENT_DATA // 4
+    tags = [e.data for e in windows.events if e.type == c.EV_EVENT_TAG]
+    assert 1000 < max(len(sipa.walk(sipa.decode(t))) for t in tags) <= sipa.MAX_ENTRIES // 4
+
+
+@pytest.mark.parametrize("shape", ["agile", "agile-general", "legacy"])
+def test_more_than_max_events_is_refused_before_the_rest_is_read(shape: str) -> None:
+    def record(i: int) -> bytes:
+        if shape == "legacy":
+            return _legacy_record(i)
+        return _agile_record(i, sha1_only=shape == "agile-general")
+
+    head = b"" if shape == "legacy" else _spec_id_record()
+    at_limit = head + b"".join(record(i) for i in range(MAX_EVENTS))
+    assert len(parse_event_log(at_limit).events) == MAX_EVENTS
+    with pytest.raises(EventLogError, match=f"more than {MAX_EVENTS} events"):
+        analyze_log(at_limit + record(MAX_EVENTS))
+
+
+@pytest.mark.parametrize("shape", ["agile", "agile-general", "legacy"])
+def test_an_event_over_max_event_data_is_refused(shape: str) -> None:
+    def log(size: int) -> bytes:
+        data = b"\x01" * size
+        if shape == "legacy":
+            return _legacy_record(0, data)
+        return _spec_id_record() + _agile_record(0, data, sha1_only=shape == "agile-general")
+
+    assert len(parse_event_log(log(MAX_EVENT_DATA)).events[0].data) == MAX_EVENT_DATA
+    with pytest.raises(EventLogError, match=f"exceeds {MAX_EVENT_DATA}"):
+        parse_event_log(log(MAX_EVENT_DATA + 1))
+
+
+def _tlv(typ: int, body: bytes) -> bytes:
+    return struct.pack("<II", typ, len(body)) + body
+
+
+def test_a_sipa_payload_over_max_entries_is_refused_nested_ones_counted() -> None:
+    debugging = _tlv(0x00040001, b"\x01")  # EVENT_BOOTDEBUGGING
+    # A container (one entry) holding the rest: the nested entries count against the same budget.
+    at_limit = _tlv(0x40010001, debugging * (sipa.MAX_ENTRIES - 1))
+    expected = {"EVENT_TRUSTBOUNDARY": {"EVENT_BOOTDEBUGGING": [True] * (sipa.MAX_ENTRIES - 1)}}
+    assert sipa.decode(at_limit) == expected
+    with pytest.raises(EventLogError, match=f"more than {sipa.MAX_ENTRIES} entries"):
+        sipa.decode(_tlv(0x40010001, debugging * sipa.MAX_ENTRIES))
+    with pytest.raises(EventLogError):
+        sipa.decode(debugging * (sipa.MAX_ENTRIES + 1))

@@ -115,3 +115,24 @@ def test_cached_claims_equal_uncached_claims_on_every_real_log(key: str) -> None
     cache = EventCache()
     for _ in range(2):
         assert derive_claims(analyze_log(data, cache), quoted, covered, cache) == expected
+
+
+def test_the_event_cache_is_bounded_by_the_bytes_it_holds() -> None:
+    """130 distinct events of 256 KiB (a few requests' worth): the memos keep at most 32 MiB of data,
+    whatever their entry limit, and what they keep still answers."""
+    import hashlib
+    import os
+
+    cache = EventCache()
+    events = []
+    for i in range(130):
+        data = os.urandom(16) + bytes(256 * 1024 - 16)
+        e = Event(i, 4, c.EV_IPL, {c.ALG_SHA256: hashlib.sha256(data).digest()}, data, 0)
+        events.append(e)
+        assert cache.status(e) == check_event(e)
+        cache.static(e, cache.status(e), None)
+        cache.sipa_pairs(data)
+    for memo in (cache._status, cache._json, cache._sipa):
+        held = sum(len(part) for key in memo for part in key if isinstance(part, bytes) and len(part) > 64)
+        assert 0 < held <= 32 << 20
+    assert cache.status(events[-1]) == check_event(events[-1])

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from affidavit.evidence.tpm import constants as c
-from affidavit.evidence.tpm import uefi
+from affidavit.evidence.tpm import sipa, uefi
 from affidavit.evidence.tpm.analysis import LogAnalysis
 from affidavit.evidence.tpm.coverage import NOT_EXTENDED, VERIFIED
 from affidavit.evidence.tpm.eventlog import Event
@@ -119,6 +119,12 @@ def derive_claims(
         for e, s in zip(log.events, analysis.status, strict=True)
         if e.pcr in covered and s != NOT_EXTENDED and not bound_banks.get(e.pcr, set()).isdisjoint(e.digests)
     ]
+    # The SIPA payloads decoded below (and for the events' ProcessedData), bounded together first.
+    sipa.check_entries(
+        e.data
+        for e, s in trusted
+        if s == VERIFIED and (e.type == c.EV_EVENT_TAG or e.pcr in SIPA_MARKER_PCRS)
+    )
     verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
     events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks, cache)
     claims["events"] = events

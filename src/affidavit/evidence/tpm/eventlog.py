@@ -2,6 +2,12 @@
 
 Tolerates what real firmware produces (trailing zero padding, a Spec ID event whose size omits the
 vendor info, a lone non-Spec-ID EV_NO_ACTION) and nothing else: every size is bounded by the buffer.
+
+Bounded before any replay, data check or SIPA decoding: at most ``MAX_EVENTS`` records and
+``MAX_EVENT_DATA`` bytes of data per record. The largest real logs in the test vectors have 158 records
+(a Dell host; the largest Windows one, a physical machine with option ROMs, has 61) and 36,363 bytes in
+one record (a Windows SIPA tag); a 1 MiB log of minimal records would otherwise hold about 14,000
+crypto-agile or 29,000 SHA-1 records, each replayed, checked and rendered to JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from affidavit.evidence.tpm.errors import EventLogError
 SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 STARTUP_LOCALITY_SIGNATURE = b"StartupLocality\x00"
 MAX_PCR = 31  # higher indices occur only on EV_NO_ACTION records (Windows logs PCR 0xFFFFFFFF)
+MAX_EVENTS = 1024  # records after the Spec ID header: 6.5x the largest real log seen (158)
+MAX_EVENT_DATA = 256 * 1024  # bytes of data in one record: 7x the largest real one seen (36,363)
 _LEGACY_HEADER = struct.Struct("<II20sI")
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -105,6 +113,14 @@ def _parse_spec_id(data: bytes, offset: int) -> tuple[SpecId, int]:
     return spec, overrun
 
 
+def _check_record(seq: int, size: int, pos: int) -> None:
+    """Refuse record ``seq`` past ``MAX_EVENTS``, or its data past ``MAX_EVENT_DATA``."""
+    if seq > MAX_EVENTS:
+        raise _fail(f"more than {MAX_EVENTS} events", pos)
+    if size > MAX_EVENT_DATA:
+        raise _fail(f"event data of {size} bytes exceeds {MAX_EVENT_DATA}", pos)
+
+
 def _all_zero(buf: bytes, start: int) -> bool:
     return buf.count(0, start) == len(buf) - start
 
@@ -151,6 +167,7 @@ def _parse_legacy(buf: bytes) -> EventLog:
             break
         if pcr > MAX_PCR and etype != c.EV_NO_ACTION:
             raise _fail(f"PCR index {pcr}", pos)
+        _check_record(seq + 1, size, pos)
         start = pos + hsize
         if size > n - start:
             raise _fail(f"event data of {size} bytes overruns the log", pos)
@@ -187,6 +204,8 @@ def _parse_agile(buf: bytes, pos: int, spec: SpecId) -> EventLog:
             if count == nbanks and head[3:-1:2] == order and (pcr <= MAX_PCR or etype == no_action):
                 size = head[-1]
                 p = pos + fixed_size
+                if seq > MAX_EVENTS or size > MAX_EVENT_DATA:
+                    _check_record(seq, size, pos)
                 if size <= n - p:
                     edata = buf[p : p + size]
                     if (
@@ -233,6 +252,7 @@ def _parse_agile(buf: bytes, pos: int, spec: SpecId) -> EventLog:
         if p + 4 > n:
             raise _fail("event size truncated", pos)
         (size,) = u32(buf, p)
+        _check_record(seq, size, pos)
         p += 4
         if size > n - p:
             raise _fail(f"event data of {size} bytes overruns the log", pos)

@@ -9,6 +9,7 @@ digest covers (or, for images and firmware blobs, data that is descriptive by na
 from __future__ import annotations
 
 import binascii
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -189,22 +190,34 @@ class EventCache:
 
     Keys hold the data itself, so a hit is exact. Firmware variables (PK/KEK/db/dbx with hundreds of
     entries), separators and boot-loader commands repeat across a fleet. Cached values are shared
-    between results: treat them as read-only. Bounded (``affidavit.bounded.BoundedDict``, safe to share
-    between threads); the oldest entries go first.
+    between results: treat them as read-only. Bounded (``affidavit.bounded.BoundedDict``) by entries
+    and by ``max_bytes`` of event data per memo: distinct 256 KiB events cost 0.7 MB each once cached
+    (data, RawData, JSON), so entries alone would let 16,384 of them hold 11 GB. The oldest entries go
+    first; stores are serialised (a weighted cache's running total), lookups are not.
     """
 
-    def __init__(self, max_entries: int = 16384) -> None:
+    def __init__(self, max_entries: int = 16384, max_bytes: int = 32 << 20) -> None:
         self.max_entries = max_entries
-        self._status: BoundedDict[tuple[Any, ...], str] = BoundedDict(max_entries)
-        self._json: BoundedDict[tuple[Any, ...], dict[str, Any]] = BoundedDict(max_entries)
-        self._sipa: BoundedDict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = BoundedDict(max_entries)
+        self._lock = threading.Lock()
+        self._status: BoundedDict[tuple[Any, ...], str] = BoundedDict(max_entries, max_weight=max_bytes)
+        self._json: BoundedDict[tuple[Any, ...], dict[str, Any]] = BoundedDict(
+            max_entries, max_weight=max_bytes
+        )
+        self._sipa: BoundedDict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = BoundedDict(
+            max_entries, max_weight=max_bytes
+        )
+
+    def _put(self, memo: BoundedDict[Any, Any], key: tuple[Any, ...], value: Any, data: bytes) -> None:
+        """Store ``value``, weighed by the event data its key holds."""
+        with self._lock:
+            memo.put(key, value, len(data))
 
     def status(self, e: Event) -> str:
         key = (e.type, e.data, *e.digests.items())
         hit = self._status.get(key)
         if hit is None:
             hit = check_event(e)
-            self._status.put(key, hit)
+            self._put(self._status, key, hit, e.data)
         return hit
 
     def sipa_pairs(self, data: bytes) -> tuple[tuple[str, Any], ...]:
@@ -214,7 +227,7 @@ class EventCache:
         hit = self._sipa.get(key)
         if hit is None:
             hit = sipa_pairs(data)
-            self._sipa.put(key, hit)
+            self._put(self._sipa, key, hit, data)
         return hit
 
     def static(self, e: Event, status: str, banks: frozenset[int] | None) -> dict[str, Any]:
@@ -222,7 +235,7 @@ class EventCache:
         hit = self._json.get(key)
         if hit is None:
             hit = _static_part(e, status, banks)
-            self._json.put(key, hit)
+            self._put(self._json, key, hit, e.data)
         return hit
 
 
