@@ -30,7 +30,6 @@ class State:
         "facts",
         "by_type",
         "outgoing",
-        "issued_chars",
         "computed_chars",
         "properties",
         "permit",
@@ -49,7 +48,6 @@ class State:
         self.facts: list[Fact] = []
         self.by_type: dict[str, list[Fact]] = {}
         self.outgoing: list[tuple[str, ClaimValue]] = []
-        self.issued_chars = 0  # issued types and String values so far (``max_issued_chars``)
         self.computed_chars = 0  # Strings the functions returned so far (``max_computed_chars``)
         self.properties: dict[str, ClaimValue] = {}
         self.permit = False
@@ -126,7 +124,10 @@ class Call(Expr):
         out = self.impl(st, vals)
         # Every String a function returns is new memory (AppendString, JmesPath's JSON text): one rule
         # per value would otherwise keep thousands of 1 MiB strings as claims within the time limit.
-        made = sum(len(v) for v in out if type(v) is str)
+        made = 0
+        for value in out:  # a loop, not sum() over a generator: this runs for every function call
+            if type(value) is str:
+                made += len(value)
         if made:
             st.computed_chars += made
             if st.computed_chars > st.limits.max_computed_chars:

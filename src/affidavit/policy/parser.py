@@ -481,7 +481,7 @@ class _Parser:
         return Action(kind, type_expr=type_expr, value_expr=value_expr)
 
     def check_issued_literal(self, tok: Token, expr: Expr, what: str) -> None:
-        """``runner.issue_values``' size limits, for a literal type or value of ``issue``."""
+        """The token's size limits (``evaluator._token_claims``), for a literal type or value of ``issue``."""
         if not isinstance(expr, Literal) or type(expr.values[0]) is not str:
             return
         limit = self.limits.max_name_chars if what == "name" else self.limits.max_value_chars

@@ -4,10 +4,10 @@ This is the hot path: the SGX default must evaluate in well under 50 microsecond
 
 Work is bounded by the evaluation's ``PolicyLimits`` (``st.limits``): every claim a condition tests is
 charged to ``max_comparisons`` (which also checks ``max_seconds``), the claim set is capped at
-``max_claims`` and the token's values at ``max_issued`` (and their sizes at ``max_name_chars``,
-``max_value_chars`` and ``max_issued_chars``). Tests against a computed (set) right side hash
-the set once (equality) or reduce it to its minimum/maximum (orderings), so a join of n claims against m
-values costs n + m, not n * m."""
+``max_claims`` and the token's values at ``max_issued`` (their sizes, ``max_name_chars``,
+``max_value_chars`` and ``max_issued_chars``, when the token's claims are built: ``evaluator``). Tests
+against a computed (set) right side hash the set once (equality) or reduce it to its minimum/maximum
+(orderings), so a join of n claims against m values costs n + m, not n * m."""
 
 from __future__ import annotations
 
@@ -43,30 +43,6 @@ def check_deadline(st: State) -> None:
 def check_issued(st: State) -> None:
     if len(st.outgoing) > st.limits.max_issued:
         raise PolicyLimitError("max_issued", st.limits.max_issued, "too many issued claim values")
-
-
-def issue_values(st: State, ctype: str, values: Values) -> None:
-    """Issue ``values`` under ``ctype`` to the token, within the count and size limits: every String
-    a rule computes (``AppendString``, JmesPath) or copies from a claim becomes token text."""
-    limits = st.limits
-    if len(ctype) > limits.max_name_chars:
-        raise PolicyLimitError(
-            "max_name_chars", limits.max_name_chars, f"an issued claim type has {len(ctype)} characters"
-        )
-    chars = st.issued_chars
-    for v in values:
-        chars += len(ctype)
-        if type(v) is str:
-            if len(v) > limits.max_value_chars:
-                raise PolicyLimitError(
-                    "max_value_chars", limits.max_value_chars, f"{ctype[:64]!r} is issued {len(v)} characters"
-                )
-            chars += len(v)
-    if chars > limits.max_issued_chars:
-        raise PolicyLimitError("max_issued_chars", limits.max_issued_chars, "the issued claims are too large")
-    st.issued_chars = chars
-    st.outgoing.extend((ctype, v) for v in values)
-    check_issued(st)
 
 
 def add_fact(st: State, fact: Fact) -> None:
@@ -183,7 +159,8 @@ def _produce(kind: str, st: State, ctype: str, values: Values, ro: bool) -> None
     for v in values:
         add_fact(st, (ctype, v, POLICY, ro))
     if kind == "issue":
-        issue_values(st, ctype, values)
+        st.outgoing.extend((ctype, v) for v in values)
+        check_issued(st)
     elif kind == "issueproperty":
         set_property(st, ctype, values)
 
@@ -259,7 +236,8 @@ def _action(action: Action) -> ActionRunner:
                         _produce(kind, st, ctype, (f[1],), True)
                         return
                     add_fact(st, (ctype, f[1], POLICY, False))
-                    issue_values(st, ctype, (f[1],))
+                    st.outgoing.append((ctype, f[1]))
+                    check_issued(st)
                     return
                 _produce(kind, st, ctype, *value_expr.ev(env, st))
 
