@@ -142,8 +142,10 @@ def _decode_aik_pub(value: object) -> bytes | dict[str, Any] | None:
 def _decode_custom_claims(value: object) -> tuple[tuple[str, Any, str], ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or len(value) > 64:
-        raise TpmFormatError("custom_claims must be a list of at most 64 {name, value, value_type}")
+    if not isinstance(value, list) or len(value) > MAX_CUSTOM_CLAIMS:
+        raise TpmFormatError(
+            f"custom_claims must be a list of at most {MAX_CUSTOM_CLAIMS} {{name, value, value_type}}"
+        )
     out = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
