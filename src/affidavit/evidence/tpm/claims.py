@@ -22,6 +22,7 @@ from affidavit.evidence.tpm.maa_json import EventCache, events_json, pcrs_json, 
 from affidavit.evidence.tpm.replay import PcrValues, initial_value
 
 SIPA_PCRS = frozenset({12, 13, 14})
+_NO_BANKS: frozenset[int] = frozenset()
 # Where Windows measures the SIPA tags that claims read from their absence (boot debugging, safe mode,
 # WinPE, the IOMMU policy): PCRs 12 and 13 in every real log (Windows GCE, option_rom vectors).
 SIPA_MARKER_PCRS = frozenset({12, 13})
@@ -117,13 +118,18 @@ def derive_claims(
     trusted = [
         (e, s)
         for e, s in zip(log.events, analysis.status, strict=True)
-        if e.pcr in covered and s != NOT_EXTENDED and not bound_banks.get(e.pcr, set()).isdisjoint(e.digests)
+        if e.pcr in covered
+        and s != NOT_EXTENDED
+        and not bound_banks.get(e.pcr, _NO_BANKS).isdisjoint(e.digests)
     ]
     # The SIPA payloads decoded below (and for the events' ProcessedData), bounded together first.
     sipa.check_entries(
-        e.data
-        for e, s in trusted
-        if s == VERIFIED and (e.type == c.EV_EVENT_TAG or e.pcr in SIPA_MARKER_PCRS)
+        (
+            e.data
+            for e, s in trusted
+            if s == VERIFIED and (e.type == c.EV_EVENT_TAG or e.pcr in SIPA_MARKER_PCRS)
+        ),
+        cache.sipa_count if cache is not None else None,
     )
     verified_banks = [c.HASH_IDS[b] for b in quoted if b in analysis.replayed]
     events = events_json([e for e, _ in trusted], [s for _, s in trusted], verified_banks, cache)
@@ -156,7 +162,7 @@ def derive_claims(
                     sipa_values.setdefault(name, []).append(value)
                 marker_values.setdefault(name, []).append(value)
     sipa_bound = SIPA_PCRS <= covered
-    uefi_debug = any(_debug_mode_action(e) for e, _ in trusted)
+    uefi_debug = any(_debug_mode_action(e) for e, _ in trusted if e.pcr == 7)
     # "Not Windows" rests on the log: a client may leave out every record of PCRs 12-14, so it counts only
     # when each of them is bound by the log or quoted at its start value (nothing measured there).
     sipa_empty = all(i in covered or _quoted_unextended(quoted, i) for i in SIPA_PCRS)

@@ -13,7 +13,7 @@ it carries.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from affidavit.evidence.tpm.errors import EventLogError
@@ -311,11 +311,12 @@ def count_entries(data: bytes, limit: int = MAX_ENTRIES) -> int:
     return count
 
 
-def check_entries(payloads: Iterable[bytes]) -> None:
-    """Refuse payloads (one log's) that hold more than ``MAX_ENTRIES`` TLVs between them."""
+def check_entries(payloads: Iterable[bytes], count: Callable[[bytes], int] | None = None) -> None:
+    """Refuse payloads (one log's) that hold more than ``MAX_ENTRIES`` TLVs between them. ``count``: a
+    remembered ``count_entries`` (``maa_json.EventCache.sipa_count``)."""
     left = MAX_ENTRIES
     for data in payloads:
-        left -= count_entries(data, left)
+        left -= count(data) if count is not None else count_entries(data, left)
         if left < 0:
             raise EventLogError(f"event log: its SIPA payloads hold more than {MAX_ENTRIES} entries")
 
